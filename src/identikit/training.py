@@ -104,7 +104,8 @@ def fit(
         raise IdentikitError("epochs and batch size must be at least 1 and the learning rate > 0")
     device = device or next(model.parameters()).device
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model.to(device=device, memory_format=memory_format)
+    model.to(device)
+    model.to(memory_format=memory_format)  # type: ignore[call-overload]
     x_all, y_all = to_pixels(images, device), torch.from_numpy(labels.astype(np.int64)).to(device)
     steps_per_epoch = -(-len(x_all) // config.batch_size)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -130,7 +131,7 @@ def fit(
             x = x_all[index].contiguous(memory_format=memory_format)
             loss = F.cross_entropy(model(x), y_all[index])
             optimiser.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimiser.step()
             schedule.step()
             value = loss.item()
@@ -178,8 +179,13 @@ def train(
     Unset options take the architecture's own defaults. ``log`` receives one line per epoch.
     """
     arch = get_architecture(model)
-    overrides = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)) if v}
-    config = dataclasses.replace(arch.training, **overrides)
+    base = arch.training
+    config = dataclasses.replace(
+        base,
+        epochs=base.epochs if epochs is None else epochs,
+        batch_size=base.batch_size if batch_size is None else batch_size,
+        lr=base.lr if lr is None else lr,
+    )
     torch_device = resolve_device(device)
     train_x, train_y = load_dataset(dataset, "train", root)
     test_x, test_y = load_dataset(dataset, "test", root)
@@ -206,7 +212,7 @@ def train(
         on_epoch=after_epoch,
     )
     seconds = time.perf_counter() - started
-    net.to(memory_format=torch.contiguous_format)
+    net.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     result = TrainResult(net, model, accuracies[-1], config.epochs, seed, seconds, config)
     if out is not None:
         save_checkpoint(

@@ -30,7 +30,8 @@ class TutorialCNN(nn.Module):
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
         x = self.dropout(F.relu(self.fc1(x.flatten(1))))
-        return self.fc2(x)
+        logits: torch.Tensor = self.fc2(x)
+        return logits
 
 
 # The tutorial trains 20,000 steps of batch 50 with Adam at 1e-4 (about 17 epochs). A one-cycle

@@ -21,7 +21,8 @@ class SoftmaxRegression(nn.Module):
         self.linear = nn.Linear(28 * 28, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x.flatten(1))
+        logits: torch.Tensor = self.linear(x.flatten(1))
+        return logits
 
 
 # Adam with a one-cycle schedule converges in a few epochs; the tutorial's plain SGD at lr 0.5
