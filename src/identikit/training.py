@@ -227,7 +227,7 @@ def train(
                 "batch_size": config.batch_size,
                 "lr": config.lr,
                 "data_checksums": checksums(dataset),
-                "torch_version": torch.__version__,
+                "torch_version": str(torch.__version__),
                 "seconds": seconds,
             },
         )
