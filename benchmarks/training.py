@@ -30,8 +30,10 @@ def main() -> None:
     print(f"load 70,000 MNIST images (checksums verified): {bench_loading():.2f} s")
     for name in args.models.split(","):
         result = train(name, progress=False)
-        print(f"train {name:8s} default: {result.seconds:6.1f} s, {result.epochs} epochs, "
-              f"test accuracy {result.test_accuracy:.2%}")
+        print(
+            f"train {name:8s} default: {result.seconds:6.1f} s, {result.epochs} epochs, "
+            f"test accuracy {result.test_accuracy:.2%}"
+        )
 
 
 if __name__ == "__main__":

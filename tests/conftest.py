@@ -23,9 +23,7 @@ def make_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def write_idx_folder(
-    folder: Path, train: int = 200, test: int = 100, *, gz: bool = False
-) -> Path:
+def write_idx_folder(folder: Path, train: int = 200, test: int = 100, *, gz: bool = False) -> Path:
     """Write the four MNIST-named IDX files of a synthetic dataset into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     for split, n, seed in (("train", train, 0), ("test", test, 1)):
@@ -43,9 +41,7 @@ def write_idx_folder(
 def tiny_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A registered dataset 'tiny' (MNIST file names, no checksums) in a temporary folder."""
     root = write_idx_folder(tmp_path / "tiny")
-    spec = data.DatasetSpec(
-        name="tiny", files=data._MNIST_FILES, class_names=tuple("0123456789")
-    )
+    spec = data.DatasetSpec(name="tiny", files=data._MNIST_FILES, class_names=tuple("0123456789"))
     monkeypatch.setitem(data.DATASETS, "tiny", spec)
     yield root
 

@@ -16,8 +16,12 @@ from .conftest import write_idx_folder
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "identikit", *args], capture_output=True, text=True,
-        env={**os.environ, **(env or {})}, timeout=600, check=False,
+        [sys.executable, "-m", "identikit", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+        check=False,
     )
 
 
@@ -51,8 +55,9 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 
 def test_checksum_mismatch_exit_2(tmp_path: Path) -> None:
     write_idx_folder(tmp_path)
-    assert_one_line_error(run_cli("data", "--root", str(tmp_path)), "checksum mismatch",
-                          "train-images-idx3-ubyte")
+    assert_one_line_error(
+        run_cli("data", "--root", str(tmp_path)), "checksum mismatch", "train-images-idx3-ubyte"
+    )
 
 
 def test_no_data_and_no_npm(tmp_path: Path) -> None:
@@ -63,16 +68,32 @@ def test_no_data_and_no_npm(tmp_path: Path) -> None:
 def test_cuda_without_gpu_is_a_clear_error(tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    proc = run_cli("train", "--model", "softmax", "--out", str(tmp_path / "m.pt"),
-                   "--device", "cuda")
+    proc = run_cli(
+        "train", "--model", "softmax", "--out", str(tmp_path / "m.pt"), "--device", "cuda"
+    )
     assert_one_line_error(proc, "--device cuda")
 
 
 @pytest.mark.mnist
 def test_softmax_one_epoch_on_real_mnist(mnist_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "softmax.pt"
-    runs = [run_cli("train", "--model", "softmax", "--epochs", "1", "--out", str(out),
-                    "--root", str(mnist_root), "--json", "--seed", "7") for _ in range(2)]
+    runs = [
+        run_cli(
+            "train",
+            "--model",
+            "softmax",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            "--root",
+            str(mnist_root),
+            "--json",
+            "--seed",
+            "7",
+        )
+        for _ in range(2)
+    ]
     summaries = []
     for proc in runs:
         assert proc.returncode == 0, proc.stderr
@@ -85,8 +106,10 @@ def test_softmax_one_epoch_on_real_mnist(mnist_root: Path, tmp_path: Path) -> No
     assert payload["architecture"] == "softmax"
     assert payload["metadata"]["test_accuracy"] == summary["test_accuracy"]
     assert set(payload["metadata"]["data_checksums"]) == {
-        "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
     }
     evaluated = run_cli("evaluate", "--model", str(out), "--root", str(mnist_root), "--json")
     assert evaluated.returncode == 0, evaluated.stderr

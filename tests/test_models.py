@@ -44,8 +44,9 @@ def test_training_lowers_the_loss_and_learns(name: str) -> None:
     torch.manual_seed(0)
     model = build_model(name)
     before = evaluate(model, images, labels).accuracy
-    losses = fit(model, images, labels, TrainConfig(epochs=3, batch_size=32, lr=3e-3),
-                 progress=False)
+    losses = fit(
+        model, images, labels, TrainConfig(epochs=3, batch_size=32, lr=3e-3), progress=False
+    )
     assert losses[-1] < losses[0]
     after = evaluate(model, images, labels)
     assert after.accuracy > max(before, 0.9)
@@ -59,8 +60,14 @@ def test_same_seed_same_weights(name: str) -> None:
     for _ in range(2):
         torch.manual_seed(3)
         model = build_model(name)
-        fit(model, images, labels, TrainConfig(epochs=1, batch_size=16, lr=1e-3), seed=3,
-            progress=False)
+        fit(
+            model,
+            images,
+            labels,
+            TrainConfig(epochs=1, batch_size=16, lr=1e-3),
+            seed=3,
+            progress=False,
+        )
         weights.append(torch.cat([p.flatten() for p in model.parameters()]))
     assert torch.equal(weights[0], weights[1])
 
@@ -89,8 +96,9 @@ class _Exploit:
         return (os.system, ("touch EXPLOITED",))
 
 
-def test_pickled_code_is_refused_and_never_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                                ) -> None:
+def test_pickled_code_is_refused_and_never_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "evil.pt"
     _save_payload(path, {"format": "identikit-checkpoint", "payload": _Exploit()})

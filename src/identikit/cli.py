@@ -16,6 +16,8 @@ from identikit.data import DATASETS, SPLITS, default_root, ensure_files, load_da
 from identikit.device import DEVICE_CHOICES, resolve_device
 from identikit.errors import IdentikitError
 from identikit.models import ARCHITECTURES
+from identikit.search import STRATEGIES
+from identikit.search.base import START_IMAGES
 
 DESCRIPTION = "What does a trained image classifier believe a digit looks like?"
 Handler = Callable[[argparse.Namespace], int]
@@ -138,6 +140,76 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _strategy_settings(args: argparse.Namespace) -> dict[str, Any]:
+    names = ("candidates", "mask_density", "mask_amplitude")
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from identikit.classifier import Classifier
+    from identikit.experiment import (
+        SweepConfig,
+        format_summary,
+        parse_digits,
+        sweep_to_folder,
+    )
+
+    config = SweepConfig(
+        digits=parse_digits(args.digits),
+        runs=args.runs,
+        strategy=args.strategy,
+        strategy_settings=_strategy_settings(args),
+        seed=args.seed,
+        target=args.target,
+        patience=args.patience,
+        max_queries=args.max_queries,
+        start=args.start,
+    )
+    classifier = Classifier.from_checkpoint(
+        args.model, device=args.device, chunk_size=args.chunk_size
+    )
+    results = sweep_to_folder(
+        classifier, config, args.out, progress=not args.no_progress, model_path=str(args.model)
+    )
+    if args.json:
+        _print_json(
+            {
+                "out": str(args.out),
+                "summary": results["summary"],
+                "total_queries": results["total_queries"],
+                "seconds": results["seconds"],
+            }
+        )
+    else:
+        print(format_summary(results))
+        print(f"results in {args.out}/: results.json, identikits.npz, grid.png")
+    return 0
+
+
+def cmd_certainty(args: argparse.Namespace) -> int:
+    from identikit.certainty import (
+        certainty_report,
+        format_certainty,
+        max_probabilities,
+        write_certainty,
+    )
+    from identikit.classifier import Classifier
+
+    classifier = Classifier.from_checkpoint(args.model, device=args.device)
+    test_images, _ = load_dataset(args.dataset, "test", args.root)
+    maxima = max_probabilities(classifier, test_images, samples=args.samples, seed=args.seed)
+    report = certainty_report(maxima)
+    if args.out is not None:
+        write_certainty(classifier, maxima, args.out)
+    if args.json:
+        _print_json(report)
+        return 0
+    print(format_certainty(classifier.name, report))
+    if args.out is not None:
+        print(f"histograms in {args.out / 'certainty.png'}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from identikit.demo import run_demo
 
@@ -201,6 +273,88 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(evaluate)
     _add_device(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)
+
+    search = commands.add_parser(
+        "search", parents=[common], help="draw identikits: search every digit, several runs each"
+    )
+    search.add_argument("--model", required=True, type=Path, help="checkpoint file")
+    search.add_argument("--out", required=True, type=Path, help="output folder")
+    search.add_argument("--digits", default="0-9", help="e.g. 0-9, 3,7 (default: %(default)s)")
+    search.add_argument(
+        "--runs", type=int, default=10, help="runs per digit (default: %(default)s)"
+    )
+    search.add_argument(
+        "--strategy",
+        default="random-masks",
+        choices=sorted(STRATEGIES),
+        help="search strategy (default: %(default)s)",
+    )
+    search.add_argument("--seed", type=int, default=0, help="sweep seed (default: %(default)s)")
+    search.add_argument(
+        "--target",
+        type=float,
+        default=0.99,
+        help="confidence at which a run has converged (default: %(default)s)",
+    )
+    search.add_argument(
+        "--patience",
+        type=int,
+        default=50,
+        help="iterations without gain before a run is stuck (default: %(default)s)",
+    )
+    search.add_argument(
+        "--max-queries",
+        type=int,
+        default=100_000,
+        help="model queries allowed per run (default: %(default)s)",
+    )
+    search.add_argument(
+        "--start", default="blank", choices=START_IMAGES, help="start image (default: %(default)s)"
+    )
+    search.add_argument(
+        "--candidates",
+        type=int,
+        default=None,
+        help="random-masks: masks per iteration (default: 500)",
+    )
+    search.add_argument(
+        "--mask-density",
+        type=float,
+        default=None,
+        help="random-masks: probability a pixel is perturbed (default: 0.05)",
+    )
+    search.add_argument(
+        "--mask-amplitude",
+        type=float,
+        default=None,
+        help="random-masks: offsets uniform in [-A, A] (default: 1.0)",
+    )
+    search.add_argument(
+        "--chunk-size",
+        type=int,
+        default=None,
+        help="images per forward pass (default: 128 on CPU, 8192 on GPU)",
+    )
+    search.add_argument("--json", action="store_true", help="print a JSON summary last")
+    search.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_device(search)
+    search.set_defaults(handler=cmd_search)
+
+    certainty = commands.add_parser(
+        "certainty", parents=[common], help="largest softmax output: real digits vs random images"
+    )
+    certainty.add_argument("--model", required=True, type=Path, help="checkpoint file")
+    certainty.add_argument(
+        "--out", type=Path, default=None, help="folder for certainty.json and certainty.png"
+    )
+    certainty.add_argument(
+        "--samples", type=int, default=10_000, help="images per source (default: %(default)s)"
+    )
+    certainty.add_argument("--seed", type=int, default=0, help="seed of the random images")
+    certainty.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_data_options(certainty)
+    _add_device(certainty)
+    certainty.set_defaults(handler=cmd_certainty)
 
     demo = commands.add_parser(
         "demo", parents=[common], help="the whole pipeline on MNIST with default settings"

@@ -1,16 +1,29 @@
-"""``make demo``: the whole pipeline on MNIST with default settings, reusing earlier work."""
+"""``make demo``: the whole pipeline on MNIST with default settings, reusing earlier work.
+
+Data, both tutorial models (checkpoints already trained are reused), their certainty on real
+versus random images, and an identikit sweep of every digit on each model.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from identikit.certainty import (
+    certainty_report,
+    format_certainty,
+    max_probabilities,
+    write_certainty,
+)
+from identikit.classifier import Classifier
 from identikit.data import load_mnist
 from identikit.errors import CheckpointError
+from identikit.experiment import SweepConfig, format_summary, sweep_to_folder
 from identikit.models.checkpoint import load_checkpoint
 from identikit.training import train
 
 DEMO_MODELS = ("softmax", "cnn")
+DEMO_RUNS = 5
 
 
 def ensure_model(
@@ -36,15 +49,30 @@ def ensure_model(
 
 
 def run_demo(out: Path, *, device: str = "auto", root: str | os.PathLike[str] | None = None) -> int:
-    """Fetch MNIST, train (or reuse) both tutorial models, print their test accuracies."""
+    """Run every step for both models and print where the results are."""
     out.mkdir(parents=True, exist_ok=True)
     images, _ = load_mnist("train", root)
-    print(f"MNIST ready: {len(images)} training images")
-    accuracies = {
-        name: ensure_model(name, out / f"{name}.pt", device=device, root=root)
-        for name in DEMO_MODELS
-    }
+    test_images, _ = load_mnist("test", root)
+    print(f"MNIST ready: {len(images)} training and {len(test_images)} test images")
+    accuracies = {}
+    for name in DEMO_MODELS:
+        checkpoint = out / f"{name}.pt"
+        accuracies[name] = ensure_model(name, checkpoint, device=device, root=root)
+        classifier = Classifier.from_checkpoint(checkpoint, device=device)
+        maxima = max_probabilities(classifier, test_images)
+        write_certainty(classifier, maxima, out / name)
+        print(format_certainty(name, certainty_report(maxima)))
+        print(f"searching identikits: {name}, every digit, {DEMO_RUNS} runs each ...")
+        results = sweep_to_folder(
+            classifier,
+            SweepConfig(runs=DEMO_RUNS),
+            out / name / "search",
+            model_path=str(checkpoint),
+        )
+        print(format_summary(results))
     print()
     for name, accuracy in accuracies.items():
         print(f"{name:8s} test accuracy {accuracy:.2%}   checkpoint {out / (name + '.pt')}")
+        print(f"{'':8s} certainty  {out / name / 'certainty.png'}")
+        print(f"{'':8s} identikits {out / name / 'search' / 'grid.png'}")
     return 0

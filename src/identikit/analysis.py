@@ -1,0 +1,66 @@
+"""Statistics of results: convergence rates with intervals, certainty distributions."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (Wilson 1927), 95% by default.
+
+    Unlike the normal approximation it stays inside [0, 1] and is informative at 0 or n
+    successes, which small numbers of runs per digit make common.
+    """
+    if trials == 0:
+        return (0.0, 1.0)
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def summarise_runs(runs: Sequence[dict[str, Any]], classes: Sequence[int]) -> dict[str, Any]:
+    """Per-class summary of runs: count, converged, rate with Wilson 95% interval, queries.
+
+    ``median_queries`` is the median number of queries of the runs that converged (None when
+    none did): the cost of success. ``median_queries_all`` counts every run.
+    """
+    summary: dict[str, Any] = {}
+    for cls in classes:
+        mine = [r for r in runs if r["digit"] == cls]
+        converged = [r for r in mine if r["status"] == "converged"]
+        low, high = wilson_interval(len(converged), len(mine))
+        summary[str(cls)] = {
+            "runs": len(mine),
+            "converged": len(converged),
+            "stuck": sum(r["status"] == "stuck" for r in mine),
+            "budget": sum(r["status"] == "budget" for r in mine),
+            "rate": len(converged) / len(mine) if mine else 0.0,
+            "rate_ci95": [low, high],
+            "median_queries": _median([r["queries"] for r in converged]),
+            "median_queries_all": _median([r["queries"] for r in mine]),
+            "median_confidence": _median([r["confidence"] for r in mine]),
+        }
+    return summary
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return float(statistics.median(values)) if values else None
+
+
+def certainty_stats(max_probabilities: Sequence[float]) -> dict[str, float]:
+    """Mean, median and the fractions above 0.6, 0.9 and 0.99 of top-class probabilities."""
+    values = list(max_probabilities)
+    n = max(len(values), 1)
+    return {
+        "n": len(values),
+        "mean": statistics.fmean(values) if values else 0.0,
+        "median": statistics.median(values) if values else 0.0,
+        "above_0.6": sum(v > 0.6 for v in values) / n,
+        "above_0.9": sum(v > 0.9 for v in values) / n,
+        "above_0.99": sum(v > 0.99 for v in values) / n,
+    }

@@ -1,0 +1,270 @@
+"""Sweeps: every digit x several runs of one strategy, advanced together as one batch.
+
+``run_sweep`` searches; ``sweep_results`` turns the final state into the ``results.json``
+record; ``write_sweep`` writes ``results.json``, ``identikits.npz`` and ``grid.png`` atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import platform
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from identikit.analysis import summarise_runs
+from identikit.atomic import atomic_write_bytes, atomic_write_text
+from identikit.classifier import Classifier
+from identikit.errors import IdentikitError
+from identikit.search import (
+    STATUS_NAMES,
+    Budget,
+    Converged,
+    SearchState,
+    Stuck,
+    advance,
+    initial_state,
+    make_strategy,
+)
+from identikit.search.base import START_IMAGES, derive_seed
+from identikit.search.stopping import ACTIVE, CONVERGED, STUCK, StoppingRule
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """What a sweep searches for and how.
+
+    Run r of digit d uses seed ``derive_seed(seed, d, r)``, so adding digits or runs to a sweep
+    leaves the existing runs' results unchanged.
+    """
+
+    digits: tuple[int, ...] = tuple(range(10))
+    runs: int = 10
+    strategy: str = "random-masks"
+    strategy_settings: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    target: float = 0.99
+    patience: int = 50
+    max_queries: int = 100_000
+    start: str = "blank"
+
+    def __post_init__(self) -> None:
+        if self.runs < 1:
+            raise IdentikitError(f"--runs must be at least 1, got {self.runs}")
+        if not self.digits:
+            raise IdentikitError("no digits to search for")
+        if not 0 < self.target < 1:
+            raise IdentikitError(f"--target must be inside (0, 1), got {self.target}")
+        if self.patience < 1:
+            raise IdentikitError(f"--patience must be at least 1, got {self.patience}")
+        if self.max_queries < 1:
+            raise IdentikitError(f"--max-queries must be at least 1, got {self.max_queries}")
+        if self.start not in START_IMAGES:
+            raise IdentikitError(f"--start must be one of {', '.join(START_IMAGES)}")
+
+    def rules(self) -> list[StoppingRule]:
+        """Converged, then stuck, then out of budget."""
+        return [Converged(self.target), Stuck(self.patience), Budget(self.max_queries)]
+
+    def layout(self) -> list[tuple[int, int, int]]:
+        """(digit, run, seed) of every run, digit-major."""
+        return [(d, r, derive_seed(self.seed, d, r)) for d in self.digits for r in range(self.runs)]
+
+
+_DIGIT_RANGE = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?")
+
+
+def parse_digits(text: str) -> tuple[int, ...]:
+    """``"0-9"``, ``"3,7"`` or ``"0-2,7"`` -> sorted distinct digits; a clear error otherwise."""
+    digits: set[int] = set()
+    for part in text.split(","):
+        match = _DIGIT_RANGE.fullmatch(part)
+        first = int(match.group(1)) if match else 0
+        last = int(match.group(2) or first) if match else -1
+        if last < first:
+            raise IdentikitError(f"--digits {text!r} is malformed: expected e.g. 0-9, 3,7 or 0-2,7")
+        digits.update(range(first, last + 1))
+    return tuple(sorted(digits))
+
+
+class SweepProgress:
+    """A progress bar: converged / stuck / active runs and the best confidence per digit."""
+
+    def __init__(self, total_runs: int, *, enabled: bool = True) -> None:
+        self.bar = tqdm(
+            desc="search",
+            unit="it",
+            disable=not enabled,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            leave=False,
+        )
+        self.total = total_runs
+
+    def __call__(self, state: SearchState) -> None:
+        status = state.status.tolist()
+        best: dict[int, float] = {}
+        for target, confidence in zip(
+            state.targets.tolist(), state.confidences.tolist(), strict=True
+        ):
+            best[target] = max(best.get(target, 0.0), confidence)
+        self.bar.set_postfix_str(
+            f"converged {status.count(CONVERGED)} stuck {status.count(STUCK)} "
+            f"active {status.count(ACTIVE)}/{self.total} | best "
+            + " ".join(f"{d}:{c:.3f}" for d, c in sorted(best.items())),
+            refresh=False,
+        )
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_sweep(
+    classifier: Classifier,
+    config: SweepConfig,
+    *,
+    progress: bool = True,
+    on_iteration: Callable[[SearchState], None] | None = None,
+) -> tuple[SearchState, float]:
+    """Search every (digit, run) of ``config``; returns the final state and the seconds taken."""
+    strategy = make_strategy(config.strategy, **config.strategy_settings)
+    layout = config.layout()
+    started = time.perf_counter()
+    state = initial_state(
+        classifier, [d for d, _, _ in layout], [s for _, _, s in layout], start=config.start
+    )
+    bar = SweepProgress(len(layout), enabled=progress)
+
+    def each(state: SearchState) -> None:
+        bar(state)
+        if on_iteration is not None:
+            on_iteration(state)
+
+    try:
+        advance(state, strategy, classifier, config.rules(), on_iteration=each)
+    finally:
+        bar.close()
+    return state, time.perf_counter() - started
+
+
+def sweep_results(
+    classifier: Classifier,
+    config: SweepConfig,
+    state: SearchState,
+    *,
+    seconds: float,
+    model_path: str | None = None,
+) -> dict[str, Any]:
+    """The ``results.json`` record of a finished sweep."""
+    strategy = make_strategy(config.strategy, **config.strategy_settings)
+    runs = []
+    for i, (digit, run, seed) in enumerate(config.layout()):
+        runs.append(
+            {
+                "digit": digit,
+                "run": run,
+                "seed": seed,
+                "confidence": float(state.confidences[i]),
+                "status": STATUS_NAMES[int(state.status[i])],
+                "iterations": int(state.iterations[i]),
+                "queries": int(state.queries[i]),
+                "history": state.history[i],
+            }
+        )
+    total_queries = int(state.queries.sum())
+    return {
+        "format": "identikit-sweep",
+        "version": 1,
+        "settings": {
+            **asdict(config),
+            "strategy_settings": strategy.settings(),
+            "digits": list(config.digits),
+        },
+        "model": {
+            "path": model_path,
+            "name": classifier.name,
+            "sha256": classifier.sha256,
+            "classes": classifier.num_classes,
+        },
+        "environment": {
+            "torch": str(torch.__version__),
+            "device": str(classifier.device),
+            "python": platform.python_version(),
+        },
+        "seconds": round(seconds, 3),
+        "total_queries": total_queries,
+        "queries_per_second": round(total_queries / seconds, 1) if seconds > 0 else None,
+        "summary": summarise_runs(runs, config.digits),
+        "runs": runs,
+    }
+
+
+def write_sweep(out: str | os.PathLike[str], results: dict[str, Any], state: SearchState) -> None:
+    """Write ``results.json``, ``identikits.npz`` and ``grid.png`` into ``out``, atomically."""
+    from identikit.report.figures import identikit_grid
+
+    folder = Path(out)
+    images = state.images.detach().cpu().numpy()[:, 0].astype(np.float32)
+    digits = np.array([r["digit"] for r in results["runs"]], dtype=np.int64)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, images=images, digits=digits)
+    atomic_write_bytes(folder / "identikits.npz", buffer.getvalue())
+    atomic_write_text(folder / "results.json", json.dumps(results, indent=1, allow_nan=False))
+    atomic_write_bytes(
+        folder / "grid.png",
+        identikit_grid(
+            images,
+            digits,
+            [r["confidence"] for r in results["runs"]],
+            target=results["settings"]["target"],
+            title=f"{results['model']['name']}: {results['settings']['strategy']}",
+        ),
+    )
+
+
+def sweep_to_folder(
+    classifier: Classifier,
+    config: SweepConfig,
+    out: str | os.PathLike[str],
+    *,
+    progress: bool = True,
+    model_path: str | None = None,
+) -> dict[str, Any]:
+    """Run a sweep and write its files into ``out``; returns the ``results.json`` record."""
+    state, seconds = run_sweep(classifier, config, progress=progress)
+    results = sweep_results(classifier, config, state, seconds=seconds, model_path=model_path)
+    write_sweep(out, results, state)
+    return results
+
+
+def format_summary(results: dict[str, Any]) -> str:
+    """The per-digit table printed at the end of a sweep."""
+    target = results["settings"]["target"]
+    lines = [
+        f"digit  runs  converged  rate   95% interval   median queries   (target {target})",
+    ]
+    for digit, row in results["summary"].items():
+        low, high = row["rate_ci95"]
+        median = "-" if row["median_queries"] is None else f"{row['median_queries']:,.0f}"
+        lines.append(
+            f"{digit:>5}  {row['runs']:4d}  {row['converged']:9d}  {row['rate']:4.0%}"
+            f"   [{low:4.0%}, {high:4.0%}]   {median:>14}"
+        )
+    rate = results["queries_per_second"]
+    lines.append(
+        f"{results['total_queries']:,} queries in {results['seconds']:.1f} s"
+        + (f" ({rate:,.0f} images/s)" if rate and math.isfinite(rate) else "")
+    )
+    return "\n".join(lines)

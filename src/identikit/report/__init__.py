@@ -1,0 +1,1 @@
+"""Showing results: figures (PNG bytes) and, later, the HTML page."""

@@ -1,0 +1,81 @@
+"""Figures as PNG bytes: identikit grids and certainty histograms.
+
+Functions take results (arrays, numbers) and return PNG bytes; they never compute results and
+never show windows, so callers decide where pictures go (atomically written files, HTML pages).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: files only
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def identikit_grid(
+    images: np.ndarray,
+    digits: Sequence[int] | np.ndarray,
+    confidences: Sequence[float],
+    *,
+    target: float = 0.99,
+    title: str = "",
+) -> bytes:
+    """Digits as rows, runs as columns; each image upscaled and labelled with its confidence.
+
+    Labels of runs that reached ``target`` are black, the others red.
+    """
+    digit_list = [int(d) for d in digits]
+    rows = sorted(set(digit_list))
+    columns = max(digit_list.count(d) for d in rows)
+    figure, axes = plt.subplots(
+        len(rows), columns, squeeze=False, figsize=(1.1 * columns + 0.4, 1.25 * len(rows) + 0.4)
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    seen = dict.fromkeys(rows, 0)
+    for image, digit, confidence in zip(images, digit_list, confidences, strict=True):
+        ax = axes[rows.index(digit), seen[digit]]
+        seen[digit] += 1
+        ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        colour = "black" if confidence >= target else "red"
+        ax.set_title(f"{digit}: {confidence:.3f}", fontsize=8, color=colour)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    return _png(figure)
+
+
+def certainty_histogram(
+    sources: Mapping[str, Sequence[float] | np.ndarray], *, title: str = ""
+) -> bytes:
+    """Histograms of the largest softmax output, one panel per image source, shared axes."""
+    names = list(sources)
+    figure, axes = plt.subplots(
+        len(names), 1, sharex=True, squeeze=False, figsize=(6, 1.3 * len(names) + 0.6)
+    )
+    bins = np.linspace(0, 1, 41)
+    for ax, name in zip(axes[:, 0], names, strict=True):
+        values = np.asarray(sources[name], dtype=float)
+        weights = np.full(len(values), 1 / max(len(values), 1))
+        ax.hist(values, bins=bins, weights=weights, color="tab:blue")
+        ax.axvline(0.6, color="grey", lw=0.8, ls="--")
+        ax.axvline(0.9, color="grey", lw=0.8, ls=":")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("share", fontsize=8)
+        ax.text(0.01, 0.8, name, transform=ax.transAxes, fontsize=9)
+    axes[-1, 0].set_xlabel("largest softmax output")
+    if title:
+        figure.suptitle(title, fontsize=10)
+    return _png(figure)

@@ -1,0 +1,32 @@
+"""Search strategies for identikits, and the loop that runs them in batches."""
+
+from __future__ import annotations
+
+from identikit.search import random_masks  # noqa: F401  (registers the strategy)
+from identikit.search.base import SearchState, Strategy, advance, initial_state
+from identikit.search.registry import STRATEGIES, make_strategy
+from identikit.search.stopping import (
+    BUDGET,
+    CONVERGED,
+    STATUS_NAMES,
+    STUCK,
+    Budget,
+    Converged,
+    Stuck,
+)
+
+__all__ = [
+    "BUDGET",
+    "CONVERGED",
+    "STATUS_NAMES",
+    "STRATEGIES",
+    "STUCK",
+    "Budget",
+    "Converged",
+    "SearchState",
+    "Strategy",
+    "Stuck",
+    "advance",
+    "initial_state",
+    "make_strategy",
+]

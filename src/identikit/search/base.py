@@ -1,0 +1,221 @@
+"""The search loop shared by every strategy: many runs advanced in lock-step as one batch.
+
+A *run* searches for one image the model finds most like one target class. All runs of a
+sweep (digits x seeds) live in one :class:`SearchState`; each iteration the active runs are cut
+into groups sized for memory, every group's candidates are scored in one batched call to the
+:class:`~identikit.classifier.Classifier`, and each run keeps its best. Randomness comes from a
+generator seeded by (run seed, iteration), so a run's result depends only on its own seed, not
+on which other runs share the batch, and a resumed search needs no generator state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from identikit.classifier import Classifier
+from identikit.errors import IdentikitError
+from identikit.search.stopping import ACTIVE, StoppingRule
+
+START_IMAGES = ("blank", "gray", "noise")
+# Candidate images generated at once; about 50 MB of float32 pixels.
+GROUP_IMAGES = 16384
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed that depends on every part (e.g. sweep seed, digit, run, iteration)."""
+    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+def run_generator(seed: int, iteration: int, device: torch.device) -> torch.Generator:
+    """The random generator of one run at one iteration."""
+    return torch.Generator(device=device).manual_seed(derive_seed(seed, iteration))
+
+
+@dataclass
+class SearchState:
+    """Every run of a search, batched: row r of each tensor belongs to run r.
+
+    ``scores`` are the target log-probabilities of ``images``; ``stale`` counts iterations since
+    a run last improved; ``history[r][i]`` is run r's best confidence after i iterations
+    (``history[r][0]``: its start image).
+    """
+
+    targets: torch.Tensor
+    seeds: list[int]
+    images: torch.Tensor
+    scores: torch.Tensor
+    status: torch.Tensor
+    iterations: torch.Tensor
+    queries: torch.Tensor
+    stale: torch.Tensor
+    history: list[list[float]] = field(default_factory=list)
+
+    @property
+    def confidences(self) -> torch.Tensor:
+        """Target-class probabilities of the current images."""
+        return self.scores.exp()
+
+
+def start_images(kind: str, seeds: Sequence[int], device: torch.device) -> torch.Tensor:
+    """Start images: ``blank`` (all 0), ``gray`` (all 0.5) or ``noise`` (uniform, per run seed)."""
+    n = len(seeds)
+    if kind == "blank":
+        return torch.zeros(n, 1, 28, 28, device=device)
+    if kind == "gray":
+        return torch.full((n, 1, 28, 28), 0.5, device=device)
+    if kind == "noise":
+        return torch.stack(
+            [
+                torch.rand(1, 28, 28, generator=run_generator(s, -1, device), device=device)
+                for s in seeds
+            ]
+        )
+    raise IdentikitError(f"unknown start image {kind!r}; expected one of {', '.join(START_IMAGES)}")
+
+
+def target_scores(
+    classifier: Classifier, images: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """Target-class log-probabilities of ``images`` (one query each)."""
+    return classifier.log_probabilities(images).gather(1, targets.view(-1, 1)).squeeze(1)
+
+
+def initial_state(
+    classifier: Classifier, targets: Sequence[int], seeds: Sequence[int], *, start: str = "blank"
+) -> SearchState:
+    """Runs at iteration 0: start images scored (one query each)."""
+    if len(targets) != len(seeds):
+        raise ValueError("one seed per target is needed")
+    bad = sorted({t for t in targets if not 0 <= t < classifier.num_classes})
+    if bad:
+        raise IdentikitError(
+            f"target classes {bad} are outside the model's {classifier.num_classes} classes"
+        )
+    device = classifier.device
+    target_tensor = torch.tensor(list(targets), dtype=torch.long, device=device)
+    images = start_images(start, seeds, device)
+    scores = target_scores(classifier, images, target_tensor)
+    n = len(targets)
+    return SearchState(
+        targets=target_tensor,
+        seeds=list(seeds),
+        images=images,
+        scores=scores,
+        status=torch.full((n,), ACTIVE, dtype=torch.int8, device=device),
+        iterations=torch.zeros(n, dtype=torch.long, device=device),
+        queries=torch.ones(n, dtype=torch.long, device=device),
+        stale=torch.zeros(n, dtype=torch.long, device=device),
+        history=[[c] for c in scores.exp().tolist()],
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Strategy(ABC):
+    """A search strategy: how one iteration improves a group of runs.
+
+    Subclasses are frozen dataclasses whose fields are their settings; they implement
+    :meth:`propose` (elitist strategies) or override :meth:`step`.
+    """
+
+    name: ClassVar[str] = ""
+
+    @property
+    @abstractmethod
+    def queries_per_step(self) -> int:
+        """Model queries one iteration spends on one run."""
+
+    def settings(self) -> dict[str, Any]:
+        """The strategy's settings, as recorded in results."""
+        return dataclasses.asdict(self)
+
+    def propose(self, images: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+        """Candidates (G, K, 1, 28, 28) in [0, 1] around the runs' ``images`` (G, 1, 28, 28)."""
+        raise NotImplementedError
+
+    def step(
+        self,
+        classifier: Classifier,
+        images: torch.Tensor,
+        scores: torch.Tensor,
+        targets: torch.Tensor,
+        generators: list[torch.Generator],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One elitist iteration: score the proposals, keep each run's best if it beats the base.
+
+        Returns the new images and their target log-probabilities.
+        """
+        candidates = self.propose(images, generators)
+        groups, k = candidates.shape[:2]
+        logp = classifier.log_probabilities(candidates.view(groups * k, 1, 28, 28))
+        candidate_scores = (
+            logp.view(groups, k, -1)[:, :, :]
+            .gather(2, targets.view(groups, 1, 1).expand(groups, k, 1))
+            .squeeze(2)
+        )
+        best, which = candidate_scores.max(dim=1)
+        improved = best > scores
+        chosen = candidates[torch.arange(groups, device=images.device), which]
+        new_images = torch.where(improved.view(groups, 1, 1, 1), chosen, images)
+        return new_images, torch.where(improved, best, scores)
+
+
+def apply_rules(state: SearchState, rules: Sequence[StoppingRule], next_cost: int) -> None:
+    """Stop the active runs that a rule says are done; earlier rules take precedence."""
+    active = state.status == ACTIVE
+    for rule in rules:
+        hit = rule(state.scores, state.stale, state.queries, next_cost) & active
+        state.status[hit] = rule.status
+        active &= ~hit
+
+
+def advance(
+    state: SearchState,
+    strategy: Strategy,
+    classifier: Classifier,
+    rules: Sequence[StoppingRule],
+    *,
+    on_iteration: Callable[[SearchState], None] | None = None,
+    max_iterations: int | None = None,
+) -> SearchState:
+    """Advance every active run until the rules stop it (or ``max_iterations`` more iterations).
+
+    ``on_iteration(state)`` is called after each iteration, e.g. to show progress or save.
+    """
+    cost = strategy.queries_per_step
+    group = max(1, GROUP_IMAGES // cost)
+    apply_rules(state, rules, cost)
+    done = 0
+    while bool((state.status == ACTIVE).any()) and (
+        max_iterations is None or done < max_iterations
+    ):
+        active = (state.status == ACTIVE).nonzero().flatten()
+        for start in range(0, len(active), group):
+            runs = active[start : start + group]
+            generators = [
+                run_generator(state.seeds[r], int(state.iterations[r]), classifier.device)
+                for r in runs.tolist()
+            ]
+            images, scores = strategy.step(
+                classifier, state.images[runs], state.scores[runs], state.targets[runs], generators
+            )
+            improved = scores > state.scores[runs]
+            state.images[runs] = images
+            state.scores[runs] = scores
+            state.stale[runs] = torch.where(improved, 0, state.stale[runs] + 1)
+        state.iterations[active] += 1
+        state.queries[active] += cost
+        for r, confidence in zip(active.tolist(), state.scores[active].exp().tolist(), strict=True):
+            state.history[r].append(confidence)
+        apply_rules(state, rules, cost)
+        done += 1
+        if on_iteration is not None:
+            on_iteration(state)
+    return state

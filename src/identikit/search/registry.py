@@ -1,0 +1,27 @@
+"""Registry of search strategies: a new strategy is one module and one ``@register`` line."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from identikit.errors import IdentikitError
+
+StrategyType = TypeVar("StrategyType", bound=type)
+
+STRATEGIES: dict[str, type] = {}
+
+
+def register(cls: StrategyType) -> StrategyType:
+    """Class decorator: add a :class:`~identikit.search.base.Strategy` under its ``name``."""
+    STRATEGIES[cls.name] = cls  # type: ignore[attr-defined]
+    return cls
+
+
+def make_strategy(name: str, **settings: Any) -> Any:
+    """An instance of the strategy ``name`` with the given settings (others at their defaults)."""
+    try:
+        cls = STRATEGIES[name]
+    except KeyError:
+        known = ", ".join(sorted(STRATEGIES))
+        raise IdentikitError(f"unknown strategy {name!r}; known: {known}") from None
+    return cls(**settings)
