@@ -144,3 +144,15 @@ def test_derived_seeds_differ() -> None:
     seeds = {derive_seed(0, d, r) for d in range(10) for r in range(100)}
     assert len(seeds) == 1000
     assert all(0 <= s < 2**63 for s in seeds)
+
+
+def test_wrong_number_of_classes_is_a_clear_error() -> None:
+    with pytest.raises(IdentikitError, match="returns 10 classes, expected 7"):
+        Classifier(toy_linear(), name="m.pt", classes=7)
+
+    class Flat(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.flatten(1).sum(1)
+
+    with pytest.raises(IdentikitError, match=r"shape \(N, classes\)"):
+        Classifier(Flat())

@@ -33,6 +33,7 @@ class Classifier:
         chunk_size: images per forward pass (default: 500 on CPU, 8192 on CUDA).
         name: how results and messages refer to the model.
         sha256: hash of the model file, recorded in results.
+        classes: the number of classes the model must return, when known.
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class Classifier:
         chunk_size: int | None = None,
         name: str = "model",
         sha256: str | None = None,
+        classes: int | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.module = module.to(self.device).eval()
@@ -54,19 +56,22 @@ class Classifier:
         self.sha256 = sha256
         self.queries = 0
         self.num_classes = self._probe_classes()
+        if classes is not None and classes != self.num_classes:
+            raise IdentikitError(f"{name} returns {self.num_classes} classes, expected {classes}")
 
     @classmethod
     def from_checkpoint(
         cls, path: str | os.PathLike[str], *, device: str = "auto", chunk_size: int | None = None
     ) -> Classifier:
         """A Classifier for an identikit checkpoint file."""
-        module, _ = load_checkpoint(path)
+        module, meta = load_checkpoint(path)
         return cls(
             module,
             device=resolve_device(device),
             chunk_size=chunk_size,
             name=Path(path).name,
             sha256=file_sha256(path),
+            classes=int(meta["num_classes"]),
         )
 
     @torch.inference_mode()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -147,12 +148,9 @@ def _strategy_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from identikit.classifier import Classifier
-    from identikit.experiment import (
-        SweepConfig,
-        format_summary,
-        parse_digits,
-        sweep_to_folder,
-    )
+    from identikit.experiment import SweepConfig, format_summary, parse_digits
+    from identikit.interrupt import PauseOnInterrupt
+    from identikit.sweep import sweep_to_folder
 
     config = SweepConfig(
         digits=parse_digits(args.digits),
@@ -168,9 +166,28 @@ def cmd_search(args: argparse.Namespace) -> int:
     classifier = Classifier.from_checkpoint(
         args.model, device=args.device, chunk_size=args.chunk_size
     )
-    results = sweep_to_folder(
-        classifier, config, args.out, progress=not args.no_progress, model_path=str(args.model)
-    )
+    with PauseOnInterrupt() as pause:
+        outcome = sweep_to_folder(
+            classifier,
+            config,
+            args.out,
+            progress=not args.no_progress,
+            model_path=str(args.model),
+            should_stop=pause,
+            save_every=args.save_every,
+        )
+    if outcome.results is None:
+        command = shlex.join(["identikit", *args.argv])
+        print(
+            f"identikit: paused; the sweep is saved in {args.out}. Resume with:\n  {command}",
+            file=sys.stderr,
+        )
+        return 130
+    results = outcome.results
+    if outcome.already_done:
+        print(f"{args.out} holds this sweep, finished: nothing to do", file=sys.stderr)
+    elif outcome.resumed:
+        print(f"resumed and finished the sweep saved in {args.out}", file=sys.stderr)
     if args.json:
         _print_json(
             {
@@ -335,6 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="images per forward pass (default: 128 on CPU, 8192 on GPU)",
     )
+    search.add_argument(
+        "--save-every",
+        type=float,
+        default=5.0,
+        help="seconds between saves of the resumable state (default: %(default)s)",
+    )
     search.add_argument("--json", action="store_true", help="print a JSON summary last")
     search.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_device(search)
@@ -368,7 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(arguments)
+    args.argv = arguments
     try:
         handler: Handler = args.handler
         return handler(args)

@@ -7,6 +7,7 @@ versus random images, and an identikit sweep of every digit on each model.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from identikit.certainty import (
@@ -18,8 +19,9 @@ from identikit.certainty import (
 from identikit.classifier import Classifier
 from identikit.data import load_mnist
 from identikit.errors import CheckpointError
-from identikit.experiment import SweepConfig, format_summary, sweep_to_folder
+from identikit.experiment import SweepConfig, format_summary
 from identikit.models.checkpoint import load_checkpoint
+from identikit.sweep import sweep_to_folder
 from identikit.training import train
 
 DEMO_MODELS = ("softmax", "cnn")
@@ -42,6 +44,8 @@ def ensure_model(
             if meta["architecture"] == architecture:
                 print(f"{architecture}: reusing {out}")
                 return float(meta["test_accuracy"])
+    # Certainty and identikits of an earlier model no longer hold: start its folder afresh.
+    shutil.rmtree(out.with_suffix(""), ignore_errors=True)
     print(f"training {architecture} (default settings) ...")
     result = train(architecture, root=root, device=device, out=out, log=print)
     print(f"{architecture}: trained in {result.seconds:.0f} s")
@@ -63,13 +67,14 @@ def run_demo(out: Path, *, device: str = "auto", root: str | os.PathLike[str] | 
         write_certainty(classifier, maxima, out / name)
         print(format_certainty(name, certainty_report(maxima)))
         print(f"searching identikits: {name}, every digit, {DEMO_RUNS} runs each ...")
-        results = sweep_to_folder(
+        outcome = sweep_to_folder(
             classifier,
             SweepConfig(runs=DEMO_RUNS),
             out / name / "search",
             model_path=str(checkpoint),
         )
-        print(format_summary(results))
+        if outcome.results is not None:
+            print(format_summary(outcome.results))
     print()
     for name, accuracy in accuracies.items():
         print(f"{name:8s} test accuracy {accuracy:.2%}   checkpoint {out / (name + '.pt')}")

@@ -12,16 +12,12 @@ import math
 import os
 import platform
 import re
-import sys
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from identikit.analysis import summarise_runs
 from identikit.atomic import atomic_write_bytes, atomic_write_text
@@ -33,12 +29,10 @@ from identikit.search import (
     Converged,
     SearchState,
     Stuck,
-    advance,
-    initial_state,
     make_strategy,
 )
 from identikit.search.base import START_IMAGES, derive_seed
-from identikit.search.stopping import ACTIVE, CONVERGED, STUCK, StoppingRule
+from identikit.search.stopping import StoppingRule
 
 
 @dataclass(frozen=True)
@@ -72,6 +66,7 @@ class SweepConfig:
             raise IdentikitError(f"--max-queries must be at least 1, got {self.max_queries}")
         if self.start not in START_IMAGES:
             raise IdentikitError(f"--start must be one of {', '.join(START_IMAGES)}")
+        make_strategy(self.strategy, **self.strategy_settings)  # refuses bad settings now
 
     def rules(self) -> list[StoppingRule]:
         """Converged, then stuck, then out of budget."""
@@ -98,65 +93,38 @@ def parse_digits(text: str) -> tuple[int, ...]:
     return tuple(sorted(digits))
 
 
-class SweepProgress:
-    """A progress bar: converged / stuck / active runs and the best confidence per digit."""
-
-    def __init__(self, total_runs: int, *, enabled: bool = True) -> None:
-        self.bar = tqdm(
-            desc="search",
-            unit="it",
-            disable=not enabled,
-            file=sys.stderr,
-            dynamic_ncols=True,
-            leave=False,
-        )
-        self.total = total_runs
-
-    def __call__(self, state: SearchState) -> None:
-        status = state.status.tolist()
-        best: dict[int, float] = {}
-        for target, confidence in zip(
-            state.targets.tolist(), state.confidences.tolist(), strict=True
-        ):
-            best[target] = max(best.get(target, 0.0), confidence)
-        self.bar.set_postfix_str(
-            f"converged {status.count(CONVERGED)} stuck {status.count(STUCK)} "
-            f"active {status.count(ACTIVE)}/{self.total} | best "
-            + " ".join(f"{d}:{c:.3f}" for d, c in sorted(best.items())),
-            refresh=False,
-        )
-        self.bar.update(1)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-def run_sweep(
-    classifier: Classifier,
-    config: SweepConfig,
-    *,
-    progress: bool = True,
-    on_iteration: Callable[[SearchState], None] | None = None,
-) -> tuple[SearchState, float]:
-    """Search every (digit, run) of ``config``; returns the final state and the seconds taken."""
+def sweep_settings(config: SweepConfig) -> dict[str, Any]:
+    """The sweep's settings as recorded, with every strategy setting made explicit."""
     strategy = make_strategy(config.strategy, **config.strategy_settings)
-    layout = config.layout()
-    started = time.perf_counter()
-    state = initial_state(
-        classifier, [d for d, _, _ in layout], [s for _, _, s in layout], start=config.start
-    )
-    bar = SweepProgress(len(layout), enabled=progress)
+    return {
+        **asdict(config),
+        "strategy_settings": strategy.settings(),
+        "digits": list(config.digits),
+    }
 
-    def each(state: SearchState) -> None:
-        bar(state)
-        if on_iteration is not None:
-            on_iteration(state)
 
-    try:
-        advance(state, strategy, classifier, config.rules(), on_iteration=each)
-    finally:
-        bar.close()
-    return state, time.perf_counter() - started
+def sweep_identity(classifier: Classifier, config: SweepConfig) -> dict[str, Any]:
+    """What makes two sweeps the same: their settings and the model's hash."""
+    identity = {"settings": sweep_settings(config), "model_sha256": classifier.sha256}
+    return dict(json.loads(json.dumps(identity)))  # as it reads back from JSON
+
+
+def identity_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Human-readable differences between two sweep identities, e.g. ``--runs: 5 -> 10``."""
+
+    def flat(identity: dict[str, Any]) -> dict[str, Any]:
+        settings = dict(identity.get("settings", {}))
+        out = {k: v for k, v in settings.items() if k != "strategy_settings"}
+        out.update(settings.get("strategy_settings", {}))
+        out["model"] = identity.get("model_sha256")
+        return out
+
+    before, after = flat(saved), flat(current)
+    return [
+        f"--{key.replace('_', '-')}: {before.get(key)} -> {after.get(key)}"
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key)
+    ]
 
 
 def sweep_results(
@@ -168,7 +136,6 @@ def sweep_results(
     model_path: str | None = None,
 ) -> dict[str, Any]:
     """The ``results.json`` record of a finished sweep."""
-    strategy = make_strategy(config.strategy, **config.strategy_settings)
     runs = []
     for i, (digit, run, seed) in enumerate(config.layout()):
         runs.append(
@@ -187,11 +154,7 @@ def sweep_results(
     return {
         "format": "identikit-sweep",
         "version": 1,
-        "settings": {
-            **asdict(config),
-            "strategy_settings": strategy.settings(),
-            "digits": list(config.digits),
-        },
+        "settings": sweep_settings(config),
         "model": {
             "path": model_path,
             "name": classifier.name,
@@ -232,21 +195,6 @@ def write_sweep(out: str | os.PathLike[str], results: dict[str, Any], state: Sea
             title=f"{results['model']['name']}: {results['settings']['strategy']}",
         ),
     )
-
-
-def sweep_to_folder(
-    classifier: Classifier,
-    config: SweepConfig,
-    out: str | os.PathLike[str],
-    *,
-    progress: bool = True,
-    model_path: str | None = None,
-) -> dict[str, Any]:
-    """Run a sweep and write its files into ``out``; returns the ``results.json`` record."""
-    state, seconds = run_sweep(classifier, config, progress=progress)
-    results = sweep_results(classifier, config, state, seconds=seconds, model_path=model_path)
-    write_sweep(out, results, state)
-    return results
 
 
 def format_summary(results: dict[str, Any]) -> str:

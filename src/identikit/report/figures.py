@@ -40,8 +40,13 @@ def identikit_grid(
     digit_list = [int(d) for d in digits]
     rows = sorted(set(digit_list))
     columns = max(digit_list.count(d) for d in rows)
+    height = 1.25 * len(rows) + 0.5
     figure, axes = plt.subplots(
-        len(rows), columns, squeeze=False, figsize=(1.1 * columns + 0.4, 1.25 * len(rows) + 0.4)
+        len(rows), columns, squeeze=False, figsize=(1.1 * columns + 0.2, height)
+    )
+    # Margins in inches, not fractions, so that tall grids get no wide band under the title.
+    figure.subplots_adjust(
+        left=0.02, right=0.98, bottom=0.1 / height, top=1 - 0.6 / height, wspace=0.08, hspace=0.25
     )
     for ax in axes.flat:
         ax.axis("off")
@@ -53,7 +58,7 @@ def identikit_grid(
         colour = "black" if confidence >= target else "red"
         ax.set_title(f"{digit}: {confidence:.3f}", fontsize=8, color=colour)
     if title:
-        figure.suptitle(title, fontsize=10)
+        figure.suptitle(title, fontsize=10, y=1 - 0.1 / height, va="top")
     return _png(figure)
 
 
@@ -63,7 +68,12 @@ def certainty_histogram(
     """Histograms of the largest softmax output, one panel per image source, shared axes."""
     names = list(sources)
     figure, axes = plt.subplots(
-        len(names), 1, sharex=True, squeeze=False, figsize=(6, 1.3 * len(names) + 0.6)
+        len(names),
+        1,
+        sharex=True,
+        squeeze=False,
+        figsize=(6, 1.3 * len(names) + 0.6),
+        layout="constrained",
     )
     bins = np.linspace(0, 1, 41)
     for ax, name in zip(axes[:, 0], names, strict=True):

@@ -88,17 +88,22 @@ def target_scores(
     return classifier.log_probabilities(images).gather(1, targets.view(-1, 1)).squeeze(1)
 
 
+def check_targets(classifier: Classifier, targets: Sequence[int]) -> None:
+    """Refuse target classes that the model does not have."""
+    bad = sorted({t for t in targets if not 0 <= t < classifier.num_classes})
+    if bad:
+        raise IdentikitError(
+            f"target classes {bad} are outside the model's {classifier.num_classes} classes"
+        )
+
+
 def initial_state(
     classifier: Classifier, targets: Sequence[int], seeds: Sequence[int], *, start: str = "blank"
 ) -> SearchState:
     """Runs at iteration 0: start images scored (one query each)."""
     if len(targets) != len(seeds):
         raise ValueError("one seed per target is needed")
-    bad = sorted({t for t in targets if not 0 <= t < classifier.num_classes})
-    if bad:
-        raise IdentikitError(
-            f"target classes {bad} are outside the model's {classifier.num_classes} classes"
-        )
+    check_targets(classifier, targets)
     device = classifier.device
     target_tensor = torch.tensor(list(targets), dtype=torch.long, device=device)
     images = start_images(start, seeds, device)
@@ -182,40 +187,56 @@ def advance(
     classifier: Classifier,
     rules: Sequence[StoppingRule],
     *,
-    on_iteration: Callable[[SearchState], None] | None = None,
+    on_commit: Callable[[SearchState], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
     max_iterations: int | None = None,
 ) -> SearchState:
     """Advance every active run until the rules stop it (or ``max_iterations`` more iterations).
 
-    ``on_iteration(state)`` is called after each iteration, e.g. to show progress or save.
+    Each iteration takes the active runs in order and advances them group by group; each
+    group's results are committed to ``state`` at once, then ``on_commit(state)`` is called
+    (to show progress, or to save). ``should_stop()`` is asked before each group, so a search
+    can pause at any group boundary. A state paused mid-iteration resumes by first finishing
+    that iteration's remaining runs, in the same groups as an uninterrupted search would have
+    used, so a paused and resumed search computes exactly what an uninterrupted one does.
     """
     cost = strategy.queries_per_step
     group = max(1, GROUP_IMAGES // cost)
     apply_rules(state, rules, cost)
     done = 0
-    while bool((state.status == ACTIVE).any()) and (
-        max_iterations is None or done < max_iterations
-    ):
+    while max_iterations is None or done < max_iterations:
         active = (state.status == ACTIVE).nonzero().flatten()
-        for start in range(0, len(active), group):
-            runs = active[start : start + group]
-            generators = [
-                run_generator(state.seeds[r], int(state.iterations[r]), classifier.device)
-                for r in runs.tolist()
-            ]
-            images, scores = strategy.step(
-                classifier, state.images[runs], state.scores[runs], state.targets[runs], generators
-            )
-            improved = scores > state.scores[runs]
-            state.images[runs] = images
-            state.scores[runs] = scores
-            state.stale[runs] = torch.where(improved, 0, state.stale[runs] + 1)
-        state.iterations[active] += 1
-        state.queries[active] += cost
-        for r, confidence in zip(active.tolist(), state.scores[active].exp().tolist(), strict=True):
-            state.history[r].append(confidence)
-        apply_rules(state, rules, cost)
+        if len(active) == 0:
+            break
+        lagging = state.iterations[active]
+        pending = active[lagging == lagging.min()]
+        for start in range(0, len(pending), group):
+            if should_stop is not None and should_stop():
+                return state
+            _step_group(state, strategy, classifier, pending[start : start + group])
+            apply_rules(state, rules, cost)
+            if on_commit is not None:
+                on_commit(state)
         done += 1
-        if on_iteration is not None:
-            on_iteration(state)
     return state
+
+
+def _step_group(
+    state: SearchState, strategy: Strategy, classifier: Classifier, runs: torch.Tensor
+) -> None:
+    """One iteration of the given runs, committed to ``state``."""
+    generators = [
+        run_generator(state.seeds[r], int(state.iterations[r]), classifier.device)
+        for r in runs.tolist()
+    ]
+    images, scores = strategy.step(
+        classifier, state.images[runs], state.scores[runs], state.targets[runs], generators
+    )
+    improved = scores > state.scores[runs]
+    state.images[runs] = images
+    state.scores[runs] = scores
+    state.stale[runs] = torch.where(improved, 0, state.stale[runs] + 1)
+    state.iterations[runs] += 1
+    state.queries[runs] += strategy.queries_per_step
+    for r, confidence in zip(runs.tolist(), scores.exp().tolist(), strict=True):
+        state.history[r].append(confidence)

@@ -24,4 +24,9 @@ def make_strategy(name: str, **settings: Any) -> Any:
     except KeyError:
         known = ", ".join(sorted(STRATEGIES))
         raise IdentikitError(f"unknown strategy {name!r}; known: {known}") from None
+    fields = set(getattr(cls, "__dataclass_fields__", {}))
+    unknown = sorted(set(settings) - fields)
+    if unknown:
+        options = ", ".join("--" + u.replace("_", "-") for u in unknown)
+        raise IdentikitError(f"strategy {name!r} takes no {options}")
     return cls(**settings)
