@@ -20,7 +20,7 @@ from identikit.search import (
     initial_state,
     make_strategy,
 )
-from identikit.search.base import derive_seed
+from identikit.search.base import Group, derive_seed
 
 
 def toy_linear(seed: int = 0, scale: float = 0.05) -> nn.Module:
@@ -122,7 +122,15 @@ def test_masks_follow_the_documented_distribution() -> None:
     strategy = make_strategy("random-masks", candidates=2000, mask_density=0.1, mask_amplitude=0.5)
     gen = torch.Generator().manual_seed(0)
     base = torch.full((1, 1, 28, 28), 0.5)
-    candidates = strategy.propose(base, [gen])
+    group = Group(
+        images=base,
+        scores=torch.zeros(1),
+        targets=torch.zeros(1, dtype=torch.long),
+        iterations=torch.zeros(1, dtype=torch.long),
+        generators=[gen],
+        memory={},
+    )
+    candidates = strategy.propose(group)
     offsets = candidates - 0.5
     changed = offsets != 0
     assert candidates.shape == (1, 2000, 1, 28, 28)

@@ -33,6 +33,7 @@ def save_state(
     """Write the state atomically; ``identity`` says which sweep it belongs to."""
     lengths = [len(h) for h in state.history]
     arrays = {name: getattr(state, name).detach().cpu().numpy() for name in _TENSORS}
+    arrays.update({f"memory_{k}": v.detach().cpu().numpy() for k, v in state.memory.items()})
     buffer = io.BytesIO()
     np.savez(
         buffer,
@@ -59,6 +60,11 @@ def load_state(
             lengths = npz["history_lengths"].tolist()
             flat = npz["history"].tolist()
             tensors = {name: torch.from_numpy(npz[name].copy()).to(device) for name in _TENSORS}
+            memory = {
+                name.removeprefix("memory_"): torch.from_numpy(npz[name].copy()).to(device)
+                for name in npz.files
+                if name.startswith("memory_")
+            }
             seeds = [int(s) for s in npz["seeds"]]
             seconds = float(npz["seconds"])
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
@@ -67,4 +73,5 @@ def load_state(
         ) from None
     offsets = np.cumsum([0, *lengths]).tolist()
     history = [flat[a:b] for a, b in itertools.pairwise(offsets)]
-    return identity, SearchState(seeds=seeds, history=history, **tensors), seconds
+    state = SearchState(seeds=seeds, history=history, memory=memory, **tensors)
+    return identity, state, seconds

@@ -43,9 +43,10 @@ def run_generator(seed: int, iteration: int, device: torch.device) -> torch.Gene
 class SearchState:
     """Every run of a search, batched: row r of each tensor belongs to run r.
 
-    ``scores`` are the target log-probabilities of ``images``; ``stale`` counts iterations since
-    a run last improved; ``history[r][i]`` is run r's best confidence after i iterations
-    (``history[r][0]``: its start image).
+    ``images`` are the best images found so far and ``scores`` their target log-probabilities;
+    ``stale`` counts iterations since a run last improved; ``history[r][i]`` is run r's best
+    confidence after i iterations (``history[r][0]``: its start image). ``memory`` holds the
+    strategy's own per-run state (e.g. a step size), one row per run, saved with the rest.
     """
 
     targets: torch.Tensor
@@ -57,6 +58,7 @@ class SearchState:
     queries: torch.Tensor
     stale: torch.Tensor
     history: list[list[float]] = field(default_factory=list)
+    memory: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def confidences(self) -> torch.Tensor:
@@ -122,15 +124,33 @@ def initial_state(
     )
 
 
+@dataclass
+class Group:
+    """The rows of a group of runs that one call to :meth:`Strategy.step` advances.
+
+    ``memory`` holds the strategy's per-run state for these rows; a step may replace its
+    entries, and the runner writes them back.
+    """
+
+    images: torch.Tensor
+    scores: torch.Tensor
+    targets: torch.Tensor
+    iterations: torch.Tensor
+    generators: list[torch.Generator]
+    memory: dict[str, torch.Tensor]
+
+
 @dataclass(frozen=True, kw_only=True)
 class Strategy(ABC):
-    """A search strategy: how one iteration improves a group of runs.
+    """A search strategy: how one iteration tries to improve a group of runs.
 
-    Subclasses are frozen dataclasses whose fields are their settings; they implement
-    :meth:`propose` (elitist strategies) or override :meth:`step`.
+    Subclasses are frozen dataclasses whose fields are their settings. Elitist strategies
+    implement :meth:`propose`; others override :meth:`step`. Either way the runner keeps, for
+    every run, the best image any step has found, so a run's best score never falls.
     """
 
     name: ClassVar[str] = ""
+    white_box: ClassVar[bool] = False
 
     @property
     @abstractmethod
@@ -141,35 +161,26 @@ class Strategy(ABC):
         """The strategy's settings, as recorded in results."""
         return dataclasses.asdict(self)
 
-    def propose(self, images: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
-        """Candidates (G, K, 1, 28, 28) in [0, 1] around the runs' ``images`` (G, 1, 28, 28)."""
+    def init_memory(self, state: SearchState) -> dict[str, torch.Tensor]:
+        """The strategy's per-run state at the start of a search (one row per run)."""
+        return {}
+
+    def propose(self, group: Group) -> torch.Tensor:
+        """Candidates (G, K, 1, 28, 28) in [0, 1] for the group's runs."""
         raise NotImplementedError
 
-    def step(
-        self,
-        classifier: Classifier,
-        images: torch.Tensor,
-        scores: torch.Tensor,
-        targets: torch.Tensor,
-        generators: list[torch.Generator],
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One elitist iteration: score the proposals, keep each run's best if it beats the base.
-
-        Returns the new images and their target log-probabilities.
-        """
-        candidates = self.propose(images, generators)
+    def step(self, classifier: Classifier, group: Group) -> tuple[torch.Tensor, torch.Tensor]:
+        """Score the proposals; return each run's best candidate (G, 1, 28, 28) and its score."""
+        candidates = self.propose(group)
         groups, k = candidates.shape[:2]
         logp = classifier.log_probabilities(candidates.view(groups * k, 1, 28, 28))
         candidate_scores = (
-            logp.view(groups, k, -1)[:, :, :]
-            .gather(2, targets.view(groups, 1, 1).expand(groups, k, 1))
+            logp.view(groups, k, -1)
+            .gather(2, group.targets.view(groups, 1, 1).expand(groups, k, 1))
             .squeeze(2)
         )
         best, which = candidate_scores.max(dim=1)
-        improved = best > scores
-        chosen = candidates[torch.arange(groups, device=images.device), which]
-        new_images = torch.where(improved.view(groups, 1, 1, 1), chosen, images)
-        return new_images, torch.where(improved, best, scores)
+        return candidates[torch.arange(groups, device=candidates.device), which], best
 
 
 def apply_rules(state: SearchState, rules: Sequence[StoppingRule], next_cost: int) -> None:
@@ -202,6 +213,8 @@ def advance(
     """
     cost = strategy.queries_per_step
     group = max(1, GROUP_IMAGES // cost)
+    if not state.memory:
+        state.memory = strategy.init_memory(state)
     apply_rules(state, rules, cost)
     done = 0
     while max_iterations is None or done < max_iterations:
@@ -224,19 +237,26 @@ def advance(
 def _step_group(
     state: SearchState, strategy: Strategy, classifier: Classifier, runs: torch.Tensor
 ) -> None:
-    """One iteration of the given runs, committed to ``state``."""
-    generators = [
-        run_generator(state.seeds[r], int(state.iterations[r]), classifier.device)
-        for r in runs.tolist()
-    ]
-    images, scores = strategy.step(
-        classifier, state.images[runs], state.scores[runs], state.targets[runs], generators
+    """One iteration of the given runs, committed to ``state``: each keeps its best image."""
+    group = Group(
+        images=state.images[runs],
+        scores=state.scores[runs],
+        targets=state.targets[runs],
+        iterations=state.iterations[runs],
+        generators=[
+            run_generator(state.seeds[r], int(state.iterations[r]), classifier.device)
+            for r in runs.tolist()
+        ],
+        memory={key: value[runs] for key, value in state.memory.items()},
     )
+    candidates, scores = strategy.step(classifier, group)
     improved = scores > state.scores[runs]
-    state.images[runs] = images
-    state.scores[runs] = scores
+    state.images[runs] = torch.where(improved.view(-1, 1, 1, 1), candidates, group.images)
+    state.scores[runs] = torch.where(improved, scores, group.scores)
     state.stale[runs] = torch.where(improved, 0, state.stale[runs] + 1)
     state.iterations[runs] += 1
     state.queries[runs] += strategy.queries_per_step
-    for r, confidence in zip(runs.tolist(), scores.exp().tolist(), strict=True):
+    for key, value in group.memory.items():
+        state.memory[key][runs] = value
+    for r, confidence in zip(runs.tolist(), state.scores[runs].exp().tolist(), strict=True):
         state.history[r].append(confidence)

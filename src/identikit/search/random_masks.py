@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from identikit.errors import IdentikitError
-from identikit.search.base import Strategy
+from identikit.search.base import Group, Strategy
 from identikit.search.registry import register
 
 
@@ -47,9 +47,10 @@ class RandomMasks(Strategy):
     def queries_per_step(self) -> int:
         return self.candidates
 
-    def propose(self, images: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
-        masks = torch.stack([self._masks(g, images.device) for g in generators])
-        return (images.unsqueeze(1) + masks).clamp_(0.0, 1.0)
+    def propose(self, group: Group) -> torch.Tensor:
+        device = group.images.device
+        masks = torch.stack([self._masks(g, device) for g in group.generators])
+        return (group.images.unsqueeze(1) + masks).clamp_(0.0, 1.0)
 
     def _masks(self, generator: torch.Generator, device: torch.device) -> torch.Tensor:
         # One uniform draw u per pixel serves twice: the pixel is selected when u < density, and
