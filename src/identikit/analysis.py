@@ -64,3 +64,17 @@ def certainty_stats(max_probabilities: Sequence[float]) -> dict[str, float]:
         "above_0.9": sum(v > 0.9 for v in values) / n,
         "above_0.99": sum(v > 0.99 for v in values) / n,
     }
+
+
+def queries_to_reach(
+    history: Sequence[float], threshold: float, *, queries_per_step: int, start_queries: int = 1
+) -> int | None:
+    """Model queries a run had spent when its best confidence first reached ``threshold``.
+
+    ``history[i]`` is the best confidence after i iterations (``history[0]``: the start image,
+    which cost ``start_queries``); None when it never got there.
+    """
+    for iteration, confidence in enumerate(history):
+        if confidence >= threshold:
+            return start_queries + iteration * queries_per_step
+    return None

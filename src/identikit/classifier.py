@@ -8,6 +8,7 @@ in chunks sized for the hardware under ``torch.inference_mode``, and counts ever
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -105,6 +106,36 @@ class Classifier:
         if not torch.isfinite(result).all():
             raise IdentikitError(f"{self.name} returned NaN or infinite outputs")
         return result
+
+    def value_and_grad(
+        self,
+        images: torch.Tensor,
+        objective: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-image objective values (N,) and their gradients with respect to the pixels.
+
+        ``objective(x, log_probabilities, rows)`` gets a chunk of images (with gradients
+        enabled), the model's log-probabilities for them and the chunk's rows within
+        ``images``; it returns one value per image. Each image counts as one query. Only for
+        models that give gradients (white-box strategies).
+        """
+        values, grads = [], []
+        for start in range(0, images.shape[0], self.chunk_size):
+            rows = slice(start, min(start + self.chunk_size, images.shape[0]))
+            x = images[rows].detach().to(self.device, torch.float32).requires_grad_(True)
+            with torch.enable_grad():
+                log_probabilities = torch.log_softmax(self.module(x).float(), dim=1)
+                value = objective(x, log_probabilities, rows)
+                (grad,) = torch.autograd.grad(value.sum(), x)
+            values.append(value.detach())
+            grads.append(grad)
+        self.queries += images.shape[0]
+        if not values:
+            return torch.zeros(0, device=self.device), torch.zeros_like(images)
+        result = torch.cat(values)
+        if not torch.isfinite(result).all():
+            raise IdentikitError(f"{self.name} returned NaN or infinite outputs")
+        return result, torch.cat(grads)
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """Class probabilities (N, classes) for pixel images in [0, 1]."""

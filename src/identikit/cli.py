@@ -142,8 +142,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _strategy_settings(args: argparse.Namespace) -> dict[str, Any]:
+    from identikit.search.registry import parse_option
+
     names = ("candidates", "mask_density", "mask_amplitude")
-    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    settings = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    settings.update(parse_option(args.strategy, option) for option in args.option)
+    if args.prior:
+        if "priors" not in getattr(STRATEGIES[args.strategy], "__dataclass_fields__", {}):
+            raise IdentikitError(f"strategy {args.strategy!r} takes no --prior")
+        settings["priors"] = args.prior
+    return settings
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -201,6 +209,69 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(format_summary(results))
         print(f"results in {args.out}/: results.json, identikits.npz, grid.png")
     return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from identikit.atomic import atomic_write_bytes, atomic_write_text
+    from identikit.classifier import Classifier
+    from identikit.compare import THRESHOLDS, curves, run_comparison, summarise_strategy
+    from identikit.experiment import parse_digits
+    from identikit.interrupt import PauseOnInterrupt
+    from identikit.report.figures import convergence_curves
+
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if not strategies or unknown:
+        raise IdentikitError(
+            f"--strategies: unknown {unknown or 'none given'}; known: "
+            f"{', '.join(sorted(STRATEGIES))}"
+        )
+    classifier = Classifier.from_checkpoint(args.model, device=args.device)
+    with PauseOnInterrupt() as pause:
+        by_strategy = run_comparison(
+            classifier,
+            strategies,
+            args.out,
+            digits=parse_digits(args.digits),
+            runs=args.runs,
+            max_queries=args.max_queries,
+            seed=args.seed,
+            progress=not args.no_progress,
+            model_path=str(args.model),
+            should_stop=pause,
+        )
+    if by_strategy is None:
+        command = shlex.join(["identikit", *args.argv])
+        print(f"identikit: paused; saved in {args.out}. Resume with:\n  {command}", file=sys.stderr)
+        return 130
+    summary = {name: summarise_strategy(r) for name, r in by_strategy.items()}
+    atomic_write_text(args.out / "compare.json", json.dumps(summary, indent=1))
+    atomic_write_bytes(
+        args.out / "curves.png",
+        convergence_curves(
+            curves(by_strategy),
+            threshold=0.99,
+            max_queries=args.max_queries,
+            title=f"{classifier.name}: {args.runs} runs per digit, budget {args.max_queries:,}",
+        ),
+    )
+    if args.json:
+        _print_json(summary)
+        return 0
+    header = "".join(f"{'at ' + str(t):>18s}" for t in THRESHOLDS)
+    print(f"{'strategy':14s}{header}   seconds   (success rate, median queries)")
+    for name, row in summary.items():
+        cells = "".join(
+            f"{row['success'][str(t)]:>8.0%} {_fmt(row['median_queries'][str(t)]):>9s}"
+            for t in THRESHOLDS
+        )
+        print(f"{name:14s}{cells}   {row['seconds']:7.1f}")
+    print(f"per-digit figures in {args.out / 'compare.json'}; curves in {args.out / 'curves.png'}")
+    return 0
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
 
 
 def cmd_certainty(args: argparse.Namespace) -> int:
@@ -347,6 +418,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="random-masks: offsets uniform in [-A, A] (default: 1.0)",
     )
     search.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any setting of the strategy, e.g. side=10 for square (repeatable)",
+    )
+    search.add_argument(
+        "--prior",
+        default="",
+        help="image priors for strategies that take them, e.g. tv,blur,jitter",
+    )
+    search.add_argument(
         "--chunk-size",
         type=int,
         default=None,
@@ -362,6 +445,32 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_device(search)
     search.set_defaults(handler=cmd_search)
+
+    compare = commands.add_parser(
+        "compare", parents=[common], help="strategies on every digit under one query budget"
+    )
+    compare.add_argument("--model", required=True, type=Path, help="checkpoint file")
+    compare.add_argument("--out", required=True, type=Path, help="output folder")
+    compare.add_argument(
+        "--strategies",
+        default="random-masks,evolution,square,gradient",
+        help="comma-separated (default: %(default)s)",
+    )
+    compare.add_argument("--digits", default="0-9", help="(default: %(default)s)")
+    compare.add_argument(
+        "--runs", type=int, default=5, help="runs per digit (default: %(default)s)"
+    )
+    compare.add_argument(
+        "--max-queries",
+        type=int,
+        default=10_000,
+        help="query budget of every run (default: %(default)s)",
+    )
+    compare.add_argument("--seed", type=int, default=0, help="sweep seed (default: %(default)s)")
+    compare.add_argument("--json", action="store_true", help="print a JSON summary last")
+    compare.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    _add_device(compare)
+    compare.set_defaults(handler=cmd_compare)
 
     certainty = commands.add_parser(
         "certainty", parents=[common], help="largest softmax output: real digits vs random images"

@@ -89,3 +89,28 @@ def certainty_histogram(
     if title:
         figure.suptitle(title, fontsize=10)
     return _png(figure)
+
+
+def convergence_curves(
+    curves: Mapping[str, tuple[Sequence[int], Sequence[float]]],
+    *,
+    threshold: float,
+    max_queries: int,
+    title: str = "",
+) -> bytes:
+    """Fraction of runs that reached ``threshold`` against queries spent, one step curve each."""
+    figure, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
+    for name, (queries, fractions) in curves.items():
+        xs = [1, *queries, max_queries]
+        ys = [0.0, *fractions, fractions[-1] if fractions else 0.0]
+        ax.step(xs, ys, where="post", label=name, lw=1.6)
+    ax.set_xscale("log")
+    ax.set_xlim(1, max_queries)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("model queries")
+    ax.set_ylabel(f"share of runs at confidence >= {threshold}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _png(figure)

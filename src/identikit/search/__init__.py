@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from identikit.search import random_masks  # noqa: F401  (registers the strategy)
+from identikit.search import (  # noqa: F401  (importing registers the strategies)
+    evolution,
+    gradient,
+    random_masks,
+    square,
+)
 from identikit.search.base import SearchState, Strategy, advance, initial_state
 from identikit.search.registry import STRATEGIES, make_strategy
 from identikit.search.stopping import (

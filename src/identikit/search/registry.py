@@ -30,3 +30,19 @@ def make_strategy(name: str, **settings: Any) -> Any:
         options = ", ".join("--" + u.replace("_", "-") for u in unknown)
         raise IdentikitError(f"strategy {name!r} takes no {options}")
     return cls(**settings)
+
+
+def parse_option(strategy: str, text: str) -> tuple[str, Any]:
+    """``"side=10"`` -> ("side", 10), typed like the strategy's own default for that setting."""
+    name, sep, raw = text.partition("=")
+    key = name.strip().replace("-", "_")
+    cls = STRATEGIES.get(strategy)
+    fields = getattr(cls, "__dataclass_fields__", {})
+    if not sep or key not in fields:
+        known = ", ".join(sorted(fields)) or "none"
+        raise IdentikitError(f"--option {text!r}: expected NAME=VALUE with NAME one of {known}")
+    kind = type(fields[key].default)
+    try:
+        return key, kind(raw.strip()) if kind is not str else raw.strip()
+    except ValueError:
+        raise IdentikitError(f"--option {text!r}: {raw!r} is not a valid {kind.__name__}") from None

@@ -1,0 +1,135 @@
+"""White-box gradient ascent on the target class, with optional image priors.
+
+Activation maximisation (Erhan et al. 2009) as applied to class models by Simonyan, Vedaldi &
+Zisserman (2013), "Deep Inside Convolutional Networks": maximise the target's log-probability
+(or its logit margin over the strongest other class) by gradient ascent in pixel space, here with
+Adam steps (Kingma & Ba 2015) projected onto the pixel box [0, 1]. Priors (``tv``, ``l2``,
+``blur``, ``jitter``; see :mod:`identikit.search.priors`) trade confidence for images that look
+more like images. Each step is one forward and backward pass per run (one query); with
+``jitter`` a second, unshifted forward pass records the score (two queries).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from identikit.classifier import Classifier
+from identikit.errors import IdentikitError
+from identikit.search.base import Group, SearchState, Strategy
+from identikit.search.priors import (
+    gaussian_blur,
+    jitter,
+    parse_priors,
+    squared_norm,
+    total_variation,
+)
+from identikit.search.registry import register
+
+OBJECTIVES = ("log-prob", "margin")
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class GradientAscent(Strategy):
+    """Adam ascent on the target log-probability (or logit margin), projected onto [0, 1].
+
+    Args:
+        lr: Adam step size in pixel units (default 0.1).
+        objective: ``log-prob`` (default) or ``margin``.
+        priors: comma-separated subset of tv, l2, blur, jitter (default none).
+        tv_weight, l2_weight: penalty weights (defaults 0.002, 0.001).
+        blur_sigma: Gaussian blur applied to the iterate after each step (default 0.4).
+        jitter_pixels: largest random shift, in pixels, before each gradient (default 1).
+    """
+
+    name = "gradient"
+    white_box = True
+    lr: float = 0.1
+    objective: str = "log-prob"
+    priors: str = ""
+    tv_weight: float = 0.002
+    l2_weight: float = 0.001
+    blur_sigma: float = 0.4
+    jitter_pixels: int = 1
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise IdentikitError(f"--objective must be one of {', '.join(OBJECTIVES)}")
+        if self.lr <= 0:
+            raise IdentikitError("--lr must be positive")
+        if not 0 <= self.jitter_pixels <= 2:
+            raise IdentikitError("--jitter-pixels must be 0, 1 or 2")
+        parse_priors(self.priors)
+
+    @property
+    def queries_per_step(self) -> int:
+        return 2 if "jitter" in parse_priors(self.priors) else 1
+
+    def init_memory(self, state: SearchState) -> dict[str, torch.Tensor]:
+        # x: the iterate; g: the objective's gradient at x (unknown before the first step,
+        # whose update is therefore zero); m, v, t: Adam's moments and step count.
+        zeros = torch.zeros_like(state.images)
+        return {
+            "x": state.images.clone(),
+            "g": zeros,
+            "m": zeros.clone(),
+            "v": zeros.clone(),
+            "t": torch.zeros_like(state.iterations),
+        }
+
+    def step(self, classifier: Classifier, group: Group) -> tuple[torch.Tensor, torch.Tensor]:
+        priors = parse_priors(self.priors)
+        memory = group.memory
+        x = self._update(memory)
+        probe = x
+        if "jitter" in priors and self.jitter_pixels:
+            shifts = torch.stack(
+                [
+                    torch.randint(
+                        -self.jitter_pixels,
+                        self.jitter_pixels + 1,
+                        (2,),
+                        generator=g,
+                        device=x.device,
+                    )
+                    for g in group.generators
+                ]
+            )
+            probe = jitter(x, shifts)
+        target_scores: list[torch.Tensor] = []
+
+        def value(images: torch.Tensor, logp: torch.Tensor, rows: slice) -> torch.Tensor:
+            targets = group.targets[rows].view(-1, 1)
+            own = logp.gather(1, targets).squeeze(1)
+            target_scores.append(own.detach())
+            if self.objective == "margin":
+                own = own - logp.scatter(1, targets, float("-inf")).max(dim=1).values
+            if "tv" in priors:
+                own = own - self.tv_weight * total_variation(images)
+            if "l2" in priors:
+                own = own - self.l2_weight * squared_norm(images)
+            return own
+
+        _, memory["g"] = classifier.value_and_grad(probe, value)
+        memory["x"] = x
+        if probe is x:
+            scores = torch.cat(target_scores)
+        else:  # the shifted image was scored: score the image itself too
+            scores = classifier.log_probabilities(x).gather(1, group.targets.view(-1, 1))
+            scores = scores.squeeze(1)
+        return x, scores
+
+    def _update(self, memory: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One Adam step (Kingma & Ba 2015) on every run, then the transforms, then the box."""
+        t = memory["t"] + 1
+        m = 0.9 * memory["m"] + 0.1 * memory["g"]
+        v = 0.999 * memory["v"] + 0.001 * memory["g"].pow(2)
+        bias_m = (1 - 0.9 ** t.double()).float().view(-1, 1, 1, 1)
+        bias_v = (1 - 0.999 ** t.double()).float().view(-1, 1, 1, 1)
+        x = memory["x"] + self.lr * (m / bias_m) / ((v / bias_v).sqrt() + 1e-8)
+        if "blur" in parse_priors(self.priors):
+            x = gaussian_blur(x, self.blur_sigma)
+        memory.update(m=m, v=v, t=t)
+        return x.clamp(0.0, 1.0)

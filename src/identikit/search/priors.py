@@ -1,0 +1,61 @@
+"""Image priors: what keeps an identikit looking like an image rather than adversarial noise.
+
+Penalties (``tv``, ``l2``) are subtracted from a white-box objective; transforms (``blur``,
+``jitter``) act on the image itself. Feature-visualisation work found each of them to move
+optimised images towards recognisable ones: total variation (Mahendran & Vedaldi 2015), L2 decay,
+Gaussian blur and random jitter (Yosinski et al. 2015, "Understanding Neural Networks Through
+Deep Visualization"; Mordvintsev et al. 2015, "Inceptionism").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from identikit.errors import IdentikitError
+
+PRIORS = ("tv", "l2", "blur", "jitter")
+
+
+def parse_priors(text: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``"tv,blur"`` -> ("blur", "tv"); a clear error for an unknown name."""
+    if not text:
+        return ()
+    names = text.split(",") if isinstance(text, str) else list(text)
+    chosen = sorted({n.strip() for n in names if n.strip()})
+    unknown = [n for n in chosen if n not in PRIORS]
+    if unknown:
+        raise IdentikitError(f"unknown prior {unknown[0]!r}; known: {', '.join(PRIORS)}")
+    return tuple(chosen)
+
+
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """Anisotropic total variation per image: the summed absolute differences of neighbours."""
+    dx = (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).sum(1)
+    dy = (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).sum(1)
+    return dx + dy
+
+
+def squared_norm(x: torch.Tensor) -> torch.Tensor:
+    """Squared L2 norm per image (ink spent)."""
+    return x.flatten(1).pow(2).sum(1)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Blur images (N, 1, 28, 28) with a 5x5 Gaussian kernel of standard deviation ``sigma``."""
+    offsets = torch.arange(-2, 3, dtype=x.dtype, device=x.device)
+    kernel_1d = torch.exp(-(offsets**2) / (2 * sigma**2))
+    kernel_1d = kernel_1d / kernel_1d.sum()
+    kernel = (kernel_1d[:, None] * kernel_1d[None, :]).view(1, 1, 5, 5)
+    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), kernel)
+
+
+def jitter(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Shift each image by its own (dy, dx) in ``shifts`` (N, 2), filling with black."""
+    padded = F.pad(x, (2, 2, 2, 2))
+    out = torch.empty_like(x)
+    for i, (dy, dx) in enumerate(shifts.tolist()):  # a loop over runs, not over candidates
+        out[i] = padded[i, :, 2 + dy : 30 + dy, 2 + dx : 30 + dx]
+    return out

@@ -1,0 +1,213 @@
+"""Every registered strategy, one table: the contract each must keep (issue 5)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from identikit.analysis import queries_to_reach
+from identikit.classifier import Classifier
+from identikit.compare import reach_table, summarise_strategy
+from identikit.errors import IdentikitError
+from identikit.search import (
+    STATUS_NAMES,
+    STRATEGIES,
+    Budget,
+    Converged,
+    Stuck,
+    advance,
+    initial_state,
+    make_strategy,
+)
+from identikit.search.registry import parse_option
+
+from .test_cli import assert_one_line_error, run_cli
+from .test_experiment import tiny_model  # noqa: F401  (fixture)
+from .test_search import Constant, toy_linear
+
+ALL = sorted(STRATEGIES)
+# Small settings so that each test takes well under a second.
+FAST = {
+    "random-masks": {"candidates": 40},
+    "evolution": {"candidates": 8},
+    "square": {},
+    "gradient": {},
+}
+
+
+def run(
+    name: str,
+    model: torch.nn.Module,
+    targets: list[int],
+    seeds: list[int],
+    rules: list,
+    **extra: object,
+):  # type: ignore[no-untyped-def]
+    classifier = Classifier(model)
+    strategy = make_strategy(name, **{**FAST[name], **extra})
+    state = initial_state(classifier, targets, seeds)
+    advance(state, strategy, classifier, rules)
+    return classifier, strategy, state
+
+
+def test_every_strategy_has_fast_settings() -> None:
+    assert set(FAST) == set(STRATEGIES)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_converges_on_a_toy_model_with_monotone_best(name: str) -> None:
+    _, _, state = run(
+        name,
+        toy_linear(),
+        list(range(10)),
+        list(range(10)),
+        [Converged(0.99), Stuck(200), Budget(20_000)],
+    )
+    assert [STATUS_NAMES[s] for s in state.status.tolist()] == ["converged"] * 10
+    for history in state.history:
+        assert all(b >= a for a, b in itertools.pairwise(history))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_same_seed_same_result(name: str) -> None:
+    rules = [Converged(0.999), Stuck(50), Budget(3000)]
+    _, _, a = run(name, toy_linear(scale=0.01), [2, 5], [7, 8], rules)
+    _, _, b = run(name, toy_linear(scale=0.01), [2, 5], [7, 8], rules)
+    assert torch.equal(a.images, b.images)
+    assert a.history == b.history
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_exact_query_accounting_and_budget(name: str) -> None:
+    classifier, strategy, state = run(
+        name, Constant(), [0, 1, 2], [1, 2, 3], [Converged(0.99), Stuck(10**6), Budget(333)]
+    )
+    cost = strategy.queries_per_step
+    assert (state.queries == state.iterations * cost + 1).all()
+    assert int(state.queries.sum()) == classifier.queries
+    assert (state.queries <= 333).all() and (state.queries + cost > 333).all()
+    assert {STATUS_NAMES[s] for s in state.status.tolist()} == {"budget"}
+
+
+def test_gradient_priors_and_objectives() -> None:
+    for settings in (
+        {"objective": "margin"},
+        {"priors": "tv,l2,blur"},
+        {"priors": "jitter", "jitter_pixels": 2},
+    ):
+        # Priors fight the toy model's pixel-wise random weights; stronger weights leave room.
+        _, _, state = run(
+            "gradient",
+            toy_linear(scale=0.3),
+            [3, 4],
+            [0, 1],
+            [Converged(0.99), Stuck(100), Budget(2000)],
+            **settings,
+        )
+        assert (state.confidences >= 0.99).all(), settings
+    assert make_strategy("gradient", priors="jitter").queries_per_step == 2
+    with pytest.raises(IdentikitError, match="unknown prior 'sharpen'"):
+        make_strategy("gradient", priors="tv,sharpen")
+
+
+def test_square_schedule_shrinks() -> None:
+    square = make_strategy("square", side=14, schedule_queries=1000)
+    sides = [square.side_at(i) for i in (0, 5, 100, 500, 999)]
+    assert sides[0] == 14 and sides == sorted(sides, reverse=True) and sides[-1] >= 1
+
+
+def test_parse_option_types() -> None:
+    assert parse_option("square", "side=10") == ("side", 10)
+    assert parse_option("gradient", "lr=0.5") == ("lr", 0.5)
+    assert parse_option("gradient", "objective=margin") == ("objective", "margin")
+    for bad in ("side", "nope=1", "side=big"):
+        with pytest.raises(IdentikitError, match="--option"):
+            parse_option("square", bad)
+
+
+def test_queries_to_reach() -> None:
+    assert queries_to_reach([0.1, 0.5, 0.995], 0.99, queries_per_step=10) == 21
+    assert queries_to_reach([0.995], 0.99, queries_per_step=10) == 1
+    assert queries_to_reach([0.1, 0.5], 0.99, queries_per_step=10) is None
+
+
+def test_compare_cli(tiny_model: Path, tmp_path: Path) -> None:  # noqa: F811
+    out = tmp_path / "cmp"
+    proc = run_cli(
+        "compare",
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(out),
+        "--digits",
+        "1,2",
+        "--runs",
+        "2",
+        "--max-queries",
+        "600",
+        "--strategies",
+        "square,gradient",
+        "--json",
+        "--no-progress",
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(summary) == {"square", "gradient"}
+    for name, row in summary.items():
+        assert set(row["success"]) == set(row["median_queries"]) == {"0.99", "0.999", "0.9999"}
+        assert set(row["per_digit"]) == {"1", "2"} and row["seconds"] > 0
+        results = json.loads((out / name / "results.json").read_text())
+        assert results["settings"]["max_queries"] == 600
+        assert summarise_strategy(results)["success"] == row["success"]
+        table = reach_table(results)
+        assert row["success"]["0.99"] == sum(r["0.99"] is not None for r in table) / 4
+    assert (out / "curves.png").stat().st_size > 1000
+    assert_one_line_error(
+        run_cli(
+            "compare", "--model", str(tiny_model), "--out", str(out), "--strategies", "square,magic"
+        ),
+        "magic",
+    )
+
+
+def test_search_cli_strategy_options(tiny_model: Path, tmp_path: Path) -> None:  # noqa: F811
+    proc = run_cli(
+        "search",
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(tmp_path / "g"),
+        "--strategy",
+        "gradient",
+        "--prior",
+        "tv,blur",
+        "--option",
+        "lr=0.2",
+        "--digits",
+        "3",
+        "--runs",
+        "1",
+        "--max-queries",
+        "300",
+        "--no-progress",
+    )
+    assert proc.returncode == 0, proc.stderr
+    settings = json.loads((tmp_path / "g" / "results.json").read_text())["settings"]
+    assert settings["strategy_settings"]["priors"] == "tv,blur"
+    assert settings["strategy_settings"]["lr"] == 0.2
+    bad = run_cli(
+        "search",
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(tmp_path / "s"),
+        "--strategy",
+        "square",
+        "--prior",
+        "tv",
+    )
+    assert_one_line_error(bad, "takes no --prior")
