@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -274,6 +275,48 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
+def cmd_ceiling(args: argparse.Namespace) -> int:
+    from identikit.ceiling import model_ceiling
+    from identikit.models.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(args.model)
+    ceiling = model_ceiling(model)
+    rows = {
+        str(c): {
+            "shortfall": float(ceiling.shortfall[c]),
+            "gap": float(ceiling.gap[c]),
+            "reaches_0.99": bool(ceiling.shortfall[c] <= 0.01),
+            "reaches_0.9999": bool(ceiling.shortfall[c] <= 1e-4),
+        }
+        for c in range(len(ceiling.shortfall))
+    }
+    if args.out is not None:
+        from identikit.atomic import atomic_write_bytes
+        from identikit.report.figures import identikit_grid
+
+        images = ceiling.images.view(-1, 28, 28).numpy()
+        atomic_write_bytes(
+            args.out / "ceiling.png",
+            identikit_grid(
+                images,
+                list(range(len(images))),
+                ceiling.probability.tolist(),
+                title="exact optimum of the linear model",
+            ),
+        )
+    if args.json:
+        _print_json(rows)
+        return 0
+    print("class   best 1 - p    certified within (log-prob)   reaches 0.99 / 0.9999")
+    for name, row in rows.items():
+        print(
+            f"{name:>5}   {row['shortfall']:10.2e}    {row['gap']:10.1e}"
+            f"                   {'yes' if row['reaches_0.99'] else 'no':>3} / "
+            f"{'yes' if row['reaches_0.9999'] else 'no'}"
+        )
+    return 0
+
+
 def cmd_certainty(args: argparse.Namespace) -> int:
     from identikit.certainty import (
         certainty_report,
@@ -472,6 +515,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(compare)
     compare.set_defaults(handler=cmd_compare)
 
+    ceiling = commands.add_parser(
+        "ceiling", parents=[common], help="exact best confidence of a linear (softmax) model"
+    )
+    ceiling.add_argument("--model", required=True, type=Path, help="checkpoint of a softmax model")
+    ceiling.add_argument("--out", type=Path, default=None, help="folder for ceiling.png")
+    ceiling.add_argument("--json", action="store_true", help="print the result as JSON")
+    ceiling.set_defaults(handler=cmd_ceiling)
+
     certainty = commands.add_parser(
         "certainty", parents=[common], help="largest softmax output: real digits vs random images"
     )
@@ -514,6 +565,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("identikit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 def entry_point() -> None:

@@ -40,6 +40,8 @@ def identikit_grid(
     digit_list = [int(d) for d in digits]
     rows = sorted(set(digit_list))
     columns = max(digit_list.count(d) for d in rows)
+    if columns == 1:  # one image per class: lay them out in a single row
+        return _single_row(images, digit_list, confidences, target=target, title=title)
     height = 1.25 * len(rows) + 0.5
     figure, axes = plt.subplots(
         len(rows), columns, squeeze=False, figsize=(1.1 * columns + 0.2, height)
@@ -59,6 +61,30 @@ def identikit_grid(
         ax.set_title(f"{digit}: {confidence:.3f}", fontsize=8, color=colour)
     if title:
         figure.suptitle(title, fontsize=10, y=1 - 0.1 / height, va="top")
+    return _png(figure)
+
+
+def _single_row(
+    images: np.ndarray,
+    digits: list[int],
+    confidences: Sequence[float],
+    *,
+    target: float,
+    title: str,
+) -> bytes:
+    figure, axes = plt.subplots(
+        1, len(digits), squeeze=False, figsize=(1.1 * len(digits) + 0.2, 1.9), layout="constrained"
+    )
+    for ax, image, digit, confidence in zip(axes[0], images, digits, confidences, strict=True):
+        ax.axis("off")
+        ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(
+            f"{digit}: {confidence:.3f}",
+            fontsize=8,
+            color="black" if confidence >= target else "red",
+        )
+    if title:
+        figure.suptitle(title, fontsize=10)
     return _png(figure)
 
 
