@@ -317,6 +317,34 @@ def cmd_ceiling(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_judge(args: argparse.Namespace) -> int:
+    from identikit.atomic import atomic_write_text
+    from identikit.judge import judge_sweep
+
+    verdict = judge_sweep(
+        args.sweep,
+        judges=[j.strip() for j in args.judges.split(",")],
+        dataset=args.dataset,
+        root=args.root,
+        device=args.device,
+        cache=args.cache,
+    )
+    atomic_write_text(args.sweep / "judge.json", json.dumps(verdict, indent=1))
+    if args.json:
+        _print_json({k: verdict[k] for k in ("judges", "nearest_neighbour", "identikits")})
+        return 0
+    print(f"{verdict['identikits']} identikits of {args.sweep} ({verdict['strategy']})")
+    for name, share in verdict["judges"].items():
+        print(f"  {name:12s} calls {share:6.1%} of them their digit")
+    print(
+        f"  nearest real training digit has their class: {verdict['nearest_neighbour']:.1%} "
+        f"(median distance {verdict['median_distance_own_class']:.2f} to their class, "
+        f"{verdict['median_distance_other_classes']:.2f} to others)"
+    )
+    print(f"transfer matrices in {args.sweep / 'judge.json'}")
+    return 0
+
+
 def cmd_certainty(args: argparse.Namespace) -> int:
     from identikit.certainty import (
         certainty_report,
@@ -522,6 +550,26 @@ def build_parser() -> argparse.ArgumentParser:
     ceiling.add_argument("--out", type=Path, default=None, help="folder for ceiling.png")
     ceiling.add_argument("--json", action="store_true", help="print the result as JSON")
     ceiling.set_defaults(handler=cmd_ceiling)
+
+    judge = commands.add_parser(
+        "judge", parents=[common], help="do independent models and real digits agree?"
+    )
+    judge.add_argument("sweep", type=Path, help="folder of a finished sweep")
+    judge.add_argument(
+        "--judges",
+        default="cnn-seed1,mlp,softmax",
+        help="independently trained models, trained on first use and cached (default: %(default)s)",
+    )
+    judge.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="folder of trained judges (default: <data root>/judges)",
+    )
+    judge.add_argument("--json", action="store_true", help="print a JSON summary last")
+    _add_data_options(judge)
+    _add_device(judge)
+    judge.set_defaults(handler=cmd_judge)
 
     certainty = commands.add_parser(
         "certainty", parents=[common], help="largest softmax output: real digits vs random images"

@@ -55,4 +55,4 @@ def build_model(name: str, num_classes: int = 10) -> nn.Module:
 
 
 # Importing the modules registers their architectures.
-from identikit.models import cnn, softmax  # noqa: E402,F401
+from identikit.models import cnn, mlp, softmax  # noqa: E402,F401
