@@ -19,8 +19,10 @@ from identikit.classifier import Classifier
 from identikit.errors import IdentikitError
 from identikit.search.base import Group, SearchState, Strategy
 from identikit.search.priors import (
+    digit_subspace,
     gaussian_blur,
     jitter,
+    manifold_distance,
     parse_priors,
     squared_norm,
     total_variation,
@@ -42,6 +44,9 @@ class GradientAscent(Strategy):
         tv_weight, l2_weight: penalty weights (defaults 0.002, 0.001).
         blur_sigma: Gaussian blur applied to the iterate after each step (default 0.4).
         jitter_pixels: largest random shift, in pixels, before each gradient (default 1).
+        manifold_weight: weight of the squared distance from the principal subspace of the
+            MNIST training digits (default 0.1).
+        manifold_components: dimension of that subspace (default 40).
     """
 
     name = "gradient"
@@ -53,6 +58,8 @@ class GradientAscent(Strategy):
     l2_weight: float = 0.001
     blur_sigma: float = 0.4
     jitter_pixels: int = 1
+    manifold_weight: float = 0.1
+    manifold_components: int = 40
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -110,6 +117,9 @@ class GradientAscent(Strategy):
                 own = own - self.tv_weight * total_variation(images)
             if "l2" in priors:
                 own = own - self.l2_weight * squared_norm(images)
+            if "manifold" in priors:
+                mean, basis = digit_subspace("mnist", self.manifold_components)
+                own = own - self.manifold_weight * manifold_distance(images, mean, basis)
             return own
 
         _, memory["g"] = classifier.value_and_grad(probe, value)

@@ -1,22 +1,26 @@
 """Image priors: what keeps an identikit looking like an image rather than adversarial noise.
 
-Penalties (``tv``, ``l2``) are subtracted from a white-box objective; transforms (``blur``,
-``jitter``) act on the image itself. Feature-visualisation work found each of them to move
-optimised images towards recognisable ones: total variation (Mahendran & Vedaldi 2015), L2 decay,
-Gaussian blur and random jitter (Yosinski et al. 2015, "Understanding Neural Networks Through
-Deep Visualization"; Mordvintsev et al. 2015, "Inceptionism").
+Penalties (``tv``, ``l2``, ``manifold``) are subtracted from a white-box objective; transforms
+(``blur``, ``jitter``) act on the image itself. Feature-visualisation work found each of them
+to move optimised images towards recognisable ones: total variation (Mahendran & Vedaldi
+2015), L2 decay, Gaussian blur and random jitter (Yosinski et al. 2015, "Understanding Neural
+Networks Through Deep Visualization"; Mordvintsev et al. 2015, "Inceptionism"). ``manifold``
+penalises the distance from the principal subspace of real training digits (a linear model of
+the data manifold; Turk & Pentland 1991 used the same "distance from face space" to tell faces
+from non-faces).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 
 from identikit.errors import IdentikitError
 
-PRIORS = ("tv", "l2", "blur", "jitter")
+PRIORS = ("tv", "l2", "blur", "jitter", "manifold")
 
 
 def parse_priors(text: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -59,3 +63,26 @@ def jitter(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     for i, (dy, dx) in enumerate(shifts.tolist()):  # a loop over runs, not over candidates
         out[i] = padded[i, :, 2 + dy : 30 + dy, 2 + dx : 30 + dx]
     return out
+
+
+@lru_cache(maxsize=4)
+def digit_subspace(
+    dataset: str = "mnist", components: int = 40
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (784,) and top principal directions (784, components) of the training images."""
+    from identikit.data import load_dataset
+
+    images, _ = load_dataset(dataset, "train")
+    x = torch.from_numpy(images.reshape(len(images), -1)).double().div_(255.0)
+    mean = x.mean(0)
+    centred = x - mean
+    _, vectors = torch.linalg.eigh(centred.T @ centred)  # ascending eigenvalues
+    return mean.float(), vectors[:, -components:].float()
+
+
+def manifold_distance(x: torch.Tensor, mean: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """Squared distance per image from the affine subspace mean + span(basis)."""
+    centred = x.flatten(1) - mean.to(x.device)
+    basis = basis.to(x.device)
+    residual = centred - (centred @ basis) @ basis.T
+    return residual.pow(2).sum(1)
