@@ -36,6 +36,7 @@ FAST = {
     "evolution": {"candidates": 8},
     "square": {},
     "gradient": {},
+    "strokes": {"candidates": 8},
 }
 
 

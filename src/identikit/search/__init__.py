@@ -7,6 +7,7 @@ from identikit.search import (  # noqa: F401  (importing registers the strategie
     gradient,
     random_masks,
     square,
+    strokes,
 )
 from identikit.search.base import SearchState, Strategy, advance, initial_state
 from identikit.search.registry import STRATEGIES, make_strategy
