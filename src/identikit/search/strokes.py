@@ -76,4 +76,5 @@ class Strokes(Strategy):
         nearest = start.unsqueeze(1) + along.clamp(0, 1).unsqueeze(2) * direction.unsqueeze(1)
         distance = (grid.unsqueeze(0) - nearest).norm(dim=2)
         ink = (1 - distance / self.width).clamp(min=0)
-        return (ink * sign.unsqueeze(1)).view(k, 1, 28, 28)
+        strokes: torch.Tensor = (ink * sign.unsqueeze(1)).view(k, 1, 28, 28)
+        return strokes
