@@ -7,8 +7,11 @@ in chunks sized for the hardware under ``torch.inference_mode``, and counts ever
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+import warnings
+import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -17,6 +20,7 @@ from torch import nn
 from identikit.device import resolve_device
 from identikit.errors import IdentikitError
 from identikit.models.checkpoint import file_sha256, load_checkpoint
+from identikit.preprocessing import Preprocessing, detect_output_kind, to_log_probabilities
 
 # Images per forward pass. On a 2-core CPU the tutorial CNN scores fastest at about 128 images
 # per batch in channels_last layout (6,400 images/s, against 4,000 at 500: larger batches spill
@@ -25,64 +29,94 @@ CPU_CHUNK = 128
 CUDA_CHUNK = 8192
 
 
+Model = nn.Module | Callable[[torch.Tensor], torch.Tensor]
+
+
 class Classifier:
-    """A torch module that returns logits, wrapped as a query-counting probability oracle.
+    """A model wrapped as a query-counting probability oracle over pixel images in [0, 1].
 
     Args:
-        module: maps pixels in [0, 1], shape (N, 1, 28, 28), to logits (N, classes).
-        device: where to run it.
-        chunk_size: images per forward pass (default: 500 on CPU, 8192 on CUDA).
+        model: a torch module (or TorchScript module, or any callable such as an ONNX model)
+            from model inputs (N, 1, 28, 28) to outputs (N, classes).
+        preprocessing: how pixels become the model's inputs and what its outputs mean
+            (outputs detected when not given; see :attr:`detected_outputs`).
+        device: where to run a torch model.
+        chunk_size: images per forward pass (default: 128 on CPU, 8192 on CUDA).
         name: how results and messages refer to the model.
         sha256: hash of the model file, recorded in results.
         classes: the number of classes the model must return, when known.
+        class_names: names of the classes, for tables and reports.
     """
 
     def __init__(
         self,
-        module: nn.Module,
+        model: Model,
         *,
+        preprocessing: Preprocessing | None = None,
         device: torch.device | str = "cpu",
         chunk_size: int | None = None,
         name: str = "model",
         sha256: str | None = None,
         classes: int | None = None,
+        class_names: Sequence[str] | None = None,
     ) -> None:
         self.device = torch.device(device)
-        self.module = module.to(self.device).eval()
-        if self.device.type == "cpu":
+        self.preprocessing = preprocessing or Preprocessing()
+        self.module = model.to(self.device).eval() if isinstance(model, nn.Module) else None
+        if self.module is not None and self.device.type == "cpu":
             # NHWC convolutions are about 1.5x faster on CPU; layers without 4-D weights ignore it.
-            self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            with contextlib.suppress(RuntimeError, AttributeError):
+                self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.model: Callable[[torch.Tensor], torch.Tensor] = self.module or model
         self.chunk_size = chunk_size or (CUDA_CHUNK if self.device.type == "cuda" else CPU_CHUNK)
         self.name = name
         self.sha256 = sha256
         self.queries = 0
-        self.num_classes = self._probe_classes()
+        self.num_classes, self.outputs = self._probe()
+        self.detected_outputs = self.preprocessing.outputs is None
         if classes is not None and classes != self.num_classes:
             raise IdentikitError(f"{name} returns {self.num_classes} classes, expected {classes}")
+        self.class_names = list(class_names or [str(c) for c in range(self.num_classes)])
+        if len(self.class_names) != self.num_classes:
+            raise IdentikitError(
+                f"{len(self.class_names)} class names for a model of {self.num_classes} classes"
+            )
 
     @classmethod
     def from_checkpoint(
         cls, path: str | os.PathLike[str], *, device: str = "auto", chunk_size: int | None = None
     ) -> Classifier:
         """A Classifier for an identikit checkpoint file."""
-        module, meta = load_checkpoint(path)
-        return cls(
-            module,
-            device=resolve_device(device),
-            chunk_size=chunk_size,
-            name=Path(path).name,
-            sha256=file_sha256(path),
-            classes=int(meta["num_classes"]),
-        )
+        return load_classifier(path, device=device, chunk_size=chunk_size)
 
     @torch.inference_mode()
-    def _probe_classes(self) -> int:
-        out = self.module(torch.zeros(2, 1, 28, 28, device=self.device))
-        if out.dim() != 2 or out.shape[0] != 2 or out.shape[1] < 2:
+    def _probe(self) -> tuple[int, str]:
+        """The number of classes and the kind of outputs, from a few probe images."""
+        generator = torch.Generator().manual_seed(0)
+        probes = torch.cat(
+            [
+                torch.zeros(1, 1, 28, 28),
+                torch.full((1, 1, 28, 28), 0.5),
+                torch.rand(2, 1, 28, 28, generator=generator),
+            ]
+        ).to(self.device)
+        try:
+            out = self._raw(probes)
+        except IdentikitError:
+            raise
+        except Exception as exc:  # whatever the user's model raises on a well-formed input
+            raise IdentikitError(
+                f"{self.name} fails on images of shape (N, 1, 28, 28): "
+                f"{str(exc).strip().splitlines()[0] if str(exc) else exc!r}"
+            ) from None
+        if out.dim() != 2 or out.shape[0] != 4 or out.shape[1] < 2:
             raise IdentikitError(
                 f"{self.name}: expected outputs of shape (N, classes), got {tuple(out.shape)}"
             )
-        return int(out.shape[1])
+        return int(out.shape[1]), self.preprocessing.outputs or detect_output_kind(out)
+
+    def _raw(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model(self.preprocessing.to_model(pixels))
 
     @torch.inference_mode()
     def log_probabilities(self, images: torch.Tensor) -> torch.Tensor:
@@ -98,7 +132,7 @@ class Classifier:
         outputs = []
         for start in range(0, images.shape[0], self.chunk_size):
             chunk = images[start : start + self.chunk_size].to(self.device, torch.float32)
-            outputs.append(torch.log_softmax(self.module(chunk).float(), dim=1))
+            outputs.append(to_log_probabilities(self._raw(chunk), self.outputs).to(self.device))
         self.queries += images.shape[0]
         if not outputs:
             return torch.zeros(0, self.num_classes, device=self.device)
@@ -119,12 +153,16 @@ class Classifier:
         ``images``; it returns one value per image. Each image counts as one query. Only for
         models that give gradients (white-box strategies).
         """
+        if self.module is None:
+            raise IdentikitError(
+                f"{self.name} gives no gradients (an ONNX model): use a black-box strategy"
+            )
         values, grads = [], []
         for start in range(0, images.shape[0], self.chunk_size):
             rows = slice(start, min(start + self.chunk_size, images.shape[0]))
             x = images[rows].detach().to(self.device, torch.float32).requires_grad_(True)
             with torch.enable_grad():
-                log_probabilities = torch.log_softmax(self.module(x).float(), dim=1)
+                log_probabilities = to_log_probabilities(self._raw(x), self.outputs)
                 value = objective(x, log_probabilities, rows)
                 (grad,) = torch.autograd.grad(value.sum(), x)
             values.append(value.detach())
@@ -140,3 +178,62 @@ class Classifier:
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """Class probabilities (N, classes) for pixel images in [0, 1]."""
         return self.log_probabilities(images).exp()
+
+
+def model_format(path: Path) -> str:
+    """``checkpoint``, ``torchscript`` or ``onnx``, from the file itself."""
+    if not path.is_file():
+        raise IdentikitError(f"model file {path} not found")
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+        if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
+            return "torchscript"
+        return "checkpoint"
+    if path.suffix.lower() == ".onnx":
+        return "onnx"
+    raise IdentikitError(
+        f"{path}: not an identikit checkpoint, a TorchScript file or an ONNX (.onnx) model"
+    )
+
+
+def load_classifier(
+    path: str | os.PathLike[str],
+    *,
+    device: str = "auto",
+    preprocessing: Preprocessing | None = None,
+    chunk_size: int | None = None,
+    classes: int | None = None,
+    class_names: Sequence[str] | None = None,
+) -> Classifier:
+    """A Classifier for a model file: identikit checkpoint, TorchScript or ONNX."""
+    file = Path(path)
+    kind = model_format(file)
+    torch_device = resolve_device(device)
+    model: Model
+    if kind == "checkpoint":
+        model, meta = load_checkpoint(file)
+        classes = classes or int(meta["num_classes"])
+    elif kind == "torchscript":
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated,
+                # but it is what many users' models come as.
+                model = torch.jit.load(str(file), map_location=torch_device)  # type: ignore[no-untyped-call]
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise IdentikitError(f"{file}: unreadable TorchScript ({exc})") from None
+    else:
+        from identikit.onnx_model import OnnxModel
+
+        model = OnnxModel(file)
+        torch_device = torch.device("cpu")  # ONNX Runtime's CPU provider
+    return Classifier(
+        model,
+        preprocessing=preprocessing,
+        device=torch_device,
+        chunk_size=chunk_size,
+        name=file.name,
+        sha256=file_sha256(file),
+        classes=classes,
+        class_names=class_names,
+    )

@@ -12,12 +12,16 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from identikit.classifier import Classifier
 
 from identikit.data import DATASETS, SPLITS, default_root, ensure_files, load_dataset
-from identikit.device import DEVICE_CHOICES, resolve_device
+from identikit.device import DEVICE_CHOICES
 from identikit.errors import IdentikitError
 from identikit.models import ARCHITECTURES
+from identikit.preprocessing import INPUT_RANGES, OUTPUT_KINDS
 from identikit.search import STRATEGIES
 from identikit.search.base import START_IMAGES
 
@@ -36,8 +40,8 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset",
         default="mnist",
-        choices=sorted(DATASETS),
-        help="dataset (default: %(default)s)",
+        help=f"{', '.join(sorted(DATASETS))}, or idx:DIR for any folder of IDX "
+        "files under MNIST's names (default: %(default)s)",
     )
     parser.add_argument(
         "--root",
@@ -45,6 +49,73 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="folder with the IDX files (default: $IDENTIKIT_DATA, else ~/.cache/identikit)",
     )
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    """How to read a model file (checkpoint, TorchScript or ONNX) and its conventions."""
+    group = parser.add_argument_group("model conventions (for TorchScript and ONNX models)")
+    group.add_argument(
+        "--input-range",
+        default="0,1",
+        choices=sorted(INPUT_RANGES),
+        help="pixel range the model expects (default: %(default)s)",
+    )
+    group.add_argument(
+        "--mean", type=float, default=0.0, help="subtracted after scaling (default: %(default)s)"
+    )
+    group.add_argument(
+        "--std",
+        type=float,
+        default=1.0,
+        help="divided by after subtracting the mean (default: %(default)s)",
+    )
+    group.add_argument(
+        "--outputs",
+        default=None,
+        choices=OUTPUT_KINDS,
+        help="what the model returns (default: detected)",
+    )
+    group.add_argument(
+        "--classes",
+        type=int,
+        default=None,
+        help="number of classes the model must return (default: any)",
+    )
+    group.add_argument(
+        "--class-names",
+        default=None,
+        help="comma-separated class names for tables (default: the numbers)",
+    )
+    group.add_argument(
+        "--chunk-size",
+        type=int,
+        default=None,
+        help="images per forward pass (default: 128 on CPU, 8192 on GPU)",
+    )
+
+
+def _classifier(args: argparse.Namespace) -> Classifier:
+    from identikit.classifier import load_classifier
+    from identikit.preprocessing import Preprocessing
+
+    names = args.class_names.split(",") if args.class_names else None
+    classifier = load_classifier(
+        args.model,
+        device=args.device,
+        chunk_size=args.chunk_size,
+        classes=args.classes,
+        class_names=names,
+        preprocessing=Preprocessing(
+            input_range=args.input_range, mean=args.mean, std=args.std, outputs=args.outputs
+        ),
+    )
+    if classifier.detected_outputs and classifier.outputs != "logits":
+        print(
+            f"{classifier.name}: outputs detected as {classifier.outputs} "
+            "(set --outputs to override)",
+            file=sys.stderr,
+        )
+    return classifier
 
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
@@ -108,22 +179,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from identikit.models.checkpoint import load_checkpoint
-    from identikit.training import evaluate
+    from identikit.data import get_spec
+    from identikit.training import evaluate_classifier
 
-    model, meta = load_checkpoint(args.model)
-    device = resolve_device(args.device)
+    classifier = _classifier(args)
+    spec = get_spec(args.dataset)
     images, labels = load_dataset(args.dataset, "test", args.root)
-    if meta["num_classes"] != len(DATASETS[args.dataset].class_names):
+    if classifier.num_classes != len(spec.class_names):
         raise IdentikitError(
-            f"{args.model} has {meta['num_classes']} classes, {args.dataset} "
-            f"has {len(DATASETS[args.dataset].class_names)}"
+            f"{args.model} has {classifier.num_classes} classes, {args.dataset} "
+            f"has {len(spec.class_names)}"
         )
-    result = evaluate(model.to(device), images, labels, device=device)
+    result = evaluate_classifier(classifier, images, labels)
     if args.json:
         _print_json(
             {
-                "model": meta["architecture"],
+                "model": classifier.name,
                 "dataset": args.dataset,
                 "accuracy": result.accuracy,
                 "per_class": result.per_class,
@@ -131,11 +202,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             }
         )
         return 0
-    names = DATASETS[args.dataset].class_names
-    print(
-        f"{args.model} ({meta['architecture']}) on {args.dataset} test: "
-        f"accuracy {result.accuracy:.2%}"
-    )
+    names = spec.class_names
+    print(f"{args.model} on {args.dataset} test: accuracy {result.accuracy:.2%}")
     print("class  accuracy   " + " ".join(f"{n[:5]:>5}" for n in names))
     for name, accuracy, row in zip(names, result.per_class, result.confusion, strict=True):
         print(f"{name[:5]:>5}  {accuracy:8.2%}   " + " ".join(f"{v:5d}" for v in row))
@@ -156,7 +224,6 @@ def _strategy_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from identikit.classifier import Classifier
     from identikit.experiment import SweepConfig, format_summary, parse_digits
     from identikit.interrupt import PauseOnInterrupt
     from identikit.sweep import sweep_to_folder
@@ -172,9 +239,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         max_queries=args.max_queries,
         start=args.start,
     )
-    classifier = Classifier.from_checkpoint(
-        args.model, device=args.device, chunk_size=args.chunk_size
-    )
+    classifier = _classifier(args)
     with PauseOnInterrupt() as pause:
         outcome = sweep_to_folder(
             classifier,
@@ -214,7 +279,6 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from identikit.atomic import atomic_write_bytes, atomic_write_text
-    from identikit.classifier import Classifier
     from identikit.compare import THRESHOLDS, curves, run_comparison, summarise_strategy
     from identikit.experiment import parse_digits
     from identikit.interrupt import PauseOnInterrupt
@@ -227,7 +291,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             f"--strategies: unknown {unknown or 'none given'}; known: "
             f"{', '.join(sorted(STRATEGIES))}"
         )
-    classifier = Classifier.from_checkpoint(args.model, device=args.device)
+    classifier = _classifier(args)
     with PauseOnInterrupt() as pause:
         by_strategy = run_comparison(
             classifier,
@@ -352,9 +416,8 @@ def cmd_certainty(args: argparse.Namespace) -> int:
         max_probabilities,
         write_certainty,
     )
-    from identikit.classifier import Classifier
 
-    classifier = Classifier.from_checkpoint(args.model, device=args.device)
+    classifier = _classifier(args)
     test_images, _ = load_dataset(args.dataset, "test", args.root)
     maxima = max_probabilities(classifier, test_images, samples=args.samples, seed=args.seed)
     report = certainty_report(maxima)
@@ -366,6 +429,31 @@ def cmd_certainty(args: argparse.Namespace) -> int:
     print(format_certainty(classifier.name, report))
     if args.out is not None:
         print(f"histograms in {args.out / 'certainty.png'}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from identikit.export import export_model
+    from identikit.models.checkpoint import load_checkpoint
+    from identikit.preprocessing import Preprocessing
+
+    model, _ = load_checkpoint(args.model)
+    preprocessing = Preprocessing(
+        input_range=args.input_range, mean=args.mean, std=args.std, outputs=args.outputs or "logits"
+    )
+    export_model(
+        model,
+        args.out,
+        fmt=args.format,
+        preprocessing=preprocessing,
+        flatten=args.flatten,
+        fixed_batch=args.fixed_batch,
+    )
+    flags = (
+        f"--input-range {args.input_range} --mean {args.mean} --std {args.std} "
+        f"--outputs {preprocessing.outputs}"
+    )
+    print(f"wrote {args.out} ({args.format}); use it with: {flags}")
     return 0
 
 
@@ -431,6 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
     _add_data_options(evaluate)
     _add_device(evaluate)
+    _add_model_options(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)
 
     search = commands.add_parser(
@@ -501,12 +590,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="image priors for strategies that take them, e.g. tv,blur,jitter",
     )
     search.add_argument(
-        "--chunk-size",
-        type=int,
-        default=None,
-        help="images per forward pass (default: 128 on CPU, 8192 on GPU)",
-    )
-    search.add_argument(
         "--save-every",
         type=float,
         default=5.0,
@@ -515,6 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true", help="print a JSON summary last")
     search.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_device(search)
+    _add_model_options(search)
     search.set_defaults(handler=cmd_search)
 
     compare = commands.add_parser(
@@ -541,6 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--json", action="store_true", help="print a JSON summary last")
     compare.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     _add_device(compare)
+    _add_model_options(compare)
     compare.set_defaults(handler=cmd_compare)
 
     ceiling = commands.add_parser(
@@ -585,7 +670,36 @@ def build_parser() -> argparse.ArgumentParser:
     certainty.add_argument("--json", action="store_true", help="print the result as JSON")
     _add_data_options(certainty)
     _add_device(certainty)
+    _add_model_options(certainty)
     certainty.set_defaults(handler=cmd_certainty)
+
+    export = commands.add_parser(
+        "export", parents=[common], help="export a checkpoint to ONNX or TorchScript"
+    )
+    export.add_argument("--model", required=True, type=Path, help="identikit checkpoint")
+    export.add_argument("--format", required=True, choices=("onnx", "torchscript"))
+    export.add_argument("--out", required=True, type=Path, help="file to write")
+    export.add_argument(
+        "--input-range",
+        default="0,1",
+        choices=sorted(INPUT_RANGES),
+        help="pixel range the exported model expects (default: %(default)s)",
+    )
+    export.add_argument("--mean", type=float, default=0.0, help="(default: %(default)s)")
+    export.add_argument("--std", type=float, default=1.0, help="(default: %(default)s)")
+    export.add_argument(
+        "--outputs",
+        default=None,
+        choices=OUTPUT_KINDS,
+        help="what the exported model returns (default: logits)",
+    )
+    export.add_argument("--flatten", action="store_true", help="take inputs of shape (N, 784)")
+    export.add_argument(
+        "--fixed-batch",
+        action="store_true",
+        help="fix the batch size to 1 (ONNX), as some exporters do",
+    )
+    export.set_defaults(handler=cmd_export)
 
     demo = commands.add_parser(
         "demo", parents=[common], help="the whole pipeline on MNIST with default settings"
@@ -597,9 +711,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _attach_ranges(arguments: list[str]) -> list[str]:
+    """``--input-range -1,1`` -> ``--input-range=-1,1``: argparse takes "-1,1" for an option."""
+    out: list[str] = []
+    for argument in arguments:
+        if out and out[-1] == "--input-range" and argument.startswith("-"):
+            out[-1] = f"--input-range={argument}"
+        else:
+            out.append(argument)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    arguments = list(sys.argv[1:] if argv is None else argv)
+    arguments = _attach_ranges(list(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(arguments)
     args.argv = arguments
     try:

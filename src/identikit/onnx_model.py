@@ -1,0 +1,73 @@
+"""Scoring with ONNX Runtime: any model exported to ONNX, from any framework.
+
+The model's first input may be (N, 1, 28, 28) or flattened (N, 784), with any name and a dynamic
+or fixed batch size; a model fixed to batch 1 is run image by image over each chunk (slower,
+still correct). The first output must be (N, classes).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from identikit.errors import IdentikitError
+
+
+class OnnxModel:
+    """An ONNX model as a callable from a float tensor (N, 1, 28, 28) to its first output."""
+
+    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise IdentikitError(
+                "ONNX models need onnxruntime: pip install 'identikit[onnx]'"
+            ) from None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise IdentikitError(f"{Path(path).name}: not a usable ONNX model ({exc})") from None
+        first = self.session.get_inputs()[0]
+        self.input_name = first.name
+        shape: list[Any] = list(first.shape)
+        if len(shape) == 4 and [_dim(d) for d in shape[1:]] in ([1, 28, 28], [None, 28, 28]):
+            self.flat = False
+        elif len(shape) == 2 and _dim(shape[1]) in (784, None):
+            self.flat = True
+        else:
+            raise IdentikitError(
+                f"{Path(path).name}: input {self.input_name!r} has shape {shape}; expected "
+                "(N, 1, 28, 28) or (N, 784)"
+            )
+        self.fixed_batch = _dim(shape[0])
+        if self.fixed_batch not in (None, 1):
+            raise IdentikitError(
+                f"{Path(path).name}: fixed batch size {self.fixed_batch}; identikit needs a "
+                "dynamic batch or a batch of 1"
+            )
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        array = inputs.detach().cpu().numpy().astype(np.float32, copy=False)
+        if self.flat:
+            array = array.reshape(len(array), 784)
+        if self.fixed_batch == 1:
+            rows = [self._run(array[i : i + 1]) for i in range(len(array))]
+            return torch.from_numpy(np.concatenate(rows)) if rows else torch.zeros(0)
+        return torch.from_numpy(self._run(np.ascontiguousarray(array)))
+
+    def _run(self, array: np.ndarray) -> np.ndarray:
+        out = np.asarray(self.session.run(None, {self.input_name: array})[0])
+        return out.reshape(len(array), -1)
+
+
+def _dim(value: Any) -> int | None:
+    return value if isinstance(value, int) else None
