@@ -35,8 +35,13 @@ def main() -> None:
     classifier = Classifier.from_checkpoint(default_cnn(), device="cpu")
     with tempfile.TemporaryDirectory() as out:
         by_strategy = run_comparison(
-            classifier, args.strategies.split(","), out, digits=tuple(range(10)),
-            runs=args.runs, max_queries=args.max_queries, progress=False,
+            classifier,
+            args.strategies.split(","),
+            out,
+            digits=tuple(range(10)),
+            runs=args.runs,
+            max_queries=args.max_queries,
+            progress=False,
         )
     assert by_strategy is not None
     print(f"default cnn, 10 digits x {args.runs} runs, budget {args.max_queries:,} queries")

@@ -27,6 +27,7 @@ from identikit.preprocessing import Preprocessing, detect_output_kind, to_log_pr
 # the caches); GPUs want thousands.
 CPU_CHUNK = 128
 CUDA_CHUNK = 8192
+ONNX_CHUNK = 512
 
 
 Model = nn.Module | Callable[[torch.Tensor], torch.Tensor]
@@ -227,6 +228,8 @@ def load_classifier(
 
         model = OnnxModel(file)
         torch_device = torch.device("cpu")  # ONNX Runtime's CPU provider
+        # ONNX Runtime, unlike PyTorch's CPU convolutions, gains from batches of hundreds.
+        chunk_size = chunk_size or ONNX_CHUNK
     return Classifier(
         model,
         preprocessing=preprocessing,
