@@ -18,7 +18,14 @@ $(STAMP): pyproject.toml
 demo: install
 	$(VENV)/bin/identikit demo
 
+# System packages some tests use (Debian's, never a downloaded browser); a test skips, saying
+# why, where they cannot be installed.
 test: install
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
+		>/dev/null 2>&1 || echo "chromium could not be installed: the browser test will skip"
+	@test -d /usr/share/datasets/fashion-mnist || (apt-get install -y -qq dataset-fashion-mnist \
+		|| (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)) >/dev/null 2>&1 \
+		|| echo "dataset-fashion-mnist could not be installed: its test will skip"
 	$(PY) -m pytest -q
 
 bench: install

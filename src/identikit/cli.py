@@ -457,6 +457,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from identikit.report.page import build_report
+
+    path = build_report(args.folder, animate=not args.no_animation)
+    print(f"report: {path}")
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(path.resolve().as_uri())
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from identikit.demo import run_demo
 
@@ -701,6 +713,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.set_defaults(handler=cmd_export)
 
+    report = commands.add_parser(
+        "report", parents=[common], help="one self-contained HTML page of every result in a folder"
+    )
+    report.add_argument("folder", type=Path, help="folder of results (searched recursively)")
+    report.add_argument("--open", action="store_true", help="open the page in a browser")
+    report.add_argument(
+        "--no-animation",
+        action="store_true",
+        help="skip replaying runs for the animations (faster)",
+    )
+    report.set_defaults(handler=cmd_report)
+
     demo = commands.add_parser(
         "demo", parents=[common], help="the whole pipeline on MNIST with default settings"
     )
@@ -742,6 +766,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (e.g. `| head`): stop quietly, as Unix tools do.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except Exception as exc:  # a bug of identikit's, not the user's: still no traceback
+        if args.debug:
+            raise
+        print(f"identikit: internal error: {type(exc).__name__}: {exc} (please report it; "
+              "--debug shows the traceback)", file=sys.stderr)
         return 1
 
 

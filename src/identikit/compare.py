@@ -45,7 +45,9 @@ def comparison_config(
     )
 
 
-def reach_table(results: dict[str, Any]) -> list[dict[str, Any]]:
+def reach_table(
+    results: dict[str, Any], thresholds: Sequence[float] = THRESHOLDS
+) -> list[dict[str, Any]]:
     """For every run of a sweep: its digit and the queries it needed for each threshold."""
     cost = make_strategy(
         results["settings"]["strategy"], **results["settings"]["strategy_settings"]
@@ -55,7 +57,7 @@ def reach_table(results: dict[str, Any]) -> list[dict[str, Any]]:
             "digit": run["digit"],
             **{
                 str(t): queries_to_reach(run["history"], t, queries_per_step=cost)
-                for t in THRESHOLDS
+                for t in thresholds
             },
         }
         for run in results["runs"]
@@ -134,7 +136,9 @@ def curves(
     out = {}
     for name, results in results_by_strategy.items():
         needed = sorted(
-            r[str(threshold)] for r in reach_table(results) if r[str(threshold)] is not None
+            r[str(threshold)]
+            for r in reach_table(results, [threshold])
+            if r[str(threshold)] is not None
         )
         total = len(results["runs"])
         out[name] = (needed, [(i + 1) / total for i in range(len(needed))])

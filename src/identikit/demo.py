@@ -75,9 +75,13 @@ def run_demo(out: Path, *, device: str = "auto", root: str | os.PathLike[str] | 
         )
         if outcome.results is not None:
             print(format_summary(outcome.results))
+    from identikit.report.page import build_report
+
+    report = build_report(out)
     print()
     for name, accuracy in accuracies.items():
         print(f"{name:8s} test accuracy {accuracy:.2%}   checkpoint {out / (name + '.pt')}")
         print(f"{'':8s} certainty  {out / name / 'certainty.png'}")
         print(f"{'':8s} identikits {out / name / 'search' / 'grid.png'}")
+    print(f"report   {report}   (open it in a browser)")
     return 0

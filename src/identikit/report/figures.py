@@ -140,3 +140,67 @@ def convergence_curves(
     if title:
         ax.set_title(title, fontsize=10)
     return _png(figure)
+
+
+def animation_gif(
+    trajectories: Sequence[np.ndarray],
+    labels: Sequence[str],
+    *,
+    frames: int = 48,
+    scale: int = 4,
+    milliseconds: int = 120,
+) -> bytes:
+    """An animated GIF of several runs side by side, each evolving from its start image.
+
+    ``trajectories[i]`` is run i's best image after each iteration (T_i, 28, 28); the runs are
+    sampled at ``frames`` evenly spaced moments of the longest one (a finished run holds its
+    last image), and the last frame is held for a second.
+    """
+    from PIL import Image, ImageDraw
+
+    longest = max(len(t) for t in trajectories)
+    moments = np.unique(np.linspace(0, longest - 1, min(frames, longest)).round().astype(int))
+    size = 28 * scale
+    pictures = []
+    for moment in moments:
+        canvas = Image.new("L", (len(trajectories) * (size + 4) + 4, size + 18), color=255)
+        draw = ImageDraw.Draw(canvas)
+        for i, (trajectory, label) in enumerate(zip(trajectories, labels, strict=True)):
+            image = trajectory[min(moment, len(trajectory) - 1)]
+            tile = Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8), mode="L")
+            canvas.paste(
+                tile.resize((size, size), Image.Resampling.NEAREST), (4 + i * (size + 4), 16)
+            )
+            draw.text((4 + i * (size + 4), 2), label, fill=0)
+        pictures.append(canvas.convert("P"))
+    buffer = io.BytesIO()
+    durations = [milliseconds] * (len(pictures) - 1) + [1000]
+    pictures[0].save(
+        buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=durations, loop=0
+    )
+    return buffer.getvalue()
+
+
+def transfer_matrix(matrix: Sequence[Sequence[int]], *, judge: str) -> bytes:
+    """A judge's verdicts: rows the intended digit, columns what the judge calls it."""
+    counts = np.asarray(matrix, dtype=float)
+    shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    figure, ax = plt.subplots(figsize=(4.2, 3.8), layout="constrained")
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (row, column), value in np.ndenumerate(counts):
+        if value:
+            ax.text(
+                column,
+                row,
+                f"{int(value)}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if shares[row, column] > 0.6 else "black",
+            )
+    ax.set_xticks(range(counts.shape[1]))
+    ax.set_yticks(range(counts.shape[0]))
+    ax.set_xlabel(f"{judge} calls it")
+    ax.set_ylabel("intended digit")
+    ax.set_title(f"judge: {judge}", fontsize=10)
+    return _png(figure)

@@ -1,0 +1,76 @@
+"""Replaying runs of a finished sweep to watch them evolve.
+
+A run depends only on its seed, so any run can be computed again, this time keeping its best
+image after every iteration. The replay scores its candidates in a different batch than the
+sweep did; where the model's arithmetic depends on the batch, the last bits of a score may
+differ and a near-tie may go the other way, so each replay is checked against the recorded
+identikit and reported as faithful or not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from identikit.classifier import Classifier
+from identikit.experiment import SweepConfig
+from identikit.search import SearchState, advance, initial_state, make_strategy
+
+
+@dataclass
+class Replay:
+    """Best image after each iteration of one run, and whether it ends where the sweep did."""
+
+    digit: int
+    frames: np.ndarray  # (iterations + 1, 28, 28)
+    faithful: bool
+
+
+def config_of(results: dict[str, Any]) -> SweepConfig:
+    """The sweep configuration recorded in a ``results.json`` record."""
+    settings = dict(results["settings"])
+    settings["digits"] = tuple(settings["digits"])
+    return SweepConfig(**settings)
+
+
+def replay_first_runs(
+    classifier: Classifier,
+    results: dict[str, Any],
+    images: np.ndarray,
+    *,
+    max_iterations: int = 2000,
+) -> list[Replay]:
+    """Replay run 0 of every digit of a sweep (at most ``max_iterations`` iterations each)."""
+    config = config_of(results)
+    chosen = [(i, r) for i, r in enumerate(results["runs"]) if r["run"] == 0]
+    state = initial_state(
+        classifier,
+        [r["digit"] for _, r in chosen],
+        [r["seed"] for _, r in chosen],
+        start=config.start,
+    )
+    frames: list[list[np.ndarray]] = [[image[0].cpu().numpy().copy()] for image in state.images]
+
+    def keep(state: SearchState) -> None:
+        for row, iterations in enumerate(state.iterations.tolist()):
+            if len(frames[row]) <= iterations:
+                frames[row].append(state.images[row, 0].cpu().numpy().copy())
+
+    strategy = make_strategy(config.strategy, **config.strategy_settings)
+    advance(
+        state, strategy, classifier, config.rules(), on_commit=keep, max_iterations=max_iterations
+    )
+    return [
+        Replay(
+            run["digit"],
+            np.stack(frames[row]),
+            bool(np.array_equal(frames[row][-1], images[index])),
+        )
+        for row, (index, run) in enumerate(chosen)
+    ]
+
+
+__all__ = ["Replay", "config_of", "replay_first_runs", "torch"]
