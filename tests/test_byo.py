@@ -147,6 +147,32 @@ def test_bad_models_give_clear_errors(tiny_model: Path, tmp_path: Path) -> None:
         "search", "--model", str(tiny_model), "--classes", "7", "--out", str(tmp_path / "o")
     )
     assert_one_line_error(proc, "expected 7")
+    proc = run_cli(
+        "search", "--model", str(tiny_model), "--class-names", "a,b", "--out", str(tmp_path / "o")
+    )
+    assert_one_line_error(proc, "2 class names for a model of 10 classes")
+
+
+def test_class_names_in_the_summary(tiny_model: Path, tmp_path: Path) -> None:  # noqa: F811
+    names = "zero,one,two,three,four,five,six,seven,eight,nine"
+    proc = run_cli(
+        "search",
+        "--model",
+        str(tiny_model),
+        "--class-names",
+        names,
+        "--digits",
+        "3",
+        "--runs",
+        "1",
+        "--candidates",
+        "20",
+        "--out",
+        str(tmp_path / "n"),
+        "--no-progress",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "3 three" in proc.stdout
 
 
 def test_cli_export_and_search_round_trip(tiny_model: Path, tmp_path: Path) -> None:  # noqa: F811

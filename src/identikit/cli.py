@@ -770,8 +770,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug of identikit's, not the user's: still no traceback
         if args.debug:
             raise
-        print(f"identikit: internal error: {type(exc).__name__}: {exc} (please report it; "
-              "--debug shows the traceback)", file=sys.stderr)
+        print(
+            f"identikit: internal error: {type(exc).__name__}: {exc} (please report it; "
+            "--debug shows the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -160,6 +160,7 @@ def sweep_results(
             "name": classifier.name,
             "sha256": classifier.sha256,
             "classes": classifier.num_classes,
+            "class_names": classifier.class_names,
         },
         "environment": {
             "torch": str(torch.__version__),
@@ -203,11 +204,14 @@ def format_summary(results: dict[str, Any]) -> str:
     lines = [
         f"digit  runs  converged  rate   95% interval   median queries   (target {target})",
     ]
+    names = results["model"].get("class_names") or []
     for digit, row in results["summary"].items():
         low, high = row["rate_ci95"]
         median = "-" if row["median_queries"] is None else f"{row['median_queries']:,.0f}"
+        name = names[int(digit)] if int(digit) < len(names) else digit
+        label = digit if name == digit else f"{digit} {name}"
         lines.append(
-            f"{digit:>5}  {row['runs']:4d}  {row['converged']:9d}  {row['rate']:4.0%}"
+            f"{label:>5}  {row['runs']:4d}  {row['converged']:9d}  {row['rate']:4.0%}"
             f"   [{low:4.0%}, {high:4.0%}]   {median:>14}"
         )
     rate = results["queries_per_second"]
