@@ -1,0 +1,84 @@
+"""The ``identikit`` command line.
+
+Every user error is one line on stderr and exit code 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from identikit.cli import models, reporting, searching
+from identikit.cli.options import Parser
+from identikit.errors import IdentikitError
+
+DESCRIPTION = "What does a trained image classifier believe a digit looks like?"
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="identikit", description=DESCRIPTION)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    # --debug is accepted after the command too; SUPPRESS keeps a top-level --debug intact.
+    common = Parser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of errors"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    for module in (models, searching, reporting):
+        module.register(commands, common)
+    return parser
+
+
+def _attach_ranges(arguments: list[str]) -> list[str]:
+    """``--input-range -1,1`` -> ``--input-range=-1,1``: argparse takes "-1,1" for an option."""
+    out: list[str] = []
+    for argument in arguments:
+        if out and out[-1] == "--input-range" and argument.startswith("-"):
+            out[-1] = f"--input-range={argument}"
+        else:
+            out.append(argument)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    arguments = _attach_ranges(list(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(arguments)
+    args.argv = arguments
+    try:
+        handler: Handler = args.handler
+        return handler(args)
+    except IdentikitError as exc:
+        if args.debug:
+            raise
+        print(f"identikit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("identikit: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except Exception as exc:  # a bug of identikit's, not the user's: still no traceback
+        if args.debug:
+            raise
+        print(
+            f"identikit: internal error: {type(exc).__name__}: {exc} (please report it; "
+            "--debug shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def entry_point() -> None:
+    """Console-script entry: exit with :func:`main`'s code."""
+    sys.exit(main())
+
+
+__all__ = ["build_parser", "main"]

@@ -1,0 +1,204 @@
+"""Commands about data and models: data, train, evaluate, export."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from identikit.cli.options import (
+    add_data_options,
+    add_device,
+    add_model_options,
+    make_classifier,
+    print_json,
+)
+from identikit.data import SPLITS, ensure_files, load_dataset
+from identikit.errors import IdentikitError
+from identikit.models import ARCHITECTURES
+from identikit.preprocessing import INPUT_RANGES, OUTPUT_KINDS
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    paths = ensure_files(args.dataset, args.root)
+    for split in SPLITS:
+        images, labels = load_dataset(args.dataset, split, args.root)
+        print(f"{args.dataset} {split}: {len(images)} images, {len(set(labels.tolist()))} classes")
+    folder = sorted({str(p.parent) for p in paths.values()})
+    print(f"files in {', '.join(folder)} (checksums verified)")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from identikit.training import train
+
+    log = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    result = train(
+        args.model,
+        dataset=args.dataset,
+        root=args.root,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        out=args.out,
+        progress=not args.no_progress,
+        log=log,
+    )
+    summary = {
+        "model": result.architecture,
+        "test_accuracy": result.test_accuracy,
+        "epochs": result.epochs,
+        "seconds": round(result.seconds, 2),
+        "seed": result.seed,
+        "batch_size": result.config.batch_size,
+        "lr": result.config.lr,
+        "out": str(args.out),
+    }
+    if args.json:
+        print_json(summary)
+    else:
+        print(
+            f"{result.architecture}: test accuracy {result.test_accuracy:.2%} after "
+            f"{result.epochs} epochs in {result.seconds:.0f} s; saved {args.out}"
+        )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from identikit.data import get_spec
+    from identikit.training import evaluate_classifier
+
+    classifier = make_classifier(args)
+    spec = get_spec(args.dataset)
+    images, labels = load_dataset(args.dataset, "test", args.root)
+    if classifier.num_classes != len(spec.class_names):
+        raise IdentikitError(
+            f"{args.model} has {classifier.num_classes} classes, {args.dataset} "
+            f"has {len(spec.class_names)}"
+        )
+    result = evaluate_classifier(classifier, images, labels)
+    if args.json:
+        print_json(
+            {
+                "model": classifier.name,
+                "dataset": args.dataset,
+                "accuracy": result.accuracy,
+                "per_class": result.per_class,
+                "confusion": result.confusion,
+            }
+        )
+        return 0
+    names = spec.class_names
+    print(f"{args.model} on {args.dataset} test: accuracy {result.accuracy:.2%}")
+    print("class  accuracy   " + " ".join(f"{n[:5]:>5}" for n in names))
+    for name, accuracy, row in zip(names, result.per_class, result.confusion, strict=True):
+        print(f"{name[:5]:>5}  {accuracy:8.2%}   " + " ".join(f"{v:5d}" for v in row))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from identikit.export import export_model
+    from identikit.models.checkpoint import load_checkpoint
+    from identikit.preprocessing import Preprocessing
+
+    model, _ = load_checkpoint(args.model)
+    preprocessing = Preprocessing(
+        input_range=args.input_range, mean=args.mean, std=args.std, outputs=args.outputs or "logits"
+    )
+    export_model(
+        model,
+        args.out,
+        fmt=args.format,
+        preprocessing=preprocessing,
+        flatten=args.flatten,
+        fixed_batch=args.fixed_batch,
+    )
+    flags = (
+        f"--input-range {args.input_range} --mean {args.mean} --std {args.std} "
+        f"--outputs {preprocessing.outputs}"
+    )
+    print(f"wrote {args.out} ({args.format}); use it with: {flags}")
+    return 0
+
+
+def register(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Add this module's commands to the parser."""
+    data = commands.add_parser("data", parents=[common], help="fetch and verify a dataset")
+    add_data_options(data)
+    data.set_defaults(handler=cmd_data)
+
+    train = commands.add_parser(
+        "train", parents=[common], help="train a model and save a checkpoint"
+    )
+    train.add_argument(
+        "--model", required=True, choices=sorted(ARCHITECTURES), help="architecture to train"
+    )
+    train.add_argument("--out", required=True, type=Path, help="checkpoint file to write")
+    train.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs (default: the architecture's own, softmax 5, cnn 3)",
+    )
+    train.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="batch size (default: the architecture's own, softmax 100, cnn 128)",
+    )
+    train.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="peak learning rate of the one-cycle schedule (default: the "
+        "architecture's own, softmax 5e-3, cnn 3e-3)",
+    )
+    train.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    train.add_argument(
+        "--json", action="store_true", help="print one JSON summary as the last line of stdout"
+    )
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_data_options(train)
+    add_device(train)
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser(
+        "evaluate", parents=[common], help="accuracy, per-class accuracy, confusion"
+    )
+    evaluate.add_argument("--model", required=True, type=Path, help="checkpoint file")
+    evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_data_options(evaluate)
+    add_device(evaluate)
+    add_model_options(evaluate)
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    export = commands.add_parser(
+        "export", parents=[common], help="export a checkpoint to ONNX or TorchScript"
+    )
+    export.add_argument("--model", required=True, type=Path, help="identikit checkpoint")
+    export.add_argument("--format", required=True, choices=("onnx", "torchscript"))
+    export.add_argument("--out", required=True, type=Path, help="file to write")
+    export.add_argument(
+        "--input-range",
+        default="0,1",
+        choices=sorted(INPUT_RANGES),
+        help="pixel range the exported model expects (default: %(default)s)",
+    )
+    export.add_argument("--mean", type=float, default=0.0, help="(default: %(default)s)")
+    export.add_argument("--std", type=float, default=1.0, help="(default: %(default)s)")
+    export.add_argument(
+        "--outputs",
+        default=None,
+        choices=OUTPUT_KINDS,
+        help="what the exported model returns (default: logits)",
+    )
+    export.add_argument("--flatten", action="store_true", help="take inputs of shape (N, 784)")
+    export.add_argument(
+        "--fixed-batch",
+        action="store_true",
+        help="fix the batch size to 1 (ONNX), as some exporters do",
+    )
+    export.set_defaults(handler=cmd_export)

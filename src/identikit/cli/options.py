@@ -1,0 +1,141 @@
+"""Options and helpers shared by the commands: one-line errors, data, model and device options."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from identikit.classifier import Classifier
+from identikit.data import DATASETS
+from identikit.device import DEVICE_CHOICES
+from identikit.preprocessing import INPUT_RANGES, OUTPUT_KINDS
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are a single line, like every other identikit error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dataset",
+        default="mnist",
+        help=f"{', '.join(sorted(DATASETS))}, or idx:DIR for any folder of IDX "
+        "files under MNIST's names (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="folder with the IDX files (default: $IDENTIKIT_DATA, else ~/.cache/identikit)",
+    )
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """How to read a model file (checkpoint, TorchScript or ONNX) and its conventions."""
+    group = parser.add_argument_group("model conventions (for TorchScript and ONNX models)")
+    group.add_argument(
+        "--input-range",
+        default="0,1",
+        choices=sorted(INPUT_RANGES),
+        help="pixel range the model expects (default: %(default)s)",
+    )
+    group.add_argument(
+        "--mean", type=float, default=0.0, help="subtracted after scaling (default: %(default)s)"
+    )
+    group.add_argument(
+        "--std",
+        type=float,
+        default=1.0,
+        help="divided by after subtracting the mean (default: %(default)s)",
+    )
+    group.add_argument(
+        "--outputs",
+        default=None,
+        choices=OUTPUT_KINDS,
+        help="what the model returns (default: detected)",
+    )
+    group.add_argument(
+        "--classes",
+        type=int,
+        default=None,
+        help="number of classes the model must return (default: any)",
+    )
+    group.add_argument(
+        "--class-names",
+        default=None,
+        help="comma-separated class names for tables (default: the numbers)",
+    )
+    group.add_argument(
+        "--chunk-size",
+        type=int,
+        default=None,
+        help="images per forward pass (default: 128 on CPU, 8192 on GPU)",
+    )
+
+
+def make_classifier(args: argparse.Namespace) -> Classifier:
+    """The Classifier for ``--model`` with the command's model-convention options."""
+    from identikit.classifier import load_classifier
+    from identikit.preprocessing import Preprocessing
+
+    names = args.class_names.split(",") if args.class_names else None
+    classifier = load_classifier(
+        args.model,
+        device=args.device,
+        chunk_size=args.chunk_size,
+        classes=args.classes,
+        class_names=names,
+        preprocessing=Preprocessing(
+            input_range=args.input_range, mean=args.mean, std=args.std, outputs=args.outputs
+        ),
+    )
+    if classifier.detected_outputs and classifier.outputs != "logits":
+        print(
+            f"{classifier.name}: outputs detected as {classifier.outputs} "
+            "(set --outputs to override)",
+            file=sys.stderr,
+        )
+    return classifier
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=DEVICE_CHOICES,
+        help="where to run the model; auto takes a GPU when there is one (default: %(default)s)",
+    )
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(obj, separators=(",", ":")))
+
+
+def add_sweep_options(parser: argparse.ArgumentParser, *, runs: int, max_queries: int) -> None:
+    """What every sweep takes: model, output folder, digits, runs, seed, budget, output form."""
+    parser.add_argument(
+        "--model",
+        required=True,
+        type=Path,
+        help="model file: identikit checkpoint, TorchScript or ONNX",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--digits", default="0-9", help="e.g. 0-9, 3,7 (default: %(default)s)")
+    parser.add_argument(
+        "--runs", type=int, default=runs, help="runs per digit (default: %(default)s)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="sweep seed (default: %(default)s)")
+    parser.add_argument(
+        "--max-queries",
+        type=int,
+        default=max_queries,
+        help="model queries allowed per run (default: %(default)s)",
+    )
+    parser.add_argument("--json", action="store_true", help="print a JSON summary last")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")

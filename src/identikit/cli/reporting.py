@@ -1,0 +1,50 @@
+"""Commands that show results: report, demo."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from identikit.cli.options import add_device
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from identikit.report.page import build_report
+
+    path = build_report(args.folder, animate=not args.no_animation)
+    print(f"report: {path}")
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(path.resolve().as_uri())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from identikit.demo import run_demo
+
+    return run_demo(Path(args.out), device=args.device, root=args.root)
+
+
+def register(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Add this module's commands to the parser."""
+    report = commands.add_parser(
+        "report", parents=[common], help="one self-contained HTML page of every result in a folder"
+    )
+    report.add_argument("folder", type=Path, help="folder of results (searched recursively)")
+    report.add_argument("--open", action="store_true", help="open the page in a browser")
+    report.add_argument(
+        "--no-animation",
+        action="store_true",
+        help="skip replaying runs for the animations (faster)",
+    )
+    report.set_defaults(handler=cmd_report)
+
+    demo = commands.add_parser(
+        "demo", parents=[common], help="the whole pipeline on MNIST with default settings"
+    )
+    demo.add_argument("--out", default="runs/demo", help="output folder (default: %(default)s)")
+    demo.add_argument("--root", type=Path, default=None, help="MNIST folder (default: as 'data')")
+    add_device(demo)
+    demo.set_defaults(handler=cmd_demo)
