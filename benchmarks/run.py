@@ -6,7 +6,7 @@ import runpy
 import sys
 from pathlib import Path
 
-BENCHMARKS = ["search_throughput.py", "strategies.py", "training.py"]
+BENCHMARKS = ["search_throughput.py", "strategies.py", "recognisability.py", "training.py"]
 
 
 def main() -> None:

@@ -45,8 +45,10 @@ class GradientAscent(Strategy):
         blur_sigma: Gaussian blur applied to the iterate after each step (default 0.4).
         jitter_pixels: largest random shift, in pixels, before each gradient (default 1).
         manifold_weight: weight of the squared distance from the principal subspace of the
-            MNIST training digits (default 0.1).
+            MNIST training digits (default 2.0).
         manifold_components: dimension of that subspace (default 40).
+        prior_decay: the penalties are multiplied by this each step (default 0.995), so that
+            they shape the image first and give way to confidence later.
     """
 
     name = "gradient"
@@ -58,14 +60,17 @@ class GradientAscent(Strategy):
     l2_weight: float = 0.001
     blur_sigma: float = 0.4
     jitter_pixels: int = 1
-    manifold_weight: float = 0.1
+    manifold_weight: float = 2.0
     manifold_components: int = 40
+    prior_decay: float = 0.995
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise IdentikitError(f"--objective must be one of {', '.join(OBJECTIVES)}")
         if self.lr <= 0:
             raise IdentikitError("--lr must be positive")
+        if not 0 < self.prior_decay <= 1:
+            raise IdentikitError("--prior-decay must be in (0, 1]")
         if not 0 <= self.jitter_pixels <= 2:
             raise IdentikitError("--jitter-pixels must be 0, 1 or 2")
         parse_priors(self.priors)
@@ -113,13 +118,16 @@ class GradientAscent(Strategy):
             target_scores.append(own.detach())
             if self.objective == "margin":
                 own = own - logp.scatter(1, targets, float("-inf")).max(dim=1).values
+            # Penalties fade by prior_decay per step: early steps find an image that looks
+            # like a digit, later ones make the model sure of it (a continuation method).
+            fade = self.prior_decay ** memory["t"][rows].to(own.dtype)
             if "tv" in priors:
-                own = own - self.tv_weight * total_variation(images)
+                own = own - fade * self.tv_weight * total_variation(images)
             if "l2" in priors:
-                own = own - self.l2_weight * squared_norm(images)
+                own = own - fade * self.l2_weight * squared_norm(images)
             if "manifold" in priors:
                 mean, basis = digit_subspace("mnist", self.manifold_components)
-                own = own - self.manifold_weight * manifold_distance(images, mean, basis)
+                own = own - fade * self.manifold_weight * manifold_distance(images, mean, basis)
             return own
 
         _, memory["g"] = classifier.value_and_grad(probe, value)
