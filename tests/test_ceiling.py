@@ -56,3 +56,28 @@ def test_ceiling_cli(tiny_model: Path, tmp_path: Path) -> None:  # noqa: F811
 
     save_checkpoint(cnn, build_model("cnn"), architecture="cnn", metadata={})
     assert_one_line_error(run_cli("ceiling", "--model", str(cnn)), "single linear layer")
+
+
+def test_compare_shows_the_ceiling_of_a_linear_model(
+    tiny_model: Path,
+    tmp_path: Path,  # noqa: F811
+) -> None:
+    proc = run_cli(
+        "compare",
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(tmp_path / "c"),
+        "--strategies",
+        "gradient",
+        "--digits",
+        "1",
+        "--runs",
+        "1",
+        "--max-queries",
+        "50",
+        "--no-progress",
+    )
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("exact ceiling"))
+    assert "thresholds within reach" in line

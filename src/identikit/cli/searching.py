@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from identikit.classifier import Classifier
 from identikit.cli.options import (
     add_data_options,
     add_device,
@@ -144,8 +145,32 @@ def cmd_compare(args: argparse.Namespace) -> int:
             for t in THRESHOLDS
         )
         print(f"{name:14s}{cells}   {row['seconds']:7.1f}")
+    worst = _linear_ceiling(classifier)
+    if worst is not None:
+        reachable = [str(t) for t in THRESHOLDS if worst <= 1 - t] or ["none"]
+        print(
+            f"{'exact ceiling':14s}  the linear model can be made 1 - {worst:.1e} sure of "
+            f"every digit; thresholds within reach: {', '.join(reachable)}"
+        )
     print(f"per-digit figures in {args.out / 'compare.json'}; curves in {args.out / 'curves.png'}")
     return 0
+
+
+def _linear_ceiling(classifier: Classifier) -> float | None:
+    """For a linear model on raw pixels: 1 - p of the least certain digit's exact optimum."""
+    from identikit.ceiling import linear_ceiling, linear_layer
+
+    if (
+        classifier.module is None
+        or not classifier.preprocessing.is_identity
+        or classifier.outputs != "logits"
+    ):
+        return None
+    try:
+        layer = linear_layer(classifier.module)
+    except IdentikitError:
+        return None
+    return float(linear_ceiling(layer.weight, layer.bias).shortfall.max())
 
 
 def _fmt(value: float | None) -> str:
