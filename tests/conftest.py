@@ -8,9 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from identikit import data
 from identikit.idx import encode_idx
+from identikit.models import build_model
+from identikit.models.checkpoint import save_checkpoint
 
 
 def make_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -51,3 +54,15 @@ def mnist_root() -> Path:
     """The folder holding the real MNIST files, fetched on first use."""
     paths = data.ensure_files("mnist")
     return next(iter(paths.values())).parent
+
+
+@pytest.fixture
+def tiny_model(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    model = build_model("softmax")
+    with torch.no_grad():
+        model.linear.weight.normal_(0, 0.05)
+        model.linear.bias.zero_()
+    path = tmp_path / "tiny.pt"
+    save_checkpoint(path, model, architecture="softmax", metadata={"test_accuracy": 0.1})
+    return path

@@ -22,7 +22,6 @@ from identikit.search import Budget, Converged, Stuck, advance, initial_state, m
 
 from .conftest import write_idx_folder
 from .test_cli import assert_one_line_error, run_cli
-from .test_experiment import tiny_model  # noqa: F401  (fixture)
 from .test_search import toy_linear
 
 VARIANTS = [
@@ -117,7 +116,7 @@ class ThreeChannels(nn.Module):
         return x.mean(dim=(2, 3))[:, :3].repeat(1, 4)
 
 
-def test_bad_models_give_clear_errors(tiny_model: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_bad_models_give_clear_errors(tiny_model: Path, tmp_path: Path) -> None:
     wrong = tmp_path / "rgb.onnx"
     buffer = io.BytesIO()
     with warnings.catch_warnings():
@@ -153,7 +152,7 @@ def test_bad_models_give_clear_errors(tiny_model: Path, tmp_path: Path) -> None:
     assert_one_line_error(proc, "2 class names for a model of 10 classes")
 
 
-def test_class_names_in_the_summary(tiny_model: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_class_names_in_the_summary(tiny_model: Path, tmp_path: Path) -> None:
     names = "zero,one,two,three,four,five,six,seven,eight,nine"
     proc = run_cli(
         "search",
@@ -175,7 +174,7 @@ def test_class_names_in_the_summary(tiny_model: Path, tmp_path: Path) -> None:  
     assert "3 three" in proc.stdout
 
 
-def test_cli_export_and_search_round_trip(tiny_model: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_cli_export_and_search_round_trip(tiny_model: Path, tmp_path: Path) -> None:
     onnx = tmp_path / "m.onnx"
     made = run_cli(
         "export",

@@ -14,7 +14,6 @@ from identikit.errors import IdentikitError
 from identikit.models import build_model
 
 from .test_cli import assert_one_line_error, run_cli
-from .test_experiment import tiny_model  # noqa: F401  (fixture)
 
 
 def test_matches_brute_force_on_a_tiny_linear_model() -> None:
@@ -42,7 +41,7 @@ def test_only_for_linear_models() -> None:
     assert model_ceiling(build_model("softmax")).images.shape == (10, 784)
 
 
-def test_ceiling_cli(tiny_model: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_ceiling_cli(tiny_model: Path, tmp_path: Path) -> None:
     proc = run_cli("ceiling", "--model", str(tiny_model), "--json", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -60,7 +59,7 @@ def test_ceiling_cli(tiny_model: Path, tmp_path: Path) -> None:  # noqa: F811
 
 def test_compare_shows_the_ceiling_of_a_linear_model(
     tiny_model: Path,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     proc = run_cli(
         "compare",

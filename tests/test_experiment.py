@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -16,23 +17,10 @@ from identikit.classifier import Classifier
 from identikit.errors import IdentikitError
 from identikit.experiment import parse_digits
 from identikit.models import build_model
-from identikit.models.checkpoint import save_checkpoint
 from identikit.report.figures import certainty_histogram, identikit_grid
 
 from .conftest import make_digits
 from .test_cli import assert_one_line_error, run_cli
-
-
-@pytest.fixture
-def tiny_model(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    model = build_model("softmax")
-    with torch.no_grad():
-        model.linear.weight.normal_(0, 0.05)
-        model.linear.bias.zero_()
-    path = tmp_path / "tiny.pt"
-    save_checkpoint(path, model, architecture="softmax", metadata={"test_accuracy": 0.1})
-    return path
 
 
 def test_parse_digits() -> None:
@@ -161,8 +149,8 @@ def test_figures_are_pngs() -> None:
     grid = identikit_grid(images, [0, 0, 0, 1, 1, 1], [0.995, 0.5, 0.99, 0.1, 0.2, 0.999])
     wide = identikit_grid(np.concatenate([images, images]), [0] * 6 + [1] * 6, [0.5] * 12)
     assert grid[:8] == b"\x89PNG\r\n\x1a\n"
-    width = Image.open(__import__("io").BytesIO(grid)).size[0]
-    assert Image.open(__import__("io").BytesIO(wide)).size[0] > width  # 6 columns > 3
+    width = Image.open(io.BytesIO(grid)).size[0]
+    assert Image.open(io.BytesIO(wide)).size[0] > width  # 6 columns > 3
     histogram = certainty_histogram({"a": [0.1, 0.9], "b": np.array([0.5])})
     assert histogram[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -15,7 +15,6 @@ from identikit.report.figures import animation_gif, convergence_curves, transfer
 
 from .conftest import write_idx_folder
 from .test_cli import assert_one_line_error, run_cli
-from .test_experiment import tiny_model  # noqa: F401  (fixture)
 
 CHROMIUM = shutil.which("chromium")
 FLAGS = [

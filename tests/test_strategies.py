@@ -26,7 +26,6 @@ from identikit.search import (
 from identikit.search.registry import parse_option
 
 from .test_cli import assert_one_line_error, run_cli
-from .test_experiment import tiny_model  # noqa: F401  (fixture)
 from .test_search import Constant, toy_linear
 
 ALL = sorted(STRATEGIES)
@@ -136,7 +135,7 @@ def test_queries_to_reach() -> None:
     assert queries_to_reach([0.1, 0.5], 0.99, queries_per_step=10) is None
 
 
-def test_compare_cli(tiny_model: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_compare_cli(tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "cmp"
     proc = run_cli(
         "compare",
@@ -175,7 +174,7 @@ def test_compare_cli(tiny_model: Path, tmp_path: Path) -> None:  # noqa: F811
     )
 
 
-def test_search_cli_strategy_options(tiny_model: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_search_cli_strategy_options(tiny_model: Path, tmp_path: Path) -> None:
     proc = run_cli(
         "search",
         "--model",
