@@ -138,6 +138,9 @@ class Group:
     iterations: torch.Tensor
     generators: list[torch.Generator]
     memory: dict[str, torch.Tensor]
+    # Set by a step whose own objective is not the target's probability (e.g. gradient ascent
+    # with priors): which runs progressed on it, so that they do not count as stuck.
+    progressed: torch.Tensor | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -253,7 +256,8 @@ def _step_group(
     improved = scores > state.scores[runs]
     state.images[runs] = torch.where(improved.view(-1, 1, 1, 1), candidates, group.images)
     state.scores[runs] = torch.where(improved, scores, group.scores)
-    state.stale[runs] = torch.where(improved, 0, state.stale[runs] + 1)
+    moved = improved if group.progressed is None else improved | group.progressed
+    state.stale[runs] = torch.where(moved, 0, state.stale[runs] + 1)
     state.iterations[runs] += 1
     state.queries[runs] += strategy.queries_per_step
     for key, value in group.memory.items():

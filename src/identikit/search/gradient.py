@@ -84,6 +84,7 @@ class GradientAscent(Strategy):
         # whose update is therefore zero); m, v, t: Adam's moments and step count.
         zeros = torch.zeros_like(state.images)
         return {
+            "best": torch.full_like(state.scores, float("-inf")),
             "x": state.images.clone(),
             "g": zeros,
             "m": zeros.clone(),
@@ -130,7 +131,11 @@ class GradientAscent(Strategy):
                 own = own - fade * self.manifold_weight * manifold_distance(images, mean, basis)
             return own
 
-        _, memory["g"] = classifier.value_and_grad(probe, value)
+        objective, memory["g"] = classifier.value_and_grad(probe, value)
+        # Progress on the objective itself: while priors shape the image the target's
+        # probability may stand still, and such a run is not stuck.
+        group.progressed = objective > memory["best"]
+        memory["best"] = torch.maximum(memory["best"], objective)
         memory["x"] = x
         if probe is x:
             scores = torch.cat(target_scores)
