@@ -21,8 +21,12 @@ from strategies import default_cnn  # type: ignore[import-not-found]
 SWEEPS = {
     "random-masks (original)": SweepConfig(runs=3),
     "gradient, priors manifold,blur": SweepConfig(
-        runs=10, strategy="gradient", strategy_settings={"priors": "manifold,blur"},
-        start="noise", patience=10**9, max_queries=3000,
+        runs=10,
+        strategy="gradient",
+        strategy_settings={"priors": "manifold,blur"},
+        start="noise",
+        patience=10**9,
+        max_queries=3000,
     ),
 }
 
@@ -31,8 +35,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.parse_args()
     classifier = Classifier.from_checkpoint(default_cnn(), device="cpu")
-    print(f"{'identikits':34s} {'n':>4s} " + " ".join(f"{j:>10s}" for j in JUDGES)
-          + "  nearest-real  converged")
+    print(
+        f"{'identikits':34s} {'n':>4s} "
+        + " ".join(f"{j:>10s}" for j in JUDGES)
+        + "  nearest-real  converged"
+    )
     with tempfile.TemporaryDirectory() as out:
         for name, config in SWEEPS.items():
             folder = Path(out) / name.split()[0]
@@ -40,9 +47,11 @@ def main() -> None:
             assert outcome.results is not None
             verdict = judge_sweep(folder, judges=list(JUDGES), device="cpu")
             converged = sum(r["status"] == "converged" for r in outcome.results["runs"])
-            print(f"{name:34s} {verdict['identikits']:4d} "
-                  + " ".join(f"{verdict['judges'][j]:10.0%}" for j in JUDGES)
-                  + f"  {verdict['nearest_neighbour']:12.0%}  {converged:9d}")
+            print(
+                f"{name:34s} {verdict['identikits']:4d} "
+                + " ".join(f"{verdict['judges'][j]:10.0%}" for j in JUDGES)
+                + f"  {verdict['nearest_neighbour']:12.0%}  {converged:9d}"
+            )
 
 
 if __name__ == "__main__":

@@ -66,3 +66,13 @@ def tiny_model(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.pt"
     save_checkpoint(path, model, architecture="softmax", metadata={"test_accuracy": 0.1})
     return path
+
+
+@pytest.fixture(scope="session")
+def mnist_softmax(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A softmax model trained for one epoch on the real MNIST (about 90% test accuracy)."""
+    from identikit.training import train
+
+    path = tmp_path_factory.mktemp("mnist-softmax") / "softmax.pt"
+    train("softmax", epochs=1, root=mnist_root, out=path, progress=False)
+    return path

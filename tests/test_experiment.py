@@ -156,23 +156,8 @@ def test_figures_are_pngs() -> None:
 
 
 @pytest.mark.mnist
-def test_certainty_cli_on_real_mnist(mnist_root: Path, tmp_path: Path) -> None:
-    model = tmp_path / "softmax.pt"
-    assert (
-        run_cli(
-            "train",
-            "--model",
-            "softmax",
-            "--epochs",
-            "1",
-            "--out",
-            str(model),
-            "--root",
-            str(mnist_root),
-            "--no-progress",
-        ).returncode
-        == 0
-    )
+def test_certainty_cli_on_real_mnist(mnist_root: Path, mnist_softmax: Path, tmp_path: Path) -> None:
+    model = mnist_softmax
     proc = run_cli(
         "certainty",
         "--model",

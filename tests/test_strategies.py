@@ -218,7 +218,11 @@ def test_progress_on_the_priors_is_not_stalling() -> None:
     # for many steps: the run only counts as stuck once that progress stops too.
     classifier = Classifier(Constant())
     state = initial_state(classifier, [0], [5], start="noise")
-    advance(state, make_strategy("gradient", priors="tv", prior_decay=1.0), classifier,
-            [Converged(0.99), Stuck(5), Budget(10_000)])
+    advance(
+        state,
+        make_strategy("gradient", priors="tv", prior_decay=1.0),
+        classifier,
+        [Converged(0.99), Stuck(5), Budget(10_000)],
+    )
     assert STATUS_NAMES[int(state.status[0])] == "stuck"
     assert int(state.iterations[0]) > 5

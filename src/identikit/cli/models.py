@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from identikit.cli.options import (
+    add_convention_options,
     add_data_options,
     add_device,
     add_model_options,
@@ -17,7 +18,6 @@ from identikit.cli.options import (
 from identikit.data import SPLITS, ensure_files, load_dataset
 from identikit.errors import IdentikitError
 from identikit.models import ARCHITECTURES
-from identikit.preprocessing import INPUT_RANGES, OUTPUT_KINDS
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -181,20 +181,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     export.add_argument("--model", required=True, type=Path, help="identikit checkpoint")
     export.add_argument("--format", required=True, choices=("onnx", "torchscript"))
     export.add_argument("--out", required=True, type=Path, help="file to write")
-    export.add_argument(
-        "--input-range",
-        default="0,1",
-        choices=sorted(INPUT_RANGES),
-        help="pixel range the exported model expects (default: %(default)s)",
-    )
-    export.add_argument("--mean", type=float, default=0.0, help="(default: %(default)s)")
-    export.add_argument("--std", type=float, default=1.0, help="(default: %(default)s)")
-    export.add_argument(
-        "--outputs",
-        default=None,
-        choices=OUTPUT_KINDS,
-        help="what the exported model returns (default: logits)",
-    )
+    add_convention_options(export, outputs_default="logits")
     export.add_argument("--flatten", action="store_true", help="take inputs of shape (N, 784)")
     export.add_argument(
         "--fixed-batch",

@@ -36,30 +36,35 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """How to read a model file (checkpoint, TorchScript or ONNX) and its conventions."""
-    group = parser.add_argument_group("model conventions (for TorchScript and ONNX models)")
-    group.add_argument(
+def add_convention_options(parser: argparse.ArgumentParser | Any, *, outputs_default: str) -> None:
+    """A model's input range, normalisation and kind of outputs (see ``Preprocessing``)."""
+    parser.add_argument(
         "--input-range",
         default="0,1",
         choices=sorted(INPUT_RANGES),
         help="pixel range the model expects (default: %(default)s)",
     )
-    group.add_argument(
+    parser.add_argument(
         "--mean", type=float, default=0.0, help="subtracted after scaling (default: %(default)s)"
     )
-    group.add_argument(
+    parser.add_argument(
         "--std",
         type=float,
         default=1.0,
         help="divided by after subtracting the mean (default: %(default)s)",
     )
-    group.add_argument(
+    parser.add_argument(
         "--outputs",
         default=None,
         choices=OUTPUT_KINDS,
-        help="what the model returns (default: detected)",
+        help=f"what the model returns (default: {outputs_default})",
     )
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """How to read a model file (checkpoint, TorchScript or ONNX) and its conventions."""
+    group = parser.add_argument_group("model conventions (for TorchScript and ONNX models)")
+    add_convention_options(group, outputs_default="detected")
     group.add_argument(
         "--classes",
         type=int,
