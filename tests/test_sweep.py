@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from identikit.classifier import Classifier
-from identikit.errors import IdentikitError
+from identikit.errors import DifferentSweepError, IdentikitError
 from identikit.experiment import SweepConfig
 from identikit.models import build_model
 from identikit.models.checkpoint import save_checkpoint
@@ -99,7 +99,7 @@ def test_different_settings_are_refused(tmp_path: Path) -> None:
     sweep_to_folder(classifier(), CONFIG, tmp_path, progress=False, should_stop=stop_after(2))
     other = SweepConfig(**{**CONFIG.__dict__, "runs": 4, "strategy_settings": {"candidates": 31}})
     with pytest.raises(
-        IdentikitError, match=r"different sweep .*--candidates: 30 -> 31.*--runs: 3 -> 4"
+        DifferentSweepError, match=r"different sweep .*--candidates: 30 -> 31.*--runs: 3 -> 4"
     ):
         sweep_to_folder(classifier(), other, tmp_path, progress=False)
     with pytest.raises(IdentikitError, match=r"--model: toy -> other"):

@@ -18,10 +18,10 @@ from identikit.certainty import (
 )
 from identikit.classifier import Classifier
 from identikit.data import load_mnist
-from identikit.errors import CheckpointError
+from identikit.errors import CheckpointError, DifferentSweepError
 from identikit.experiment import SweepConfig, format_summary
 from identikit.models.checkpoint import load_checkpoint
-from identikit.sweep import sweep_to_folder
+from identikit.sweep import SweepOutcome, sweep_to_folder
 from identikit.training import train
 
 DEMO_MODELS = ("softmax", "cnn")
@@ -52,6 +52,17 @@ def ensure_model(
     return result.test_accuracy
 
 
+def demo_sweep(classifier: Classifier, folder: Path, checkpoint: Path) -> SweepOutcome:
+    """Every digit, DEMO_RUNS runs each; a sweep left by an earlier version is redone."""
+    config = SweepConfig(runs=DEMO_RUNS)
+    try:
+        return sweep_to_folder(classifier, config, folder, model_path=str(checkpoint))
+    except DifferentSweepError:
+        # Other settings than today's defaults: the demo's own folder, so start it afresh.
+        shutil.rmtree(folder)
+        return sweep_to_folder(classifier, config, folder, model_path=str(checkpoint))
+
+
 def run_demo(out: Path, *, device: str = "auto", root: str | os.PathLike[str] | None = None) -> int:
     """Run every step for both models and print where the results are."""
     out.mkdir(parents=True, exist_ok=True)
@@ -67,12 +78,7 @@ def run_demo(out: Path, *, device: str = "auto", root: str | os.PathLike[str] | 
         write_certainty(classifier, maxima, out / name)
         print(format_certainty(name, certainty_report(maxima)))
         print(f"searching identikits: {name}, every digit, {DEMO_RUNS} runs each ...")
-        outcome = sweep_to_folder(
-            classifier,
-            SweepConfig(runs=DEMO_RUNS),
-            out / name / "search",
-            model_path=str(checkpoint),
-        )
+        outcome = demo_sweep(classifier, out / name / "search", checkpoint)
         if outcome.results is not None:
             print(format_summary(outcome.results))
     from identikit.report.page import build_report

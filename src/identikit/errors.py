@@ -16,3 +16,7 @@ class DataError(IdentikitError):
 
 class CheckpointError(IdentikitError):
     """A checkpoint cannot be read, is unsafe, or does not match its architecture."""
+
+
+class DifferentSweepError(IdentikitError):
+    """An output folder already holds a sweep with other settings or another model."""

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from identikit.atomic import atomic_write_bytes
 from identikit.classifier import Classifier
-from identikit.errors import IdentikitError
+from identikit.errors import DifferentSweepError, IdentikitError
 from identikit.experiment import (
     SweepConfig,
     identity_differences,
@@ -108,7 +108,7 @@ def _existing_results(folder: Path) -> dict[str, Any] | None:
 def _refuse_if_different(folder: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
     differences = identity_differences(saved, current)
     if differences:
-        raise IdentikitError(
+        raise DifferentSweepError(
             f"{folder} already holds a different sweep ({'; '.join(differences)}): "
             "use another --out, or the saved settings to resume it"
         )
