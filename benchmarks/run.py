@@ -6,7 +6,13 @@ import runpy
 import sys
 from pathlib import Path
 
-BENCHMARKS = ["search_throughput.py", "strategies.py", "recognisability.py", "training.py"]
+BENCHMARKS = [
+    "search_throughput.py",
+    "strategies.py",
+    "recognisability.py",
+    "sweep_vs_plain.py",
+    "training.py",
+]
 
 
 def main() -> None:
