@@ -1,0 +1,44 @@
+"""Peak memory of a 10-digit x 100-run sweep of the original method (issue 8: under 1 GiB).
+
+The sweep's memory is set in its first iterations (the state of all runs, one group of
+candidates, the model's activations for one chunk) and grows afterwards only by each run's
+history of confidences, a few bytes per iteration. So the sweep runs for ``--iterations``
+iterations in a child process, whose peak resident set size is read from the kernel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+
+CHILD = """
+import sys
+from identikit.classifier import Classifier
+from identikit.experiment import SweepConfig
+from identikit.models import build_model
+from identikit.search import advance, initial_state, make_strategy
+config = SweepConfig(runs=100)
+classifier = Classifier(build_model("cnn"))
+layout = config.layout()
+state = initial_state(classifier, [d for d, _, _ in layout], [s for _, _, s in layout])
+advance(state, make_strategy("random-masks"), classifier, config.rules(),
+        max_iterations=int(sys.argv[1]))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--iterations", type=int, default=2)
+    args = parser.parse_args()
+    subprocess.run([sys.executable, "-c", CHILD, str(args.iterations)], check=True)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
+    print(
+        f"10 digits x 100 runs, random-masks, {args.iterations} iterations: "
+        f"peak resident memory {peak:,.0f} MiB (target < 1,024)"
+    )
+
+
+if __name__ == "__main__":
+    main()
