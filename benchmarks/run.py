@@ -11,6 +11,7 @@ BENCHMARKS = [
     "strategies.py",
     "recognisability.py",
     "sweep_vs_plain.py",
+    "sweep_memory.py",
     "training.py",
 ]
 
