@@ -41,14 +41,15 @@ def summarise_runs(runs: Sequence[dict[str, Any]], classes: Sequence[int]) -> di
             "budget": sum(r["status"] == "budget" for r in mine),
             "rate": len(converged) / len(mine) if mine else 0.0,
             "rate_ci95": [low, high],
-            "median_queries": _median([r["queries"] for r in converged]),
-            "median_queries_all": _median([r["queries"] for r in mine]),
-            "median_confidence": _median([r["confidence"] for r in mine]),
+            "median_queries": median([r["queries"] for r in converged]),
+            "median_queries_all": median([r["queries"] for r in mine]),
+            "median_confidence": median([r["confidence"] for r in mine]),
         }
     return summary
 
 
-def _median(values: Sequence[float]) -> float | None:
+def median(values: Sequence[float]) -> float | None:
+    """The median, or None for no values."""
     return float(statistics.median(values)) if values else None
 
 

@@ -116,6 +116,10 @@ class Classifier:
             )
         return int(out.shape[1]), self.preprocessing.outputs or detect_output_kind(out)
 
+    def _check_finite(self, values: torch.Tensor) -> None:
+        if not torch.isfinite(values).all():
+            raise IdentikitError(f"{self.name} returned NaN or infinite outputs")
+
     def _raw(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model(self.preprocessing.to_model(pixels))
 
@@ -138,8 +142,7 @@ class Classifier:
         if not outputs:
             return torch.zeros(0, self.num_classes, device=self.device)
         result = torch.cat(outputs)
-        if not torch.isfinite(result).all():
-            raise IdentikitError(f"{self.name} returned NaN or infinite outputs")
+        self._check_finite(result)
         return result
 
     def value_and_grad(
@@ -172,8 +175,7 @@ class Classifier:
         if not values:
             return torch.zeros(0, device=self.device), torch.zeros_like(images)
         result = torch.cat(values)
-        if not torch.isfinite(result).all():
-            raise IdentikitError(f"{self.name} returned NaN or infinite outputs")
+        self._check_finite(result)
         return result, torch.cat(grads)
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:

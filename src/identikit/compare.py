@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from identikit.analysis import queries_to_reach, wilson_interval
+from identikit.analysis import median, queries_to_reach, wilson_interval
 from identikit.classifier import Classifier
 from identikit.experiment import SweepConfig
 from identikit.search import make_strategy
@@ -70,15 +70,8 @@ def _summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         reached = sorted(r[t] for r in rows if r[t] is not None)
         success[t] = len(reached) / len(rows) if rows else 0.0
         intervals[t] = list(wilson_interval(len(reached), len(rows)))
-        medians[t] = _median(reached)
+        medians[t] = median(reached)
     return {"success": success, "success_ci95": intervals, "median_queries": medians}
-
-
-def _median(values: Sequence[int]) -> float | None:
-    if not values:
-        return None
-    middle = len(values) // 2
-    return float(values[middle]) if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
 
 
 def summarise_strategy(results: dict[str, Any]) -> dict[str, Any]:

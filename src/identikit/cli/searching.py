@@ -24,6 +24,13 @@ from identikit.search import STRATEGIES
 from identikit.search.base import START_IMAGES
 
 
+def paused(args: argparse.Namespace) -> int:
+    """After Ctrl-C: say where the work is saved and the command that resumes it; exit 130."""
+    command = shlex.join(["identikit", *args.argv])
+    print(f"identikit: paused; saved in {args.out}. Resume with:\n  {command}", file=sys.stderr)
+    return 130
+
+
 def _strategy_settings(args: argparse.Namespace) -> dict[str, Any]:
     from identikit.search.registry import parse_option
 
@@ -65,12 +72,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             save_every=args.save_every,
         )
     if outcome.results is None:
-        command = shlex.join(["identikit", *args.argv])
-        print(
-            f"identikit: paused; the sweep is saved in {args.out}. Resume with:\n  {command}",
-            file=sys.stderr,
-        )
-        return 130
+        return paused(args)
     results = outcome.results
     if outcome.already_done:
         print(f"{args.out} holds this sweep, finished: nothing to do", file=sys.stderr)
@@ -120,9 +122,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             should_stop=pause,
         )
     if by_strategy is None:
-        command = shlex.join(["identikit", *args.argv])
-        print(f"identikit: paused; saved in {args.out}. Resume with:\n  {command}", file=sys.stderr)
-        return 130
+        return paused(args)
     summary = {name: summarise_strategy(r) for name, r in by_strategy.items()}
     atomic_write_text(args.out / "compare.json", json.dumps(summary, indent=1))
     atomic_write_bytes(

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from identikit.classifier import Classifier
 from identikit.experiment import SweepConfig
@@ -71,6 +70,3 @@ def replay_first_runs(
         )
         for row, (index, run) in enumerate(chosen)
     ]
-
-
-__all__ = ["Replay", "config_of", "replay_first_runs", "torch"]
