@@ -1,8 +1,13 @@
 """The Classifier: the one thing a search strategy sees of a model.
 
 It maps pixel images in [0, 1], shape (N, 1, 28, 28), to class (log-)probabilities, scores them
-in chunks sized for the hardware under ``torch.inference_mode``, and counts every image it scores
-(``queries``), so that every strategy is compared on the same meter.
+in chunks with the engine chosen for the machine (see :mod:`identikit.backends`), and counts
+every image it scores (``queries``), so that every strategy is compared on the same meter.
+
+Two paths: :meth:`Classifier.log_probabilities` is always float32; :meth:`Classifier.score`,
+which searches use for their candidates, runs at the chosen precision (bf16 where asked), and a
+search re-scores each candidate it keeps with :meth:`log_probabilities`, so every recorded
+confidence is a float32 value.
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from identikit.backends.precision import check_precision
+from identikit.backends.scorers import Scorer, module_digest, torch_scorer
+from identikit.backends.tuning import Choice, Target, choose
 from identikit.device import resolve_device
 from identikit.errors import IdentikitError
 from identikit.models.checkpoint import file_sha256, load_checkpoint
@@ -42,11 +50,19 @@ class Classifier:
         preprocessing: how pixels become the model's inputs and what its outputs mean
             (outputs detected when not given; see :attr:`detected_outputs`).
         device: where to run a torch model.
-        chunk_size: images per forward pass (default: 128 on CPU, 8192 on CUDA).
+        chunk_size: images per forward pass (default: 128 on CPU, 8192 on CUDA, 512 for ONNX
+            Runtime, or the measured best with a backend).
         name: how results and messages refer to the model.
         sha256: hash of the model file, recorded in results.
         classes: the number of classes the model must return, when known.
         class_names: names of the classes, for tables and reports.
+        backend: the engine that scores (see :mod:`identikit.backends`): ``auto`` measures
+            them on this machine and takes the fastest (cached), a name takes that one, None
+            takes PyTorch channels_last on CPU (eager on GPUs) without measuring.
+        precision: ``fp32`` or ``bf16`` for :meth:`score`.
+        cache_dir: where measured choices and exported models are kept (default: under
+            :func:`identikit.data.default_root`).
+        log: receives a line when engines are measured.
     """
 
     def __init__(
@@ -60,8 +76,14 @@ class Classifier:
         sha256: str | None = None,
         classes: int | None = None,
         class_names: Sequence[str] | None = None,
+        backend: str | None = None,
+        precision: str = "fp32",
+        cache_dir: Path | None = None,
+        log: Callable[[str], None] | None = None,
     ) -> None:
         self.device = torch.device(device)
+        check_precision(precision, self.device)
+        self.precision = precision
         self.preprocessing = preprocessing or Preprocessing()
         self.module = model.to(self.device).eval() if isinstance(model, nn.Module) else None
         if self.module is not None and self.device.type == "cpu":
@@ -69,7 +91,21 @@ class Classifier:
             with contextlib.suppress(RuntimeError, AttributeError):
                 self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model: Callable[[torch.Tensor], torch.Tensor] = self.module or model
-        self.chunk_size = chunk_size or (CUDA_CHUNK if self.device.type == "cuda" else CPU_CHUNK)
+        if self.module is None:
+            if precision != "fp32":
+                raise IdentikitError(
+                    f"--precision {precision}: ONNX Runtime scores {name} in fp32 only"
+                )
+            # ONNX Runtime, unlike PyTorch's CPU convolutions, gains from batches of hundreds.
+            default, default_chunk = "onnx", ONNX_CHUNK
+        elif self.device.type == "cuda":
+            default, default_chunk = "eager", CUDA_CHUNK
+        else:
+            default, default_chunk = "channels_last", CPU_CHUNK
+        # The float32 path: the model as given (channels_last on CPU), until a backend is chosen.
+        self.exact = Scorer(
+            default, "fp32", chunk_size or default_chunk, torch.get_num_threads(), self.model
+        )
         self.name = name
         self.sha256 = sha256
         self.queries = 0
@@ -82,13 +118,89 @@ class Classifier:
             raise IdentikitError(
                 f"{len(self.class_names)} class names for a model of {self.num_classes} classes"
             )
+        self.scorer, self.choice = self._choose_scorer(backend, chunk_size, cache_dir, log)
+        if precision == "fp32":
+            self.exact = self.scorer
+
+    @property
+    def chunk_size(self) -> int:
+        """Images per forward pass of :meth:`score`."""
+        return self.scorer.chunk_size
+
+    @property
+    def rescores(self) -> bool:
+        """Whether searches must re-score kept candidates in float32 (bf16 scoring)."""
+        return self.precision != "fp32"
+
+    def _choose_scorer(
+        self,
+        backend: str | None,
+        chunk_size: int | None,
+        cache_dir: Path | None,
+        log: Callable[[str], None] | None,
+    ) -> tuple[Scorer, Choice]:
+        if backend is None:
+            if self.precision == "fp32":
+                scorer = self.exact
+            else:
+                assert self.module is not None  # bf16 is refused for ONNX models before
+                scorer = torch_scorer(
+                    self.module,
+                    self.exact.backend,
+                    precision=self.precision,
+                    device=self.device,
+                    chunk_size=self.exact.chunk_size,
+                    threads=self.exact.threads,
+                )
+            return scorer, Choice(
+                scorer.backend, self.precision, scorer.chunk_size, scorer.threads, how="default"
+            )
+        from identikit.data import default_root
+
+        onnx_path = getattr(self.model, "path", None) if self.module is None else None
+        if self.module is not None:
+            signature = module_digest(self.module, weights=False)
+        else:
+            signature = self.sha256 or str(onnx_path)
+        generator = torch.Generator().manual_seed(1)
+        pixels = torch.cat(
+            [
+                torch.zeros(1, 1, 28, 28),
+                torch.full((1, 1, 28, 28), 0.5),
+                torch.rand(62, 1, 28, 28, generator=generator),
+            ]
+        ).to(self.device)
+        target = Target(
+            module=self.module,
+            onnx_path=Path(onnx_path) if onnx_path is not None else None,
+            device=self.device,
+            reference=self._reference,
+            probabilities=lambda out: to_log_probabilities(out, self.outputs).exp(),
+            probes=self.preprocessing.to_model(pixels),
+            signature=signature,
+            cache_dir=cache_dir or default_root() / "backends",
+        )
+        return choose(
+            target, backend=backend, precision=self.precision, chunk_size=chunk_size, log=log
+        )
+
+    @torch.inference_mode()
+    def _reference(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Float32 outputs of the model as given, which every engine is checked against."""
+        return self.model(inputs).float()
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | os.PathLike[str], *, device: str = "auto", chunk_size: int | None = None
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        device: str = "auto",
+        chunk_size: int | None = None,
+        backend: str | None = None,
+        log: Callable[[str], None] | None = None,
     ) -> Classifier:
         """A Classifier for an identikit checkpoint file."""
-        return load_classifier(path, device=device, chunk_size=chunk_size)
+        return load_classifier(path, device=device, chunk_size=chunk_size, backend=backend, log=log)
 
     @torch.inference_mode()
     def _probe(self) -> tuple[int, str]:
@@ -123,21 +235,35 @@ class Classifier:
     def _raw(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model(self.preprocessing.to_model(pixels))
 
-    @torch.inference_mode()
     def log_probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """Log-probabilities (N, classes), float32, on the Classifier's device.
 
         Log-probabilities keep their resolution near certainty (1 - 1e-9 is still distinct from
         1 - 1e-8), where probabilities in float32 round to 1.
         """
+        return self._log_probabilities(images, self.exact)
+
+    def score(self, images: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities at the chosen precision: what searches rank candidates by.
+
+        In fp32 the same as :meth:`log_probabilities`; in bf16 faster and coarser (about three
+        significant digits), so a search re-scores what it keeps with
+        :meth:`log_probabilities`.
+        """
+        return self._log_probabilities(images, self.scorer)
+
+    @torch.inference_mode()
+    def _log_probabilities(self, images: torch.Tensor, scorer: Scorer) -> torch.Tensor:
         if images.dim() != 4 or tuple(images.shape[1:]) != (1, 28, 28):
             raise IdentikitError(
                 f"expected images of shape (N, 1, 28, 28), got {tuple(images.shape)}"
             )
         outputs = []
-        for start in range(0, images.shape[0], self.chunk_size):
-            chunk = images[start : start + self.chunk_size].to(self.device, torch.float32)
-            outputs.append(to_log_probabilities(self._raw(chunk), self.outputs).to(self.device))
+        size = scorer.chunk_size
+        for start in range(0, images.shape[0], size):
+            chunk = images[start : start + size].to(self.device, torch.float32)
+            raw = scorer(self.preprocessing.to_model(chunk))
+            outputs.append(to_log_probabilities(raw, self.outputs).to(self.device))
         self.queries += images.shape[0]
         if not outputs:
             return torch.zeros(0, self.num_classes, device=self.device)
@@ -162,8 +288,9 @@ class Classifier:
                 f"{self.name} gives no gradients (an ONNX model): use a black-box strategy"
             )
         values, grads = [], []
-        for start in range(0, images.shape[0], self.chunk_size):
-            rows = slice(start, min(start + self.chunk_size, images.shape[0]))
+        size = self.exact.chunk_size
+        for start in range(0, images.shape[0], size):
+            rows = slice(start, min(start + size, images.shape[0]))
             x = images[rows].detach().to(self.device, torch.float32).requires_grad_(True)
             with torch.enable_grad():
                 log_probabilities = to_log_probabilities(self._raw(x), self.outputs)
@@ -208,8 +335,14 @@ def load_classifier(
     chunk_size: int | None = None,
     classes: int | None = None,
     class_names: Sequence[str] | None = None,
+    backend: str | None = None,
+    precision: str = "fp32",
+    log: Callable[[str], None] | None = None,
 ) -> Classifier:
-    """A Classifier for a model file: identikit checkpoint, TorchScript or ONNX."""
+    """A Classifier for a model file: identikit checkpoint, TorchScript or ONNX.
+
+    ``backend``, ``precision`` and ``log`` are :class:`Classifier`'s.
+    """
     file = Path(path)
     kind = model_format(file)
     torch_device = resolve_device(device)
@@ -230,8 +363,6 @@ def load_classifier(
 
         model = OnnxModel(file)
         torch_device = torch.device("cpu")  # ONNX Runtime's CPU provider
-        # ONNX Runtime, unlike PyTorch's CPU convolutions, gains from batches of hundreds.
-        chunk_size = chunk_size or ONNX_CHUNK
     return Classifier(
         model,
         preprocessing=preprocessing,
@@ -241,4 +372,7 @@ def load_classifier(
         sha256=file_sha256(file),
         classes=classes,
         class_names=class_names,
+        backend=backend,
+        precision=precision,
+        log=log,
     )

@@ -49,9 +49,14 @@ def reach_table(
     results: dict[str, Any], thresholds: Sequence[float] = THRESHOLDS
 ) -> list[dict[str, Any]]:
     """For every run of a sweep: its digit and the queries it needed for each threshold."""
-    cost = make_strategy(
-        results["settings"]["strategy"], **results["settings"]["strategy_settings"]
-    ).queries_per_step
+    cost = (
+        results.get("queries_per_step")
+        or (
+            make_strategy(
+                results["settings"]["strategy"], **results["settings"]["strategy_settings"]
+            )
+        ).queries_per_step
+    )
     return [
         {
             "digit": run["digit"],

@@ -73,7 +73,10 @@ def run_demo(out: Path, *, device: str = "auto", root: str | os.PathLike[str] | 
     for name in DEMO_MODELS:
         checkpoint = out / f"{name}.pt"
         accuracies[name] = ensure_model(name, checkpoint, device=device, root=root)
-        classifier = Classifier.from_checkpoint(checkpoint, device=device)
+        classifier = Classifier.from_checkpoint(
+            checkpoint, device=device, backend="auto", log=print
+        )
+        print(f"{name}: scoring with {classifier.choice.summary()}")
         maxima = max_probabilities(classifier, test_images)
         write_certainty(classifier, maxima, out / name)
         print(format_certainty(name, certainty_report(maxima)))

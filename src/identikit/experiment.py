@@ -31,7 +31,7 @@ from identikit.search import (
     Stuck,
     make_strategy,
 )
-from identikit.search.base import START_IMAGES, derive_seed
+from identikit.search.base import START_IMAGES, derive_seed, step_cost
 from identikit.search.stopping import StoppingRule
 
 
@@ -105,7 +105,12 @@ def sweep_settings(config: SweepConfig) -> dict[str, Any]:
 
 def sweep_identity(classifier: Classifier, config: SweepConfig) -> dict[str, Any]:
     """What makes two sweeps the same: their settings and the model's hash."""
-    identity = {"settings": sweep_settings(config), "model_sha256": classifier.sha256}
+    identity: dict[str, Any] = {
+        "settings": sweep_settings(config),
+        "model_sha256": classifier.sha256,
+    }
+    if classifier.precision != "fp32":  # bf16 ranks candidates differently: another search
+        identity["precision"] = classifier.precision
     return dict(json.loads(json.dumps(identity)))  # as it reads back from JSON
 
 
@@ -117,6 +122,7 @@ def identity_differences(saved: dict[str, Any], current: dict[str, Any]) -> list
         out = {k: v for k, v in settings.items() if k != "strategy_settings"}
         out.update(settings.get("strategy_settings", {}))
         out["model"] = identity.get("model_sha256")
+        out["precision"] = identity.get("precision", "fp32")
         return out
 
     before, after = flat(saved), flat(current)
@@ -167,6 +173,10 @@ def sweep_results(
             "device": str(classifier.device),
             "python": platform.python_version(),
         },
+        "scoring": classifier.choice.record(),
+        "queries_per_step": step_cost(
+            make_strategy(config.strategy, **config.strategy_settings), classifier
+        ),
         "seconds": round(seconds, 3),
         "total_queries": total_queries,
         "queries_per_second": round(total_queries / seconds, 1) if seconds > 0 else None,

@@ -30,12 +30,18 @@ class OnnxModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.log_severity_level = 3
+        # ONNX Runtime's threads spin for a while after each run by default; between runs the
+        # search draws masks on the same cores, and spinning threads slow that down (the search
+        # loop went from 0.84-0.92 to 0.95-0.99 of ONNX Runtime's own rate without spinning).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own exception types
             raise IdentikitError(f"{Path(path).name}: not a usable ONNX model ({exc})") from None
+        self.path = Path(path)
+        self.threads = options.intra_op_num_threads
         first = self.session.get_inputs()[0]
         self.input_name = first.name
         shape: list[Any] = list(first.shape)

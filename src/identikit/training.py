@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from identikit.backends.precision import bf16_supported, check_precision
 from identikit.classifier import Classifier
 from identikit.data import checksums, get_spec, load_dataset
 from identikit.device import resolve_device
@@ -110,6 +111,14 @@ def one_cycle(total_steps: int, warmup: float = 0.25) -> Callable[[int], float]:
     return factor
 
 
+def training_precision(precision: str, device: torch.device) -> str:
+    """``fp32`` or ``bf16``: what ``precision`` (auto, fp32 or bf16) means on ``device``."""
+    if precision == "auto":
+        return "bf16" if bf16_supported(device) else "fp32"
+    check_precision(precision, device)
+    return precision
+
+
 def fit(
     model: nn.Module,
     images: np.ndarray,
@@ -129,6 +138,7 @@ def fit(
     if config.epochs < 1 or config.batch_size < 1 or config.lr <= 0:
         raise IdentikitError("epochs and batch size must be at least 1 and the learning rate > 0")
     device = device or next(model.parameters()).device
+    bf16 = training_precision(config.precision, device) == "bf16"
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(device)
     model.to(memory_format=memory_format)  # type: ignore[call-overload]
@@ -155,7 +165,8 @@ def fit(
         for step in bar:
             index = order[step * config.batch_size : (step + 1) * config.batch_size]
             x = x_all[index].contiguous(memory_format=memory_format)
-            loss = F.cross_entropy(model(x), y_all[index])
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = F.cross_entropy(model(x), y_all[index])
             optimiser.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             optimiser.step()
@@ -194,6 +205,7 @@ def train(
     epochs: int | None = None,
     batch_size: int | None = None,
     lr: float | None = None,
+    precision: str | None = None,
     seed: int = 0,
     device: str = "auto",
     out: str | os.PathLike[str] | None = None,
@@ -211,8 +223,12 @@ def train(
         epochs=base.epochs if epochs is None else epochs,
         batch_size=base.batch_size if batch_size is None else batch_size,
         lr=base.lr if lr is None else lr,
+        precision=base.precision if precision is None else precision,
     )
     torch_device = resolve_device(device)
+    config = dataclasses.replace(
+        config, precision=training_precision(config.precision, torch_device)
+    )
     train_x, train_y = load_dataset(dataset, "train", root)
     test_x, test_y = load_dataset(dataset, "test", root)
     torch.manual_seed(seed)
@@ -252,6 +268,7 @@ def train(
                 "seed": seed,
                 "batch_size": config.batch_size,
                 "lr": config.lr,
+                "precision": config.precision,
                 "data_checksums": checksums(dataset),
                 "torch_version": str(torch.__version__),
                 "seconds": seconds,

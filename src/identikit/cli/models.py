@@ -41,6 +41,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        precision=args.precision,
         seed=args.seed,
         device=args.device,
         out=args.out,
@@ -55,6 +56,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "seed": result.seed,
         "batch_size": result.config.batch_size,
         "lr": result.config.lr,
+        "precision": result.config.precision,
         "out": str(args.out),
     }
     if args.json:
@@ -155,6 +157,14 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         default=None,
         help="peak learning rate of the one-cycle schedule (default: the "
         "architecture's own, softmax 5e-3, cnn 3e-3)",
+    )
+    train.add_argument(
+        "--precision",
+        default=None,
+        choices=("auto", "fp32", "bf16"),
+        help="bf16 trains under bfloat16 autocast, about twice as fast on CPUs with "
+        "AVX-512 BF16; auto takes it where the device has it (default: the "
+        "architecture's own, softmax fp32, cnn auto)",
     )
     train.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     train.add_argument(

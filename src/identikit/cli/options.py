@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from identikit.backends import BACKENDS, PRECISIONS
 from identikit.classifier import Classifier
 from identikit.data import DATASETS
 from identikit.device import DEVICE_CHOICES
+from identikit.errors import IdentikitError
 from identikit.preprocessing import INPUT_RANGES, OUTPUT_KINDS
 
 
@@ -80,7 +82,26 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--chunk-size",
         type=int,
         default=None,
-        help="images per forward pass (default: 128 on CPU, 8192 on GPU)",
+        help="images per forward pass (default: measured with the backend)",
+    )
+    add_backend_options(parser)
+
+
+def add_backend_options(parser: argparse.ArgumentParser | Any) -> None:
+    """The scoring engine and its precision (see ``identikit.backends``)."""
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", *BACKENDS),
+        help="scoring engine; auto measures them once per machine and model and takes the "
+        "fastest (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="bf16 ranks candidates in bfloat16 (CPUs with AVX-512 BF16 or AMX, recent GPUs) "
+        "and re-scores the kept ones in fp32 (default: %(default)s)",
     )
 
 
@@ -90,6 +111,8 @@ def make_classifier(args: argparse.Namespace) -> Classifier:
     from identikit.preprocessing import Preprocessing
 
     names = args.class_names.split(",") if args.class_names else None
+    if args.chunk_size is not None and args.chunk_size < 1:
+        raise IdentikitError("--chunk-size must be at least 1")
     classifier = load_classifier(
         args.model,
         device=args.device,
@@ -99,7 +122,11 @@ def make_classifier(args: argparse.Namespace) -> Classifier:
         preprocessing=Preprocessing(
             input_range=args.input_range, mean=args.mean, std=args.std, outputs=args.outputs
         ),
+        backend=args.backend,
+        precision=args.precision,
+        log=lambda line: print(line, file=sys.stderr),
     )
+    print(f"{classifier.name}: scoring with {classifier.choice.summary()}", file=sys.stderr)
     if classifier.detected_outputs and classifier.outputs != "logits":
         print(
             f"{classifier.name}: outputs detected as {classifier.outputs} "

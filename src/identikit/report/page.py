@@ -95,7 +95,16 @@ def _animation(section: SweepSection, results: dict[str, Any], images: np.ndarra
         section.animation_note = "no animation: the model file is not where the sweep found it"
         return
     try:
-        classifier = load_classifier(path, device="cpu")
+        # The engine, chunk size and precision the sweep scored with: another engine's last
+        # bits could rank two candidates the other way and so replay another search.
+        scoring = results.get("scoring") or {}
+        classifier = load_classifier(
+            path,
+            device="cpu",
+            backend=scoring.get("backend"),
+            chunk_size=scoring.get("chunk_size"),
+            precision=scoring.get("precision", "fp32"),
+        )
         replays = replay_first_runs(classifier, results, images)
     except IdentikitError as exc:
         section.animation_note = f"no animation: {exc}"

@@ -176,7 +176,7 @@ class Strategy(ABC):
         """Score the proposals; return each run's best candidate (G, 1, 28, 28) and its score."""
         candidates = self.propose(group)
         groups, k = candidates.shape[:2]
-        logp = classifier.log_probabilities(candidates.view(groups * k, 1, 28, 28))
+        logp = classifier.score(candidates.view(groups * k, 1, 28, 28))
         candidate_scores = (
             logp.view(groups, k, -1)
             .gather(2, group.targets.view(groups, 1, 1).expand(groups, k, 1))
@@ -184,6 +184,21 @@ class Strategy(ABC):
         )
         best, which = candidate_scores.max(dim=1)
         return candidates[torch.arange(groups, device=candidates.device), which], best
+
+
+def rescoring(strategy: Strategy, classifier: Classifier) -> bool:
+    """Whether each run's kept candidate is re-scored in float32 after a step.
+
+    So it is when candidates are ranked in bf16 (:meth:`Classifier.score`): every recorded
+    confidence is then a float32 value, and a candidate is kept only when its float32 score
+    beats the run's. White-box strategies score in float32 already.
+    """
+    return classifier.rescores and not strategy.white_box
+
+
+def step_cost(strategy: Strategy, classifier: Classifier) -> int:
+    """Model queries one iteration spends on one run, the float32 re-scoring included."""
+    return strategy.queries_per_step + int(rescoring(strategy, classifier))
 
 
 def apply_rules(state: SearchState, rules: Sequence[StoppingRule], next_cost: int) -> None:
@@ -214,7 +229,7 @@ def advance(
     that iteration's remaining runs, in the same groups as an uninterrupted search would have
     used, so a paused and resumed search computes exactly what an uninterrupted one does.
     """
-    cost = strategy.queries_per_step
+    cost = step_cost(strategy, classifier)
     group = max(1, GROUP_IMAGES // cost)
     if not state.memory:
         state.memory = strategy.init_memory(state)
@@ -253,13 +268,15 @@ def _step_group(
         memory={key: value[runs] for key, value in state.memory.items()},
     )
     candidates, scores = strategy.step(classifier, group)
+    if rescoring(strategy, classifier):
+        scores = target_scores(classifier, candidates, group.targets)
     improved = scores > state.scores[runs]
     state.images[runs] = torch.where(improved.view(-1, 1, 1, 1), candidates, group.images)
     state.scores[runs] = torch.where(improved, scores, group.scores)
     moved = improved if group.progressed is None else improved | group.progressed
     state.stale[runs] = torch.where(moved, 0, state.stale[runs] + 1)
     state.iterations[runs] += 1
-    state.queries[runs] += strategy.queries_per_step
+    state.queries[runs] += step_cost(strategy, classifier)
     for key, value in group.memory.items():
         state.memory[key][runs] = value
     for r, confidence in zip(runs.tolist(), state.scores[runs].exp().tolist(), strict=True):

@@ -1,0 +1,439 @@
+"""Choosing the engine, chunk size and thread count that score a model fastest on this machine.
+
+Every candidate engine is built, checked against eager PyTorch on probe inputs (class
+probabilities within ``TOLERANCE``; bf16 engines are not held to it, since their kept candidates
+are re-scored in float32), and timed scoring the same batch at each chunk size, in alternating
+rounds so that a slow spell of a shared machine does not favour one of them. The fastest wins;
+``torch.compile`` must win by ``COMPILE_MARGIN``, since every new process pays its compilation
+again. The choice is cached per machine (CPU, thread count, library versions) and model
+structure, so the measurement happens once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import importlib.metadata
+import io
+import json
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from identikit.atomic import atomic_write_bytes, atomic_write_text
+from identikit.backends.scorers import (
+    BACKENDS,
+    BackendUnavailable,
+    Scorer,
+    module_digest,
+    onnx_scorer,
+    torch_scorer,
+)
+from identikit.errors import IdentikitError
+
+CPU_CHUNKS = (64, 128, 256, 512)
+CUDA_CHUNKS = (1024, 4096, 8192)
+MEASURE_SECONDS = 0.15
+ROUNDS = 2
+COMPILE_MARGIN = 1.10
+TOLERANCE = 1e-5
+CACHE_FILE = "choices.json"
+CACHE_VERSION = 1
+
+
+@dataclass
+class Choice:
+    """What was chosen and why: the winner, every measured rate, every engine left out."""
+
+    backend: str
+    precision: str
+    chunk_size: int
+    threads: int
+    images_per_s: float | None = None
+    rates: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    measured: str | None = None
+    how: str = "given"  # measured | cached | given | default
+
+    def summary(self) -> str:
+        """One line for the user, e.g. ``onnx (fp32, chunks of 512, 2 threads), 7,012 ...``."""
+        line = (
+            f"{self.backend} ({self.precision}, chunks of {self.chunk_size}, "
+            f"{self.threads} thread{'s' if self.threads != 1 else ''})"
+        )
+        if self.images_per_s:
+            line += f", {self.images_per_s:,.0f} images/s"
+        others = _best_per_backend(self.rates)
+        others.pop(self.backend, None)
+        if others:
+            line += "; " + ", ".join(f"{b} {r:,.0f}" for b, r in others.items())
+        if self.skipped:
+            line += "; not used: " + ", ".join(f"{b} ({why})" for b, why in self.skipped.items())
+        return line + {
+            "measured": " [measured now, cached]",
+            "cached": f" [measured {self.measured}, cached]",
+        }.get(self.how, "")
+
+    def record(self) -> dict[str, Any]:
+        """The choice as recorded in results."""
+        return asdict(self)
+
+
+def _best_per_backend(rates: dict[str, float]) -> dict[str, float]:
+    """The best rate of each engine over its chunk sizes, from labels like ``onnx@512``."""
+    best: dict[str, float] = {}
+    for label, rate in rates.items():
+        if "@" in label:
+            name = label.split("@")[0]
+            best[name] = max(best.get(name, 0.0), rate)
+    return dict(sorted(best.items(), key=lambda item: -item[1]))
+
+
+@dataclass
+class Target:
+    """The model to score, as the tuner needs it.
+
+    ``module`` is the PyTorch model (None for an ONNX file, ``onnx_path``); ``reference`` gives
+    the float32 eager outputs that engines are checked against, and ``probabilities`` turns
+    outputs into class probabilities. ``probes`` are model inputs to check and time with.
+    """
+
+    module: nn.Module | None
+    onnx_path: Path | None
+    device: torch.device
+    reference: Callable[[torch.Tensor], torch.Tensor]
+    probabilities: Callable[[torch.Tensor], torch.Tensor]
+    probes: torch.Tensor
+    signature: str
+    cache_dir: Path
+
+
+def available_backends(target: Target, precision: str) -> tuple[list[str], dict[str, str]]:
+    """The engines that could run ``target`` here, and why each other one cannot."""
+    if target.module is None:
+        return ["onnx"], {b: "the model is an ONNX file" for b in BACKENDS if b != "onnx"}
+    names, skipped = ["eager", "channels_last"], {}
+    if target.device.type == "cpu" and not shutil.which(os.environ.get("CC", "cc")):
+        skipped["compile"] = "torch.compile needs a C compiler on CPUs"
+    else:
+        names.append("compile")
+    if target.device.type != "cpu":
+        skipped["onnx"] = "ONNX Runtime runs on the CPU here"
+    elif precision != "fp32":
+        skipped["onnx"] = "ONNX Runtime scores in fp32"
+    else:
+        names.append("onnx")
+    return names, skipped
+
+
+def choose(
+    target: Target,
+    *,
+    backend: str,
+    precision: str,
+    chunk_size: int | None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[Scorer, Choice]:
+    """The scorer for ``backend`` (``auto``: the fastest available) and how it was chosen.
+
+    A named backend with a given chunk size is used as it is; otherwise the chunk size (and,
+    for ``auto``, the engine) is measured, or read from the cache when measured before.
+    """
+    if backend != "auto" and backend not in BACKENDS:
+        raise IdentikitError(f"--backend must be auto or one of {', '.join(BACKENDS)}")
+    names, skipped = available_backends(target, precision)
+    if backend != "auto":
+        if backend not in names:
+            raise IdentikitError(f"--backend {backend}: {skipped[backend]}")
+        names, skipped = [backend], {}
+    threads = torch.get_num_threads()
+    if chunk_size is not None and len(names) == 1:
+        scorer = _build(target, names[0], precision, chunk_size, threads)
+        return scorer, Choice(names[0], precision, chunk_size, threads, how="given")
+    key = _cache_key(target, names, precision, chunk_size)
+    cached = _read_cache(target.cache_dir).get(key)
+    if cached is not None:
+        try:
+            choice = Choice(**{**cached, "how": "cached"})
+            scorer = _build(target, choice.backend, precision, choice.chunk_size, choice.threads)
+            _apply_threads(choice)
+            return scorer, choice
+        except (BackendUnavailable, TypeError):
+            pass  # e.g. ONNX Runtime was uninstalled since: measure again
+    if log is not None:
+        log(f"measuring scoring engines ({', '.join(names)}) for this machine and model, once")
+    scorer, choice = _measure(target, names, skipped, precision, chunk_size, threads)
+    _write_cache(target.cache_dir, key, choice)
+    _apply_threads(choice)
+    return scorer, choice
+
+
+def _measure(
+    target: Target,
+    names: list[str],
+    skipped: dict[str, str],
+    precision: str,
+    chunk_size: int | None,
+    threads: int,
+) -> tuple[Scorer, Choice]:
+    chunks = (
+        (chunk_size,)
+        if chunk_size
+        else (CUDA_CHUNKS if target.device.type == "cuda" else CPU_CHUNKS)
+    )
+    batch = _timing_batch(target, max(chunks))
+    engines: dict[str, Scorer] = {}
+    for name in [n for n in names if n != "compile"]:
+        try:
+            engines[name] = _build(target, name, precision, chunks[0], threads)
+        except BackendUnavailable as exc:
+            skipped[name] = str(exc)
+    rates: dict[str, float] = {}
+    for _ in range(ROUNDS):
+        for name, scorer in engines.items():
+            for chunk in chunks:
+                label = f"{name}@{chunk}"
+                rates[label] = max(rates.get(label, 0.0), _rate(scorer, batch, chunk))
+    if "compile" in names:
+        # A compiled graph is specialised to one batch size: compile it once, at the chunk
+        # size the other PyTorch engines liked best.
+        torch_rates = {k: v for k, v in rates.items() if not k.startswith("onnx")}
+        chunk = (
+            int(max(torch_rates, key=lambda k: torch_rates[k]).split("@")[1])
+            if torch_rates
+            else chunks[0]
+        )
+        try:
+            started = time.perf_counter()
+            engines["compile"] = _build(target, "compile", precision, chunk, threads)
+            label = f"compile@{chunk}"
+            rates[label] = max(_rate(engines["compile"], batch, chunk) for _ in range(ROUNDS))
+            rates["compile-start-s"] = round(time.perf_counter() - started, 1)
+        except BackendUnavailable as exc:
+            skipped["compile"] = str(exc)
+    timed = {k: v for k, v in rates.items() if "@" in k}
+    if not timed:
+        raise IdentikitError(
+            "no scoring engine can run this model: "
+            + "; ".join(f"{b}: {why}" for b, why in skipped.items())
+        )
+
+    def worth(label: str) -> float:
+        return timed[label] / (COMPILE_MARGIN if label.startswith("compile") else 1.0)
+
+    best = max(timed, key=worth)
+    name, chunk = best.split("@")[0], int(best.split("@")[1])
+    winner = engines[name]
+    winner.chunk_size = int(chunk)
+    rate = timed[best]
+    fewer = threads // 2
+    if fewer >= 1 and name != "compile":
+        # Half the threads can win where threads wait on each other more than they compute.
+        with _torch_threads(fewer):
+            try:
+                alternative = _build(target, name, precision, int(chunk), fewer)
+                slower = max(_rate(alternative, batch, int(chunk)) for _ in range(ROUNDS))
+            except BackendUnavailable:
+                slower = 0.0
+        rates[f"{name}@{chunk}x{fewer}threads"] = slower
+        if slower > rate * 1.03:
+            winner, rate = alternative, slower
+    choice = Choice(
+        backend=name,
+        precision=precision,
+        chunk_size=int(chunk),
+        threads=winner.threads,
+        images_per_s=round(rate),
+        rates={k: round(v, 1) for k, v in rates.items()},
+        skipped=skipped,
+        measured=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        how="measured",
+    )
+    return winner, choice
+
+
+def _build(target: Target, name: str, precision: str, chunk: int, threads: int) -> Scorer:
+    """An engine, checked against eager PyTorch before it is used."""
+    if name == "onnx":
+        scorer = onnx_scorer(str(_onnx_file(target)), chunk_size=chunk, threads=threads)
+    else:
+        assert target.module is not None
+        scorer = torch_scorer(
+            target.module,
+            name,
+            precision=precision,
+            device=target.device,
+            chunk_size=chunk,
+            threads=threads,
+        )
+    try:
+        outputs = torch.cat([scorer(part) for part in torch.split(target.probes, chunk)])
+    except BackendUnavailable:
+        raise
+    except Exception as exc:  # an engine may fail on a model in ways of its own
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        raise BackendUnavailable(f"fails on this model ({first[:200]})") from None
+    if precision == "fp32" and target.module is not None:
+        difference = _difference(target, outputs)
+        if not difference <= TOLERANCE:
+            if name == "onnx":
+                _onnx_file(target).unlink(missing_ok=True)  # a stale or bad export: redo next time
+            raise BackendUnavailable(f"differs from eager PyTorch by {difference:.1e}")
+    elif not torch.isfinite(outputs).all():
+        raise BackendUnavailable("returns NaN or infinite outputs")
+    return scorer
+
+
+def _difference(target: Target, outputs: torch.Tensor) -> float:
+    """Largest difference in any class probability between ``outputs`` and eager PyTorch."""
+    reference = target.reference(target.probes)
+    return float(
+        (target.probabilities(outputs.to(reference.device)) - target.probabilities(reference))
+        .abs()
+        .max()
+    )
+
+
+def _onnx_file(target: Target) -> Path:
+    """The ONNX file for ``target``: its own, or the module exported once, cached by hash."""
+    if target.onnx_path is not None:
+        return target.onnx_path
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise BackendUnavailable("onnxruntime is not installed") from None
+    assert target.module is not None
+    path = target.cache_dir / "onnx" / f"{module_digest(target.module, weights=True)}.onnx"
+    if not path.is_file():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, _onnx_bytes(copy.deepcopy(target.module).cpu().float()))
+        except Exception as exc:  # the exporter's own errors
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise BackendUnavailable(f"export to ONNX failed ({first[:200]})") from None
+    return path
+
+
+def _onnx_bytes(module: nn.Module) -> bytes:
+    """``module`` (model inputs (N, 1, 28, 28) -> outputs) as ONNX, with a dynamic batch size.
+
+    The TorchScript-based exporter takes plain and TorchScript modules alike.
+    """
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on constant folding and its future
+        torch.onnx.export(
+            module.eval(),
+            (torch.rand(2, 1, 28, 28),),
+            buffer,  # type: ignore[arg-type]
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+            dynamo=False,
+        )
+    return buffer.getvalue()
+
+
+def _timing_batch(target: Target, chunk: int) -> torch.Tensor:
+    """Inputs to time with: the probes repeated to a few chunks' worth."""
+    need = max(1024, 2 * chunk)
+    reps = -(-need // len(target.probes))
+    return target.probes.repeat(reps, *([1] * (target.probes.dim() - 1)))[:need]
+
+
+def _rate(scorer: Scorer, batch: torch.Tensor, chunk: int) -> float:
+    """Images per second scoring ``batch`` in chunks of ``chunk`` (best of short repeats)."""
+    parts = torch.split(batch, chunk)
+    scorer(parts[0])  # warm-up: first-call allocations and kernel choices
+    done, started = 0, time.perf_counter()
+    while True:
+        for part in parts:
+            scorer(part)
+        if batch.device.type == "cuda":
+            torch.cuda.synchronize()
+        done += len(batch)
+        elapsed = time.perf_counter() - started
+        if elapsed >= MEASURE_SECONDS:
+            return done / elapsed
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _apply_threads(choice: Choice) -> None:
+    if choice.backend != "onnx" and choice.threads != torch.get_num_threads():
+        torch.set_num_threads(choice.threads)
+
+
+def machine_fingerprint(device: torch.device) -> dict[str, Any]:
+    """What a measured speed depends on besides the model."""
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    try:
+        ort = importlib.metadata.version("onnxruntime")
+    except importlib.metadata.PackageNotFoundError:
+        ort = None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "onnxruntime": ort,
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+    }
+
+
+def _cache_key(target: Target, names: list[str], precision: str, chunk: int | None) -> str:
+    blob = json.dumps(
+        {
+            "version": CACHE_VERSION,
+            "machine": machine_fingerprint(target.device),
+            "model": target.signature,
+            "backends": names,
+            "precision": precision,
+            "chunk": chunk,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _read_cache(folder: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((folder / CACHE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_cache(folder: Path, key: str, choice: Choice) -> None:
+    """Add ``choice`` to the cache; a cache that cannot be written only costs a re-measurement."""
+    entries = _read_cache(folder)
+    record = asdict(choice)
+    record.pop("how")
+    entries[key] = record
+    with contextlib.suppress(OSError, IdentikitError):
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / CACHE_FILE, json.dumps(entries, indent=1, sort_keys=True))

@@ -1,0 +1,225 @@
+"""Scoring backends: each one equals eager PyTorch, the automatic choice, its cache and fallbacks,
+and bf16 scoring with float32 re-scoring."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from identikit import data
+from identikit.backends import tuning
+from identikit.backends.precision import bf16_supported
+from identikit.classifier import Classifier, load_classifier
+from identikit.errors import IdentikitError
+from identikit.experiment import SweepConfig
+from identikit.models import build_model
+from identikit.preprocessing import Preprocessing
+from identikit.search import advance, initial_state, make_strategy
+from identikit.search.base import target_scores
+from identikit.search.stopping import Budget
+from identikit.sweep import sweep_to_folder
+
+BF16 = pytest.mark.skipif(
+    not bf16_supported(torch.device("cpu")), reason="this CPU has no bfloat16 instructions"
+)
+
+
+@pytest.fixture(autouse=True)
+def quick_measurements(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shorter timings: these tests check what is chosen and how, not the speeds."""
+    monkeypatch.setattr(tuning, "MEASURE_SECONDS", 0.02)
+    monkeypatch.setattr(tuning, "ROUNDS", 1)
+
+
+def trained_like_cnn(seed: int = 0) -> torch.nn.Module:
+    """The tutorial CNN with random weights scaled up so that its outputs are confident."""
+    torch.manual_seed(seed)
+    model = build_model("cnn")
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(3.0)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def real_and_random() -> torch.Tensor:
+    """300 MNIST test digits and 100 uniform-noise images, as pixels in [0, 1]."""
+    images, _ = data.load_dataset("mnist", "test")
+    real = torch.from_numpy(images[:300].astype(np.float32) / 255.0).unsqueeze(1)
+    noise = torch.rand(100, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    return torch.cat([real, noise])
+
+
+@pytest.mark.parametrize("backend", ["eager", "channels_last", "compile", "onnx"])
+def test_every_backend_gives_eager_probabilities(
+    backend: str, real_and_random: torch.Tensor, tmp_path: Path
+) -> None:
+    model = trained_like_cnn()
+    with torch.inference_mode():
+        eager = torch.softmax(model(real_and_random), dim=1)
+    classifier = Classifier(model, backend=backend, chunk_size=64, cache_dir=tmp_path)
+    assert classifier.choice.backend == backend and classifier.choice.how == "given"
+    assert classifier.scorer.backend == backend
+    probabilities = classifier.probabilities(real_and_random)
+    assert (probabilities - eager).abs().max().item() <= 1e-5
+    # the model is confident on some images and not on others: the comparison means something
+    assert probabilities.max(1).values.max() > 0.99 and probabilities.max(1).values.min() < 0.9
+
+
+@pytest.mark.parametrize("backend", ["eager", "channels_last", "onnx"])
+def test_torchscript_backends_with_preprocessing(
+    backend: str, real_and_random: torch.Tensor, tmp_path: Path
+) -> None:
+    """A TorchScript model that expects normalised inputs, under every engine that takes it."""
+    model = trained_like_cnn(1)
+    preprocessing = Preprocessing(input_range="-1,1", mean=0.1, std=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.trace(model, torch.rand(2, 1, 28, 28))
+    path = tmp_path / "model.ts"
+    torch.jit.save(scripted, str(path))
+    with torch.inference_mode():
+        eager = torch.softmax(model(preprocessing.to_model(real_and_random)), dim=1)
+    classifier = load_classifier(
+        path, device="cpu", preprocessing=preprocessing, backend=backend, chunk_size=100
+    )
+    assert (classifier.probabilities(real_and_random) - eager).abs().max().item() <= 1e-5
+
+
+def test_onnx_export_is_cached_by_weights(tmp_path: Path) -> None:
+    Classifier(trained_like_cnn(0), backend="onnx", chunk_size=64, cache_dir=tmp_path)
+    Classifier(trained_like_cnn(0), backend="onnx", chunk_size=64, cache_dir=tmp_path)
+    assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 1
+    Classifier(trained_like_cnn(1), backend="onnx", chunk_size=64, cache_dir=tmp_path)
+    assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 2
+
+
+def test_a_bad_cached_export_is_refused_and_redone(tmp_path: Path) -> None:
+    """An export that does not match the model (here: another model's) is never used."""
+    Classifier(trained_like_cnn(0), backend="onnx", chunk_size=64, cache_dir=tmp_path)
+    (first,) = (tmp_path / "onnx").glob("*.onnx")
+    Classifier(trained_like_cnn(1), backend="onnx", chunk_size=64, cache_dir=tmp_path)
+    (second,) = set((tmp_path / "onnx").glob("*.onnx")) - {first}
+    second.write_bytes(first.read_bytes())
+    with pytest.raises(IdentikitError, match="differs from eager PyTorch"):
+        Classifier(trained_like_cnn(1), backend="onnx", chunk_size=64, cache_dir=tmp_path)
+    assert not second.exists()  # removed, so the next use exports afresh
+    Classifier(trained_like_cnn(1), backend="onnx", chunk_size=64, cache_dir=tmp_path)
+
+
+def test_auto_measures_once_then_reads_the_cache(tmp_path: Path) -> None:
+    lines: list[str] = []
+    first = Classifier(build_model("softmax"), backend="auto", cache_dir=tmp_path, log=lines.append)
+    assert first.choice.how == "measured" and len(lines) == 1
+    measured = {label.split("@")[0] for label in first.choice.rates if "@" in label}
+    assert {"eager", "channels_last", "onnx"} <= measured
+    best = max((r, k) for k, r in first.choice.rates.items() if "@" in k and "threads" not in k)
+    assert first.choice.images_per_s is not None and first.choice.images_per_s >= 0.9 * best[0]
+    second = Classifier(
+        build_model("softmax"), backend="auto", cache_dir=tmp_path, log=lines.append
+    )
+    assert second.choice.how == "cached" and len(lines) == 1
+    assert (second.choice.backend, second.choice.chunk_size) == (
+        first.choice.backend,
+        first.choice.chunk_size,
+    )
+    assert first.choice.backend in first.choice.summary()
+
+
+def test_auto_without_onnxruntime_falls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tuning, "available_backends", _no_compile(tuning.available_backends))
+    cache = tmp_path / "cache"
+    # a cached choice of ONNX Runtime, made while it was installed ...
+    model = build_model("softmax")
+    onnx_first = Classifier(model, backend="onnx", cache_dir=cache)
+    assert onnx_first.choice.backend == "onnx"
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # ... and now it is not
+    classifier = Classifier(model, backend="auto", cache_dir=cache)
+    assert classifier.choice.backend in ("eager", "channels_last")
+    assert classifier.choice.skipped["onnx"] == "onnxruntime is not installed"
+    images = torch.rand(10, 1, 28, 28)
+    assert torch.allclose(
+        classifier.probabilities(images), onnx_first.probabilities(images), atol=1e-5
+    )
+    with pytest.raises(IdentikitError, match="onnxruntime is not installed"):
+        Classifier(build_model("softmax"), backend="onnx", cache_dir=tmp_path / "other")
+    # a cached onnx choice that can no longer be built is measured again, not an error
+    key_file = cache / tuning.CACHE_FILE
+    entries = json.loads(key_file.read_text())
+    for record in entries.values():
+        record["backend"] = "onnx"
+    key_file.write_text(json.dumps(entries))
+    again = Classifier(build_model("softmax"), backend="auto", cache_dir=cache)
+    assert again.choice.backend != "onnx" and again.choice.how == "measured"
+
+
+def _no_compile(available):  # type: ignore[no-untyped-def]
+    """Leave torch.compile out (its compilation takes seconds; its own test covers it)."""
+
+    def wrapped(target, precision):  # type: ignore[no-untyped-def]
+        names, skipped = available(target, precision)
+        return [n for n in names if n != "compile"], skipped
+
+    return wrapped
+
+
+def test_unusable_choices_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(IdentikitError, match="--backend must be"):
+        Classifier(build_model("softmax"), backend="tensorrt", cache_dir=tmp_path)
+    with pytest.raises(IdentikitError, match="--precision must be"):
+        Classifier(build_model("softmax"), precision="fp8", cache_dir=tmp_path)
+
+
+def test_a_corrupt_cache_is_measured_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tuning, "available_backends", _no_compile(tuning.available_backends))
+    tmp_path.joinpath(tuning.CACHE_FILE).write_text("{not json")
+    classifier = Classifier(build_model("softmax"), backend="auto", cache_dir=tmp_path)
+    assert classifier.choice.how == "measured"
+    assert json.loads(tmp_path.joinpath(tuning.CACHE_FILE).read_text())
+
+
+@BF16
+def test_bf16_search_keeps_float32_confidences(tmp_path: Path) -> None:
+    model = trained_like_cnn()
+    fp32 = Classifier(model)
+    bf16 = Classifier(model, precision="bf16")
+    assert bf16.rescores and bf16.scorer.precision == "bf16"
+    strategy = make_strategy("random-masks", candidates=100)
+    targets, seeds = [0, 3, 7, 9], [1, 2, 3, 4]
+    state = initial_state(bf16, targets, seeds)
+    advance(state, strategy, bf16, [Budget(100_000)], max_iterations=5)
+    exact = target_scores(fp32, state.images, state.targets)
+    coarse = bf16.score(state.images).gather(1, state.targets.view(-1, 1)).squeeze(1)
+    torch.testing.assert_close(state.scores, exact, rtol=0, atol=1e-6)
+    assert not torch.allclose(state.scores, coarse, rtol=0, atol=1e-6)  # bf16 alone differs
+    assert (state.queries == 1 + 5 * 101).all()  # 100 candidates + 1 re-scoring per step
+    assert all(
+        h[-1] == pytest.approx(c) for h, c in zip(state.history, exact.exp().tolist(), strict=True)
+    )
+
+
+@BF16
+def test_bf16_sweep_records_float32_confidences(tmp_path: Path) -> None:
+    model = trained_like_cnn()
+    bf16 = Classifier(model, precision="bf16")
+    config = SweepConfig(digits=(1, 8), runs=2, max_queries=3_000, strategy="random-masks")
+    outcome = sweep_to_folder(bf16, config, tmp_path / "sweep")
+    results = json.loads((tmp_path / "sweep" / "results.json").read_text())
+    assert results["scoring"]["precision"] == "bf16" and results["queries_per_step"] == 501
+    images = torch.from_numpy(np.load(tmp_path / "sweep" / "identikits.npz")["images"])
+    exact = Classifier(model).probabilities(images.unsqueeze(1))
+    digits = [r["digit"] for r in results["runs"]]
+    recorded = torch.tensor([r["confidence"] for r in results["runs"]])
+    torch.testing.assert_close(recorded, exact[range(len(digits)), digits], rtol=0, atol=1e-6)
+    assert outcome.results is not None
+    # bf16 and fp32 are two searches: resuming one as the other is refused, naming it
+    with pytest.raises(IdentikitError, match="--precision: bf16 -> fp32"):
+        sweep_to_folder(Classifier(model), config, tmp_path / "sweep")
