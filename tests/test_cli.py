@@ -25,9 +25,15 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
+def is_info(line: str) -> bool:
+    """A line a command prints on stderr on its way, before any error."""
+    return ": scoring with " in line or line.startswith("measuring scoring engines")
+
+
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
     assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
+    # What the command said before the error (the scoring engine it chose) is not the error.
+    lines = [line for line in proc.stderr.strip().splitlines() if not is_info(line)]
     assert len(lines) == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     for fragment in fragments:

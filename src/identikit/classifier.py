@@ -337,11 +337,12 @@ def load_classifier(
     class_names: Sequence[str] | None = None,
     backend: str | None = None,
     precision: str = "fp32",
+    cache_dir: Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Classifier:
     """A Classifier for a model file: identikit checkpoint, TorchScript or ONNX.
 
-    ``backend``, ``precision`` and ``log`` are :class:`Classifier`'s.
+    ``backend``, ``precision``, ``cache_dir`` and ``log`` are :class:`Classifier`'s.
     """
     file = Path(path)
     kind = model_format(file)
@@ -374,5 +375,6 @@ def load_classifier(
         class_names=class_names,
         backend=backend,
         precision=precision,
+        cache_dir=cache_dir,
         log=log,
     )

@@ -262,8 +262,9 @@ def _step_group(
         targets=state.targets[runs],
         iterations=state.iterations[runs],
         generators=[
-            run_generator(state.seeds[r], int(state.iterations[r]), classifier.device)
-            for r in runs.tolist()
+            # one transfer of the iteration counts, not one per run (each a GPU sync)
+            run_generator(state.seeds[r], iteration, classifier.device)
+            for r, iteration in zip(runs.tolist(), state.iterations[runs].tolist(), strict=True)
         ],
         memory={key: value[runs] for key, value in state.memory.items()},
     )
