@@ -24,6 +24,7 @@ from identikit.search import advance, initial_state, make_strategy
 from identikit.search.base import target_scores
 from identikit.search.stopping import Budget
 from identikit.sweep import sweep_to_folder
+from tests.test_cli import assert_one_line_error, run_cli
 
 BF16 = pytest.mark.skipif(
     not bf16_supported(torch.device("cpu")), reason="this CPU has no bfloat16 instructions"
@@ -223,3 +224,34 @@ def test_bf16_sweep_records_float32_confidences(tmp_path: Path) -> None:
     # bf16 and fp32 are two searches: resuming one as the other is refused, naming it
     with pytest.raises(IdentikitError, match="--precision: bf16 -> fp32"):
         sweep_to_folder(Classifier(model), config, tmp_path / "sweep")
+
+
+def test_backends_command_measures_once(tiny_model: Path, tmp_path: Path) -> None:
+    env = {"IDENTIKIT_DATA": str(tmp_path / "data")}
+    args = ("backends", "--model", str(tiny_model), "--backend", "channels_last", "--json")
+    first = run_cli(*args, env=env)
+    assert first.returncode == 0, first.stderr
+    record = json.loads(first.stdout.strip().splitlines()[-1])
+    assert record["backend"] == "channels_last" and record["how"] == "measured"
+    assert {f"channels_last@{c}" for c in tuning.CPU_CHUNKS} <= set(record["rates"])
+    assert record["chunk_size"] in tuning.CPU_CHUNKS
+    second = json.loads(run_cli(*args, env=env).stdout.strip().splitlines()[-1])
+    assert second["how"] == "cached" and second["chunk_size"] == record["chunk_size"]
+    third = json.loads(run_cli(*args, "--remeasure", env=env).stdout.strip().splitlines()[-1])
+    assert third["how"] == "measured"
+
+
+def test_unusable_engine_options_at_the_cli(tiny_model: Path, tmp_path: Path) -> None:
+    search = ("search", "--model", str(tiny_model), "--out", str(tmp_path / "o"), "--runs", "1")
+    assert_one_line_error(run_cli(*search, "--backend", "tensorrt"), "--backend")
+    if bf16_supported(torch.device("cpu")):
+        proc = run_cli(*search, "--backend", "onnx", "--precision", "bf16")
+        assert_one_line_error(proc, "--backend onnx", "fp32")
+    onnx = tmp_path / "m.onnx"
+    proc = run_cli("export", "--model", str(tiny_model), "--format", "onnx", "--out", str(onnx))
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli(
+        "search", "--model", str(onnx), "--out", str(tmp_path / "p"), "--precision", "bf16"
+    )
+    assert_one_line_error(proc, "--precision bf16", "fp32")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "p").exists()

@@ -63,6 +63,7 @@ class Classifier:
         cache_dir: where measured choices and exported models are kept (default: under
             :func:`identikit.data.default_root`).
         log: receives a line when engines are measured.
+        remeasure: measure the engines again even when a choice is cached.
     """
 
     def __init__(
@@ -80,6 +81,7 @@ class Classifier:
         precision: str = "fp32",
         cache_dir: Path | None = None,
         log: Callable[[str], None] | None = None,
+        remeasure: bool = False,
     ) -> None:
         self.device = torch.device(device)
         check_precision(precision, self.device)
@@ -118,7 +120,9 @@ class Classifier:
             raise IdentikitError(
                 f"{len(self.class_names)} class names for a model of {self.num_classes} classes"
             )
-        self.scorer, self.choice = self._choose_scorer(backend, chunk_size, cache_dir, log)
+        self.scorer, self.choice = self._choose_scorer(
+            backend, chunk_size, cache_dir, log, remeasure
+        )
         if precision == "fp32":
             self.exact = self.scorer
 
@@ -138,6 +142,7 @@ class Classifier:
         chunk_size: int | None,
         cache_dir: Path | None,
         log: Callable[[str], None] | None,
+        remeasure: bool,
     ) -> tuple[Scorer, Choice]:
         if backend is None:
             if self.precision == "fp32":
@@ -181,7 +186,12 @@ class Classifier:
             cache_dir=cache_dir or default_root() / "backends",
         )
         return choose(
-            target, backend=backend, precision=self.precision, chunk_size=chunk_size, log=log
+            target,
+            backend=backend,
+            precision=self.precision,
+            chunk_size=chunk_size,
+            log=log,
+            remeasure=remeasure,
         )
 
     @torch.inference_mode()
@@ -339,10 +349,12 @@ def load_classifier(
     precision: str = "fp32",
     cache_dir: Path | None = None,
     log: Callable[[str], None] | None = None,
+    remeasure: bool = False,
 ) -> Classifier:
     """A Classifier for a model file: identikit checkpoint, TorchScript or ONNX.
 
-    ``backend``, ``precision``, ``cache_dir`` and ``log`` are :class:`Classifier`'s.
+    ``backend``, ``precision``, ``cache_dir``, ``log`` and ``remeasure`` are
+    :class:`Classifier`'s.
     """
     file = Path(path)
     kind = model_format(file)
@@ -377,4 +389,5 @@ def load_classifier(
         precision=precision,
         cache_dir=cache_dir,
         log=log,
+        remeasure=remeasure,
     )

@@ -143,11 +143,13 @@ def choose(
     precision: str,
     chunk_size: int | None,
     log: Callable[[str], None] | None = None,
+    remeasure: bool = False,
 ) -> tuple[Scorer, Choice]:
     """The scorer for ``backend`` (``auto``: the fastest available) and how it was chosen.
 
     A named backend with a given chunk size is used as it is; otherwise the chunk size (and,
-    for ``auto``, the engine) is measured, or read from the cache when measured before.
+    for ``auto``, the engine) is measured, or read from the cache when measured before (unless
+    ``remeasure``).
     """
     if backend != "auto" and backend not in BACKENDS:
         raise IdentikitError(f"--backend must be auto or one of {', '.join(BACKENDS)}")
@@ -161,7 +163,7 @@ def choose(
         scorer = _build(target, names[0], precision, chunk_size, threads)
         return scorer, Choice(names[0], precision, chunk_size, threads, how="given")
     key = _cache_key(target, names, precision, chunk_size)
-    cached = _read_cache(target.cache_dir).get(key)
+    cached = None if remeasure else _read_cache(target.cache_dir).get(key)
     if cached is not None:
         try:
             choice = Choice(**{**cached, "how": "cached"})

@@ -69,6 +69,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backends(args: argparse.Namespace) -> int:
+    classifier = make_classifier(args)
+    choice = classifier.choice
+    if args.json:
+        print_json({"model": classifier.name, **choice.record()})
+        return 0
+    print(f"{'engine@chunk':28s} images/s")
+    timed = {k: v for k, v in choice.rates.items() if "@" in k}
+    for label, rate in sorted(timed.items(), key=lambda item: -item[1]):
+        print(f"{label:28s} {rate:10,.0f}")
+    for name, why in choice.skipped.items():
+        print(f"{name:28s} not used: {why}")
+    print(f"chosen: {choice.summary()}")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from identikit.data import get_spec
     from identikit.training import evaluate_classifier
@@ -143,7 +159,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         "--epochs",
         type=int,
         default=None,
-        help="epochs (default: the architecture's own, softmax 5, cnn 3)",
+        help="epochs (default: the architecture's own, softmax 5, cnn 2)",
     )
     train.add_argument(
         "--batch-size",
@@ -184,6 +200,20 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     add_device(evaluate)
     add_model_options(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)
+
+    backends = commands.add_parser(
+        "backends",
+        parents=[common],
+        help="measure the scoring engines for a model on this machine; show the choice",
+    )
+    backends.add_argument("--model", required=True, type=Path, help="model file")
+    backends.add_argument(
+        "--remeasure", action="store_true", help="measure again, even when a choice is cached"
+    )
+    backends.add_argument("--json", action="store_true", help="print the choice as JSON")
+    add_device(backends)
+    add_model_options(backends)
+    backends.set_defaults(handler=cmd_backends)
 
     export = commands.add_parser(
         "export", parents=[common], help="export a checkpoint to ONNX or TorchScript"

@@ -125,6 +125,7 @@ def make_classifier(args: argparse.Namespace) -> Classifier:
         backend=args.backend,
         precision=args.precision,
         log=lambda line: print(line, file=sys.stderr),
+        remeasure=getattr(args, "remeasure", False),
     )
     print(f"{classifier.name}: scoring with {classifier.choice.summary()}", file=sys.stderr)
     if classifier.detected_outputs and classifier.outputs != "logits":
