@@ -9,9 +9,13 @@ iterations in a child process, whose peak resident set size is read from the ker
 from __future__ import annotations
 
 import argparse
-import resource
+import os
 import subprocess
 import sys
+
+import torch
+
+from identikit.backends.precision import bf16_supported
 
 CHILD = """
 import sys
@@ -20,7 +24,8 @@ from identikit.experiment import SweepConfig
 from identikit.models import build_model
 from identikit.search import advance, initial_state, make_strategy
 config = SweepConfig(runs=100)
-classifier = Classifier(build_model("cnn"))
+classifier = Classifier(build_model("cnn"), backend="auto", precision=sys.argv[2])
+print(classifier.choice.summary(), flush=True)
 layout = config.layout()
 state = initial_state(classifier, [d for d, _, _ in layout], [s for _, _, s in layout])
 advance(state, make_strategy("random-masks"), classifier, config.rules(),
@@ -28,16 +33,28 @@ advance(state, make_strategy("random-masks"), classifier, config.rules(),
 """
 
 
+def peak_mib(iterations: int, precision: str) -> float:
+    """Peak resident memory of one child process running the sweep."""
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(iterations), precision])
+    _, status, usage = os.wait4(child.pid, 0)
+    if status != 0:
+        raise SystemExit(f"the sweep failed (status {status})")
+    return usage.ru_maxrss / 1024  # KiB on Linux
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--iterations", type=int, default=2)
+    parser.add_argument("--iterations", type=int, default=1)
     args = parser.parse_args()
-    subprocess.run([sys.executable, "-c", CHILD, str(args.iterations)], check=True)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
-    print(
-        f"10 digits x 100 runs, random-masks, {args.iterations} iterations: "
-        f"peak resident memory {peak:,.0f} MiB (target < 1,024)"
-    )
+    precisions = ["fp32"] + (["bf16"] if bf16_supported(torch.device("cpu")) else [])
+    for precision in precisions:
+        peak_mib(0, precision)  # the engine is measured (and cached) outside the measurement
+        peak = peak_mib(args.iterations, precision)
+        print(
+            f"10 digits x 100 runs, random-masks, {precision}, {args.iterations} iterations: "
+            f"peak resident memory {peak:,.0f} MiB (target < 1,024)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
