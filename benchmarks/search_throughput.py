@@ -4,12 +4,13 @@ ONNX Runtime's rate is the best of one batch of the model scored again and again
 64, 128, 256 and 500; its default settings and identikit's, same thread count). The search
 loop is the original method (random masks, 500 candidates a step, 10 digits x ``--runs`` runs)
 with the scoring engine identikit picks itself (``backend="auto"``, measured in this run), in
-fp32 and, where the CPU has bfloat16 instructions, in bf16 (ranked in bf16, kept candidates
-re-scored in fp32). The measurements alternate for several rounds and each keeps its best, so a
+fp32, in int8 (ONNX Runtime on a quantized copy) and, where the CPU has bfloat16 instructions,
+in bf16; in int8 and bf16 the kept candidates are re-scored in fp32. The measurements alternate for several rounds and each keeps its best, so a
 slow spell of a shared machine does not favour one. Weights do not change the speed, so a
 freshly initialised model is used.
 
-Targets (issue 8): loop >= 0.9x ONNX Runtime's rate in fp32, >= 1.3x in bf16.
+Targets (issue 8): loop >= 0.9x ONNX Runtime's rate in fp32, >= 1.3x in bf16 (int8 is
+held to the same 1.3x).
 Earlier targets (issues 3 and 6): >= 0.7x of the model's isolated rate.
 """
 
@@ -97,7 +98,7 @@ def main() -> None:
     ort_scorers = onnx_runtime_scorers(model)
     loops: dict[str, Classifier] = {}
     with tempfile.TemporaryDirectory() as cache:
-        precisions = ["fp32"] + (["bf16"] if bf16_supported(torch.device("cpu")) else [])
+        precisions = ["fp32", "int8"] + (["bf16"] if bf16_supported(torch.device("cpu")) else [])
         for precision in precisions:
             classifier = Classifier(
                 model, backend="auto", precision=precision, cache_dir=Path(cache)
@@ -117,7 +118,7 @@ def main() -> None:
                 )
     (label, size), reference = max(alone.items(), key=lambda item: item[1])
     print(f"ONNX Runtime alone, best ({label}, batch {size}): {reference:10,.0f} images/s")
-    targets = {"fp32": 0.9, "bf16": 1.3}
+    targets = {"fp32": 0.9, "bf16": 1.3, "int8": 1.3}
     for precision, rate in loop.items():
         chosen = loops[precision].choice
         print(

@@ -3,7 +3,8 @@
 The sweep's memory is set in its first iterations (the state of all runs, one group of
 candidates, the model's activations for one chunk) and grows afterwards only by each run's
 history of confidences, a few bytes per iteration. So the sweep runs for ``--iterations``
-iterations in a child process, whose peak resident set size is read from the kernel.
+iterations in a child process, whose peak resident set size is read from the kernel, with the
+engine identikit picks itself (measured and cached by a first child), at each precision.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--iterations", type=int, default=1)
     args = parser.parse_args()
-    precisions = ["fp32"] + (["bf16"] if bf16_supported(torch.device("cpu")) else [])
+    precisions = ["fp32", "int8"] + (["bf16"] if bf16_supported(torch.device("cpu")) else [])
     for precision in precisions:
         peak_mib(0, precision)  # the engine is measured (and cached) outside the measurement
         peak = peak_mib(args.iterations, precision)

@@ -7,9 +7,9 @@ floating-point ties). Prints both wall times and their ratio (target: identikit 
 and checks that the two agree on every run's outcome.
 
 identikit scores with the engine it picks itself (``backend="auto"``, measured before the clock
-starts), in fp32 and, where the CPU has bfloat16 instructions, in bf16 too (candidates ranked in
-bf16, the kept one re-scored in fp32: another search, so its outcomes are compared by
-convergence rather than run by run).
+starts), in fp32, in int8 and, where the CPU has bfloat16 instructions, in bf16 (candidates
+ranked in int8 or bf16, the kept one re-scored in fp32: another search, so its outcomes are
+compared by convergence rather than run by run).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def main() -> None:
     args = parser.parse_args()
     config = SweepConfig(runs=args.runs, max_queries=args.max_queries)
     path = default_cnn()
-    precisions = ["fp32"] + (["bf16"] if bf16_supported(torch.device("cpu")) else [])
+    precisions = ["fp32", "int8"] + (["bf16"] if bf16_supported(torch.device("cpu")) else [])
     timed: dict[str, tuple[float, dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as folder:
         for precision in precisions:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from identikit.backends.precision import check_precision
+from identikit.backends.quantize import calibration_pixels
 from identikit.backends.scorers import Scorer, module_digest, torch_scorer
 from identikit.backends.tuning import Choice, Target, choose
 from identikit.device import resolve_device
@@ -59,7 +60,7 @@ class Classifier:
         backend: the engine that scores (see :mod:`identikit.backends`): ``auto`` measures
             them on this machine and takes the fastest (cached), a name takes that one, None
             takes PyTorch channels_last on CPU (eager on GPUs) without measuring.
-        precision: ``fp32`` or ``bf16`` for :meth:`score`.
+        precision: ``fp32``, ``bf16`` or ``int8`` for :meth:`score`.
         cache_dir: where measured choices and exported models are kept (default: under
             :func:`identikit.data.default_root`).
         log: receives a line when engines are measured.
@@ -94,9 +95,9 @@ class Classifier:
                 self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model: Callable[[torch.Tensor], torch.Tensor] = self.module or model
         if self.module is None:
-            if precision != "fp32":
+            if precision == "bf16":
                 raise IdentikitError(
-                    f"--precision {precision}: ONNX Runtime scores {name} in fp32 only"
+                    f"--precision bf16: ONNX Runtime scores {name} in fp32 or int8"
                 )
             # ONNX Runtime, unlike PyTorch's CPU convolutions, gains from batches of hundreds.
             default, default_chunk = "onnx", ONNX_CHUNK
@@ -144,6 +145,8 @@ class Classifier:
         log: Callable[[str], None] | None,
         remeasure: bool,
     ) -> tuple[Scorer, Choice]:
+        if backend is None and self.precision == "int8":
+            backend, chunk_size = "onnx", chunk_size or ONNX_CHUNK  # int8 runs on ONNX Runtime
         if backend is None:
             if self.precision == "fp32":
                 scorer = self.exact
@@ -184,6 +187,9 @@ class Classifier:
             probes=self.preprocessing.to_model(pixels),
             signature=signature,
             cache_dir=cache_dir or default_root() / "backends",
+            calibration=self.preprocessing.to_model(calibration_pixels().to(self.device))
+            if self.precision == "int8"
+            else None,
         )
         return choose(
             target,

@@ -6,7 +6,7 @@ import torch
 
 from identikit.errors import IdentikitError
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "int8")
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -29,6 +29,8 @@ def check_precision(precision: str, device: torch.device) -> None:
     """Refuse a precision that is unknown or that ``device`` lacks the instructions for."""
     if precision not in PRECISIONS:
         raise IdentikitError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision}")
+    if precision == "int8" and device.type != "cpu":
+        raise IdentikitError("--precision int8 runs on ONNX Runtime on the CPU: use --device cpu")
     if precision == "bf16" and not bf16_supported(device):
         raise IdentikitError(
             f"--precision bf16: this {device.type.upper()} has no bfloat16 instructions "

@@ -9,8 +9,9 @@ Engines (``BACKENDS``):
   "PyTorch 2"), specialised to one batch size, so short chunks are padded to it;
 - ``onnx``: ONNX Runtime (the user's ONNX file, or the module exported once and cached).
 
-In ``bf16`` a PyTorch engine holds the weights in bfloat16 and takes bfloat16 inputs; outputs
-always come back as float32.
+In ``bf16`` a PyTorch engine holds the weights in bfloat16 and takes bfloat16 inputs; in
+``int8`` ONNX Runtime runs a quantized copy of the model (:mod:`identikit.backends.quantize`).
+Outputs always come back as float32.
 """
 
 from __future__ import annotations
@@ -102,15 +103,15 @@ def torch_scorer(
     return Scorer(backend, precision, chunk_size, threads, run, fixed_batch=backend == "compile")
 
 
-def onnx_scorer(path: str, *, chunk_size: int, threads: int) -> Scorer:
-    """ONNX Runtime on the model file ``path`` (float32)."""
+def onnx_scorer(path: str, *, chunk_size: int, threads: int, precision: str = "fp32") -> Scorer:
+    """ONNX Runtime on the model file ``path`` (float32, or an int8 version of the model)."""
     from identikit.onnx_model import OnnxModel
 
     try:
         model = OnnxModel(path, threads=threads)
     except IdentikitError as exc:
         raise BackendUnavailable(str(exc)) from None
-    return Scorer("onnx", "fp32", chunk_size, threads, model)
+    return Scorer("onnx", precision, chunk_size, threads, model)
 
 
 def module_digest(module: nn.Module, *, weights: bool) -> str:

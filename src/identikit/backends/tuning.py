@@ -27,12 +27,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from identikit.atomic import atomic_write_bytes, atomic_write_text
 from identikit.backends.scorers import (
     BACKENDS,
+    TORCH_BACKENDS,
     BackendUnavailable,
     Scorer,
     module_digest,
@@ -47,6 +49,7 @@ MEASURE_SECONDS = 0.15
 ROUNDS = 2
 COMPILE_MARGIN = 1.10
 TOLERANCE = 1e-5
+INT8_TOLERANCE = 0.05
 CACHE_FILE = "choices.json"
 CACHE_VERSION = 1
 
@@ -78,7 +81,12 @@ class Choice:
         if others:
             line += "; " + ", ".join(f"{b} {r:,.0f}" for b, r in others.items())
         if self.skipped:
-            line += "; not used: " + ", ".join(f"{b} ({why})" for b, why in self.skipped.items())
+            reasons: dict[str, list[str]] = {}
+            for name, why in self.skipped.items():
+                reasons.setdefault(why, []).append(name)
+            line += "; not used: " + ", ".join(
+                f"{', '.join(names)} ({why})" for why, names in reasons.items()
+            )
         return line + {
             "measured": " [measured now, cached]",
             "cached": f" [measured {self.measured}, cached]",
@@ -116,10 +124,15 @@ class Target:
     probes: torch.Tensor
     signature: str
     cache_dir: Path
+    calibration: torch.Tensor | None = None
 
 
 def available_backends(target: Target, precision: str) -> tuple[list[str], dict[str, str]]:
     """The engines that could run ``target`` here, and why each other one cannot."""
+    if precision == "int8":
+        if target.device.type != "cpu":
+            return [], {"onnx": "int8 scoring runs on ONNX Runtime, on the CPU"}
+        return ["onnx"], {b: "int8 scoring runs on ONNX Runtime only" for b in TORCH_BACKENDS}
     if target.module is None:
         return ["onnx"], {b: "the model is an ONNX file" for b in BACKENDS if b != "onnx"}
     names, skipped = ["eager", "channels_last"], {}
@@ -154,6 +167,8 @@ def choose(
     if backend != "auto" and backend not in BACKENDS:
         raise IdentikitError(f"--backend must be auto or one of {', '.join(BACKENDS)}")
     names, skipped = available_backends(target, precision)
+    if not names:
+        raise IdentikitError(f"--precision {precision}: {'; '.join(skipped.values())}")
     if backend != "auto":
         if backend not in names:
             raise IdentikitError(f"--backend {backend}: {skipped[backend]}")
@@ -267,7 +282,8 @@ def _measure(
 def _build(target: Target, name: str, precision: str, chunk: int, threads: int) -> Scorer:
     """An engine, checked against eager PyTorch before it is used."""
     if name == "onnx":
-        scorer = onnx_scorer(str(_onnx_file(target)), chunk_size=chunk, threads=threads)
+        path = _int8_file(target) if precision == "int8" else _onnx_file(target)
+        scorer = onnx_scorer(str(path), chunk_size=chunk, threads=threads, precision=precision)
     else:
         assert target.module is not None
         scorer = torch_scorer(
@@ -285,25 +301,33 @@ def _build(target: Target, name: str, precision: str, chunk: int, threads: int) 
     except Exception as exc:  # an engine may fail on a model in ways of its own
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
         raise BackendUnavailable(f"fails on this model ({first[:200]})") from None
+    if not torch.isfinite(outputs).all():
+        raise BackendUnavailable("returns NaN or infinite outputs")
     if precision == "fp32" and target.module is not None:
         difference = _difference(target, outputs)
         if not difference <= TOLERANCE:
             if name == "onnx":
                 _onnx_file(target).unlink(missing_ok=True)  # a stale or bad export: redo next time
             raise BackendUnavailable(f"differs from eager PyTorch by {difference:.1e}")
-    elif not torch.isfinite(outputs).all():
-        raise BackendUnavailable("returns NaN or infinite outputs")
+    elif precision == "int8":
+        # Ranking only needs the order roughly right; a quantization that moves probabilities
+        # wholesale (ranges badly calibrated for this model) would rank at random.
+        difference = _difference(target, outputs, worst=False)
+        if not difference <= INT8_TOLERANCE:
+            raise BackendUnavailable(
+                f"int8 moves class probabilities by {difference:.2f} on average"
+            )
     return scorer
 
 
-def _difference(target: Target, outputs: torch.Tensor) -> float:
-    """Largest difference in any class probability between ``outputs`` and eager PyTorch."""
+def _difference(target: Target, outputs: torch.Tensor, *, worst: bool = True) -> float:
+    """Largest (or mean) difference in class probability between ``outputs`` and the model's
+    own float32 outputs."""
     reference = target.reference(target.probes)
-    return float(
-        (target.probabilities(outputs.to(reference.device)) - target.probabilities(reference))
-        .abs()
-        .max()
-    )
+    gap = (
+        target.probabilities(outputs.to(reference.device)) - target.probabilities(reference)
+    ).abs()
+    return float(gap.max() if worst else gap.mean())
 
 
 def _onnx_file(target: Target) -> Path:
@@ -323,6 +347,46 @@ def _onnx_file(target: Target) -> Path:
         except Exception as exc:  # the exporter's own errors
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             raise BackendUnavailable(f"export to ONNX failed ({first[:200]})") from None
+    return path
+
+
+def _int8_file(target: Target) -> Path:
+    """The int8 version of the model's ONNX file, quantized once, cached by the file's hash."""
+    from identikit.models.checkpoint import file_sha256
+    from identikit.onnx_model import OnnxModel
+
+    source = _onnx_file(target)
+    path = target.cache_dir / "onnx" / f"{file_sha256(source)}-int8.onnx"
+    if path.is_file():
+        return path
+    try:
+        model = OnnxModel(source)
+    except IdentikitError as exc:
+        raise BackendUnavailable(str(exc)) from None
+
+    def shape(batch: np.ndarray) -> np.ndarray:
+        return batch.reshape(len(batch), 784) if model.flat else batch
+
+    assert target.calibration is not None
+    try:
+        from identikit.backends.quantize import quantize_onnx
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        quantize_onnx(
+            source,
+            path,
+            target.calibration,
+            input_name=model.input_name,
+            shape_input=shape,
+            batch=1 if model.fixed_batch == 1 else 64,
+        )
+    except ImportError:
+        raise BackendUnavailable(
+            "int8 needs onnx and onnxruntime: pip install 'identikit[onnx]'"
+        ) from None
+    except Exception as exc:  # the quantizer's own errors
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        raise BackendUnavailable(f"int8 quantization failed ({first[:200]})") from None
     return path
 
 
