@@ -5,9 +5,9 @@ ONNX Runtime's rate is the best of one batch of the model scored again and again
 loop is the original method (random masks, 500 candidates a step, 10 digits x ``--runs`` runs)
 with the scoring engine identikit picks itself (``backend="auto"``, measured in this run), in
 fp32, in int8 (ONNX Runtime on a quantized copy) and, where the CPU has bfloat16 instructions,
-in bf16; in int8 and bf16 the kept candidates are re-scored in fp32. The measurements alternate for several rounds and each keeps its best, so a
-slow spell of a shared machine does not favour one. Weights do not change the speed, so a
-freshly initialised model is used.
+in bf16; in int8 and bf16 the kept candidates are re-scored in fp32. The measurements
+alternate for several rounds and each keeps its best, so a slow spell of a shared machine does
+not favour one. Weights do not change the speed, so a freshly initialised model is used.
 
 Targets (issue 8): loop >= 0.9x ONNX Runtime's rate in fp32, >= 1.3x in bf16 (int8 is
 held to the same 1.3x).

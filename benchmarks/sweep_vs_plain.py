@@ -92,11 +92,15 @@ def main() -> None:
     plain = [plain_run(model, d, s, config) for d, _, s in config.layout()]
     theirs = time.perf_counter() - started
     converged = sum(p[0] >= config.target for p in plain)
+    queries = sum(p[1] for p in plain)
     print(
         f"10 digits x {args.runs} runs of random-masks (budget {config.max_queries:,}), "
         f"default cnn, {torch.get_num_threads()} threads"
     )
-    print(f"plain PyTorch, one run at a time: {theirs:7.1f} s   converged {converged}/{len(plain)}")
+    print(
+        f"plain PyTorch, one run at a time: {theirs:7.1f} s   converged {converged}/{len(plain)}"
+        f"   queries {queries:,}"
+    )
     for precision, (ours, results) in timed.items():
         runs = results["runs"]
         same = sum(
@@ -106,6 +110,7 @@ def main() -> None:
         print(
             f"identikit sweep {precision}: {ours:7.1f} s   ratio {theirs / ours:.2f}x (target >= 4)"
             f"   converged {sum(r['status'] == 'converged' for r in runs)}/{len(runs)}"
+            f"   queries {results['total_queries']:,}"
             + (
                 f"   runs with the same outcome as plain: {same}/{len(runs)}"
                 if precision == "fp32"

@@ -1,5 +1,5 @@
 """Scoring backends: each one equals eager PyTorch, the automatic choice, its cache and fallbacks,
-and bf16 scoring with float32 re-scoring."""
+and low-precision (bf16, int8) scoring with float32 re-scoring."""
 
 from __future__ import annotations
 
@@ -18,10 +18,12 @@ from identikit.backends.precision import bf16_supported
 from identikit.classifier import Classifier, load_classifier
 from identikit.errors import IdentikitError
 from identikit.experiment import SweepConfig
+from identikit.export import export_model
 from identikit.models import build_model
+from identikit.models.checkpoint import load_model
 from identikit.preprocessing import Preprocessing
 from identikit.search import advance, initial_state, make_strategy
-from identikit.search.base import target_scores
+from identikit.search.base import RESCORED, target_scores
 from identikit.search.stopping import Budget
 from identikit.sweep import sweep_to_folder
 from tests.test_cli import assert_one_line_error, run_cli
@@ -187,43 +189,69 @@ def test_a_corrupt_cache_is_measured_again(tmp_path: Path, monkeypatch: pytest.M
     assert json.loads(tmp_path.joinpath(tuning.CACHE_FILE).read_text())
 
 
-@BF16
-def test_bf16_search_keeps_float32_confidences(tmp_path: Path) -> None:
+LOW_PRECISIONS = [
+    pytest.param("bf16", marks=BF16),
+    pytest.param("int8"),
+]
+
+
+@pytest.mark.parametrize("precision", LOW_PRECISIONS)
+def test_low_precision_search_keeps_float32_confidences(precision: str, tmp_path: Path) -> None:
     model = trained_like_cnn()
     fp32 = Classifier(model)
-    bf16 = Classifier(model, precision="bf16")
-    assert bf16.rescores and bf16.scorer.precision == "bf16"
+    low = Classifier(model, precision=precision, cache_dir=tmp_path)
+    assert low.rescores and low.scorer.precision == precision
     strategy = make_strategy("random-masks", candidates=100)
     targets, seeds = [0, 3, 7, 9], [1, 2, 3, 4]
-    state = initial_state(bf16, targets, seeds)
-    advance(state, strategy, bf16, [Budget(100_000)], max_iterations=5)
+    state = initial_state(low, targets, seeds)
+    advance(state, strategy, low, [Budget(100_000)], max_iterations=5)
     exact = target_scores(fp32, state.images, state.targets)
-    coarse = bf16.score(state.images).gather(1, state.targets.view(-1, 1)).squeeze(1)
+    coarse = low.score(state.images).gather(1, state.targets.view(-1, 1)).squeeze(1)
     torch.testing.assert_close(state.scores, exact, rtol=0, atol=1e-6)
-    assert not torch.allclose(state.scores, coarse, rtol=0, atol=1e-6)  # bf16 alone differs
-    assert (state.queries == 1 + 5 * 101).all()  # 100 candidates + 1 re-scoring per step
+    assert not torch.allclose(state.scores, coarse, rtol=0, atol=1e-6)  # low precision differs
+    # 100 candidates and the re-scoring of the best 8 per step
+    assert (state.queries == 1 + 5 * (100 + RESCORED)).all()
     assert all(
         h[-1] == pytest.approx(c) for h, c in zip(state.history, exact.exp().tolist(), strict=True)
     )
+    assert (state.scores > target_scores(fp32, torch.zeros(4, 1, 28, 28), state.targets)).all()
 
 
-@BF16
-def test_bf16_sweep_records_float32_confidences(tmp_path: Path) -> None:
+@pytest.mark.parametrize("precision", LOW_PRECISIONS)
+def test_low_precision_sweep_records_float32_confidences(precision: str, tmp_path: Path) -> None:
     model = trained_like_cnn()
-    bf16 = Classifier(model, precision="bf16")
+    low = Classifier(model, precision=precision, cache_dir=tmp_path)
     config = SweepConfig(digits=(1, 8), runs=2, max_queries=3_000, strategy="random-masks")
-    outcome = sweep_to_folder(bf16, config, tmp_path / "sweep")
+    outcome = sweep_to_folder(low, config, tmp_path / "sweep")
     results = json.loads((tmp_path / "sweep" / "results.json").read_text())
-    assert results["scoring"]["precision"] == "bf16" and results["queries_per_step"] == 501
+    assert (
+        results["scoring"]["precision"] == precision
+        and results["queries_per_step"] == 500 + RESCORED
+    )
     images = torch.from_numpy(np.load(tmp_path / "sweep" / "identikits.npz")["images"])
     exact = Classifier(model).probabilities(images.unsqueeze(1))
     digits = [r["digit"] for r in results["runs"]]
     recorded = torch.tensor([r["confidence"] for r in results["runs"]])
     torch.testing.assert_close(recorded, exact[range(len(digits)), digits], rtol=0, atol=1e-6)
     assert outcome.results is not None
-    # bf16 and fp32 are two searches: resuming one as the other is refused, naming it
-    with pytest.raises(IdentikitError, match="--precision: bf16 -> fp32"):
+    # a low-precision search and an fp32 one are two searches: resuming one as the other is
+    # refused, naming the difference
+    with pytest.raises(IdentikitError, match=f"--precision: {precision} -> fp32"):
         sweep_to_folder(Classifier(model), config, tmp_path / "sweep")
+
+
+def test_int8_of_an_onnx_file_is_quantized_once(tiny_model: Path, tmp_path: Path) -> None:
+    """A user's ONNX file (here fixed to batch 1 and flattened) is quantized as it is."""
+    onnx = tmp_path / "m.onnx"
+    export_model(load_model(tiny_model), onnx, fmt="onnx", flatten=True, fixed_batch=True)
+    fp32 = load_classifier(onnx, device="cpu")
+    images = torch.rand(20, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    for _ in range(2):
+        low = load_classifier(onnx, device="cpu", precision="int8", cache_dir=tmp_path / "c")
+        assert low.scorer.precision == "int8" and low.chunk_size == 512
+        assert (low.score(images).exp() - fp32.probabilities(images)).abs().max() < 0.05
+        assert torch.equal(low.log_probabilities(images), fp32.log_probabilities(images))
+    assert len(list((tmp_path / "c" / "onnx").glob("*-int8.onnx"))) == 1
 
 
 def test_backends_command_measures_once(tiny_model: Path, tmp_path: Path) -> None:

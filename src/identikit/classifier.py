@@ -5,7 +5,7 @@ in chunks with the engine chosen for the machine (see :mod:`identikit.backends`)
 every image it scores (``queries``), so that every strategy is compared on the same meter.
 
 Two paths: :meth:`Classifier.log_probabilities` is always float32; :meth:`Classifier.score`,
-which searches use for their candidates, runs at the chosen precision (bf16 where asked), and a
+which searches use for their candidates, runs at the chosen precision (bf16 or int8), and a
 search re-scores each candidate it keeps with :meth:`log_probabilities`, so every recorded
 confidence is a float32 value.
 """
@@ -262,8 +262,8 @@ class Classifier:
     def score(self, images: torch.Tensor) -> torch.Tensor:
         """Log-probabilities at the chosen precision: what searches rank candidates by.
 
-        In fp32 the same as :meth:`log_probabilities`; in bf16 faster and coarser (about three
-        significant digits), so a search re-scores what it keeps with
+        In fp32 the same as :meth:`log_probabilities`; in bf16 (about three significant digits)
+        or int8 (a quantized copy) faster and coarser, so a search re-scores what it keeps with
         :meth:`log_probabilities`.
         """
         return self._log_probabilities(images, self.scorer)

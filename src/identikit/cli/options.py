@@ -100,8 +100,9 @@ def add_backend_options(parser: argparse.ArgumentParser | Any) -> None:
         "--precision",
         default="fp32",
         choices=PRECISIONS,
-        help="bf16 ranks candidates in bfloat16 (CPUs with AVX-512 BF16 or AMX, recent GPUs) "
-        "and re-scores the kept ones in fp32 (default: %(default)s)",
+        help="bf16 ranks candidates in bfloat16 (CPUs with AVX-512 BF16 or AMX, recent GPUs), "
+        "int8 with an int8 copy of the model in ONNX Runtime (CPUs); either way the kept "
+        "ones are re-scored in fp32 (default: %(default)s)",
     )
 
 

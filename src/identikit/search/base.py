@@ -26,6 +26,8 @@ from identikit.search.stopping import ACTIVE, StoppingRule
 START_IMAGES = ("blank", "gray", "noise")
 # Candidate images generated at once; about 50 MB of float32 pixels.
 GROUP_IMAGES = 16384
+# Candidates per run and step re-scored in float32 after a low-precision ranking.
+RESCORED = 8
 
 
 def derive_seed(*parts: int) -> int:
@@ -173,7 +175,13 @@ class Strategy(ABC):
         raise NotImplementedError
 
     def step(self, classifier: Classifier, group: Group) -> tuple[torch.Tensor, torch.Tensor]:
-        """Score the proposals; return each run's best candidate (G, 1, 28, 28) and its score."""
+        """Score the proposals; return each run's best candidate (G, 1, 28, 28) and its score.
+
+        Ranked at low precision (:meth:`Classifier.score` in bf16 or int8), the ``RESCORED``
+        best candidates of each run are re-scored in float32 and the best of them by that score
+        is returned, with its float32 score: near certainty the candidates differ by less than
+        bf16 or int8 can tell, and re-scoring the top one alone would often keep none.
+        """
         candidates = self.propose(group)
         groups, k = candidates.shape[:2]
         logp = classifier.score(candidates.view(groups * k, 1, 28, 28))
@@ -182,23 +190,36 @@ class Strategy(ABC):
             .gather(2, group.targets.view(groups, 1, 1).expand(groups, k, 1))
             .squeeze(2)
         )
+        rows = torch.arange(groups, device=candidates.device)
+        if rescoring(self, classifier):
+            top = candidate_scores.topk(min(RESCORED, k), dim=1).indices
+            finalists = candidates[rows.view(-1, 1), top]
+            exact = target_scores(
+                classifier,
+                finalists.view(-1, 1, 28, 28),
+                group.targets.repeat_interleave(top.shape[1]),
+            ).view(groups, -1)
+            best, which = exact.max(dim=1)
+            return finalists[rows, which], best
         best, which = candidate_scores.max(dim=1)
-        return candidates[torch.arange(groups, device=candidates.device), which], best
+        return candidates[rows, which], best
 
 
 def rescoring(strategy: Strategy, classifier: Classifier) -> bool:
-    """Whether each run's kept candidate is re-scored in float32 after a step.
+    """Whether a step re-scores its best candidates in float32 (see :meth:`Strategy.step`).
 
-    So it is when candidates are ranked in bf16 (:meth:`Classifier.score`): every recorded
-    confidence is then a float32 value, and a candidate is kept only when its float32 score
-    beats the run's. White-box strategies score in float32 already.
+    So it does when candidates are ranked in bf16 or int8: every recorded confidence is then a
+    float32 value, and a candidate is kept only when its float32 score beats the run's.
+    White-box strategies score in float32 already.
     """
     return classifier.rescores and not strategy.white_box
 
 
 def step_cost(strategy: Strategy, classifier: Classifier) -> int:
     """Model queries one iteration spends on one run, the float32 re-scoring included."""
-    return strategy.queries_per_step + int(rescoring(strategy, classifier))
+    if not rescoring(strategy, classifier):
+        return strategy.queries_per_step
+    return strategy.queries_per_step + min(RESCORED, strategy.queries_per_step)
 
 
 def apply_rules(state: SearchState, rules: Sequence[StoppingRule], next_cost: int) -> None:
@@ -269,8 +290,6 @@ def _step_group(
         memory={key: value[runs] for key, value in state.memory.items()},
     )
     candidates, scores = strategy.step(classifier, group)
-    if rescoring(strategy, classifier):
-        scores = target_scores(classifier, candidates, group.targets)
     improved = scores > state.scores[runs]
     state.images[runs] = torch.where(improved.view(-1, 1, 1, 1), candidates, group.images)
     state.scores[runs] = torch.where(improved, scores, group.scores)
