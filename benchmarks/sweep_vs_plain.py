@@ -9,12 +9,14 @@ and checks that the two agree on every run's outcome.
 identikit scores with the engine it picks itself (``backend="auto"``, measured before the clock
 starts), in fp32, in int8 and, where the CPU has bfloat16 instructions, in bf16 (candidates
 ranked in int8 or bf16, the kept one re-scored in fp32: another search, so its outcomes are
-compared by convergence rather than run by run).
+compared by convergence rather than run by run). The methods take turns digit by digit, so
+that the drift of a shared machine's speed falls on all of them alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import tempfile
 import time
@@ -70,49 +72,61 @@ def main() -> None:
     config = SweepConfig(runs=args.runs, max_queries=args.max_queries)
     path = default_cnn()
     precisions = ["fp32", "int8"] + (["bf16"] if bf16_supported(torch.device("cpu")) else [])
-    timed: dict[str, tuple[float, dict[str, Any]]] = {}
+    model = build_model("cnn")
+    model.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
+    model.eval()
+    seconds = dict.fromkeys(["plain", *precisions], 0.0)
+    runs: dict[str, list[dict[str, Any]]] = {p: [] for p in precisions}
+    plain: list[tuple[float, int]] = []
     with tempfile.TemporaryDirectory() as folder:
+        classifiers = {}
         for precision in precisions:
-            classifier = load_classifier(
+            classifiers[precision] = load_classifier(
                 path,
                 device="cpu",
                 backend="auto",
                 precision=precision,
                 cache_dir=Path(folder) / "cache",
             )
-            print(f"identikit {precision}: {classifier.choice.summary()}", flush=True)
+            print(f"identikit {precision}: {classifiers[precision].choice.summary()}", flush=True)
+        # Digit by digit, each method in turn: the machine's speed drifts by a third over
+        # minutes, and interleaving spreads the drift over all of them. A run's seed depends on
+        # (sweep seed, digit, run) only, so these are the runs of the one 10-digit sweep.
+        for digit in config.digits:
+            part = dataclasses.replace(config, digits=(digit,))
+            for precision, classifier in classifiers.items():
+                started = time.perf_counter()
+                outcome = sweep_to_folder(
+                    classifier, part, Path(folder) / f"{precision}-{digit}", progress=False
+                )
+                seconds[precision] += time.perf_counter() - started
+                assert outcome.results is not None
+                runs[precision] += outcome.results["runs"]
             started = time.perf_counter()
-            outcome = sweep_to_folder(classifier, config, Path(folder) / precision, progress=False)
-            assert outcome.results is not None
-            timed[precision] = (time.perf_counter() - started, outcome.results)
-    model = build_model("cnn")
-    model.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
-    model.eval()
-    started = time.perf_counter()
-    plain = [plain_run(model, d, s, config) for d, _, s in config.layout()]
-    theirs = time.perf_counter() - started
+            plain += [plain_run(model, d, s, config) for d, _, s in part.layout()]
+            seconds["plain"] += time.perf_counter() - started
+    theirs = seconds["plain"]
     converged = sum(p[0] >= config.target for p in plain)
-    queries = sum(p[1] for p in plain)
     print(
         f"10 digits x {args.runs} runs of random-masks (budget {config.max_queries:,}), "
-        f"default cnn, {torch.get_num_threads()} threads"
+        f"default cnn, {torch.get_num_threads()} threads, digit by digit in turn"
     )
     print(
         f"plain PyTorch, one run at a time: {theirs:7.1f} s   converged {converged}/{len(plain)}"
-        f"   queries {queries:,}"
+        f"   queries {sum(p[1] for p in plain):,}"
     )
-    for precision, (ours, results) in timed.items():
-        runs = results["runs"]
+    for precision in precisions:
+        ours, done = seconds[precision], runs[precision]
         same = sum(
             p[1] == r["queries"] and abs(p[0] - r["confidence"]) < 1e-4
-            for p, r in zip(plain, runs, strict=True)
+            for p, r in zip(plain, done, strict=True)
         )
         print(
             f"identikit sweep {precision}: {ours:7.1f} s   ratio {theirs / ours:.2f}x (target >= 4)"
-            f"   converged {sum(r['status'] == 'converged' for r in runs)}/{len(runs)}"
-            f"   queries {results['total_queries']:,}"
+            f"   converged {sum(r['status'] == 'converged' for r in done)}/{len(done)}"
+            f"   queries {sum(r['queries'] for r in done):,}"
             + (
-                f"   runs with the same outcome as plain: {same}/{len(runs)}"
+                f"   runs with the same outcome as plain: {same}/{len(done)}"
                 if precision == "fp32"
                 else ""
             )
