@@ -93,8 +93,12 @@ class Choice:
         }.get(self.how, "")
 
     def record(self) -> dict[str, Any]:
-        """The choice as recorded in results."""
-        return asdict(self)
+        """The choice as recorded in results: what was chosen and measured, not whether this
+        process measured it or read it from the cache (a resumed sweep reads what the
+        interrupted one measured, and records the same)."""
+        record = asdict(self)
+        record.pop("how")
+        return record
 
 
 def _best_per_backend(rates: dict[str, float]) -> dict[str, float]:
@@ -497,9 +501,7 @@ def _read_cache(folder: Path) -> dict[str, Any]:
 def _write_cache(folder: Path, key: str, choice: Choice) -> None:
     """Add ``choice`` to the cache; a cache that cannot be written only costs a re-measurement."""
     entries = _read_cache(folder)
-    record = asdict(choice)
-    record.pop("how")
-    entries[key] = record
+    entries[key] = choice.record()
     with contextlib.suppress(OSError, IdentikitError):
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / CACHE_FILE, json.dumps(entries, indent=1, sort_keys=True))

@@ -73,7 +73,7 @@ def cmd_backends(args: argparse.Namespace) -> int:
     classifier = make_classifier(args)
     choice = classifier.choice
     if args.json:
-        print_json({"model": classifier.name, **choice.record()})
+        print_json({"model": classifier.name, **choice.record(), "how": choice.how})
         return 0
     print(f"{'engine@chunk':28s} images/s")
     timed = {k: v for k, v in choice.rates.items() if "@" in k}
