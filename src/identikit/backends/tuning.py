@@ -51,6 +51,9 @@ COMPILE_MARGIN = 1.10
 TOLERANCE = 1e-5
 INT8_TOLERANCE = 0.05
 CACHE_FILE = "choices.json"
+# The process's thread budget as it started: a choice of fewer threads lowers PyTorch's count
+# for the process, and must not change what later choices are measured with or cached under.
+PROCESS_THREADS = torch.get_num_threads()
 CACHE_VERSION = 1
 
 
@@ -177,7 +180,7 @@ def choose(
         if backend not in names:
             raise IdentikitError(f"--backend {backend}: {skipped[backend]}")
         names, skipped = [backend], {}
-    threads = torch.get_num_threads()
+    threads = PROCESS_THREADS
     if chunk_size is not None and len(names) == 1:
         scorer = _build(target, names[0], precision, chunk_size, threads)
         return scorer, Choice(names[0], precision, chunk_size, threads, how="given")
@@ -448,6 +451,7 @@ def _torch_threads(threads: int) -> Iterator[None]:
 
 
 def _apply_threads(choice: Choice) -> None:
+    """PyTorch engines run with the chosen thread count (ONNX Runtime's is its session's)."""
     if choice.backend != "onnx" and choice.threads != torch.get_num_threads():
         torch.set_num_threads(choice.threads)
 
@@ -467,7 +471,7 @@ def machine_fingerprint(device: torch.device) -> dict[str, Any]:
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
-        "threads": torch.get_num_threads(),
+        "threads": PROCESS_THREADS,
         "torch": torch.__version__,
         "onnxruntime": ort,
         "device": str(device),
