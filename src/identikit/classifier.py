@@ -27,7 +27,7 @@ from identikit.backends.quantize import calibration_pixels
 from identikit.backends.scorers import Scorer, module_digest, torch_scorer
 from identikit.backends.tuning import Choice, Target, choose
 from identikit.device import resolve_device
-from identikit.errors import IdentikitError
+from identikit.errors import IdentikitError, first_line
 from identikit.models.checkpoint import file_sha256, load_checkpoint
 from identikit.preprocessing import Preprocessing, detect_output_kind, to_log_probabilities
 
@@ -236,7 +236,7 @@ class Classifier:
         except Exception as exc:  # whatever the user's model raises on a well-formed input
             raise IdentikitError(
                 f"{self.name} fails on images of shape (N, 1, 28, 28): "
-                f"{str(exc).strip().splitlines()[0] if str(exc) else exc!r}"
+                f"{first_line(exc, limit=1000)}"
             ) from None
         if out.dim() != 2 or out.shape[0] != 4 or out.shape[1] < 2:
             raise IdentikitError(

@@ -20,3 +20,11 @@ class CheckpointError(IdentikitError):
 
 class DifferentSweepError(IdentikitError):
     """An output folder already holds a sweep with other settings or another model."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its repr when it has none), for one-line
+    reports of what a user's model or a third-party tool raised."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else repr(exc)
+    return line if len(line) <= limit else line[: limit - 3] + "..."

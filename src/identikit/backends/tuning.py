@@ -41,7 +41,7 @@ from identikit.backends.scorers import (
     onnx_scorer,
     torch_scorer,
 )
-from identikit.errors import IdentikitError
+from identikit.errors import IdentikitError, first_line
 
 CPU_CHUNKS = (64, 128, 256, 512)
 CUDA_CHUNKS = (1024, 4096, 8192)
@@ -256,26 +256,27 @@ def _measure(
         return timed[label] / (COMPILE_MARGIN if label.startswith("compile") else 1.0)
 
     best = max(timed, key=worth)
-    name, chunk = best.split("@")[0], int(best.split("@")[1])
+    name, chunk_text = best.split("@")
+    chunk = int(chunk_text)
     winner = engines[name]
-    winner.chunk_size = int(chunk)
+    winner.chunk_size = chunk
     rate = timed[best]
     fewer = threads // 2
     if fewer >= 1 and name != "compile":
         # Half the threads can win where threads wait on each other more than they compute.
         with _torch_threads(fewer):
             try:
-                alternative = _build(target, name, precision, int(chunk), fewer)
-                slower = max(_rate(alternative, batch, int(chunk)) for _ in range(ROUNDS))
+                alternative = _build(target, name, precision, chunk, fewer)
+                with_fewer = max(_rate(alternative, batch, chunk) for _ in range(ROUNDS))
             except BackendUnavailable:
-                slower = 0.0
-        rates[f"{name}@{chunk}x{fewer}threads"] = slower
-        if slower > rate * 1.03:
-            winner, rate = alternative, slower
+                with_fewer = 0.0
+        rates[f"{name}@{chunk}x{fewer}threads"] = with_fewer
+        if with_fewer > rate * 1.03:
+            winner, rate = alternative, with_fewer
     choice = Choice(
         backend=name,
         precision=precision,
-        chunk_size=int(chunk),
+        chunk_size=chunk,
         threads=winner.threads,
         images_per_s=round(rate),
         rates={k: round(v, 1) for k, v in rates.items()},
@@ -306,8 +307,7 @@ def _build(target: Target, name: str, precision: str, chunk: int, threads: int) 
     except BackendUnavailable:
         raise
     except Exception as exc:  # an engine may fail on a model in ways of its own
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-        raise BackendUnavailable(f"fails on this model ({first[:200]})") from None
+        raise BackendUnavailable(f"fails on this model ({first_line(exc)})") from None
     if not torch.isfinite(outputs).all():
         raise BackendUnavailable("returns NaN or infinite outputs")
     if precision == "fp32" and target.module is not None:
@@ -352,8 +352,7 @@ def _onnx_file(target: Target) -> Path:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(path, _onnx_bytes(copy.deepcopy(target.module).cpu().float()))
         except Exception as exc:  # the exporter's own errors
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-            raise BackendUnavailable(f"export to ONNX failed ({first[:200]})") from None
+            raise BackendUnavailable(f"export to ONNX failed ({first_line(exc)})") from None
     return path
 
 
@@ -392,8 +391,7 @@ def _int8_file(target: Target) -> Path:
             "int8 needs onnx and onnxruntime: pip install 'identikit[onnx]'"
         ) from None
     except Exception as exc:  # the quantizer's own errors
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-        raise BackendUnavailable(f"int8 quantization failed ({first[:200]})") from None
+        raise BackendUnavailable(f"int8 quantization failed ({first_line(exc)})") from None
     return path
 
 
