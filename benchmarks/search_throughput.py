@@ -17,10 +17,8 @@ Earlier targets (issues 3 and 6): >= 0.7x of the model's isolated rate.
 from __future__ import annotations
 
 import argparse
-import io
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +27,7 @@ import torch
 
 from identikit.backends.precision import bf16_supported
 from identikit.classifier import Classifier
+from identikit.export import onnx_bytes
 from identikit.models import build_model
 from identikit.search import Budget, Converged, Stuck, advance, initial_state, make_strategy
 
@@ -39,26 +38,14 @@ def onnx_runtime_scorers(model: torch.nn.Module) -> dict[str, Callable[[np.ndarr
     """ONNX Runtime sessions of ``model``: its default settings, and without thread spinning."""
     import onnxruntime as ort
 
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            (torch.rand(2, 1, 28, 28),),
-            buffer,  # type: ignore[arg-type]
-            input_names=["x"],
-            dynamic_axes={"x": {0: "n"}},
-            dynamo=False,
-        )
+    exported = onnx_bytes(model, torch.rand(2, 1, 28, 28))
     scorers: dict[str, Callable[[np.ndarray], object]] = {}
     for label, spinning in (("default", "1"), ("no spinning", "0")):
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
-        session = ort.InferenceSession(
-            buffer.getvalue(), options, providers=["CPUExecutionProvider"]
-        )
-        scorers[label] = lambda x, s=session: s.run(None, {"x": x})
+        session = ort.InferenceSession(exported, options, providers=["CPUExecutionProvider"])
+        scorers[label] = lambda x, s=session: s.run(None, {"input": x})
     return scorers
 
 

@@ -60,21 +60,32 @@ def export_model(
         raise IdentikitError(f"--format must be one of {', '.join(FORMATS)}")
     wrapped = _Exported(model.eval().cpu(), preprocessing or Preprocessing(), flatten=flatten)
     example = torch.rand(1 if fixed_batch else 2, *((784,) if flatten else (1, 28, 28)))
+    if fmt == "onnx":
+        atomic_write_bytes(out, onnx_bytes(wrapped, example, fixed_batch=fixed_batch))
+        return
     buffer = io.BytesIO()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer and exporter chatter about constant folding
-        if fmt == "torchscript":
-            torch.jit.save(torch.jit.trace(wrapped, example), buffer)  # type: ignore[no-untyped-call]
-        else:
-            torch.onnx.export(
-                wrapped,
-                (example,),
-                buffer,  # type: ignore[arg-type]
-                input_names=["input"],
-                output_names=["output"],
-                dynamic_axes=None
-                if fixed_batch
-                else {"input": {0: "batch"}, "output": {0: "batch"}},
-                dynamo=False,
-            )
+        warnings.simplefilter("ignore")  # the tracer's chatter
+        torch.jit.save(torch.jit.trace(wrapped, example), buffer)  # type: ignore[no-untyped-call]
     atomic_write_bytes(out, buffer.getvalue())
+
+
+def onnx_bytes(module: nn.Module, example: torch.Tensor, *, fixed_batch: bool = False) -> bytes:
+    """``module`` as ONNX (input ``input``, output ``output``), traced on ``example``, with a
+    dynamic batch size unless ``fixed_batch``.
+
+    The TorchScript-based exporter takes plain and TorchScript modules alike.
+    """
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on constant folding and its future
+        torch.onnx.export(
+            module.eval(),
+            (example,),
+            buffer,  # type: ignore[arg-type]
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes=None if fixed_batch else {"input": {0: "batch"}, "output": {0: "batch"}},
+            dynamo=False,
+        )
+    return buffer.getvalue()

@@ -15,12 +15,10 @@ import contextlib
 import copy
 import hashlib
 import importlib.metadata
-import io
 import json
 import os
 import shutil
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -348,9 +346,12 @@ def _onnx_file(target: Target) -> Path:
     assert target.module is not None
     path = target.cache_dir / "onnx" / f"{module_digest(target.module, weights=True)}.onnx"
     if not path.is_file():
+        from identikit.export import onnx_bytes
+
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(path, _onnx_bytes(copy.deepcopy(target.module).cpu().float()))
+            module = copy.deepcopy(target.module).cpu().float()
+            atomic_write_bytes(path, onnx_bytes(module, torch.rand(2, 1, 28, 28)))
         except Exception as exc:  # the exporter's own errors
             raise BackendUnavailable(f"export to ONNX failed ({first_line(exc)})") from None
     return path
@@ -393,26 +394,6 @@ def _int8_file(target: Target) -> Path:
     except Exception as exc:  # the quantizer's own errors
         raise BackendUnavailable(f"int8 quantization failed ({first_line(exc)})") from None
     return path
-
-
-def _onnx_bytes(module: nn.Module) -> bytes:
-    """``module`` (model inputs (N, 1, 28, 28) -> outputs) as ONNX, with a dynamic batch size.
-
-    The TorchScript-based exporter takes plain and TorchScript modules alike.
-    """
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's notes on constant folding and its future
-        torch.onnx.export(
-            module.eval(),
-            (torch.rand(2, 1, 28, 28),),
-            buffer,  # type: ignore[arg-type]
-            input_names=["input"],
-            output_names=["output"],
-            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-            dynamo=False,
-        )
-    return buffer.getvalue()
 
 
 def _timing_batch(target: Target, chunk: int) -> torch.Tensor:
