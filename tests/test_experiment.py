@@ -151,6 +151,14 @@ def test_figures_are_pngs() -> None:
     assert grid[:8] == b"\x89PNG\r\n\x1a\n"
     width = Image.open(io.BytesIO(grid)).size[0]
     assert Image.open(io.BytesIO(wide)).size[0] > width  # 6 columns > 3
+    # Rows are digits: white images for 0 above black ones for 1 (labels red, below target).
+    shades = np.stack([np.full((28, 28), float(i % 2 == 0)) for i in range(6)])
+    pixels = np.asarray(
+        Image.open(io.BytesIO(identikit_grid(shades, [0, 1, 0, 1, 0, 1], [0.5] * 6)))
+    )
+    black = (pixels[..., :3] < 10).all(axis=2)
+    half = pixels.shape[0] // 2
+    assert black[half:].sum() >= 3 * 28 * 28 and black[:half].sum() == 0
     histogram = certainty_histogram({"a": [0.1, 0.9], "b": np.array([0.5])})
     assert histogram[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -17,10 +17,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+# Pixels between images in a grid, across and above (room for the label).
+_GAP = 3
+_LABEL = 9
 
-def _png(figure: Figure) -> bytes:
+
+def _png(figure: Figure, *, tight: bool = True) -> bytes:
+    # A tight bounding box costs a second drawing of the figure: figures that set their own
+    # margins skip it.
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight" if tight else None)
     plt.close(figure)
     return buffer.getvalue()
 
@@ -42,26 +48,41 @@ def identikit_grid(
     columns = max(digit_list.count(d) for d in rows)
     if columns == 1:  # one image per class: lay them out in a single row
         return _single_row(images, digit_list, confidences, target=target, title=title)
-    height = 1.25 * len(rows) + 0.5
-    figure, axes = plt.subplots(
-        len(rows), columns, squeeze=False, figsize=(1.1 * columns + 0.2, height)
+    # One axes holding every image in a single mosaic, labels as text: one axes per image took
+    # 2.5 s to draw for 10 x 10 images and 27 s for 10 x 100; this takes 0.23 s and 2.8 s.
+    cell_w, cell_h = 28 + _GAP, 28 + _LABEL
+    mosaic = np.full((len(rows) * cell_h, columns * cell_w), np.nan, dtype=np.float32)
+    # Sizes in inches: 1.1 inches an image across, the height that keeps pixels square, and
+    # margins that do not grow with the grid (room for the title above).
+    width = 1.1 * columns
+    height = width * mosaic.shape[0] / mosaic.shape[1]
+    margin, top_margin = 0.1, 0.5 if title else 0.1
+    figure = plt.figure(figsize=(width + 2 * margin, height + margin + top_margin))
+    figure_w, figure_h = figure.get_size_inches()
+    ax = figure.add_axes(
+        (margin / figure_w, margin / figure_h, width / figure_w, height / figure_h)
     )
-    # Margins in inches, not fractions, so that tall grids get no wide band under the title.
-    figure.subplots_adjust(
-        left=0.02, right=0.98, bottom=0.1 / height, top=1 - 0.6 / height, wspace=0.08, hspace=0.25
-    )
-    for ax in axes.flat:
-        ax.axis("off")
+    ax.axis("off")
     seen = dict.fromkeys(rows, 0)
     for image, digit, confidence in zip(images, digit_list, confidences, strict=True):
-        ax = axes[rows.index(digit), seen[digit]]
+        row, column = rows.index(digit), seen[digit]
         seen[digit] += 1
-        ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        colour = "black" if confidence >= target else "red"
-        ax.set_title(f"{digit}: {confidence:.3f}", fontsize=8, color=colour)
+        top, left = row * cell_h + _LABEL, column * cell_w + _GAP // 2
+        mosaic[top : top + 28, left : left + 28] = np.clip(image, 0, 1)
+        ax.text(
+            left + 13.5,
+            top - 1.5,
+            f"{digit}: {confidence:.3f}",
+            fontsize=8,
+            ha="center",
+            va="bottom",
+            color="black" if confidence >= target else "red",
+        )
+    cmap = plt.get_cmap("gray").with_extremes(bad="white")
+    ax.imshow(mosaic, cmap=cmap, vmin=0, vmax=1, interpolation="nearest", aspect="auto")
     if title:
-        figure.suptitle(title, fontsize=10, y=1 - 0.1 / height, va="top")
-    return _png(figure)
+        figure.suptitle(title, fontsize=10, y=1 - 0.1 / figure_h, va="top")
+    return _png(figure, tight=False)
 
 
 def _single_row(
