@@ -20,7 +20,7 @@ from identikit.search import (
     initial_state,
     make_strategy,
 )
-from identikit.search.base import Group, derive_seed
+from identikit.search.base import Group, derive_seed, run_generator, uniform
 
 
 def toy_linear(seed: int = 0, scale: float = 0.05) -> nn.Module:
@@ -137,6 +137,19 @@ def test_masks_follow_the_documented_distribution() -> None:
     assert abs(changed.float().mean().item() - 0.1) < 0.005
     assert offsets.abs().max().item() <= 0.5
     assert abs(offsets[changed].mean().item()) < 0.01  # symmetric around 0
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_each_run_draws_from_its_own_generator_whatever_the_threads(threads: int) -> None:
+    cpu = torch.device("cpu")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        drawn = uniform([run_generator(seed, 4, cpu) for seed in range(5)], (300, 28), cpu)
+    finally:
+        torch.set_num_threads(before)
+    for seed in range(5):
+        assert torch.equal(drawn[seed], torch.rand(300, 28, generator=run_generator(seed, 4, cpu)))
 
 
 def test_nan_model_is_a_clear_error() -> None:

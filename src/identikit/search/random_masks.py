@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from identikit.errors import IdentikitError
-from identikit.search.base import Group, Strategy
+from identikit.search.base import Group, Strategy, uniform
 from identikit.search.registry import register
 
 
@@ -48,19 +48,16 @@ class RandomMasks(Strategy):
         return self.candidates
 
     def propose(self, group: Group) -> torch.Tensor:
-        device = group.images.device
-        masks = torch.stack([self._masks(g, device) for g in group.generators])
-        return (group.images.unsqueeze(1) + masks).clamp_(0.0, 1.0)
-
-    def _masks(self, generator: torch.Generator, device: torch.device) -> torch.Tensor:
         # One uniform draw u per pixel serves twice: the pixel is selected when u < density, and
         # given that, u / density is again uniform on [0, 1), so the offset
         # (2 u / density - 1) * amplitude is uniform on [-amplitude, amplitude). Half the random
-        # numbers of two separate draws, the same distribution.
-        u = torch.rand((self.candidates, 1, 28, 28), generator=generator, device=device)
-        selected = u < self.mask_density
-        return (
+        # numbers of two separate draws, the same distribution. In place: 16,000 candidates are
+        # 50 MB.
+        u = uniform(group.generators, (self.candidates, 1, 28, 28), group.images.device)
+        unselected = u >= self.mask_density
+        masks = (
             u.mul_(2 * self.mask_amplitude / self.mask_density)
             .sub_(self.mask_amplitude)
-            .mul_(selected)
+            .masked_fill_(unselected, 0.0)  # 4x faster than multiplying by a bool tensor
         )
+        return masks.add_(group.images.unsqueeze(1)).clamp_(0.0, 1.0)
