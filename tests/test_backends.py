@@ -135,6 +135,20 @@ def test_auto_measures_once_then_reads_the_cache(tmp_path: Path) -> None:
     assert first.choice.backend in first.choice.summary()
 
 
+def test_compile_is_chosen_only_where_it_repays_its_compilation() -> None:
+    # Over a million images, 14,000 against 12,000 images/s saves 11.9 s.
+    rates = {"channels_last@256": 12_000.0, "compile@256": 14_000.0, "onnx@128": 7_000.0}
+    assert tuning._fastest(rates, compile_seconds=4.0) == "compile@256"
+    assert tuning._fastest(rates, compile_seconds=15.0) == "channels_last@256"
+    # A model scored at millions of images a second never repays seconds of compiling.
+    fast = {"eager@512": 1.5e6, "compile@512": 2.5e6}
+    assert tuning._fastest(fast, compile_seconds=2.0) == "eager@512"
+    assert tuning._fastest({"compile@64": 10.0}, compile_seconds=60.0) == "compile@64"
+    assert tuning._fastest({"onnx@128": 7_000.0, "compile@256": 6_900.0}, compile_seconds=0) == (
+        "onnx@128"
+    )
+
+
 def test_auto_without_onnxruntime_falls_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
