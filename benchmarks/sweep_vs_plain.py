@@ -10,7 +10,8 @@ identikit scores with the engine it picks itself (``backend="auto"``, measured b
 starts), in fp32, in int8 and, where the CPU has bfloat16 instructions, in bf16 (candidates
 ranked in int8 or bf16, the kept one re-scored in fp32: another search, so its outcomes are
 compared by convergence rather than run by run). The methods take turns digit by digit, so
-that the drift of a shared machine's speed falls on all of them alike.
+that the drift of a shared machine's speed falls on all of them alike; identikit thus runs ten
+one-digit sweeps and pays a sweep's fixed costs (start, results, grid) ten times, not once.
 """
 
 from __future__ import annotations
