@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import multiprocessing
+import sys
+from typing import Any
 
 import pytest
 import torch
@@ -150,6 +153,26 @@ def test_each_run_draws_from_its_own_generator_whatever_the_threads(threads: int
         torch.set_num_threads(before)
     for seed in range(5):
         assert torch.equal(drawn[seed], torch.rand(300, 28, generator=run_generator(seed, 4, cpu)))
+
+
+def _draw_in_child(queue: Any) -> None:
+    cpu = torch.device("cpu")
+    queue.put(uniform([run_generator(seed, 1, cpu) for seed in range(4)], (10,), cpu).tolist())
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork is a Linux start method here")
+def test_a_forked_child_draws_too() -> None:
+    cpu = torch.device("cpu")
+    parent = uniform([run_generator(seed, 1, cpu) for seed in range(4)], (10,), cpu)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_draw_in_child, args=(queue,))
+    child.start()
+    child.join(60)
+    if child.is_alive():  # the inherited thread pool waited for threads the child lacks
+        child.kill()
+        pytest.fail("the forked child hung drawing random numbers")
+    assert queue.get(timeout=10) == parent.tolist()
 
 
 def test_nan_model_is_a_clear_error() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -71,6 +72,11 @@ def uniform(
 @functools.cache
 def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="identikit-draw")
+
+
+# A forked child has none of its parent's threads, yet a pool it inherited would wait for them
+# forever: the child makes its own.
+os.register_at_fork(after_in_child=_pool.cache_clear)
 
 
 @dataclass
