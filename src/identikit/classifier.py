@@ -42,6 +42,18 @@ ONNX_CHUNK = 512
 Model = nn.Module | Callable[[torch.Tensor], torch.Tensor]
 
 
+def _probe_pixels(random: int, *, seed: int) -> torch.Tensor:
+    """Probe images: a blank one, a gray one and ``random`` uniform-noise ones (seeded)."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.cat(
+        [
+            torch.zeros(1, 1, 28, 28),
+            torch.full((1, 1, 28, 28), 0.5),
+            torch.rand(random, 1, 28, 28, generator=generator),
+        ]
+    )
+
+
 class Classifier:
     """A model wrapped as a query-counting probability oracle over pixel images in [0, 1].
 
@@ -170,14 +182,7 @@ class Classifier:
             signature = module_digest(self.module, weights=False)
         else:
             signature = self.sha256 or str(onnx_path)
-        generator = torch.Generator().manual_seed(1)
-        pixels = torch.cat(
-            [
-                torch.zeros(1, 1, 28, 28),
-                torch.full((1, 1, 28, 28), 0.5),
-                torch.rand(62, 1, 28, 28, generator=generator),
-            ]
-        ).to(self.device)
+        pixels = _probe_pixels(62, seed=1).to(self.device)
         target = Target(
             module=self.module,
             onnx_path=Path(onnx_path) if onnx_path is not None else None,
@@ -221,14 +226,7 @@ class Classifier:
     @torch.inference_mode()
     def _probe(self) -> tuple[int, str]:
         """The number of classes and the kind of outputs, from a few probe images."""
-        generator = torch.Generator().manual_seed(0)
-        probes = torch.cat(
-            [
-                torch.zeros(1, 1, 28, 28),
-                torch.full((1, 1, 28, 28), 0.5),
-                torch.rand(2, 1, 28, 28, generator=generator),
-            ]
-        ).to(self.device)
+        probes = _probe_pixels(2, seed=0).to(self.device)
         try:
             out = self._raw(probes)
         except IdentikitError:
