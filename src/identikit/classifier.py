@@ -146,7 +146,7 @@ class Classifier:
 
     @property
     def rescores(self) -> bool:
-        """Whether searches must re-score kept candidates in float32 (bf16 scoring)."""
+        """Whether searches must re-score kept candidates in float32 (bf16 or int8 scoring)."""
         return self.precision != "fp32"
 
     def _choose_scorer(

@@ -87,7 +87,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     add_backend_options(parser)
 
 
-def add_backend_options(parser: argparse.ArgumentParser | Any) -> None:
+def add_backend_options(parser: argparse.ArgumentParser) -> None:
     """The scoring engine and its precision (see ``identikit.backends``)."""
     parser.add_argument(
         "--backend",
