@@ -109,7 +109,7 @@ def results_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--cache",
             str(root / "judges"),
         ],
-        ["report", str(root)],
+        ["report", str(root), "--model", str(model)],
     ]
     for step in steps:
         proc = run_cli(*step)

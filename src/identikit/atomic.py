@@ -2,19 +2,29 @@
 
 A reader (or a crash) never sees a half-written file, and an existing good file is only
 replaced by a complete new one. Writing in the same folder keeps the rename atomic: a rename
-across file systems is a copy.
+across file systems is a copy. Only regular files are replaced: renaming over ``/dev/null`` or a
+named pipe would swap the device for a plain file. Temporary names are short (a 250-character
+target name still fits the file system's 255) and end in :data:`TEMPORARY_SUFFIX`, so that
+what a kill leaves behind can be recognised and removed (:func:`remove_leftovers`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from identikit.errors import IdentikitError
+
+TEMPORARY_SUFFIX = ".identikit-tmp"
+LEGACY_PREFIXES = tuple(
+    f".{name}."
+    for name in ("results.json", "identikits.npz", "grid.png", "sweep-state.npz", "judge.json")
+)
 
 
 @contextlib.contextmanager
@@ -25,9 +35,14 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[b
     Errors from the file system (read-only folder, full disk) become :class:`IdentikitError`.
     """
     target = Path(path)
+    if not target.name:
+        raise IdentikitError(f"cannot write to {str(path)!r}: not a file name")
+    _refuse_special(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{target.name[:40]}.", suffix=TEMPORARY_SUFFIX, dir=target.parent
+        )
     except OSError as exc:
         raise IdentikitError(f"cannot write to {target.parent}: {exc.strerror or exc}") from exc
     try:
@@ -55,6 +70,36 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _refuse_special(target: Path) -> None:
+    """Refuse to replace anything but a regular file (a link to one is replaced as a link)."""
+    try:
+        mode = target.stat().st_mode
+    except OSError:
+        return  # nothing there yet (or a dangling link): a new file is made
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device or a pipe)"
+        raise IdentikitError(f"cannot write {target}: it is {kind}; refusing to replace it")
+
+
+def remove_leftovers(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that a killed writer left in ``folder``; return them.
+
+    Call it only while holding the folder's lock (:mod:`identikit.folder_lock`): another
+    process's temporary file is then never one in the middle of being written.
+    """
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in Path(folder).iterdir():
+            # Also ".results.json.x1y2.tmp": the temporary names of versions before 0.2.
+            legacy = entry.name.endswith(".tmp") and entry.name.startswith(LEGACY_PREFIXES)
+            if entry.name.startswith(".") and (entry.name.endswith(TEMPORARY_SUFFIX) or legacy):
+                with contextlib.suppress(OSError):
+                    if entry.is_file() and not entry.is_symlink():
+                        entry.unlink()
+                        removed.append(entry)
+    return removed
 
 
 def _umask() -> int:

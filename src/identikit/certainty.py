@@ -18,35 +18,46 @@ import torch
 from identikit.analysis import certainty_stats
 from identikit.atomic import atomic_write_bytes, atomic_write_text
 from identikit.classifier import Classifier
+from identikit.errors import IdentikitError
+from identikit.limits import SAMPLES
 
-Source = Callable[[np.ndarray, int, torch.Generator], torch.Tensor]
+# Images generated and scored at once: 31 MB of pixels. The default 10,000 samples are one
+# chunk, as they were one draw before; a larger --samples is drawn chunk after chunk from the
+# same generator, whose CPU stream does not depend on how it is cut (each chunk is a whole
+# number of 784-pixel images, so torch.randn's blocks of 16 numbers never straddle two).
+CHUNK = 10_000
+
+Source = Callable[[np.ndarray, int, int, torch.Generator], torch.Tensor]
+"""(test images, first, count, generator) -> the source's images first .. first + count - 1;
+fewer (none) where the source runs out."""
 
 
-def _mnist(test: np.ndarray, n: int, g: torch.Generator) -> torch.Tensor:
-    return torch.from_numpy(test[:n]).unsqueeze(1).float().div(255.0)
+def _mnist(test: np.ndarray, first: int, n: int, g: torch.Generator) -> torch.Tensor:
+    return torch.from_numpy(test[first : first + n]).unsqueeze(1).float().div(255.0)
 
 
-def _uniform(test: np.ndarray, n: int, g: torch.Generator) -> torch.Tensor:
+def _uniform(test: np.ndarray, first: int, n: int, g: torch.Generator) -> torch.Tensor:
     return torch.rand(n, 1, 28, 28, generator=g)
 
 
-def _gaussian(test: np.ndarray, n: int, g: torch.Generator) -> torch.Tensor:
+def _gaussian(test: np.ndarray, first: int, n: int, g: torch.Generator) -> torch.Tensor:
     # Mean 0.5, standard deviation 0.25, clipped to the pixel range.
     return (0.5 + 0.25 * torch.randn(n, 1, 28, 28, generator=g)).clamp_(0.0, 1.0)
 
 
-def _sparse_dots(test: np.ndarray, n: int, g: torch.Generator) -> torch.Tensor:
+def _sparse_dots(test: np.ndarray, first: int, n: int, g: torch.Generator) -> torch.Tensor:
     # White dots on black, each pixel lit with probability 0.05 (about 39 dots), like MNIST's ink.
     return (torch.rand(n, 1, 28, 28, generator=g) < 0.05).float()
 
 
-def _blank(test: np.ndarray, n: int, g: torch.Generator) -> torch.Tensor:
-    return torch.zeros(1, 1, 28, 28)  # one image: every blank image is the same
+def _blank(test: np.ndarray, first: int, n: int, g: torch.Generator) -> torch.Tensor:
+    # One image in all: every blank image is the same.
+    return torch.zeros(1 if first == 0 else 0, 1, 28, 28)
 
 
-def _shuffled(test: np.ndarray, n: int, g: torch.Generator) -> torch.Tensor:
+def _shuffled(test: np.ndarray, first: int, n: int, g: torch.Generator) -> torch.Tensor:
     # Real digits with their pixels permuted: the same ink, no shape.
-    pixels = _mnist(test, n, g).view(-1, 784)
+    pixels = _mnist(test, first, n, g).view(-1, 784)
     order = torch.rand(pixels.shape, generator=g).argsort(dim=1)
     return pixels.gather(1, order).view(-1, 1, 28, 28)
 
@@ -64,13 +75,32 @@ SOURCES: dict[str, Source] = {
 def max_probabilities(
     classifier: Classifier, test_images: np.ndarray, *, samples: int = 10_000, seed: int = 0
 ) -> dict[str, np.ndarray]:
-    """The largest softmax output for the images of every source (``samples`` each)."""
-    out = {}
-    for name, make in SOURCES.items():
-        generator = torch.Generator().manual_seed(seed)
-        images = make(test_images, samples, generator)
-        out[name] = classifier.probabilities(images).max(dim=1).values.cpu().numpy()
-    return out
+    """The largest softmax output for the images of every source (``samples`` each, fewer
+    where a source runs out: the test set, the one blank image)."""
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise IdentikitError(f"samples must be a whole number >= 1, got {samples!r}")
+    SAMPLES.check(samples, "samples")
+    return {
+        name: _maxima(classifier, make, test_images, samples, torch.Generator().manual_seed(seed))
+        for name, make in SOURCES.items()
+    }
+
+
+def _maxima(
+    classifier: Classifier,
+    make: Source,
+    test_images: np.ndarray,
+    samples: int,
+    generator: torch.Generator,
+) -> np.ndarray:
+    """One source's largest softmax outputs, its images made and scored CHUNK at a time."""
+    parts = []
+    for first in range(0, samples, CHUNK):
+        images = make(test_images, first, min(CHUNK, samples - first), generator)
+        if len(images) == 0:
+            break
+        parts.append(classifier.probabilities(images).max(dim=1).values.cpu().numpy())
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 
 def certainty_report(maxima: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:

@@ -13,11 +13,14 @@ confidence is a float32 value.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import os
 import warnings
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,8 +31,10 @@ from identikit.backends.scorers import Scorer, module_digest, torch_scorer
 from identikit.backends.tuning import Choice, Target, choose
 from identikit.device import resolve_device
 from identikit.errors import IdentikitError, first_line
-from identikit.models.checkpoint import file_sha256, load_checkpoint
+from identikit.limits import CLASSES
+from identikit.models.checkpoint import load_checkpoint
 from identikit.preprocessing import Preprocessing, detect_output_kind, to_log_probabilities
+from identikit.safe_files import display_name, read_regular
 
 # Images per forward pass. On a 2-core CPU the tutorial CNN scores fastest at about 128 images
 # per batch in channels_last layout (6,400 images/s, against 4,000 at 500: larger batches spill
@@ -123,9 +128,14 @@ class Classifier:
         )
         self.name = name
         self.sha256 = sha256
+        # What results record about the model beyond its hash (architecture, parameters, test
+        # accuracy), so that a report never has to open the model file to describe it.
+        self.card: dict[str, Any] = {}
         self.queries = 0
         self.num_classes, self.outputs = self._probe()
         self.detected_outputs = self.preprocessing.outputs is None
+        if classes is not None and classes < 2:
+            raise IdentikitError(f"--classes must be at least 2, got {classes}")
         if classes is not None and classes != self.num_classes:
             raise IdentikitError(f"{name} returns {self.num_classes} classes, expected {classes}")
         self.class_names = list(class_names or [str(c) for c in range(self.num_classes)])
@@ -195,6 +205,7 @@ class Classifier:
             calibration=self.preprocessing.to_model(calibration_pixels().to(self.device))
             if self.precision == "int8"
             else None,
+            name=self.name,
         )
         return choose(
             target,
@@ -240,6 +251,7 @@ class Classifier:
             raise IdentikitError(
                 f"{self.name}: expected outputs of shape (N, classes), got {tuple(out.shape)}"
             )
+        CLASSES.check(int(out.shape[1]), f"{self.name}'s outputs")
         return int(out.shape[1]), self.preprocessing.outputs or detect_output_kind(out)
 
     def _check_finite(self, values: torch.Tensor) -> None:
@@ -327,13 +339,19 @@ class Classifier:
         return self.log_probabilities(images).exp()
 
 
-def model_format(path: Path) -> str:
-    """``checkpoint``, ``torchscript`` or ``onnx``, from the file itself."""
-    if not path.is_file():
-        raise IdentikitError(f"model file {path} not found")
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
+TORCHSCRIPT_WARNING = (
+    "is TorchScript: a program, which runs with your permissions when it is loaded"
+)
+
+
+def model_format(path: Path, data: bytes) -> str:
+    """``checkpoint``, ``torchscript`` or ``onnx``, from the file's content ``data``."""
+    if data[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError):
+            names = []
         if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
             return "torchscript"
         return "checkpoint"
@@ -357,39 +375,64 @@ def load_classifier(
     cache_dir: Path | None = None,
     log: Callable[[str], None] | None = None,
     remeasure: bool = False,
+    trust_code: bool = False,
 ) -> Classifier:
     """A Classifier for a model file: identikit checkpoint, TorchScript or ONNX.
 
-    ``backend``, ``precision``, ``cache_dir``, ``log`` and ``remeasure`` are
-    :class:`Classifier`'s.
+    The file is read once: its hash (recorded in results) is the hash of the very bytes the
+    model is built from. TorchScript files are programs, so they load only with
+    ``trust_code`` (the CLI's ``--trust-code``), and ``log`` is told. ``backend``,
+    ``precision``, ``cache_dir``, ``log`` and ``remeasure`` are :class:`Classifier`'s.
     """
     file = Path(path)
-    kind = model_format(file)
+    data = read_regular(file)
+    kind = model_format(file, data)
+    name = display_name(file)
     torch_device = resolve_device(device)
+    if classes is not None and classes < 2:
+        raise IdentikitError(f"--classes must be at least 2, got {classes}")
     model: Model
+    card: dict[str, Any] = {
+        "architecture": {"torchscript": "TorchScript", "onnx": "ONNX"}.get(kind)
+    }
     if kind == "checkpoint":
-        model, meta = load_checkpoint(file)
-        classes = classes or int(meta["num_classes"])
+        model, meta = load_checkpoint(file, data=data)
+        if classes is None:
+            classes = int(meta["num_classes"])
+        card = {
+            "architecture": meta["architecture"],
+            "parameters": sum(p.numel() for p in model.parameters()),
+            **{k: meta[k] for k in ("test_accuracy", "epochs", "seed") if k in meta},
+        }
     elif kind == "torchscript":
+        if not trust_code:
+            raise IdentikitError(
+                f"{name} {TORCHSCRIPT_WARNING}; identikit loads it only if you pass "
+                "--trust-code (never for a file you did not make or do not trust)"
+            )
+        if log is not None:
+            log(
+                f"{name}: loading TorchScript, whose code runs with your permissions (--trust-code)"
+            )
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated,
                 # but it is what many users' models come as.
-                model = torch.jit.load(str(file), map_location=torch_device)  # type: ignore[no-untyped-call]
+                model = torch.jit.load(io.BytesIO(data), map_location=torch_device)  # type: ignore[no-untyped-call]
         except (RuntimeError, ValueError, OSError) as exc:
-            raise IdentikitError(f"{file}: unreadable TorchScript ({exc})") from None
+            raise IdentikitError(f"{file}: unreadable TorchScript ({first_line(exc)})") from None
     else:
         from identikit.onnx_model import OnnxModel
 
-        model = OnnxModel(file)
+        model = OnnxModel(file, data=data)
         torch_device = torch.device("cpu")  # ONNX Runtime's CPU provider
-    return Classifier(
+    classifier = Classifier(
         model,
         preprocessing=preprocessing,
         device=torch_device,
         chunk_size=chunk_size,
-        name=file.name,
-        sha256=file_sha256(file),
+        name=name,
+        sha256=hashlib.sha256(data).hexdigest(),
         classes=classes,
         class_names=class_names,
         backend=backend,
@@ -398,3 +441,5 @@ def load_classifier(
         log=log,
         remeasure=remeasure,
     )
+    classifier.card = card
+    return classifier

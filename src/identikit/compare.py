@@ -103,6 +103,7 @@ def run_comparison(
     progress: bool = True,
     model_path: str | None = None,
     should_stop: Callable[[], bool] | None = None,
+    allow_engine_change: bool = False,
 ) -> dict[str, dict[str, Any]] | None:
     """Run every strategy's sweep into ``out/<strategy>`` (each resumable).
 
@@ -120,6 +121,7 @@ def run_comparison(
             progress=progress,
             model_path=model_path,
             should_stop=should_stop,
+            allow_engine_change=allow_engine_change,
         )
         if outcome.results is None:
             return None

@@ -41,9 +41,10 @@ def ensure_model(
         except CheckpointError as exc:
             print(f"retraining {architecture}: {exc}")
         else:
-            if meta["architecture"] == architecture:
+            accuracy = meta.get("test_accuracy")
+            if meta["architecture"] == architecture and accuracy is not None:
                 print(f"{architecture}: reusing {out}")
-                return float(meta["test_accuracy"])
+                return float(accuracy)
     # Certainty and identikits of an earlier model no longer hold: start its folder afresh.
     shutil.rmtree(out.with_suffix(""), ignore_errors=True)
     print(f"training {architecture} (default settings) ...")
@@ -86,7 +87,8 @@ def run_demo(out: Path, *, device: str = "auto", root: str | os.PathLike[str] | 
             print(format_summary(outcome.results))
     from identikit.report.page import build_report
 
-    report = build_report(out)
+    # The demo's own checkpoints, just trained or checked: the only models its report replays.
+    report = build_report(out, models=[out / f"{name}.pt" for name in DEMO_MODELS])
     print()
     for name, accuracy in accuracies.items():
         print(f"{name:8s} test accuracy {accuracy:.2%}   checkpoint {out / (name + '.pt')}")

@@ -23,6 +23,7 @@ from identikit.analysis import summarise_runs
 from identikit.atomic import atomic_write_bytes, atomic_write_text
 from identikit.classifier import Classifier
 from identikit.errors import IdentikitError
+from identikit.limits import CANDIDATES, CLASSES, RUNS
 from identikit.search import (
     STATUS_NAMES,
     Budget,
@@ -58,6 +59,7 @@ class SweepConfig:
             raise IdentikitError(f"--runs must be at least 1, got {self.runs}")
         if not self.digits:
             raise IdentikitError("no digits to search for")
+        RUNS.check(len(self.digits) * self.runs, f"{len(self.digits)} digits x --runs {self.runs}")
         if not 0 < self.target < 1:
             raise IdentikitError(f"--target must be inside (0, 1), got {self.target}")
         if self.patience < 1:
@@ -66,7 +68,8 @@ class SweepConfig:
             raise IdentikitError(f"--max-queries must be at least 1, got {self.max_queries}")
         if self.start not in START_IMAGES:
             raise IdentikitError(f"--start must be one of {', '.join(START_IMAGES)}")
-        make_strategy(self.strategy, **self.strategy_settings)  # refuses bad settings now
+        strategy = make_strategy(self.strategy, **self.strategy_settings)  # refuses bad settings
+        CANDIDATES.check(strategy.queries_per_step, f"strategy {self.strategy}")
 
     def rules(self) -> list[StoppingRule]:
         """Converged, then stuck, then out of budget."""
@@ -89,6 +92,8 @@ def parse_digits(text: str) -> tuple[int, ...]:
         last = int(match.group(2) or first) if match else -1
         if last < first:
             raise IdentikitError(f"--digits {text!r} is malformed: expected e.g. 0-9, 3,7 or 0-2,7")
+        # Checked before the range is made: "0-99999999999" would fill the memory.
+        CLASSES.check(last + 1, f"--digits {text}")
         digits.update(range(first, last + 1))
     return tuple(sorted(digits))
 
@@ -140,8 +145,10 @@ def sweep_results(
     *,
     seconds: float,
     model_path: str | None = None,
+    engines: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The ``results.json`` record of a finished sweep."""
+    """The ``results.json`` record of a finished sweep; ``engines`` lists every engine that
+    scored it (more than one only where a resumed sweep was allowed to change engine)."""
     runs = []
     for i, (digit, run, seed) in enumerate(config.layout()):
         runs.append(
@@ -167,6 +174,7 @@ def sweep_results(
             "sha256": classifier.sha256,
             "classes": classifier.num_classes,
             "class_names": classifier.class_names,
+            "card": classifier.card,
         },
         "environment": {
             "torch": str(torch.__version__),
@@ -174,6 +182,7 @@ def sweep_results(
             "python": platform.python_version(),
         },
         "scoring": classifier.choice.record(),
+        **({"engines": engines} if engines else {}),
         "queries_per_step": step_cost(
             make_strategy(config.strategy, **config.strategy_settings), classifier
         ),
@@ -185,27 +194,33 @@ def sweep_results(
     }
 
 
-def write_sweep(out: str | os.PathLike[str], results: dict[str, Any], state: SearchState) -> None:
-    """Write ``results.json``, ``identikits.npz`` and ``grid.png`` into ``out``, atomically."""
+GRID_FILE = "grid.png"
+
+
+def grid_png(results: dict[str, Any], images: np.ndarray, digits: np.ndarray) -> bytes:
+    """The picture of a sweep's identikits, labelled with their confidences."""
     from identikit.report.figures import identikit_grid
 
+    return identikit_grid(
+        images,
+        digits,
+        [r["confidence"] for r in results["runs"]],
+        target=results["settings"]["target"],
+        title=f"{results['model']['name']}: {results['settings']['strategy']}",
+    )
+
+
+def write_sweep(out: str | os.PathLike[str], results: dict[str, Any], state: SearchState) -> None:
+    """Write ``identikits.npz``, ``grid.png`` and, last, ``results.json`` into ``out``,
+    atomically: ``results.json`` marks a finished sweep, so it is written once the rest is."""
     folder = Path(out)
     images = state.images.detach().cpu().numpy()[:, 0].astype(np.float32)
     digits = np.array([r["digit"] for r in results["runs"]], dtype=np.int64)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, images=images, digits=digits)
     atomic_write_bytes(folder / "identikits.npz", buffer.getvalue())
+    atomic_write_bytes(folder / GRID_FILE, grid_png(results, images, digits))
     atomic_write_text(folder / "results.json", json.dumps(results, indent=1, allow_nan=False))
-    atomic_write_bytes(
-        folder / "grid.png",
-        identikit_grid(
-            images,
-            digits,
-            [r["confidence"] for r in results["runs"]],
-            target=results["settings"]["target"],
-            title=f"{results['model']['name']}: {results['settings']['strategy']}",
-        ),
-    )
 
 
 def format_summary(results: dict[str, Any]) -> str:

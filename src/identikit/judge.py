@@ -13,7 +13,6 @@ tests of that:
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from identikit.classifier import Classifier
 from identikit.data import default_root, load_dataset
 from identikit.errors import CheckpointError, IdentikitError
 from identikit.models.checkpoint import load_checkpoint
+from identikit.records import RESULTS_FILE, read_identikits, read_results
 from identikit.training import train
 
 
@@ -75,16 +75,12 @@ def judge_checkpoint(
 
 
 def load_sweep(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """A sweep's results record, images (N, 28, 28) and intended digits (N,)."""
-    folder = Path(folder)
-    try:
-        results = json.loads((folder / "results.json").read_text())
-        with np.load(folder / "identikits.npz", allow_pickle=False) as npz:
-            images, digits = npz["images"].astype(np.float32), npz["digits"].astype(np.int64)
-    except (OSError, ValueError, KeyError) as exc:
-        raise IdentikitError(f"{folder} holds no finished sweep ({exc})") from None
-    if images.shape[1:] != (28, 28) or len(images) != len(digits):
-        raise IdentikitError(f"{folder}/identikits.npz: unexpected shapes {images.shape}")
+    """A sweep's validated results record, images (N, 28, 28) and intended digits (N,)."""
+    path = Path(folder)
+    if not os.path.lexists(path / RESULTS_FILE):
+        raise IdentikitError(f"{path} holds no finished sweep (no {RESULTS_FILE})")
+    results = read_results(path)
+    images, digits = read_identikits(path, results)
     return results, images, digits
 
 

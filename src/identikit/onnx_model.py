@@ -2,7 +2,8 @@
 
 The model's first input may be (N, 1, 28, 28) or flattened (N, 784), with any name and a dynamic
 or fixed batch size; a model fixed to batch 1 is run image by image over each chunk (slower,
-still correct). The first output must be (N, classes).
+still correct). The first output must be (N, classes): one row per input, whatever the number
+of classes (a 100,000-class model is scored a chunk of images at a time like any other).
 """
 
 from __future__ import annotations
@@ -14,13 +15,25 @@ from typing import Any
 import numpy as np
 import torch
 
-from identikit.errors import IdentikitError
+from identikit.errors import IdentikitError, first_line
+from identikit.safe_files import display_name
 
 
 class OnnxModel:
-    """An ONNX model as a callable from a float tensor (N, 1, 28, 28) to its first output."""
+    """An ONNX model as a callable from a float tensor (N, 1, 28, 28) to its first output.
 
-    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None) -> None:
+    ``data`` is the file's content when the caller has read it already (so that the model run
+    is the very one whose hash is recorded); ``path`` then only names it.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        threads: int | None = None,
+        data: bytes | None = None,
+    ) -> None:
+        name = display_name(path)
         try:
             import onnxruntime as ort
         except ImportError:
@@ -36,14 +49,15 @@ class OnnxModel:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
+                str(path) if data is None else data, options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise IdentikitError(f"{Path(path).name}: not a usable ONNX model ({exc})") from None
+            raise IdentikitError(f"{name}: not a usable ONNX model ({first_line(exc)})") from None
         self.path = Path(path)
         self.threads = options.intra_op_num_threads
         first = self.session.get_inputs()[0]
         self.input_name = first.name
+        self.output_name = self.session.get_outputs()[0].name
         shape: list[Any] = list(first.shape)
         if len(shape) == 4 and [_dim(d) for d in shape[1:]] in ([1, 28, 28], [None, 28, 28]):
             self.flat = False
@@ -51,13 +65,13 @@ class OnnxModel:
             self.flat = True
         else:
             raise IdentikitError(
-                f"{Path(path).name}: input {self.input_name!r} has shape {shape}; expected "
+                f"{name}: input {self.input_name!r} has shape {shape}; expected "
                 "(N, 1, 28, 28) or (N, 784)"
             )
         self.fixed_batch = _dim(shape[0])
         if self.fixed_batch not in (None, 1):
             raise IdentikitError(
-                f"{Path(path).name}: fixed batch size {self.fixed_batch}; identikit needs a "
+                f"{name}: fixed batch size {self.fixed_batch}; identikit needs a "
                 "dynamic batch or a batch of 1"
             )
 
@@ -72,8 +86,20 @@ class OnnxModel:
 
     def _run(self, array: np.ndarray) -> np.ndarray:
         out = np.asarray(self.session.run(None, {self.input_name: array})[0])
-        return out.reshape(len(array), -1)
+        if out.ndim != 2 or out.shape[0] != len(array):
+            # Flattening (N, classes, 1) or (N * classes,) to rows would pass off another
+            # layout's numbers as class scores; the model is refused instead, when first probed.
+            raise IdentikitError(
+                f"{display_name(self.path)}: output {self.output_name!r} has shape "
+                f"{_shape(out.shape)}; expected (N, classes)"
+            )
+        return out
 
 
 def _dim(value: Any) -> int | None:
     return value if isinstance(value, int) else None
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    """A shape as messages write it: ``(4, 10, 1)``, ``(40)``, ``()``."""
+    return f"({', '.join(str(n) for n in shape)})"

@@ -8,6 +8,7 @@ outputs back to log-probabilities.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -33,8 +34,11 @@ class Preprocessing:
             raise IdentikitError(
                 f"--input-range must be one of {', '.join(INPUT_RANGES)}, got {self.input_range}"
             )
-        if self.std <= 0:
-            raise IdentikitError(f"--std must be positive, got {self.std}")
+        # nan and inf would make every model input nan, and nan passes any comparison's "not".
+        if not (isinstance(self.mean, int | float) and math.isfinite(self.mean)):
+            raise IdentikitError(f"--mean must be a finite number, got {self.mean!r}")
+        if not (isinstance(self.std, int | float) and math.isfinite(self.std) and self.std > 0):
+            raise IdentikitError(f"--std must be a finite number > 0, got {self.std!r}")
         if self.outputs is not None and self.outputs not in OUTPUT_KINDS:
             raise IdentikitError(f"--outputs must be one of {', '.join(OUTPUT_KINDS)}")
 

@@ -8,31 +8,35 @@ results; a folder holding a different sweep is refused, never mixed.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from identikit.atomic import atomic_write_bytes
+from identikit.atomic import atomic_write_bytes, remove_leftovers
 from identikit.classifier import Classifier
 from identikit.errors import DifferentSweepError, IdentikitError
 from identikit.experiment import (
+    GRID_FILE,
     SweepConfig,
+    grid_png,
     identity_differences,
     sweep_identity,
     sweep_results,
     write_sweep,
 )
+from identikit.folder_lock import locked_folder
+from identikit.records import IDENTIKITS_FILE, RESULTS_FILE, read_identikits, read_results
+from identikit.safe_files import read_regular
 from identikit.search import SearchState, advance, initial_state, make_strategy
 from identikit.search.base import check_targets
 from identikit.search.stopping import ACTIVE, CONVERGED, STUCK
-from identikit.sweep_state import load_state, save_state
+from identikit.sweep_state import STATE_FILE, load_state, save_state
 
 SAVE_EVERY = 5.0  # seconds between saves: what a kill -9 can lose, plus one group
 
@@ -44,6 +48,7 @@ class SweepOutcome:
     results: dict[str, Any] | None  # None while the sweep is unfinished (paused)
     resumed: bool  # continued a saved state
     already_done: bool  # the folder held this sweep, finished; nothing was computed
+    rebuilt: list[str] = field(default_factory=list)  # outputs found missing and written again
 
 
 class SweepProgress:
@@ -94,17 +99,6 @@ def check_writable(folder: Path) -> None:
     probe.unlink()
 
 
-def _existing_results(folder: Path) -> dict[str, Any] | None:
-    path = folder / "results.json"
-    if not path.is_file():
-        return None
-    try:
-        results = json.loads(path.read_text())
-        return results if isinstance(results, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
 def _refuse_if_different(folder: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
     differences = identity_differences(saved, current)
     if differences:
@@ -112,6 +106,106 @@ def _refuse_if_different(folder: Path, saved: dict[str, Any], current: dict[str,
             f"{folder} already holds a different sweep ({'; '.join(differences)}): "
             "use another --out, or the saved settings to resume it"
         )
+
+
+def engine_record(classifier: Classifier) -> dict[str, Any]:
+    """What scored a sweep, as far as it can change results: another engine, chunk size or
+    device rounds differently in the last bits, and a near-tie between candidates can then go
+    the other way."""
+    choice = classifier.choice
+    return {
+        "backend": choice.backend,
+        "precision": choice.precision,
+        "chunk_size": choice.chunk_size,
+        "device": str(classifier.device),
+    }
+
+
+def _engines(
+    folder: Path, saved: dict[str, Any], current: dict[str, Any], allow: bool
+) -> list[Any]:
+    """The engines a resumed sweep has used, ending with ``current``; a change is refused
+    unless ``allow``."""
+    engines = saved.get("engines")
+    if not isinstance(engines, list) or not engines:
+        return [current]  # a state saved before engines were recorded
+    last = engines[-1]
+    if last == current:
+        return engines
+    if not allow:
+        raise DifferentSweepError(
+            f"{folder} was searched with {_describe(last)}; this process would score with "
+            f"{_describe(current)}, which can change results: resume with --backend "
+            f"{last.get('backend')} --chunk-size {last.get('chunk_size')} on "
+            f"{last.get('device')}, or pass --allow-engine-change (every engine is recorded)"
+        )
+    return [*engines, current]
+
+
+def _describe(engine: Any) -> str:
+    if not isinstance(engine, dict):
+        return "an unknown engine"
+    return (
+        f"{engine.get('backend')} ({engine.get('precision')}, chunks of "
+        f"{engine.get('chunk_size')}, {engine.get('device')})"
+    )
+
+
+def _check_layout(folder: Path, state: SearchState, config: SweepConfig) -> None:
+    layout = config.layout()
+    if state.targets.tolist() != [d for d, _, _ in layout] or state.seeds != [
+        s for _, _, s in layout
+    ]:
+        raise IdentikitError(
+            f"{folder / STATE_FILE} does not hold the runs of these settings (damaged or "
+            "edited); delete it to start the sweep afresh"
+        )
+
+
+def _missing_outputs(folder: Path) -> list[str]:
+    """The outputs of a finished sweep that are missing or unreadable."""
+    missing = []
+    try:
+        results = read_results(folder)
+    except IdentikitError:
+        missing.append(RESULTS_FILE)
+        results = None
+    if results is not None:
+        try:
+            read_identikits(folder, results)
+        except IdentikitError:
+            missing.append(IDENTIKITS_FILE)
+    else:
+        missing.append(IDENTIKITS_FILE)
+    grid = folder / GRID_FILE
+    try:
+        if not read_regular(grid).startswith(b"\x89PNG"):
+            missing.append(GRID_FILE)
+    except IdentikitError:
+        missing.append(GRID_FILE)
+    return missing
+
+
+def _finished_without_state(folder: Path, identity: dict[str, Any]) -> SweepOutcome:
+    """A folder whose sweep finished and whose state is gone: check, and rebuild the grid."""
+    existing = read_results(folder)
+    recorded = {
+        "settings": existing.get("settings"),
+        "model_sha256": existing.get("model", {}).get("sha256"),
+        "precision": existing.get("scoring", {}).get("precision", "fp32"),
+    }
+    _refuse_if_different(folder, recorded, identity)
+    try:
+        images, digits = read_identikits(folder, existing)
+    except IdentikitError as exc:
+        raise IdentikitError(
+            f"{exc}; no {STATE_FILE} is left to rebuild it from: delete {folder / RESULTS_FILE} "
+            "to search again"
+        ) from None
+    if GRID_FILE in _missing_outputs(folder):
+        atomic_write_bytes(folder / GRID_FILE, grid_png(existing, images, digits))
+        return SweepOutcome(existing, resumed=False, already_done=True, rebuilt=[GRID_FILE])
+    return SweepOutcome(existing, resumed=False, already_done=True)
 
 
 def sweep_to_folder(
@@ -123,32 +217,65 @@ def sweep_to_folder(
     model_path: str | None = None,
     save_every: float = SAVE_EVERY,
     should_stop: Callable[[], bool] | None = None,
+    allow_engine_change: bool = False,
 ) -> SweepOutcome:
-    """Run (or resume, or recall) the sweep ``config`` in folder ``out``."""
+    """Run (or resume, or recall) the sweep ``config`` in folder ``out``.
+
+    The folder is locked for the whole call (a second process is refused), what a killed
+    writer left behind is cleaned up, and a finished sweep's outputs are verified and rebuilt
+    from its saved state where one is missing or damaged.
+    """
     folder = Path(out)
     check_targets(classifier, config.digits)
-    check_writable(folder)
+    with locked_folder(folder):
+        remove_leftovers(folder)
+        check_writable(folder)
+        return _sweep_locked(
+            classifier,
+            config,
+            folder,
+            progress=progress,
+            model_path=model_path,
+            save_every=save_every,
+            should_stop=should_stop,
+            allow_engine_change=allow_engine_change,
+        )
+
+
+def _sweep_locked(
+    classifier: Classifier,
+    config: SweepConfig,
+    folder: Path,
+    *,
+    progress: bool,
+    model_path: str | None,
+    save_every: float,
+    should_stop: Callable[[], bool] | None,
+    allow_engine_change: bool,
+) -> SweepOutcome:
     identity = sweep_identity(classifier, config)
     saved = load_state(folder, classifier.device)
-    existing = _existing_results(folder)
-    if saved is None and existing is not None:
-        recorded = {
-            "settings": existing.get("settings"),
-            "model_sha256": existing.get("model", {}).get("sha256"),
-        }
-        _refuse_if_different(folder, recorded, identity)
-        return SweepOutcome(existing, resumed=False, already_done=True)
+    if saved is None and os.path.lexists(folder / RESULTS_FILE):
+        return _finished_without_state(folder, identity)
+    engines = [engine_record(classifier)]
     if saved is not None:
         _refuse_if_different(folder, saved[0], identity)
         _, state, earlier = saved
-        if existing is not None and not bool((state.status == ACTIVE).any()):
-            return SweepOutcome(existing, resumed=True, already_done=True)
+        _check_layout(folder, state, config)
+        finished = not bool((state.status == ACTIVE).any())
+        if finished and not _missing_outputs(folder):
+            return SweepOutcome(read_results(folder), resumed=True, already_done=True)
+        if not finished:
+            engines = _engines(folder, saved[0], engines[0], allow_engine_change)
+        else:
+            engines = saved[0].get("engines") or engines
     else:
         layout = config.layout()
         state = initial_state(
             classifier, [d for d, _, _ in layout], [s for _, _, s in layout], start=config.start
         )
         earlier = 0.0
+    identity = {**identity, "engines": engines}
     started = last_save = time.perf_counter()
     bar = SweepProgress(state, enabled=progress)
 
@@ -171,6 +298,9 @@ def sweep_to_folder(
         save_state(folder, identity, state, seconds=seconds)
     if bool((state.status == ACTIVE).any()):
         return SweepOutcome(None, resumed=saved is not None, already_done=False)
-    results = sweep_results(classifier, config, state, seconds=seconds, model_path=model_path)
+    results = sweep_results(
+        classifier, config, state, seconds=seconds, model_path=model_path, engines=engines
+    )
+    rebuilt = _missing_outputs(folder) if saved is not None else []
     write_sweep(folder, results, state)
-    return SweepOutcome(results, resumed=saved is not None, already_done=False)
+    return SweepOutcome(results, resumed=saved is not None, already_done=False, rebuilt=rebuilt)

@@ -11,9 +11,11 @@ import dataclasses
 import math
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -135,8 +137,7 @@ def fit(
     ``on_epoch(epoch, mean_loss)`` is called after each epoch (e.g. to evaluate). Batches are
     drawn by a generator seeded with ``seed``, so the same seed gives the same model on CPU.
     """
-    if config.epochs < 1 or config.batch_size < 1 or config.lr <= 0:
-        raise IdentikitError("epochs and batch size must be at least 1 and the learning rate > 0")
+    # ``config`` checked its own settings when it was made (see TrainConfig).
     device = device or next(model.parameters()).device
     bf16 = training_precision(config.precision, device) == "bf16"
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
@@ -184,6 +185,33 @@ def fit(
     return losses
 
 
+def check_output_file(out: str | os.PathLike[str]) -> Path:
+    """Refuse, before any training, an ``out`` that a checkpoint could not be written to.
+
+    The checkpoint is written atomically beside ``out`` at the end (its folder made if need
+    be), so the nearest folder that exists must take a new file: that is tried, with a
+    temporary file that vanishes, rather than guessed from permission bits.
+    """
+    target = Path(out)
+    try:  # a folder that may not be searched raises PermissionError from exists()
+        if target.is_dir():
+            example = target / "model.pt"
+            raise IdentikitError(f"--out {target} is a folder; name the file, e.g. {example}")
+        if target.exists() and not target.is_file():
+            raise IdentikitError(f"--out {target} is not a regular file; refusing to replace it")
+        folder = target.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise IdentikitError(f"--out {target}: {folder} is not a folder")
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        why = exc.strerror or exc
+        raise IdentikitError(f"--out {target}: cannot write there: {why}") from None
+    return target
+
+
 @dataclass
 class TrainResult:
     """A trained model and what was recorded about it."""
@@ -215,6 +243,7 @@ def train(
     """Train a registered architecture on a dataset, evaluate it each epoch, optionally save it.
 
     Unset options take the architecture's own defaults. ``log`` receives one line per epoch.
+    Settings and ``out`` are checked first: nothing is trained that could not be saved.
     """
     arch = get_architecture(model)
     base = arch.training
@@ -225,6 +254,8 @@ def train(
         lr=base.lr if lr is None else lr,
         precision=base.precision if precision is None else precision,
     )
+    if out is not None:
+        check_output_file(out)
     torch_device = resolve_device(device)
     config = dataclasses.replace(
         config, precision=training_precision(config.precision, torch_device)

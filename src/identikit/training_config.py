@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
+
+from identikit.errors import IdentikitError
 
 
 @dataclass(frozen=True)
@@ -14,6 +18,10 @@ class TrainConfig:
     backward passes in bfloat16 under autocast (weights, optimiser and loss stay float32;
     Kalamkar et al. 2019, "A Study of BFLOAT16 for Deep Learning Training"); ``auto`` takes
     bf16 where the device has bfloat16 instructions, fp32 elsewhere.
+
+    Every config is checked when made (``dataclasses.replace`` makes a new one), so a wrong
+    setting is refused before any data is read, not after an epoch: a nan learning rate would
+    otherwise train to nan weights, or fail deep inside the optimiser.
     """
 
     epochs: int = 3
@@ -22,3 +30,27 @@ class TrainConfig:
     weight_decay: float = 0.0
     channels_last: bool = False
     precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not _whole(value) or value < 1:
+                raise IdentikitError(f"{_flag(name)} must be a whole number >= 1, got {value!r}")
+        if not _finite(self.lr) or self.lr <= 0:
+            raise IdentikitError(f"--lr must be a finite number > 0, got {self.lr!r}")
+        if not _finite(self.weight_decay) or self.weight_decay < 0:
+            raise IdentikitError(
+                f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}"
+            )
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

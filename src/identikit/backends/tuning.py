@@ -17,11 +17,12 @@ import copy
 import hashlib
 import importlib.metadata
 import json
+import math
 import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from identikit.backends.scorers import (
     torch_scorer,
 )
 from identikit.errors import IdentikitError, first_line
+from identikit.safe_files import read_json
 
 CPU_CHUNKS = (64, 128, 256, 512)
 CUDA_CHUNKS = (1024, 4096, 8192)
@@ -60,6 +62,9 @@ CACHE_FILE = "choices.json"
 # for the process, and must not change what later choices are measured with or cached under.
 PROCESS_THREADS = torch.get_num_threads()
 CACHE_VERSION = 1
+# The largest chunk size a cached choice may name: far above any measured (CUDA_CHUNKS), far
+# below one that would exhaust memory. Anything outside was edited by hand, and is remeasured.
+MAX_CHUNK = 1_048_576
 
 
 @dataclass
@@ -137,6 +142,7 @@ class Target:
     signature: str
     cache_dir: Path
     calibration: torch.Tensor | None = None
+    name: str = "the model"  # how messages refer to the model
 
 
 def available_backends(target: Target, precision: str) -> tuple[list[str], dict[str, str]]:
@@ -190,15 +196,16 @@ def choose(
         scorer = _build(target, names[0], precision, chunk_size, threads)
         return scorer, Choice(names[0], precision, chunk_size, threads, how="given")
     key = _cache_key(target, names, precision, chunk_size)
-    cached = None if remeasure else _read_cache(target.cache_dir).get(key)
+    record = None if remeasure else _read_cache(target.cache_dir).get(key)
+    cached = _cached_choice(record, names=names, precision=precision, chunk_size=chunk_size)
     if cached is not None:
         try:
-            choice = Choice(**{**cached, "how": "cached"})
-            scorer = _build(target, choice.backend, precision, choice.chunk_size, choice.threads)
-            _apply_threads(choice)
-            return scorer, choice
-        except (BackendUnavailable, TypeError):
+            scorer = _build(target, cached.backend, precision, cached.chunk_size, cached.threads)
+        except BackendUnavailable:
             pass  # e.g. ONNX Runtime was uninstalled since: measure again
+        else:
+            _apply_threads(cached)
+            return scorer, cached
     if log is not None:
         log(f"measuring scoring engines ({', '.join(names)}) for this machine and model, once")
     scorer, choice = _measure(target, names, skipped, precision, chunk_size, threads)
@@ -254,7 +261,7 @@ def _measure(
     timed = {k: v for k, v in rates.items() if "@" in k}
     if not timed:
         raise IdentikitError(
-            "no scoring engine can run this model: "
+            f"no scoring engine can run {target.name}: "
             + "; ".join(f"{b}: {why}" for b, why in skipped.items())
         )
     contenders = sorted(timed, key=timed.__getitem__, reverse=True)[:2]
@@ -311,33 +318,36 @@ def _fastest(timed: dict[str, float], *, compile_seconds: float) -> str:
 def _build(target: Target, name: str, precision: str, chunk: int, threads: int) -> Scorer:
     """An engine, checked against eager PyTorch before it is used."""
     if name == "onnx":
-        path = _int8_file(target) if precision == "int8" else _onnx_file(target)
-        scorer = onnx_scorer(str(path), chunk_size=chunk, threads=threads, precision=precision)
-    else:
-        assert target.module is not None
-        scorer = torch_scorer(
-            target.module,
-            name,
-            precision=precision,
-            device=target.device,
-            chunk_size=chunk,
-            threads=threads,
-        )
+        return _onnx_engine(target, precision, chunk, threads)
+    assert target.module is not None
+    scorer = torch_scorer(
+        target.module,
+        name,
+        precision=precision,
+        device=target.device,
+        chunk_size=chunk,
+        threads=threads,
+    )
+    return _checked(target, scorer)
+
+
+def _checked(target: Target, scorer: Scorer) -> Scorer:
+    """``scorer``, once its outputs on the probes are finite and close enough to eager's."""
     try:
-        outputs = torch.cat([scorer(part) for part in torch.split(target.probes, chunk)])
+        outputs = torch.cat(
+            [scorer(part) for part in torch.split(target.probes, scorer.chunk_size)]
+        )
     except BackendUnavailable:
         raise
     except Exception as exc:  # an engine may fail on a model in ways of its own
         raise BackendUnavailable(f"fails on this model ({first_line(exc)})") from None
     if not torch.isfinite(outputs).all():
         raise BackendUnavailable("returns NaN or infinite outputs")
-    if precision == "fp32" and target.module is not None:
+    if scorer.precision == "fp32" and target.module is not None:
         difference = _difference(target, outputs)
         if not difference <= TOLERANCE:
-            if name == "onnx":
-                _onnx_file(target).unlink(missing_ok=True)  # a stale or bad export: redo next time
             raise BackendUnavailable(f"differs from eager PyTorch by {difference:.1e}")
-    elif precision == "int8":
+    elif scorer.precision == "int8":
         # Ranking only needs the order roughly right; a quantization that moves probabilities
         # wholesale (ranges badly calibrated for this model) would rank at random.
         difference = _difference(target, outputs, worst=False)
@@ -358,8 +368,77 @@ def _difference(target: Target, outputs: torch.Tensor, *, worst: bool = True) ->
     return float(gap.max() if worst else gap.mean())
 
 
+def _onnx_engine(target: Target, precision: str, chunk: int, threads: int) -> Scorer:
+    """ONNX Runtime on the model's ONNX file, or on an int8 copy of it, checked.
+
+    For int8 the float32 file is loaded and checked first, so that a damaged or stale export
+    is made again before it is quantized.
+    """
+    source = _onnx_file(target)
+
+    def load(path: Path, at: str) -> Scorer:
+        scorer = onnx_scorer(str(path), chunk_size=chunk, threads=threads, precision=at)
+        return _checked(target, scorer)
+
+    fp32 = _from_file(
+        source,
+        own=target.onnx_path is None,
+        make=lambda path: _export(target, path),
+        load=lambda path: load(path, "fp32"),
+    )
+    if precision != "int8":
+        return fp32
+    from identikit.models.checkpoint import file_sha256
+
+    return _from_file(
+        target.cache_dir / "onnx" / f"{file_sha256(source)}-int8.onnx",
+        own=True,
+        make=lambda path: _quantize(target, source, path),
+        load=lambda path: load(path, "int8"),
+    )
+
+
+def _from_file(
+    path: Path,
+    *,
+    own: bool,
+    make: Callable[[Path], None],
+    load: Callable[[Path], Scorer],
+) -> Scorer:
+    """``load(path)``, making the file first where it is missing.
+
+    A cached file that identikit made (``own``) and that fails to load or fails its check (cut
+    short by a full disk or a kill, damaged, stale) is deleted and made again, once, so a bad
+    file never disables an engine for good; one just made that fails is deleted too, so that
+    no bad file stays cached. A user's own file (not ``own``) is never touched.
+    """
+    if not own:
+        return load(path)
+    cached = path.is_file()
+    if not cached:
+        make(path)
+    try:
+        return load(path)
+    except BackendUnavailable:
+        _forget(path)
+        if not cached:
+            raise
+    make(path)
+    try:
+        return load(path)
+    except BackendUnavailable:
+        _forget(path)
+        raise
+
+
+def _forget(path: Path) -> None:
+    """Delete a cached file of ours; one that cannot be deleted is checked again next time."""
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
+
+
 def _onnx_file(target: Target) -> Path:
-    """The ONNX file for ``target``: its own, or the module exported once, cached by hash."""
+    """Where the ONNX file for ``target`` is: its own, or the module's export, cached by hash."""
     if target.onnx_path is not None:
         return target.onnx_path
     try:
@@ -367,28 +446,26 @@ def _onnx_file(target: Target) -> Path:
     except ImportError:
         raise BackendUnavailable("onnxruntime is not installed") from None
     assert target.module is not None
-    path = target.cache_dir / "onnx" / f"{module_digest(target.module, weights=True)}.onnx"
-    if not path.is_file():
-        from identikit.export import onnx_bytes
-
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            module = copy.deepcopy(target.module).cpu().float()
-            atomic_write_bytes(path, onnx_bytes(module, torch.rand(2, 1, 28, 28)))
-        except Exception as exc:  # the exporter's own errors
-            raise BackendUnavailable(f"export to ONNX failed ({first_line(exc)})") from None
-    return path
+    return target.cache_dir / "onnx" / f"{module_digest(target.module, weights=True)}.onnx"
 
 
-def _int8_file(target: Target) -> Path:
-    """The int8 version of the model's ONNX file, quantized once, cached by the file's hash."""
-    from identikit.models.checkpoint import file_sha256
+def _export(target: Target, path: Path) -> None:
+    """Export the module to ONNX at ``path``, atomically."""
+    from identikit.export import onnx_bytes
+
+    assert target.module is not None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        module = copy.deepcopy(target.module).cpu().float()
+        atomic_write_bytes(path, onnx_bytes(module, torch.rand(2, 1, 28, 28)))
+    except Exception as exc:  # the exporter's own errors
+        raise BackendUnavailable(f"export to ONNX failed ({first_line(exc)})") from None
+
+
+def _quantize(target: Target, source: Path, path: Path) -> None:
+    """Write an int8 version of the ONNX file ``source`` at ``path``."""
     from identikit.onnx_model import OnnxModel
 
-    source = _onnx_file(target)
-    path = target.cache_dir / "onnx" / f"{file_sha256(source)}-int8.onnx"
-    if path.is_file():
-        return path
     try:
         model = OnnxModel(source)
     except IdentikitError as exc:
@@ -416,7 +493,6 @@ def _int8_file(target: Target) -> Path:
         ) from None
     except Exception as exc:  # the quantizer's own errors
         raise BackendUnavailable(f"int8 quantization failed ({first_line(exc)})") from None
-    return path
 
 
 def _timing_batch(target: Target, chunk: int) -> torch.Tensor:
@@ -497,17 +573,82 @@ def _cache_key(target: Target, names: list[str], precision: str, chunk: int | No
 
 
 def _read_cache(folder: Path) -> dict[str, Any]:
+    """The cached choices by key; a cache that cannot be read (missing, damaged, not a JSON
+    object, not a regular file) is an empty one, which only costs a re-measurement."""
     try:
-        data = json.loads((folder / CACHE_FILE).read_text())
-    except (OSError, ValueError):
+        data = read_json(folder / CACHE_FILE)
+    except IdentikitError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+# The fields a cached record holds: all of Choice's but ``how``, which is this process's own.
+_RECORDED = frozenset(f.name for f in fields(Choice)) - {"how"}
+
+
+def _cached_choice(
+    record: object, *, names: list[str], precision: str, chunk_size: int | None
+) -> Choice | None:
+    """The cached ``record`` as a Choice, or None unless every value in it is one this machine
+    could have measured for this request.
+
+    The cache is a file anyone can edit: a hand-written ``"threads": 100000`` once crashed
+    PyTorch and hung ONNX Runtime. An entry that fails any check is measured again (and
+    overwritten), never trusted and never an error.
+    """
+    if not isinstance(record, dict) or set(record) != _RECORDED:
+        return None
+    rate = record["images_per_s"]
+    valid = (
+        _is_str(record["backend"])
+        and record["backend"] in names
+        and record["precision"] == precision
+        and _whole(record["chunk_size"], 1, MAX_CHUNK)
+        and chunk_size in (None, record["chunk_size"])
+        and _whole(record["threads"], 1, PROCESS_THREADS)
+        and (rate is None or (_finite(rate) and rate > 0))
+        and _mapping(record["rates"], _finite)
+        and _mapping(record["skipped"], _is_str)
+        and (record["measured"] is None or _is_str(record["measured"]))
+    )
+    return Choice(**record, how="cached") if valid else None
+
+
+def _is_str(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _whole(value: object, low: int, high: int) -> bool:
+    """Whether ``value`` is an int (JSON's ``true`` is not one) from ``low`` to ``high``."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _finite(value: object) -> bool:
+    """Whether ``value`` is a finite number (JSON reads ``1e999`` as infinity)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _mapping(value: object, valid: Callable[[object], bool]) -> bool:
+    """Whether ``value`` maps strings to values that pass ``valid``."""
+    return isinstance(value, dict) and all(
+        _is_str(key) and valid(item) for key, item in value.items()
+    )
 
 
 def _write_cache(folder: Path, key: str, choice: Choice) -> None:
     """Add ``choice`` to the cache; a cache that cannot be written only costs a re-measurement."""
     entries = _read_cache(folder)
     entries[key] = choice.record()
+    path = folder / CACHE_FILE
     with contextlib.suppress(OSError, IdentikitError):
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(folder / CACHE_FILE, json.dumps(entries, indent=1, sort_keys=True))
+        if path.is_dir() and not path.is_symlink():
+            # An empty folder where the cache belongs is replaced; one holding files is left
+            # alone (rmdir refuses it), and choices are then measured in every process.
+            path.rmdir()
+        atomic_write_text(path, json.dumps(entries, indent=1, sort_keys=True))

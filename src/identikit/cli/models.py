@@ -13,6 +13,9 @@ from identikit.cli.options import (
     add_device,
     add_model_options,
     make_classifier,
+    output_path,
+    positive_float,
+    positive_int,
     print_json,
 )
 from identikit.data import SPLITS, ensure_files, load_dataset
@@ -122,10 +125,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     from identikit.models.checkpoint import load_checkpoint
     from identikit.preprocessing import Preprocessing
 
-    model, _ = load_checkpoint(args.model)
+    # The conventions first: a wrong --std costs no reading of the checkpoint.
     preprocessing = Preprocessing(
         input_range=args.input_range, mean=args.mean, std=args.std, outputs=args.outputs or "logits"
     )
+    model, _ = load_checkpoint(args.model)
     export_model(
         model,
         args.out,
@@ -154,22 +158,22 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--model", required=True, choices=sorted(ARCHITECTURES), help="architecture to train"
     )
-    train.add_argument("--out", required=True, type=Path, help="checkpoint file to write")
+    train.add_argument("--out", required=True, type=output_path, help="checkpoint file to write")
     train.add_argument(
         "--epochs",
-        type=int,
+        type=positive_int,
         default=None,
         help="epochs (default: the architecture's own, softmax 5, cnn 2)",
     )
     train.add_argument(
         "--batch-size",
-        type=int,
+        type=positive_int,
         default=None,
         help="batch size (default: the architecture's own, softmax 100, cnn 128)",
     )
     train.add_argument(
         "--lr",
-        type=float,
+        type=positive_float,
         default=None,
         help="peak learning rate of the one-cycle schedule (default: the "
         "architecture's own, softmax 5e-3, cnn 3e-3)",
@@ -220,7 +224,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     export.add_argument("--model", required=True, type=Path, help="identikit checkpoint")
     export.add_argument("--format", required=True, choices=("onnx", "torchscript"))
-    export.add_argument("--out", required=True, type=Path, help="file to write")
+    export.add_argument("--out", required=True, type=output_path, help="file to write")
     add_convention_options(export, outputs_default="logits")
     export.add_argument("--flatten", action="store_true", help="take inputs of shape (N, 784)")
     export.add_argument(

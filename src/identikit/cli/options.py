@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -21,6 +22,13 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def output_path(text: str) -> Path:
+    """An output file or folder: not empty (``--out ''`` would write into the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path is not an output")
+    return Path(text)
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -47,11 +55,14 @@ def add_convention_options(parser: argparse.ArgumentParser | Any, *, outputs_def
         help="pixel range the model expects (default: %(default)s)",
     )
     parser.add_argument(
-        "--mean", type=float, default=0.0, help="subtracted after scaling (default: %(default)s)"
+        "--mean",
+        type=finite_float,
+        default=0.0,
+        help="subtracted after scaling (default: %(default)s)",
     )
     parser.add_argument(
         "--std",
-        type=float,
+        type=positive_float,
         default=1.0,
         help="divided by after subtracting the mean (default: %(default)s)",
     )
@@ -69,7 +80,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     add_convention_options(group, outputs_default="detected")
     group.add_argument(
         "--classes",
-        type=int,
+        type=class_count,
         default=None,
         help="number of classes the model must return (default: any)",
     )
@@ -83,6 +94,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="images per forward pass (default: measured with the backend)",
+    )
+    group.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="allow loading a TorchScript model: it is a program and runs with your "
+        "permissions (never for a file you did not make or do not trust)",
     )
     add_backend_options(parser)
 
@@ -127,6 +144,7 @@ def make_classifier(args: argparse.Namespace) -> Classifier:
         precision=args.precision,
         log=lambda line: print(line, file=sys.stderr),
         remeasure=getattr(args, "remeasure", False),
+        trust_code=args.trust_code,
     )
     print(f"{classifier.name}: scoring with {classifier.choice.summary()}", file=sys.stderr)
     if classifier.detected_outputs and classifier.outputs != "logits":
@@ -159,7 +177,13 @@ def add_sweep_options(parser: argparse.ArgumentParser, *, runs: int, max_queries
         type=Path,
         help="model file: identikit checkpoint, TorchScript or ONNX",
     )
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--out", required=True, type=output_path, help="output folder")
+    parser.add_argument(
+        "--allow-engine-change",
+        action="store_true",
+        help="resume a sweep with another scoring engine, chunk size or device than it began "
+        "with (results may then differ in the last bits; every engine is recorded)",
+    )
     parser.add_argument("--digits", default="0-9", help="e.g. 0-9, 3,7 (default: %(default)s)")
     parser.add_argument(
         "--runs", type=int, default=runs, help="runs per digit (default: %(default)s)"
@@ -173,3 +197,55 @@ def add_sweep_options(parser: argparse.ArgumentParser, *, runs: int, max_queries
     )
     parser.add_argument("--json", action="store_true", help="print a JSON summary last")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+
+# Argument types: argparse turns their ArgumentTypeError into "argument --NAME: message", one
+# line through Parser.error. float() accepts "nan" and "inf", and nan compares false with every
+# bound, so each float type asks for a finite number first.
+
+
+def finite_float(text: str) -> float:
+    """A finite number: not nan, not inf."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (a learning rate, seconds between saves)."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def open_fraction(text: str) -> float:
+    """A number strictly between 0 and 1 (a confidence to reach)."""
+    value = finite_float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number inside (0, 1), got {text!r}")
+    return value
+
+
+def _int_at_least(text: str, least: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1 (epochs, a batch size, samples, patience)."""
+    return _int_at_least(text, 1)
+
+
+def class_count(text: str) -> int:
+    """A whole number >= 2: a classifier chooses between at least two classes."""
+    return _int_at_least(text, 2)

@@ -6,13 +6,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from identikit.cli.options import add_device
+from identikit.cli.options import add_device, output_path
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from identikit.report.page import build_report
 
-    path = build_report(args.folder, animate=not args.no_animation)
+    path = build_report(
+        args.folder, animate=not args.no_animation, models=args.model, trust_code=args.trust_code
+    )
     print(f"report: {path}")
     if args.open:
         import webbrowser
@@ -35,6 +37,20 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     report.add_argument("folder", type=Path, help="folder of results (searched recursively)")
     report.add_argument("--open", action="store_true", help="open the page in a browser")
     report.add_argument(
+        "--model",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="model file whose sweeps get animations, replayed from their seeds (repeatable; "
+        "matched to sweeps by content hash). A results folder never chooses what model runs",
+    )
+    report.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="allow a TorchScript --model (a program that runs with your permissions)",
+    )
+    report.add_argument(
         "--no-animation",
         action="store_true",
         help="skip replaying runs for the animations (faster)",
@@ -44,7 +60,9 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     demo = commands.add_parser(
         "demo", parents=[common], help="the whole pipeline on MNIST with default settings"
     )
-    demo.add_argument("--out", default="runs/demo", help="output folder (default: %(default)s)")
+    demo.add_argument(
+        "--out", type=output_path, default="runs/demo", help="output folder (default: %(default)s)"
+    )
     demo.add_argument("--root", type=Path, default=None, help="MNIST folder (default: as 'data')")
     add_device(demo)
     demo.set_defaults(handler=cmd_demo)

@@ -16,29 +16,36 @@ from identikit.cli.options import (
     add_model_options,
     add_sweep_options,
     make_classifier,
+    open_fraction,
+    output_path,
+    positive_float,
+    positive_int,
     print_json,
 )
 from identikit.data import load_dataset
 from identikit.errors import IdentikitError
+from identikit.folder_lock import locked_folder
+from identikit.interrupt import PauseOnInterrupt
+from identikit.limits import SAMPLES
 from identikit.search import STRATEGIES
 from identikit.search.base import START_IMAGES
+from identikit.search.registry import FLAG_SETTINGS, parse_option, setting_types
 
 
-def paused(args: argparse.Namespace) -> int:
-    """After Ctrl-C: say where the work is saved and the command that resumes it; exit 130."""
+def paused(args: argparse.Namespace, pause: PauseOnInterrupt) -> int:
+    """After Ctrl-C or SIGTERM: say where the work is saved and the command that resumes it;
+    exit 130 (Ctrl-C) or 143 (SIGTERM), as the shell would."""
     command = shlex.join(["identikit", *args.argv])
     print(f"identikit: paused; saved in {args.out}. Resume with:\n  {command}", file=sys.stderr)
-    return 130
+    return pause.exit_code
 
 
 def _strategy_settings(args: argparse.Namespace) -> dict[str, Any]:
-    from identikit.search.registry import parse_option
-
-    names = ("candidates", "mask_density", "mask_amplitude")
-    settings = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    """The strategy's settings from its own flags and every ``--option NAME=VALUE``."""
+    settings = {n: getattr(args, n) for n in FLAG_SETTINGS if getattr(args, n) is not None}
     settings.update(parse_option(args.strategy, option) for option in args.option)
     if args.prior:
-        if "priors" not in getattr(STRATEGIES[args.strategy], "__dataclass_fields__", {}):
+        if "priors" not in setting_types(STRATEGIES[args.strategy]):
             raise IdentikitError(f"strategy {args.strategy!r} takes no --prior")
         settings["priors"] = args.prior
     return settings
@@ -46,7 +53,6 @@ def _strategy_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from identikit.experiment import SweepConfig, format_summary, parse_digits
-    from identikit.interrupt import PauseOnInterrupt
     from identikit.sweep import sweep_to_folder
 
     config = SweepConfig(
@@ -70,10 +76,16 @@ def cmd_search(args: argparse.Namespace) -> int:
             model_path=str(args.model),
             should_stop=pause,
             save_every=args.save_every,
+            allow_engine_change=args.allow_engine_change,
         )
     if outcome.results is None:
-        return paused(args)
+        return paused(args, pause)
     results = outcome.results
+    if outcome.rebuilt:
+        print(
+            f"{args.out}: rebuilt {', '.join(outcome.rebuilt)} of the finished sweep",
+            file=sys.stderr,
+        )
     if outcome.already_done:
         print(f"{args.out} holds this sweep, finished: nothing to do", file=sys.stderr)
     elif outcome.resumed:
@@ -97,7 +109,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from identikit.atomic import atomic_write_bytes, atomic_write_text
     from identikit.compare import THRESHOLDS, curves, run_comparison, summarise_strategy
     from identikit.experiment import parse_digits
-    from identikit.interrupt import PauseOnInterrupt
     from identikit.report.figures import convergence_curves
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
@@ -108,32 +119,35 @@ def cmd_compare(args: argparse.Namespace) -> int:
             f"{', '.join(sorted(STRATEGIES))}"
         )
     classifier = make_classifier(args)
-    with PauseOnInterrupt() as pause:
-        by_strategy = run_comparison(
-            classifier,
-            strategies,
-            args.out,
-            digits=parse_digits(args.digits),
-            runs=args.runs,
-            max_queries=args.max_queries,
-            seed=args.seed,
-            progress=not args.no_progress,
-            model_path=str(args.model),
-            should_stop=pause,
+    # The comparison's own files are written under the same lock as its sweeps.
+    with locked_folder(args.out):
+        with PauseOnInterrupt() as pause:
+            by_strategy = run_comparison(
+                classifier,
+                strategies,
+                args.out,
+                digits=parse_digits(args.digits),
+                runs=args.runs,
+                max_queries=args.max_queries,
+                seed=args.seed,
+                progress=not args.no_progress,
+                model_path=str(args.model),
+                should_stop=pause,
+                allow_engine_change=args.allow_engine_change,
+            )
+        if by_strategy is None:
+            return paused(args, pause)
+        summary = {name: summarise_strategy(r) for name, r in by_strategy.items()}
+        atomic_write_text(args.out / "compare.json", json.dumps(summary, indent=1))
+        atomic_write_bytes(
+            args.out / "curves.png",
+            convergence_curves(
+                curves(by_strategy),
+                threshold=0.99,
+                max_queries=args.max_queries,
+                title=f"{classifier.name}: {args.runs} runs per digit, budget {args.max_queries:,}",
+            ),
         )
-    if by_strategy is None:
-        return paused(args)
-    summary = {name: summarise_strategy(r) for name, r in by_strategy.items()}
-    atomic_write_text(args.out / "compare.json", json.dumps(summary, indent=1))
-    atomic_write_bytes(
-        args.out / "curves.png",
-        convergence_curves(
-            curves(by_strategy),
-            threshold=0.99,
-            max_queries=args.max_queries,
-            title=f"{classifier.name}: {args.runs} runs per digit, budget {args.max_queries:,}",
-        ),
-    )
     if args.json:
         print_json(summary)
         return 0
@@ -223,15 +237,17 @@ def cmd_judge(args: argparse.Namespace) -> int:
     from identikit.atomic import atomic_write_text
     from identikit.judge import judge_sweep
 
-    verdict = judge_sweep(
-        args.sweep,
-        judges=[j.strip() for j in args.judges.split(",")],
-        dataset=args.dataset,
-        root=args.root,
-        device=args.device,
-        cache=args.cache,
-    )
-    atomic_write_text(args.sweep / "judge.json", json.dumps(verdict, indent=1))
+    # judge.json goes into the sweep's folder: not while another process works in it.
+    with locked_folder(args.sweep, create=False):
+        verdict = judge_sweep(
+            args.sweep,
+            judges=[j.strip() for j in args.judges.split(",")],
+            dataset=args.dataset,
+            root=args.root,
+            device=args.device,
+            cache=args.cache,
+        )
+        atomic_write_text(args.sweep / "judge.json", json.dumps(verdict, indent=1))
     if args.json:
         print_json({k: verdict[k] for k in ("judges", "nearest_neighbour", "identikits")})
         return 0
@@ -255,12 +271,15 @@ def cmd_certainty(args: argparse.Namespace) -> int:
         write_certainty,
     )
 
+    # Before the model is loaded and the data read: a wrong --samples costs nothing.
+    SAMPLES.check(args.samples, "--samples")
     classifier = make_classifier(args)
     test_images, _ = load_dataset(args.dataset, "test", args.root)
     maxima = max_probabilities(classifier, test_images, samples=args.samples, seed=args.seed)
     report = certainty_report(maxima)
     if args.out is not None:
-        write_certainty(classifier, maxima, args.out)
+        with locked_folder(args.out):
+            write_certainty(classifier, maxima, args.out)
     if args.json:
         print_json(report)
         return 0
@@ -283,13 +302,13 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     search.add_argument(
         "--target",
-        type=float,
+        type=open_fraction,
         default=0.99,
         help="confidence at which a run has converged (default: %(default)s)",
     )
     search.add_argument(
         "--patience",
-        type=int,
+        type=positive_int,
         default=50,
         help="iterations without gain before a run is stuck (default: %(default)s)",
     )
@@ -328,7 +347,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     search.add_argument(
         "--save-every",
-        type=float,
+        type=positive_float,
         default=5.0,
         help="seconds between saves of the resumable state (default: %(default)s)",
     )
@@ -354,7 +373,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         "ceiling", parents=[common], help="exact best confidence of a linear (softmax) model"
     )
     ceiling.add_argument("--model", required=True, type=Path, help="checkpoint of a softmax model")
-    ceiling.add_argument("--out", type=Path, default=None, help="folder for ceiling.png")
+    ceiling.add_argument("--out", type=output_path, default=None, help="folder for ceiling.png")
     ceiling.add_argument("--json", action="store_true", help="print the result as JSON")
     ceiling.set_defaults(handler=cmd_ceiling)
 
@@ -383,10 +402,17 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     certainty.add_argument("--model", required=True, type=Path, help="checkpoint file")
     certainty.add_argument(
-        "--out", type=Path, default=None, help="folder for certainty.json and certainty.png"
+        "--out",
+        type=output_path,
+        default=None,
+        help="folder for certainty.json and certainty.png",
     )
     certainty.add_argument(
-        "--samples", type=int, default=10_000, help="images per source (default: %(default)s)"
+        "--samples",
+        type=positive_int,
+        default=10_000,
+        help=f"images per source (default: %(default)s; at most {SAMPLES.default:,} unless "
+        f"{SAMPLES.variable} says otherwise)",
     )
     certainty.add_argument("--seed", type=int, default=0, help="seed of the random images")
     certainty.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -2,15 +2,20 @@
 
 Loading never unpickles arbitrary objects: ``torch.load(..., weights_only=True)`` accepts only
 tensors and plain containers, so a checkpoint carrying code is refused before any of it runs.
+The file is read once, as bytes, and only if it is a regular file (a named pipe would block
+for ever). What it declares is checked before anything is built from it: a 1 KB file that
+claims four million classes is refused, not given a model of four million rows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import pickle
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +24,33 @@ from torch import nn
 
 from identikit.atomic import atomic_write_bytes
 from identikit.errors import CheckpointError, IdentikitError
+from identikit.limits import CLASSES
+from identikit.models import build_model, get_architecture
+from identikit.safe_files import read_regular
 
 FORMAT = "identikit-checkpoint"
 VERSION = 1
+# Where a model file of another kind is used instead.
+_OTHER_FORMATS = "is used as it is by search, compare, certainty and evaluate"
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# The metadata that other modules read, and what each field must be when present (None is
+# absent). A field of another kind is refused rather than dropped: the report prints the test
+# accuracy as fact, and a checkpoint that lies about one field is not trusted for the others.
+METADATA_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "test_accuracy": (lambda v: _real(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "epochs": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
+    "seed": (_whole, "a whole number"),
+    "precision": (lambda v: isinstance(v, str), "text"),
+}
 
 
 def save_checkpoint(
@@ -29,11 +58,14 @@ def save_checkpoint(
 ) -> None:
     """Save ``model``'s weights with its architecture name and ``metadata`` atomically."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    classes = _output_rows(state)
+    if classes is None:
+        raise CheckpointError(f"cannot save {path}: the model has no output layer (2-D weight)")
     payload = {
         "format": FORMAT,
         "version": VERSION,
         "architecture": architecture,
-        "num_classes": _num_classes(state),
+        "num_classes": classes,
         "state_dict": state,
         "metadata": metadata,
     }
@@ -42,19 +74,58 @@ def save_checkpoint(
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _num_classes(state: dict[str, torch.Tensor]) -> int:
-    # The last weight matrix in registration order is the output layer.
+def _output_rows(state: dict[str, torch.Tensor]) -> int | None:
+    """Rows of the output layer: the last weight matrix in registration order."""
     weights = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 2]
-    return int(weights[-1].shape[0])
+    return int(weights[-1].shape[0]) if weights else None
 
 
-def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The checkpoint's payload, loaded safely; a clear error for anything else."""
+def read_checkpoint(path: str | os.PathLike[str], *, data: bytes | None = None) -> dict[str, Any]:
+    """The checkpoint's payload, loaded safely and checked; a clear error for anything else.
+
+    ``data``: the file's bytes where the caller has read them already (to hash the very bytes
+    it loads); otherwise the file is read here, once.
+    """
     file = Path(path)
-    if not file.is_file():
-        raise CheckpointError(f"checkpoint {file} not found")
+    if data is None:
+        try:
+            data = read_regular(file)
+        except IdentikitError as exc:
+            raise CheckpointError(str(exc)) from None
+    _check_container(file, data)
+    return check_payload(file, _unpickle(file, data))
+
+
+def _zip_names(data: bytes) -> list[str] | None:
+    """The member names of a zip archive, or None when ``data`` is none."""
     try:
-        payload = torch.load(file, map_location="cpu", weights_only=True)
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+        return None
+
+
+def _check_container(file: Path, data: bytes) -> None:
+    """Refuse what is not a PyTorch zip archive, or is TorchScript's, saying what it is."""
+    names = _zip_names(data)
+    if names is None and data.startswith(b"PK"):
+        raise CheckpointError(f"{file}: not a readable PyTorch checkpoint (corrupt or truncated)")
+    if names is None:
+        raise CheckpointError(
+            f"{file}: not an identikit checkpoint (not a PyTorch zip file); an ONNX model "
+            f"{_OTHER_FORMATS}"
+        )
+    if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
+        raise CheckpointError(
+            f"{file} is TorchScript, not an identikit checkpoint; a TorchScript model "
+            f"{_OTHER_FORMATS}"
+        )
+
+
+def _unpickle(file: Path, data: bytes) -> Any:
+    """``torch.load`` with ``weights_only``: plain containers and tensors, never code."""
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights_only" in str(exc) or "Weights only" in str(exc):
             raise CheckpointError(
@@ -78,19 +149,85 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(
             f"{file}: not a readable PyTorch checkpoint (corrupt or truncated)"
         ) from None
+
+
+def _shown(value: Any) -> str:
+    """A value for a one-line message: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_payload(file: Path, payload: Any) -> dict[str, Any]:
+    """``payload``, refused if a field would fail, or allocate without bound, when built."""
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{file}: not an identikit checkpoint")
-    for key, kind in (("architecture", str), ("num_classes", int), ("state_dict", dict)):
-        if not isinstance(payload.get(key), kind):
-            raise CheckpointError(f"{file}: checkpoint lacks a valid {key!r}")
+    architecture = payload.get("architecture")
+    if not isinstance(architecture, str):
+        raise CheckpointError(f"{file}: checkpoint lacks a valid 'architecture'")
+    try:
+        get_architecture(architecture)
+    except IdentikitError as exc:
+        raise CheckpointError(f"{file}: {exc}") from None
+    state = _check_state(file, payload.get("state_dict"))
+    _check_classes(file, payload.get("num_classes"), state)
+    _check_metadata(file, payload.get("metadata"))
     return payload
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
-    """The model (in eval mode, on the CPU) and the checkpoint's metadata."""
-    from identikit.models import build_model
+def _check_state(file: Path, state: Any) -> dict[str, torch.Tensor]:
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{file}: checkpoint lacks a valid 'state_dict'")
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{file}: state_dict entry {_shown(key)} is not a named tensor")
+    return state
 
-    payload = read_checkpoint(path)
+
+def _check_classes(file: Path, classes: Any, state: dict[str, torch.Tensor]) -> None:
+    """``num_classes`` must be a whole number in 2 .. the limit, and the output layer's rows.
+
+    Checked before the model is built: ``build_model`` allocates a layer of that many rows.
+    """
+    if not _whole(classes):
+        got = _shown(classes)
+        raise CheckpointError(f"{file}: 'num_classes' must be a whole number, got {got}")
+    if classes < 2:
+        raise CheckpointError(f"{file}: 'num_classes' must be at least 2, got {classes}")
+    try:
+        CLASSES.check(classes, str(file))
+    except IdentikitError as exc:
+        raise CheckpointError(str(exc)) from None
+    rows = _output_rows(state)
+    if rows is None:
+        raise CheckpointError(f"{file}: state_dict has no output layer (no 2-D weight)")
+    if rows != classes:
+        raise CheckpointError(
+            f"{file}: declares {classes} classes but its output layer has {rows} rows"
+        )
+
+
+def _check_metadata(file: Path, metadata: Any) -> None:
+    """Metadata is a dictionary (or absent), and the fields others read are of their kind."""
+    if metadata is None:
+        return
+    if not isinstance(metadata, dict):
+        raise CheckpointError(
+            f"{file}: 'metadata' must be a dictionary, got {type(metadata).__name__}"
+        )
+    for key, (valid, expected) in METADATA_FIELDS.items():
+        value = metadata.get(key)
+        if value is not None and not valid(value):
+            raise CheckpointError(
+                f"{file}: metadata {key!r} must be {expected}, got {_shown(value)}"
+            )
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], *, data: bytes | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The model (in eval mode, on the CPU) and the checkpoint's metadata (``data``: as for
+    :func:`read_checkpoint`)."""
+    payload = read_checkpoint(path, data=data)
     try:
         model = build_model(payload["architecture"], payload["num_classes"])
     except IdentikitError as exc:

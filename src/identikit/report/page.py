@@ -4,13 +4,20 @@
 measurement (``certainty.json``), strategy comparison (``compare.json``) and judge verdict
 (``judge.json``) under DIR, makes the figures, and renders ``templates/report.html`` with
 Jinja2. Images are inlined as data URIs, so the page works offline and travels as one file.
+
+A results folder may come from anyone, so nothing in it is trusted: every file is read through
+its validating reader (:mod:`identikit.records`), only regular files inside the folder are read
+(a link that leads out is refused), and no model is loaded on the folder's say-so: model cards
+come from what the sweep recorded, and animations are replayed only with model files the user
+names (``identikit report DIR --model FILE``), matched by the hash of their content.
 """
 
 from __future__ import annotations
 
 import base64
-import json
+import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +30,18 @@ from identikit.classifier import load_classifier
 from identikit.compare import THRESHOLDS, curves
 from identikit.errors import IdentikitError
 from identikit.models import ARCHITECTURES
-from identikit.models.checkpoint import file_sha256, load_checkpoint
+from identikit.records import (
+    IDENTIKITS_FILE,
+    RESULTS_FILE,
+    check_certainty,
+    check_compare,
+    check_judge,
+    read_identikits,
+    read_results,
+)
 from identikit.report import figures
 from identikit.report.replay import replay_first_runs
+from identikit.safe_files import display_name, read_json, read_regular
 
 
 def data_uri(data: bytes, kind: str = "image/png") -> str:
@@ -70,29 +86,49 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def _model_card(path: Path, sha256: str | None) -> ModelCard:
-    card = ModelCard(name=path.name, path=str(path), sha256=sha256 or "")
-    if not path.is_file() or (sha256 and file_sha256(path) != sha256):
-        card.description = "model file not found (or changed since the sweep)"
-        return card
-    try:
-        model, meta = load_checkpoint(path)
-    except IdentikitError:
-        card.description = "not an identikit checkpoint (TorchScript or ONNX)"
-        return card
-    card.architecture = meta["architecture"]
+def _model_card(record: dict[str, Any]) -> ModelCard:
+    """A model's card from what its sweep recorded: no model file is opened on a results
+    folder's say-so (a folder can name any path)."""
+    card = ModelCard(
+        name=display_name(record["name"]),
+        path=str(record.get("path") or ""),
+        sha256=record.get("sha256") or "",
+    )
+    facts = record.get("card") or {}
+    card.architecture = str(facts.get("architecture") or "unknown")
     spec = ARCHITECTURES.get(card.architecture)
     card.description = spec.description if spec else ""
-    card.parameters = sum(p.numel() for p in model.parameters())
-    card.test_accuracy = meta.get("test_accuracy")
-    card.epochs, card.seed = meta.get("epochs"), meta.get("seed")
+    card.parameters = facts.get("parameters")
+    card.test_accuracy = facts.get("test_accuracy")
+    card.epochs, card.seed = facts.get("epochs"), facts.get("seed")
     return card
 
 
-def _animation(section: SweepSection, results: dict[str, Any], images: np.ndarray) -> None:
-    path = Path(results["model"].get("path") or "")
-    if not path.is_file() or file_sha256(path) != results["model"].get("sha256"):
-        section.animation_note = "no animation: the model file is not where the sweep found it"
+@dataclass(frozen=True)
+class Replayer:
+    """Model files the user named for replaying animations, by the hash of their content."""
+
+    paths: dict[str, Path]  # sha256 -> file
+    trust_code: bool = False
+
+    @classmethod
+    def of(cls, models: Sequence[Path], *, trust_code: bool = False) -> Replayer:
+        paths = {}
+        for path in models:
+            paths[hashlib.sha256(read_regular(path)).hexdigest()] = path
+        return cls(paths, trust_code)
+
+
+def _animation(
+    section: SweepSection, results: dict[str, Any], images: np.ndarray, replayer: Replayer
+) -> None:
+    path = replayer.paths.get(results["model"].get("sha256") or "")
+    if path is None:
+        section.animation_note = (
+            "no animation: name the sweep's model file with --model to replay its runs"
+            if replayer.paths
+            else ""
+        )
         return
     try:
         # The engine, chunk size and precision the sweep scored with: another engine's last
@@ -104,7 +140,10 @@ def _animation(section: SweepSection, results: dict[str, Any], images: np.ndarra
             backend=scoring.get("backend"),
             chunk_size=scoring.get("chunk_size"),
             precision=scoring.get("precision", "fp32"),
+            trust_code=replayer.trust_code,
         )
+        if classifier.sha256 != results["model"].get("sha256"):
+            raise IdentikitError(f"{path} changed while the report was made")
         replays = replay_first_runs(classifier, results, images)
     except IdentikitError as exc:
         section.animation_note = f"no animation: {exc}"
@@ -122,15 +161,16 @@ def _animation(section: SweepSection, results: dict[str, Any], images: np.ndarra
     )
 
 
-def _sweep(folder: Path, root: Path, animate: bool) -> SweepSection:
-    results = json.loads((folder / "results.json").read_text())
-    with np.load(folder / "identikits.npz", allow_pickle=False) as npz:
-        images, digits = npz["images"], npz["digits"]
+def _sweep(
+    folder: Path, root: Path, replayer: Replayer | None
+) -> tuple[SweepSection, dict[str, Any]]:
+    results = read_results(folder, root=root)
+    images, digits = read_identikits(folder, results, root=root)
     settings = results["settings"]
     confidences = [r["confidence"] for r in results["runs"]]
     section = SweepSection(
         folder=_relative(folder, root),
-        model=results["model"]["name"],
+        model=display_name(results["model"]["name"]),
         strategy=settings["strategy"],
         settings=settings,
         summary=results["summary"],
@@ -147,61 +187,89 @@ def _sweep(folder: Path, root: Path, animate: bool) -> SweepSection:
             )
         ),
     )
-    if animate:
-        _animation(section, results, images)
+    if replayer is not None:
+        _animation(section, results, images, replayer)
     judged = folder / "judge.json"
-    if judged.is_file():
-        verdict = json.loads(judged.read_text())
-        section.judges = verdict.get("judges", {})
-        section.nearest_neighbour = verdict.get("nearest_neighbour")
+    if os.path.lexists(judged):
+        verdict = check_judge(
+            read_json(judged, root=root), judged, int(results["model"]["classes"])
+        )
+        section.judges = verdict["judges"]
+        section.nearest_neighbour = verdict["nearest_neighbour"]
         section.matrices = {
             name: data_uri(figures.transfer_matrix(matrix, judge=name))
-            for name, matrix in verdict.get("transfer_matrices", {}).items()
+            for name, matrix in verdict["transfer_matrices"].items()
         }
-    return section
+    return section, results
 
 
-def collect(root: Path, *, animate: bool = True) -> dict[str, Any]:
-    """Everything the page shows, from the files under ``root``."""
-    sweep_folders = sorted(
-        p.parent for p in root.rglob("results.json") if (p.parent / "identikits.npz").is_file()
-    )
+def _files(root: Path, name: str) -> list[Path]:
+    """Every ``name`` under ``root``, without following links to folders (which could lead
+    anywhere, or round in circles)."""
+    found = []
+    for folder, subfolders, files in os.walk(root, followlinks=False):
+        subfolders.sort()
+        if name in files:
+            found.append(Path(folder) / name)
+    return sorted(found)
+
+
+def _picture(path: Path, root: Path) -> str | None:
+    """A PNG beside a result, inlined; None when absent. Only a regular PNG file inside
+    ``root`` is read: a link to a secret file never ends up in the page."""
+    if not os.path.lexists(path):
+        return None
+    data = read_regular(path, root=root)
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise IdentikitError(f"{path} is not a PNG image")
+    return data_uri(data)
+
+
+def collect(
+    root: Path, *, animate: bool = True, replayer: Replayer | None = None
+) -> dict[str, Any]:
+    """Everything the page shows, from the files under ``root``.
+
+    Animations are replayed only with the model files of ``replayer`` (the ones the user
+    named), matched to sweeps by the hash of their content.
+    """
+    sweep_folders = [
+        p.parent for p in _files(root, RESULTS_FILE) if os.path.lexists(p.parent / IDENTIKITS_FILE)
+    ]
     if not sweep_folders:
         raise IdentikitError(f"{root} holds no finished sweep (results.json + identikits.npz)")
-    sweeps = [_sweep(folder, root, animate) for folder in sweep_folders]
-    models: dict[str, ModelCard] = {}
+    sweeps, models = [], {}
     for folder in sweep_folders:
-        record = json.loads((folder / "results.json").read_text())["model"]
+        section, results = _sweep(folder, root, replayer if animate else None)
+        sweeps.append(section)
+        record = results["model"]
         key = record.get("sha256") or record.get("name")
         if key not in models:
-            models[key] = _model_card(Path(record.get("path") or ""), record.get("sha256"))
-    certainty = []
-    for path in sorted(root.rglob("certainty.json")):
-        picture = path.with_suffix(".png")
-        certainty.append(
-            {
-                "folder": _relative(path.parent, root),
-                "rows": json.loads(path.read_text()),
-                "histogram": data_uri(picture.read_bytes()) if picture.is_file() else None,
-            }
-        )
-    comparisons = []
-    for path in sorted(root.rglob("compare.json")):
-        picture = path.parent / "curves.png"
-        comparisons.append(
-            {
-                "folder": _relative(path.parent, root),
-                "rows": json.loads(path.read_text()),
-                "curves": data_uri(picture.read_bytes()) if picture.is_file() else None,
-            }
-        )
+            models[key] = _model_card(record)
+    certainty = [
+        {
+            "folder": _relative(path.parent, root),
+            "rows": check_certainty(read_json(path, root=root), path),
+            "histogram": _picture(path.with_suffix(".png"), root),
+        }
+        for path in _files(root, "certainty.json")
+    ]
+    thresholds = [str(t) for t in THRESHOLDS]
+    comparisons = [
+        {
+            "folder": _relative(path.parent, root),
+            "rows": check_compare(read_json(path, root=root), path, thresholds),
+            "curves": _picture(path.parent / "curves.png", root),
+        }
+        for path in _files(root, "compare.json")
+    ]
     return {
-        "title": f"identikit report: {root.resolve().name}",
+        "title": f"identikit report: {display_name(root.resolve())}",
         "models": list(models.values()),
         "sweeps": sweeps,
         "certainty": certainty,
         "comparisons": comparisons,
-        "thresholds": [str(t) for t in THRESHOLDS],
+        "thresholds": thresholds,
     }
 
 
@@ -213,11 +281,22 @@ def render(context: dict[str, Any]) -> str:
     return environment.get_template("report.html").render(**context)
 
 
-def build_report(folder: str | os.PathLike[str], *, animate: bool = True) -> Path:
-    """Write ``folder/report.html`` atomically and return its path."""
+def build_report(
+    folder: str | os.PathLike[str],
+    *,
+    animate: bool = True,
+    models: Sequence[Path] = (),
+    trust_code: bool = False,
+) -> Path:
+    """Write ``folder/report.html`` atomically and return its path.
+
+    ``models`` are the model files whose sweeps get animations (replayed from their seeds);
+    without them the page has none: a results folder never chooses what code runs.
+    """
     root = Path(folder)
     if not root.is_dir():
         raise IdentikitError(f"{root} is not a folder")
+    replayer = Replayer.of(models, trust_code=trust_code) if animate and models else None
     out = root / "report.html"
-    atomic_write_text(out, render(collect(root, animate=animate)))
+    atomic_write_text(out, render(collect(root, animate=animate, replayer=replayer)))
     return out

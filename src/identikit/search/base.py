@@ -27,8 +27,14 @@ from identikit.errors import IdentikitError
 from identikit.search.stopping import ACTIVE, StoppingRule
 
 START_IMAGES = ("blank", "gray", "noise")
-# Candidate images generated at once; about 50 MB of float32 pixels.
+# Candidate images generated at once, at most; about 50 MB of float32 pixels.
 GROUP_IMAGES = 16384
+# Bytes that one group's candidates and their outputs may take, at most: a model of many
+# classes gets fewer candidates per group (16,384 images of a 100,000-class model would make
+# 6.5 GB of outputs, and the log-softmax a copy). Models of up to 600 classes keep groups
+# of GROUP_IMAGES images, so their groups, and so resumed searches, stay as they were.
+GROUP_BYTES = 128 * 2**20
+PIXELS = 28 * 28
 # Candidates per run and step re-scored in float32 after a low-precision ranking.
 RESCORED = 8
 
@@ -269,6 +275,17 @@ def apply_rules(state: SearchState, rules: Sequence[StoppingRule], next_cost: in
         active &= ~hit
 
 
+def group_runs(cost: int, classes: int, pixels: int = PIXELS) -> int:
+    """Runs advanced together: as many as fit, at ``cost`` candidates each, in GROUP_IMAGES
+    images and in GROUP_BYTES of float32 pixels and outputs, and at least one.
+
+    An image's outputs count twice: the model's (N, classes) and their log-softmax.
+    """
+    per_image = 4 * (pixels + 2 * classes)
+    images = min(GROUP_IMAGES, GROUP_BYTES // per_image)
+    return max(1, images // cost)
+
+
 def advance(
     state: SearchState,
     strategy: Strategy,
@@ -289,7 +306,7 @@ def advance(
     used, so a paused and resumed search computes exactly what an uninterrupted one does.
     """
     cost = step_cost(strategy, classifier)
-    group = max(1, GROUP_IMAGES // cost)
+    group = group_runs(cost, classifier.num_classes)
     if not state.memory:
         state.memory = strategy.init_memory(state)
     apply_rules(state, rules, cost)

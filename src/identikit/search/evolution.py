@@ -18,9 +18,8 @@ from dataclasses import dataclass
 import torch
 
 from identikit.classifier import Classifier
-from identikit.errors import IdentikitError
 from identikit.search.base import Group, SearchState, Strategy
-from identikit.search.registry import register
+from identikit.search.registry import check_settings, register, require
 
 _UP, _DOWN = math.exp(0.8), math.exp(-0.2)
 
@@ -45,8 +44,12 @@ class Evolution(Strategy):
     max_sigma: float = 2.0
 
     def __post_init__(self) -> None:
-        if self.candidates < 1 or self.sigma <= 0 or not 0 < self.density <= 1:
-            raise IdentikitError("evolution: --candidates >= 1, sigma > 0, density in (0, 1]")
+        check_settings(self)  # types, and every float finite
+        require(self, "candidates", self.candidates >= 1, "at least 1")
+        require(self, "sigma", self.sigma > 0, "a finite number > 0")
+        require(self, "density", 0 < self.density <= 1, "in (0, 1]")
+        require(self, "min_sigma", self.min_sigma > 0, "a finite number > 0")
+        require(self, "max_sigma", self.max_sigma >= self.min_sigma, "at least min_sigma")
 
     @property
     def queries_per_step(self) -> int:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import torch
 
 from identikit.classifier import Classifier
-from identikit.errors import IdentikitError
 from identikit.search.base import Group, SearchState, Strategy
 from identikit.search.priors import (
     digit_subspace,
@@ -27,9 +26,10 @@ from identikit.search.priors import (
     squared_norm,
     total_variation,
 )
-from identikit.search.registry import register
+from identikit.search.registry import check_settings, register, require
 
 OBJECTIVES = ("log-prob", "margin")
+MIN_BLUR_SIGMA = 0.01
 
 
 @register
@@ -65,14 +65,17 @@ class GradientAscent(Strategy):
     prior_decay: float = 0.995
 
     def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise IdentikitError(f"--objective must be one of {', '.join(OBJECTIVES)}")
-        if self.lr <= 0:
-            raise IdentikitError("--lr must be positive")
-        if not 0 < self.prior_decay <= 1:
-            raise IdentikitError("--prior-decay must be in (0, 1]")
-        if not 0 <= self.jitter_pixels <= 2:
-            raise IdentikitError("--jitter-pixels must be 0, 1 or 2")
+        check_settings(self)  # types, and every float finite
+        require(self, "objective", self.objective in OBJECTIVES, " or ".join(OBJECTIVES))
+        require(self, "lr", self.lr > 0, "a finite number > 0")
+        for weight in ("tv_weight", "l2_weight", "manifold_weight"):
+            require(self, weight, getattr(self, weight) >= 0, "a finite number >= 0")
+        # The kernel divides by 2 sigma^2 in float32: below about 1e-19 that is 0 and the
+        # kernel NaN, and a 5x5 kernel narrower than MIN_BLUR_SIGMA leaves the image as it is.
+        require(self, "blur_sigma", self.blur_sigma >= MIN_BLUR_SIGMA, f">= {MIN_BLUR_SIGMA}")
+        require(self, "jitter_pixels", 0 <= self.jitter_pixels <= 2, "0, 1 or 2")
+        require(self, "manifold_components", 1 <= self.manifold_components <= 784, "in 1..784")
+        require(self, "prior_decay", 0 < self.prior_decay <= 1, "in (0, 1]")
         parse_priors(self.priors)
 
     @property

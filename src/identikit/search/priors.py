@@ -12,6 +12,7 @@ from non-faces).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -49,6 +50,8 @@ def squared_norm(x: torch.Tensor) -> torch.Tensor:
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Blur images (N, 1, 28, 28) with a 5x5 Gaussian kernel of standard deviation ``sigma``."""
+    if not (math.isfinite(sigma) and sigma > 0):  # 0 divides by zero; nan blurs to nan
+        raise IdentikitError(f"the blur's sigma must be a finite number > 0, got {sigma}")
     offsets = torch.arange(-2, 3, dtype=x.dtype, device=x.device)
     kernel_1d = torch.exp(-(offsets**2) / (2 * sigma**2))
     kernel_1d = kernel_1d / kernel_1d.sum()
@@ -70,6 +73,9 @@ def digit_subspace(
     dataset: str = "mnist", components: int = 40
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean (784,) and top principal directions (784, components) of the training images."""
+    # vectors[:, -0:] would be every direction: a subspace of 0 components is the whole space.
+    if not 1 <= components <= 784:
+        raise IdentikitError(f"the digit subspace takes 1..784 components, got {components}")
     from identikit.data import load_dataset
 
     images, _ = load_dataset(dataset, "train")

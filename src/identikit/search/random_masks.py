@@ -14,9 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from identikit.errors import IdentikitError
 from identikit.search.base import Group, Strategy, uniform
-from identikit.search.registry import register
+from identikit.search.registry import check_settings, register, require
 
 
 @register
@@ -36,12 +35,10 @@ class RandomMasks(Strategy):
     mask_amplitude: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.candidates < 1:
-            raise IdentikitError("--candidates must be at least 1")
-        if not 0 < self.mask_density <= 1:
-            raise IdentikitError("--mask-density must be in (0, 1]")
-        if not 0 < self.mask_amplitude <= 1:
-            raise IdentikitError("--mask-amplitude must be in (0, 1]")
+        check_settings(self)  # types, and every float finite
+        require(self, "candidates", self.candidates >= 1, "at least 1")
+        require(self, "mask_density", 0 < self.mask_density <= 1, "in (0, 1]")
+        require(self, "mask_amplitude", 0 < self.mask_amplitude <= 1, "in (0, 1]")
 
     @property
     def queries_per_step(self) -> int:

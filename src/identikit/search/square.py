@@ -16,9 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from identikit.errors import IdentikitError
 from identikit.search.base import Group, Strategy
-from identikit.search.registry import register
+from identikit.search.registry import check_settings, register, require
 
 # Iterations (as fractions of the schedule) at which the paper halves the square's area.
 _HALVINGS = (0.001, 0.005, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8)
@@ -43,10 +42,11 @@ class SquareSearch(Strategy):
     schedule_queries: int = 10_000
 
     def __post_init__(self) -> None:
-        if self.candidates < 1 or not 1 <= self.side <= 28:
-            raise IdentikitError("square: --candidates >= 1 and 1 <= --side <= 28")
-        if not 0 < self.amplitude <= 1:
-            raise IdentikitError("square: --amplitude must be in (0, 1]")
+        check_settings(self)  # types, and every float finite
+        require(self, "candidates", self.candidates >= 1, "at least 1")
+        require(self, "side", 1 <= self.side <= 28, "in 1..28")
+        require(self, "amplitude", 0 < self.amplitude <= 1, "in (0, 1]")
+        require(self, "schedule_queries", self.schedule_queries >= 1, "at least 1")
 
     @property
     def queries_per_step(self) -> int:

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
-from identikit.errors import IdentikitError
 from identikit.search.base import Group, Strategy
-from identikit.search.registry import register
+from identikit.search.registry import check_settings, register, require
+
+MAX_LENGTH = 100.0  # pixels
 
 
 @register
@@ -41,12 +42,19 @@ class Strokes(Strategy):
     erase: float = 0.3
 
     def __post_init__(self) -> None:
-        if self.candidates < 1 or not 0 < self.min_length <= self.max_length or self.width <= 0:
-            raise IdentikitError(
-                "strokes: candidates >= 1, 0 < min_length <= max_length, width > 0"
-            )
-        if not 0 <= self.erase <= 1:
-            raise IdentikitError("strokes: --erase must be in [0, 1]")
+        check_settings(self)  # types, and every float finite
+        require(self, "candidates", self.candidates >= 1, "at least 1")
+        require(self, "min_length", self.min_length > 0, "a finite number > 0")
+        # Beyond the image's diagonal (40 pixels) a stroke only leaves it; far beyond, the
+        # distance arithmetic overflows.
+        require(
+            self,
+            "max_length",
+            self.min_length <= self.max_length <= MAX_LENGTH,
+            f"between min_length and {MAX_LENGTH}",
+        )
+        require(self, "width", self.width > 0, "a finite number > 0")
+        require(self, "erase", 0 <= self.erase <= 1, "in [0, 1]")
 
     @property
     def queries_per_step(self) -> int:
