@@ -703,3 +703,14 @@ def test_a_file_name_that_is_not_utf8(model_file: Path, tmp_path: Path) -> None:
     report = run_cli("report", str(tmp_path), "--model", str(strange))
     assert report.returncode == 0, report.stderr
     assert "model-\ufffd\ufffd.pt" in (tmp_path / "report.html").read_text()
+
+
+def test_one_step_too_large_for_the_memory_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Groups shrink with the classes, down to one run; a run whose own step is too large
+    (many candidates of a model of many classes) is refused before it is allocated."""
+    from identikit.search.base import group_runs
+
+    with pytest.raises(IdentikitError, match="IDENTIKIT_LIMIT_STEP_BYTES"):
+        group_runs(100_000, 100_000)
+    monkeypatch.setenv("IDENTIKIT_LIMIT_STEP_BYTES", str(2**40))
+    assert group_runs(100_000, 100_000) == 1

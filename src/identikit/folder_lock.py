@@ -53,6 +53,14 @@ def locked_folder(folder: str | os.PathLike[str], *, create: bool = True) -> Ite
                 f"{path} is in use by another identikit process ({_holder(fd)}); wait for it "
                 "to finish or use another --out"
             ) from None
+        except OSError as exc:
+            # A file system without locks (some network mounts): work on, unguarded, as
+            # before locks existed, rather than refuse every sweep there.
+            print(
+                f"identikit: cannot lock {path} ({exc.strerror or exc}); "
+                "make sure no other process uses it",
+                file=sys.stderr,
+            )
         _write_holder(fd)
         _held[key] = fd
         try:

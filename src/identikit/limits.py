@@ -51,6 +51,8 @@ class Limit:
 CLASSES = Limit("classes", 100_000, "classes")
 RUNS = Limit("runs", 100_000, "runs per sweep")
 CANDIDATES = Limit("candidates", 100_000, "queries per run and step")
+# Bytes of one run's step: its candidates' pixels and outputs (a search's smallest group).
+STEP_BYTES = Limit("step_bytes", 4 * 2**30, "bytes")
 SAMPLES = Limit("samples", 1_000_000, "images per source")
 # Bytes of one file read whole (results.json, judge.json, a cached choice) or of one array
 # inflated from an .npz member: 2 GiB holds a 10 x 10,000-run sweep's identikits many times.

@@ -24,6 +24,7 @@ import torch
 
 from identikit.classifier import Classifier
 from identikit.errors import IdentikitError
+from identikit.limits import STEP_BYTES
 from identikit.search.stopping import ACTIVE, StoppingRule
 
 START_IMAGES = ("blank", "gray", "noise")
@@ -279,9 +280,12 @@ def group_runs(cost: int, classes: int, pixels: int = PIXELS) -> int:
     """Runs advanced together: as many as fit, at ``cost`` candidates each, in GROUP_IMAGES
     images and in GROUP_BYTES of float32 pixels and outputs, and at least one.
 
-    An image's outputs count twice: the model's (N, classes) and their log-softmax.
+    An image's outputs count twice: the model's (N, classes) and their log-softmax. A group of
+    one run is as small as a group gets, so one run's step must itself fit
+    :data:`identikit.limits.STEP_BYTES`, checked here before anything is allocated.
     """
     per_image = 4 * (pixels + 2 * classes)
+    STEP_BYTES.check(cost * per_image, f"one step of {cost:,} images of {classes:,} classes")
     images = min(GROUP_IMAGES, GROUP_BYTES // per_image)
     return max(1, images // cost)
 
