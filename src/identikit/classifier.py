@@ -389,8 +389,6 @@ def load_classifier(
     kind = model_format(file, data)
     name = display_name(file)
     torch_device = resolve_device(device)
-    if classes is not None and classes < 2:
-        raise IdentikitError(f"--classes must be at least 2, got {classes}")
     model: Model
     card: dict[str, Any] = {
         "architecture": {"torchscript": "TorchScript", "onnx": "ONNX"}.get(kind)

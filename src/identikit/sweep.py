@@ -32,7 +32,7 @@ from identikit.experiment import (
 )
 from identikit.folder_lock import locked_folder
 from identikit.records import IDENTIKITS_FILE, RESULTS_FILE, read_identikits, read_results
-from identikit.safe_files import read_regular
+from identikit.safe_files import read_npz, read_regular
 from identikit.search import SearchState, advance, initial_state, make_strategy
 from identikit.search.base import check_targets
 from identikit.search.stopping import ACTIVE, CONVERGED, STUCK
@@ -126,8 +126,8 @@ def _engines(
 ) -> list[Any]:
     """The engines a resumed sweep has used, ending with ``current``; a change is refused
     unless ``allow``."""
-    engines = saved.get("engines")
-    if not isinstance(engines, list) or not engines:
+    engines = recorded_engines(saved)
+    if not engines:
         return [current]  # a state saved before engines were recorded
     last = engines[-1]
     if last == current:
@@ -142,9 +142,15 @@ def _engines(
     return [*engines, current]
 
 
-def _describe(engine: Any) -> str:
-    if not isinstance(engine, dict):
-        return "an unknown engine"
+def recorded_engines(identity: dict[str, Any]) -> list[dict[str, Any]]:
+    """The engines a saved state records (none where it predates them or was edited)."""
+    engines = identity.get("engines")
+    if isinstance(engines, list) and all(isinstance(e, dict) for e in engines):
+        return engines
+    return []
+
+
+def _describe(engine: dict[str, Any]) -> str:
     return (
         f"{engine.get('backend')} ({engine.get('precision')}, chunks of "
         f"{engine.get('chunk_size')}, {engine.get('device')})"
@@ -163,27 +169,30 @@ def _check_layout(folder: Path, state: SearchState, config: SweepConfig) -> None
 
 
 def _missing_outputs(folder: Path) -> list[str]:
-    """The outputs of a finished sweep that are missing or unreadable."""
+    """The outputs of a finished sweep that are missing or unreadable, sorted by name."""
     missing = []
     try:
         results = read_results(folder)
     except IdentikitError:
         missing.append(RESULTS_FILE)
         results = None
-    if results is not None:
-        try:
-            read_identikits(folder, results)
-        except IdentikitError:
-            missing.append(IDENTIKITS_FILE)
-    else:
-        missing.append(IDENTIKITS_FILE)
-    grid = folder / GRID_FILE
     try:
-        if not read_regular(grid).startswith(b"\x89PNG"):
-            missing.append(GRID_FILE)
+        if results is not None:
+            read_identikits(folder, results)
+        elif not {"images", "digits"} <= set(read_npz(folder / IDENTIKITS_FILE)):
+            missing.append(IDENTIKITS_FILE)
     except IdentikitError:
+        missing.append(IDENTIKITS_FILE)
+    if not _png_ok(folder / GRID_FILE):
         missing.append(GRID_FILE)
-    return missing
+    return sorted(missing)
+
+
+def _png_ok(path: Path) -> bool:
+    try:
+        return read_regular(path).startswith(b"\x89PNG\r\n\x1a\n")
+    except IdentikitError:
+        return False
 
 
 def _finished_without_state(folder: Path, identity: dict[str, Any]) -> SweepOutcome:
@@ -202,7 +211,7 @@ def _finished_without_state(folder: Path, identity: dict[str, Any]) -> SweepOutc
             f"{exc}; no {STATE_FILE} is left to rebuild it from: delete {folder / RESULTS_FILE} "
             "to search again"
         ) from None
-    if GRID_FILE in _missing_outputs(folder):
+    if not _png_ok(folder / GRID_FILE):
         atomic_write_bytes(folder / GRID_FILE, grid_png(existing, images, digits))
         return SweepOutcome(existing, resumed=False, already_done=True, rebuilt=[GRID_FILE])
     return SweepOutcome(existing, resumed=False, already_done=True)
@@ -258,17 +267,18 @@ def _sweep_locked(
     if saved is None and os.path.lexists(folder / RESULTS_FILE):
         return _finished_without_state(folder, identity)
     engines = [engine_record(classifier)]
+    missing: list[str] = []  # outputs of a finished sweep, to be written again
     if saved is not None:
         _refuse_if_different(folder, saved[0], identity)
         _, state, earlier = saved
         _check_layout(folder, state, config)
-        finished = not bool((state.status == ACTIVE).any())
-        if finished and not _missing_outputs(folder):
-            return SweepOutcome(read_results(folder), resumed=True, already_done=True)
-        if not finished:
+        if bool((state.status == ACTIVE).any()):
             engines = _engines(folder, saved[0], engines[0], allow_engine_change)
         else:
-            engines = saved[0].get("engines") or engines
+            missing = _missing_outputs(folder)
+            if not missing:
+                return SweepOutcome(read_results(folder), resumed=True, already_done=True)
+            engines = recorded_engines(saved[0]) or engines
     else:
         layout = config.layout()
         state = initial_state(
@@ -301,6 +311,5 @@ def _sweep_locked(
     results = sweep_results(
         classifier, config, state, seconds=seconds, model_path=model_path, engines=engines
     )
-    rebuilt = _missing_outputs(folder) if saved is not None else []
     write_sweep(folder, results, state)
-    return SweepOutcome(results, resumed=saved is not None, already_done=False, rebuilt=rebuilt)
+    return SweepOutcome(results, resumed=saved is not None, already_done=False, rebuilt=missing)
