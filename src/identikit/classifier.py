@@ -31,7 +31,7 @@ from identikit.backends.scorers import Scorer, module_digest, torch_scorer
 from identikit.backends.tuning import Choice, Target, choose
 from identikit.device import resolve_device
 from identikit.errors import IdentikitError, first_line
-from identikit.limits import CLASSES
+from identikit.limits import CLASSES, MODEL_BYTES
 from identikit.models.checkpoint import load_checkpoint
 from identikit.preprocessing import Preprocessing, detect_output_kind, to_log_probabilities
 from identikit.safe_files import display_name, read_regular
@@ -385,7 +385,7 @@ def load_classifier(
     ``precision``, ``cache_dir``, ``log`` and ``remeasure`` are :class:`Classifier`'s.
     """
     file = Path(path)
-    data = read_regular(file)
+    data = read_regular(file, limit=MODEL_BYTES)
     kind = model_format(file, data)
     name = display_name(file)
     torch_device = resolve_device(device)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from identikit.errors import IdentikitError
-from identikit.limits import FILE_BYTES
+from identikit.limits import FILE_BYTES, Limit
 
 
 def _kind(mode: int) -> str:
@@ -53,8 +53,11 @@ def inside(path: Path, root: Path) -> bool:
     return True
 
 
-def read_regular(path: str | os.PathLike[str], *, root: Path | None = None) -> bytes:
-    """The bytes of ``path``, which must be a regular file (inside ``root`` when given)."""
+def read_regular(
+    path: str | os.PathLike[str], *, root: Path | None = None, limit: Limit = FILE_BYTES
+) -> bytes:
+    """The bytes of ``path``, which must be a regular file (inside ``root`` when given) of at
+    most ``limit`` bytes."""
     file = Path(path)
     if root is not None and not inside(file, root):
         raise IdentikitError(f"{file}: a link that leads out of {root}; refusing to read it")
@@ -68,7 +71,7 @@ def read_regular(path: str | os.PathLike[str], *, root: Path | None = None) -> b
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise IdentikitError(f"{file} is {_kind(info.st_mode)}, not a regular file")
-        FILE_BYTES.check(info.st_size, str(file))
+        limit.check(info.st_size, str(file))
         with os.fdopen(fd, "rb", closefd=False) as handle:
             data = handle.read(info.st_size + 1)
     except OSError as exc:

@@ -24,7 +24,7 @@ from torch import nn
 
 from identikit.atomic import atomic_write_bytes
 from identikit.errors import CheckpointError, IdentikitError
-from identikit.limits import CLASSES
+from identikit.limits import CLASSES, MODEL_BYTES
 from identikit.models import build_model, get_architecture
 from identikit.safe_files import read_regular
 
@@ -89,7 +89,7 @@ def read_checkpoint(path: str | os.PathLike[str], *, data: bytes | None = None) 
     file = Path(path)
     if data is None:
         try:
-            data = read_regular(file)
+            data = read_regular(file, limit=MODEL_BYTES)
         except IdentikitError as exc:
             raise CheckpointError(str(exc)) from None
     _check_container(file, data)

@@ -29,6 +29,7 @@ from identikit.atomic import atomic_write_text
 from identikit.classifier import load_classifier
 from identikit.compare import THRESHOLDS, curves
 from identikit.errors import IdentikitError
+from identikit.limits import MODEL_BYTES
 from identikit.models import ARCHITECTURES
 from identikit.records import (
     IDENTIKITS_FILE,
@@ -115,7 +116,7 @@ class Replayer:
     def of(cls, models: Sequence[Path], *, trust_code: bool = False) -> Replayer:
         paths = {}
         for path in models:
-            paths[hashlib.sha256(read_regular(path)).hexdigest()] = path
+            paths[hashlib.sha256(read_regular(path, limit=MODEL_BYTES)).hexdigest()] = path
         return cls(paths, trust_code)
 
 
