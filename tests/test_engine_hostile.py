@@ -234,7 +234,7 @@ def test_group_sizes_shrink_with_the_number_of_classes() -> None:
         assert runs >= 1 and runs * cost * 4 * (784 + 2 * MANY_CLASSES) <= GROUP_BYTES
     assert GROUP_BYTES <= 256 * 2**20
     assert group_runs(50, MANY_CLASSES) == 3
-    assert group_runs(10_000, MANY_CLASSES) == 1  # at least one run, however many candidates
+    assert group_runs(2_000, MANY_CLASSES) == 1  # at least one run, while its step fits the limit
 
 
 @pytest.fixture(scope="module")
