@@ -38,7 +38,7 @@ def small_search(classifier):  # type: ignore[no-untyped-def]
         state,
         make_strategy("random-masks", candidates=30),
         classifier,
-        [Converged(0.99), Stuck(10), Budget(1500)],
+        [Converged(0.99), Stuck(10 * 30), Budget(1500)],  # 10 iterations of 30 queries
     )
     return state
 

@@ -43,7 +43,7 @@ SWEEP = SweepConfig(
     runs=2,
     strategy_settings={"candidates": 20},
     max_queries=400,
-    patience=5,
+    patience=5 * 20,  # 5 iterations of 20 candidates
     seed=3,
 )
 
@@ -110,7 +110,7 @@ def search_args(model: Path, out: Path, *extra: str) -> list[str]:
         "--max-queries",
         "400",
         "--patience",
-        "5",
+        "100",  # as SWEEP's patience
         "--seed",
         "3",
         "--backend",

@@ -55,7 +55,12 @@ def search(
     classifier = Classifier(model)
     strategy = make_strategy("random-masks", candidates=candidates, **settings)
     state = initial_state(classifier, targets, seeds)
-    advance(state, strategy, classifier, rules or [Converged(0.99), Stuck(20), Budget(20_000)])
+    advance(
+        state,
+        strategy,
+        classifier,
+        rules or [Converged(0.99), Stuck(20 * candidates), Budget(20_000)],
+    )
     return classifier, state
 
 
@@ -86,10 +91,12 @@ def test_same_seed_same_images_whatever_the_batch() -> None:
 
 
 def test_unreachable_target_never_converges() -> None:
-    _, stuck = search(Constant(), [0, 1], [1, 2], rules=[Converged(0.99), Stuck(3), Budget(10_000)])
+    _, stuck = search(
+        Constant(), [0, 1], [1, 2], rules=[Converged(0.99), Stuck(3 * 50), Budget(10_000)]
+    )
     assert [STATUS_NAMES[s] for s in stuck.status.tolist()] == ["stuck", "stuck"]
     assert stuck.iterations.tolist() == [3, 3]
-    _, budget = search(Constant(), [0], [1], rules=[Converged(0.99), Stuck(100), Budget(175)])
+    _, budget = search(Constant(), [0], [1], rules=[Converged(0.99), Stuck(100 * 50), Budget(175)])
     assert STATUS_NAMES[int(budget.status[0])] == "budget"
     assert int(budget.queries[0]) == 151  # 1 + 3 x 50; a 4th step would exceed 175
 
@@ -99,7 +106,7 @@ def test_budget_is_respected_by_converging_runs() -> None:
         toy_linear(scale=0.01),
         list(range(10)),
         list(range(10)),
-        rules=[Converged(0.9999), Stuck(1000), Budget(1001)],
+        rules=[Converged(0.9999), Stuck(1000 * 50), Budget(1001)],
     )
     assert (state.queries <= 1001).all()
     assert {STATUS_NAMES[s] for s in state.status.tolist()} <= {"converged", "budget"}

@@ -39,6 +39,11 @@ FAST = {
 }
 
 
+def stuck(name: str, iterations: int, **extra: object) -> Stuck:
+    """Stuck after ``iterations`` stale iterations of the strategy (patience counts queries)."""
+    return Stuck(iterations * make_strategy(name, **{**FAST[name], **extra}).queries_per_step)
+
+
 def run(
     name: str,
     model: torch.nn.Module,
@@ -65,7 +70,7 @@ def test_converges_on_a_toy_model_with_monotone_best(name: str) -> None:
         toy_linear(),
         list(range(10)),
         list(range(10)),
-        [Converged(0.99), Stuck(200), Budget(20_000)],
+        [Converged(0.99), stuck(name, 200), Budget(20_000)],
     )
     assert [STATUS_NAMES[s] for s in state.status.tolist()] == ["converged"] * 10
     for history in state.history:
@@ -74,7 +79,7 @@ def test_converges_on_a_toy_model_with_monotone_best(name: str) -> None:
 
 @pytest.mark.parametrize("name", ALL)
 def test_same_seed_same_result(name: str) -> None:
-    rules = [Converged(0.999), Stuck(50), Budget(3000)]
+    rules = [Converged(0.999), stuck(name, 50), Budget(3000)]
     _, _, a = run(name, toy_linear(scale=0.01), [2, 5], [7, 8], rules)
     _, _, b = run(name, toy_linear(scale=0.01), [2, 5], [7, 8], rules)
     assert torch.equal(a.images, b.images)
@@ -105,7 +110,7 @@ def test_gradient_priors_and_objectives() -> None:
             toy_linear(scale=0.3),
             [3, 4],
             [0, 1],
-            [Converged(0.99), Stuck(100), Budget(2000)],
+            [Converged(0.99), stuck("gradient", 100, **settings), Budget(2000)],
             **settings,
         )
         assert (state.confidences >= 0.99).all(), settings

@@ -47,7 +47,7 @@ CONFIG = SweepConfig(
     runs=3,
     strategy_settings={"candidates": 30},
     max_queries=1500,
-    patience=15,
+    patience=15 * 30,  # 15 iterations of 30 candidates
     seed=2,
 )
 
@@ -155,7 +155,7 @@ def search_args(model: Path, out: Path) -> list[str]:
         "--max-queries",
         "1001",
         "--patience",
-        "1000",
+        "50000",  # 1000 iterations of 50 candidates
         "--target",
         "0.999999",
         "--save-every",

@@ -6,16 +6,27 @@ convex problem (Boyd & Vandenberghe 2004, section 3.1.5). It is solved here by p
 ascent; the Frank-Wolfe duality gap (Jaggi 2013), max over the box of grad . (s - x), bounds how
 far the answer can be from the true optimum, so the ceiling is reported with a certificate:
 ``log_probability <= optimum <= log_probability + gap``.
+
+``write_ceiling`` records it in a folder: ``ceiling.json`` (per class the shortfall, the gap and
+whether 0.99 and 0.9999 are within reach, with the model's name and SHA-256, read back by
+:func:`identikit.records.read_ceiling`) and ``ceiling.png`` (the best images).
 """
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+from identikit.atomic import atomic_write_bytes, atomic_write_text
 from identikit.errors import IdentikitError
+from identikit.records import CEILING_FILE, CEILING_FORMAT, CEILING_REACH
+from identikit.report.figures import identikit_grid
 
 
 @dataclass
@@ -90,3 +101,35 @@ def model_ceiling(model: nn.Module) -> Ceiling:
     """The ceiling of a model that is one linear layer on the flattened pixels."""
     layer = linear_layer(model)
     return linear_ceiling(layer.weight, layer.bias)
+
+
+def ceiling_rows(ceiling: Ceiling) -> dict[str, dict[str, Any]]:
+    """Per class: the shortfall 1 - p, the certified gap, and which targets are within reach."""
+    rows: dict[str, dict[str, Any]] = {}
+    pairs = zip(ceiling.shortfall.tolist(), ceiling.gap.tolist(), strict=True)
+    for c, (shortfall, gap) in enumerate(pairs):
+        rows[str(c)] = {"shortfall": shortfall, "gap": gap}
+        rows[str(c)].update({key: shortfall <= most for key, most in CEILING_REACH.items()})
+    return rows
+
+
+def write_ceiling(out: str | os.PathLike[str], ceiling: Ceiling, *, name: str, sha256: str) -> None:
+    """Write ``ceiling.json`` and ``ceiling.png`` into ``out``, each atomically."""
+    folder = Path(out)
+    record = {
+        "format": CEILING_FORMAT,
+        "version": 1,
+        "model": {"name": name, "sha256": sha256},
+        "classes": ceiling_rows(ceiling),
+    }
+    images = ceiling.images.view(-1, 28, 28).numpy()
+    atomic_write_bytes(
+        folder / "ceiling.png",
+        identikit_grid(
+            images,
+            list(range(len(images))),
+            ceiling.probability.tolist(),
+            title=f"{name}: exact optimum of the linear model",
+        ),
+    )
+    atomic_write_text(folder / CEILING_FILE, json.dumps(record, indent=1))

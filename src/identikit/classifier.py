@@ -18,7 +18,7 @@ import io
 import os
 import warnings
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,20 @@ ONNX_CHUNK = 512
 
 
 Model = nn.Module | Callable[[torch.Tensor], torch.Tensor]
+
+# What PyTorch warns, once per process, when identikit moves a TorchScript module (to a
+# device, to channels_last, or a copy of it to an engine): Module._apply reads each
+# parameter's .grad, and a scripted module's parameters are not leaves to it. The warning is
+# about identikit's own move, not about the user's model, so it is silenced there and only there.
+_NON_LEAF_GRAD = r"The \.grad attribute of a Tensor that is not a leaf Tensor is being accessed"
+
+
+@contextlib.contextmanager
+def _quiet_module_moves() -> Iterator[None]:
+    """Silence PyTorch's non-leaf ``.grad`` warning (and nothing else) while modules move."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_NON_LEAF_GRAD, category=UserWarning)
+        yield
 
 
 def _probe_pixels(random: int, *, seed: int) -> torch.Tensor:
@@ -105,10 +119,11 @@ class Classifier:
         check_precision(precision, self.device)
         self.precision = precision
         self.preprocessing = preprocessing or Preprocessing()
-        self.module = model.to(self.device).eval() if isinstance(model, nn.Module) else None
+        with _quiet_module_moves():
+            self.module = model.to(self.device).eval() if isinstance(model, nn.Module) else None
         if self.module is not None and self.device.type == "cpu":
             # NHWC convolutions are about 1.5x faster on CPU; layers without 4-D weights ignore it.
-            with contextlib.suppress(RuntimeError, AttributeError):
+            with contextlib.suppress(RuntimeError, AttributeError), _quiet_module_moves():
                 self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model: Callable[[torch.Tensor], torch.Tensor] = self.module or model
         if self.module is None:
@@ -143,9 +158,10 @@ class Classifier:
             raise IdentikitError(
                 f"{len(self.class_names)} class names for a model of {self.num_classes} classes"
             )
-        self.scorer, self.choice = self._choose_scorer(
-            backend, chunk_size, cache_dir, log, remeasure
-        )
+        with _quiet_module_moves():  # engines are built on copies of the module
+            self.scorer, self.choice = self._choose_scorer(
+                backend, chunk_size, cache_dir, log, remeasure
+            )
         if precision == "fp32":
             self.exact = self.scorer
 

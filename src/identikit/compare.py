@@ -20,7 +20,9 @@ from identikit.search import make_strategy
 from identikit.sweep import sweep_to_folder
 
 THRESHOLDS = (0.99, 0.999, 0.9999)
-NO_STALLING = 10**9  # patience that never triggers: only the budget ends a run
+# Patience (in queries) that never triggers: no run can go more queries without gain than its
+# budget allows (a budget above a billion raises it; see comparison_config).
+NO_STALLING = 10**9
 
 
 def comparison_config(
@@ -39,7 +41,8 @@ def comparison_config(
         strategy=strategy,
         seed=seed,
         target=max(THRESHOLDS),
-        patience=NO_STALLING,
+        # max(): a saved comparison's settings, and so its resumption, stay as they were.
+        patience=max(NO_STALLING, max_queries + 1),
         max_queries=max_queries,
         start=start,
     )

@@ -224,6 +224,48 @@ def ensure_files(
     return {f: p for f, p in found.items() if p is not None}
 
 
+def refetch_files(name: str = "mnist", root: str | os.PathLike[str] | None = None) -> None:
+    """Fetch dataset ``name`` again and replace its files in ``root`` (``data --refetch``).
+
+    The new files are fetched (and verified) into a temporary folder beside them first, so a
+    failed fetch leaves the old files as they were; only then are the old ones, raw or .gz,
+    deleted and the new ones moved in, each move atomic.
+    """
+    spec = get_spec(name)
+    if spec.fetch is None:
+        raise DataError(f"--refetch: identikit cannot fetch {spec.name}. {spec.how_to_supply}")
+    dest = (Path(root) if root is not None else default_root()) / spec.name
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".identikit-refetch-", dir=dest) as tmp:
+        spec.fetch(Path(tmp))
+        for file in _fetchable_copies(spec, dest.parent):
+            file.unlink()
+        for fetched in Path(tmp).iterdir():
+            os.replace(fetched, dest / fetched.name)
+
+
+def _fetchable_copies(spec: DatasetSpec, root: Path) -> list[Path]:
+    """Every copy of the dataset's files, raw or .gz, in ``root`` and ``root/<dataset>``:
+    where a refetch replaces them (never a system folder such as a Debian package's)."""
+    names = [f for pair in spec.files.values() for f in pair]
+    return [
+        folder / candidate
+        for folder in (root, root / spec.name)
+        for name in names
+        for candidate in (name, f"{name}.gz")
+        if (folder / candidate).is_file()
+    ]
+
+
+def _recovery(spec: DatasetSpec, path: Path) -> str:
+    """How to recover from a damaged file of a dataset: fetch it again, where identikit can."""
+    if spec.fetch is None:
+        return f"replace {path}. {spec.how_to_supply}"
+    root = path.parent.parent if path.parent.name == spec.name else path.parent
+    flags = "" if root == default_root() else f" --root {root}"
+    return f"delete {path} to fetch it again, or run identikit data --refetch{flags}"
+
+
 def _check_md5(spec: DatasetSpec, name: str, data: bytes, *, origin: str) -> None:
     expected = spec.md5.get(name)
     if expected is None:
@@ -262,10 +304,13 @@ def load_dataset(
 
 
 def _load_checked(spec: DatasetSpec, name: str, path: Path, *, ndim: int) -> np.ndarray:
-    data = read_bytes(path)
-    _check_md5(spec, name, data, origin=str(path))
-    # A writable copy: users (and torch.from_numpy) expect to own the arrays they get.
-    return parse_idx(data, name=str(path), ndim=ndim).copy()
+    data = read_bytes(path, recovery=_recovery(spec, path))
+    try:
+        _check_md5(spec, name, data, origin=str(path))
+        # A writable copy: users (and torch.from_numpy) expect to own the arrays they get.
+        return parse_idx(data, name=str(path), ndim=ndim).copy()
+    except DataError as exc:  # damaged (truncated, altered): say how to get a good copy
+        raise DataError(f"{exc}; {_recovery(spec, path)}") from None
 
 
 def load_mnist(

@@ -21,6 +21,7 @@ from identikit.data import load_mnist
 from identikit.errors import CheckpointError, DifferentSweepError
 from identikit.experiment import SweepConfig, format_summary
 from identikit.models.checkpoint import load_checkpoint
+from identikit.report.page import build_report
 from identikit.sweep import SweepOutcome, sweep_to_folder
 from identikit.training import train
 
@@ -85,10 +86,11 @@ def run_demo(out: Path, *, device: str = "auto", root: str | os.PathLike[str] | 
         outcome = demo_sweep(classifier, out / name / "search", checkpoint)
         if outcome.results is not None:
             print(format_summary(outcome.results))
-    from identikit.report.page import build_report
-
     # The demo's own checkpoints, just trained or checked: the only models its report replays.
-    report = build_report(out, models=[out / f"{name}.pt" for name in DEMO_MODELS])
+    print(f"writing the report {out / 'report.html'}: figures, and an animation per model ...")
+    report = build_report(
+        out, models=[out / f"{name}.pt" for name in DEMO_MODELS], log=print, progress=True
+    )
     print()
     for name, accuracy in accuracies.items():
         print(f"{name:8s} test accuracy {accuracy:.2%}   checkpoint {out / (name + '.pt')}")

@@ -33,7 +33,7 @@ from identikit.search import (
     make_strategy,
 )
 from identikit.search.base import START_IMAGES, derive_seed, step_cost
-from identikit.search.stopping import StoppingRule
+from identikit.search.stopping import PATIENCE, StoppingRule
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class SweepConfig:
     strategy_settings: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     target: float = 0.99
-    patience: int = 50
+    patience: int = PATIENCE  # model queries without gain before a run is stuck
     max_queries: int = 100_000
     start: str = "blank"
 
@@ -224,19 +224,23 @@ def write_sweep(out: str | os.PathLike[str], results: dict[str, Any], state: Sea
 
 
 def format_summary(results: dict[str, Any]) -> str:
-    """The per-digit table printed at the end of a sweep."""
+    """The per-class table printed at the end of a sweep, aligned for names of any length."""
     target = results["settings"]["target"]
-    lines = [
-        f"digit  runs  converged  rate   95% interval   median queries   (target {target})",
-    ]
     names = results["model"].get("class_names") or []
+    labels = {}
+    for digit in results["summary"]:
+        name = names[int(digit)] if int(digit) < len(names) else digit
+        labels[digit] = digit if name == digit else f"{digit} {name}"
+    width = max([len("class"), *map(len, labels.values())])
+    lines = [
+        f"{'class':>{width}}  runs  converged  rate   95% interval   median queries"
+        f"   (target {target})",
+    ]
     for digit, row in results["summary"].items():
         low, high = row["rate_ci95"]
         median = "-" if row["median_queries"] is None else f"{row['median_queries']:,.0f}"
-        name = names[int(digit)] if int(digit) < len(names) else digit
-        label = digit if name == digit else f"{digit} {name}"
         lines.append(
-            f"{label:>5}  {row['runs']:4d}  {row['converged']:9d}  {row['rate']:4.0%}"
+            f"{labels[digit]:>{width}}  {row['runs']:4d}  {row['converged']:9d}  {row['rate']:4.0%}"
             f"   [{low:4.0%}, {high:4.0%}]   {median:>14}"
         )
     rate = results["queries_per_second"]

@@ -19,8 +19,9 @@ _UBYTE = 0x08
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def read_bytes(path: Path) -> bytes:
-    """The file's content, gunzipped when it is gzip-compressed."""
+def read_bytes(path: Path, *, recovery: str = "") -> bytes:
+    """The file's content, gunzipped when it is gzip-compressed; ``recovery`` (how to get a
+    good copy) ends the error for corrupt gzip data."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -30,7 +31,8 @@ def read_bytes(path: Path) -> bytes:
     try:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
+        hint = f"; {recovery}" if recovery else ""
+        raise DataError(f"{path}: corrupt or truncated gzip data ({exc}){hint}") from exc
 
 
 def parse_idx(data: bytes, *, name: str, ndim: int) -> np.ndarray:

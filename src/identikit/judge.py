@@ -9,12 +9,17 @@ tests of that:
   from the adversarial-examples literature, Szegedy et al. 2014; Papernot et al. 2016);
 * *nearest neighbour*: the closest real training digit in pixel space (Euclidean), and the
   distances to the closest digit of the intended class and of any other class.
+
+A judge is a built-in name (trained on first use) or a model file of the user's own. A
+``compare`` folder is judged sweep by sweep, with the same judges and real digits.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,11 +27,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from identikit.classifier import Classifier
+from identikit.atomic import atomic_write_text
+from identikit.classifier import Classifier, load_classifier
 from identikit.data import default_root, load_dataset
 from identikit.errors import CheckpointError, IdentikitError
+from identikit.folder_lock import locked_folder
 from identikit.models.checkpoint import load_checkpoint
-from identikit.records import RESULTS_FILE, read_identikits, read_results
+from identikit.records import RESULTS_FILE, Fields, read_identikits, read_results
+from identikit.safe_files import read_json
 from identikit.training import train
 
 
@@ -109,7 +117,7 @@ def nearest_neighbours(
     real = torch.from_numpy(train_images.reshape(len(train_images), -1)).float().div_(255.0)
     labels = torch.from_numpy(train_labels.astype(np.int64))
     real_norms = real.pow(2).sum(1)
-    same, other, nearest_label = [], [], []
+    same, other, nearest = [], [], []
     for start in range(0, len(images), block):
         query = torch.from_numpy(images[start : start + block].reshape(-1, 784))
         wanted = torch.from_numpy(digits[start : start + block])
@@ -119,51 +127,162 @@ def nearest_neighbours(
         mine = labels.view(1, -1) == wanted.view(-1, 1)
         same.append(distances.masked_fill(~mine, float("inf")).min(1).values)
         other.append(distances.masked_fill(mine, float("inf")).min(1).values)
-        nearest_label.append(labels[distances.argmin(1)])
+        nearest.append(distances.argmin(1))
     own, rest = torch.cat(same), torch.cat(other)
-    hits = torch.cat(nearest_label).numpy() == digits
+    index = torch.cat(nearest) if nearest else torch.zeros(0, dtype=torch.int64)
+    hits = labels[index].numpy() == digits
     return {
         "share": float(hits.mean()) if len(hits) else 0.0,
         "distance_own_class": own.tolist(),
         "distance_other_classes": rest.tolist(),
-        "nearest_label": torch.cat(nearest_label).tolist(),
+        "nearest_label": labels[index].tolist(),
+        "nearest_index": index.tolist(),
     }
+
+
+@dataclass(frozen=True)
+class Judge:
+    """A model that classifies identikits: its name in verdicts, and the model itself."""
+
+    name: str
+    classifier: Classifier
+
+
+def load_judges(
+    names: Sequence[str],
+    *,
+    dataset: str = "mnist",
+    root: str | os.PathLike[str] | None = None,
+    cache: Path | None = None,
+    device: str = "auto",
+    trust_code: bool = False,
+) -> list[Judge]:
+    """The judges named: built-in ones (trained on first use and cached) or model files.
+
+    Any other entry that is an existing file is the user's own model (a checkpoint or ONNX
+    file; TorchScript only with ``trust_code``), named by its file name.
+    """
+    judges = []
+    for entry in names:
+        if entry in JUDGES:
+            path = judge_checkpoint(
+                JUDGES[entry],
+                dataset=dataset,
+                root=root,
+                cache=cache or default_root() / "judges",
+                device=device,
+            )
+            judges.append(Judge(entry, Classifier.from_checkpoint(path, device=device)))
+        elif Path(entry).is_file():
+            classifier = load_classifier(entry, device=device, trust_code=trust_code)
+            judges.append(Judge(Path(entry).name, classifier))
+        else:
+            raise IdentikitError(
+                f"unknown judge {entry!r}: not a model file, nor one of {', '.join(JUDGES)}"
+            )
+    taken = [judge.name for judge in judges]
+    twice = sorted({name for name in taken if taken.count(name) > 1})
+    if twice:
+        raise IdentikitError(f"--judges names {twice[0]} twice: verdicts are kept by name")
+    return judges
+
+
+def comparison_sweeps(folder: str | os.PathLike[str]) -> list[Path]:
+    """The sweeps to judge in ``folder``: itself when it holds a sweep, or, for a ``compare``
+    folder (one holding ``compare.json``), each strategy's sweep in it, in its order."""
+    path = Path(folder)
+    if os.path.lexists(path / RESULTS_FILE) or not os.path.lexists(path / "compare.json"):
+        return [path]  # a sweep, or a folder that load_sweep will say holds none
+    names = Fields(path / "compare.json").mapping(read_json(path / "compare.json"), "the record")
+    # Only plain names of real subfolders: a hand-edited compare.json must not lead elsewhere.
+    sweeps = [
+        path / name
+        for name in names
+        if name not in ("", ".", "..")
+        and Path(name).name == name
+        and (path / name).is_dir()
+        and not (path / name).is_symlink()
+    ]
+    if not sweeps:
+        raise IdentikitError(f"{path / 'compare.json'} names no sweep folder in {path}")
+    return sweeps
 
 
 def judge_sweep(
     folder: str | os.PathLike[str],
     *,
-    judges: list[str],
+    judges: Sequence[str],
     dataset: str = "mnist",
     root: str | os.PathLike[str] | None = None,
     cache: Path | None = None,
     device: str = "auto",
+    trust_code: bool = False,
 ) -> dict[str, Any]:
-    """Every judge's verdict and the nearest-neighbour test for the identikits of a sweep."""
+    """Every judge's verdict and the nearest-neighbour test for the identikits of a sweep,
+    the judges named as :func:`load_judges` takes them."""
+    load_sweep(folder)  # a folder without a sweep is refused before any judge is trained
+    loaded = load_judges(
+        judges, dataset=dataset, root=root, cache=cache, device=device, trust_code=trust_code
+    )
+    return verdict(folder, loaded, dataset=dataset, real=load_dataset(dataset, "train", root))
+
+
+def verdict(
+    folder: str | os.PathLike[str],
+    judges: Sequence[Judge],
+    *,
+    dataset: str,
+    real: tuple[np.ndarray, np.ndarray],
+) -> dict[str, Any]:
+    """The judge.json record of a sweep: ``judges``' verdicts and the nearest digits of
+    ``real``, the training split (images, labels) of ``dataset``."""
     results, images, digits = load_sweep(folder)
-    unknown = [j for j in judges if j not in JUDGES]
-    if unknown:
-        raise IdentikitError(f"unknown judge {unknown[0]!r}; known: {', '.join(JUDGES)}")
-    cache = cache or default_root() / "judges"
+    classes = int(results["model"]["classes"])
     verdicts: dict[str, Any] = {}
-    for name in judges:
-        path = judge_checkpoint(
-            JUDGES[name], dataset=dataset, root=root, cache=cache, device=device
-        )
-        classifier = Classifier.from_checkpoint(path, device=device)
-        if classifier.sha256 == results.get("model", {}).get("sha256"):
+    for judge in judges:
+        if judge.classifier.sha256 == results["model"].get("sha256"):
             continue  # the model that drew the identikits is no independent judge
-        verdicts[name] = transfer(classifier, images, digits)
-    train_images, train_labels = load_dataset(dataset, "train", root)
-    neighbours = nearest_neighbours(images, digits, train_images, train_labels)
+        if judge.classifier.num_classes != classes:
+            raise IdentikitError(
+                f"judge {judge.name} has {judge.classifier.num_classes} classes; the "
+                f"identikits of {folder} are of a model of {classes}"
+            )
+        verdicts[judge.name] = transfer(judge.classifier, images, digits)
+    neighbours = nearest_neighbours(images, digits, *real)
     return {
         "sweep": str(folder),
         "strategy": results.get("settings", {}).get("strategy"),
         "identikits": len(digits),
+        "dataset": dataset,
         "judges": {name: v["agreement"] for name, v in verdicts.items()},
         "nearest_neighbour": neighbours["share"],
         "transfer_matrices": {name: v["matrix"] for name, v in verdicts.items()},
-        "median_distance_own_class": float(np.median(neighbours["distance_own_class"])),
-        "median_distance_other_classes": float(np.median(neighbours["distance_other_classes"])),
+        "median_distance_own_class": _median(neighbours["distance_own_class"]),
+        "median_distance_other_classes": _median(neighbours["distance_other_classes"]),
         "nearest_label": neighbours["nearest_label"],
+        "nearest_index": neighbours["nearest_index"],
     }
+
+
+def judge_folders(
+    sweeps: Sequence[Path],
+    judges: Sequence[Judge],
+    *,
+    dataset: str = "mnist",
+    root: str | os.PathLike[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Judge each sweep and write its ``judge.json``, each under its folder's lock (not while
+    another process works in it); the dataset is read once for all."""
+    real = load_dataset(dataset, "train", root)
+    verdicts = []
+    for folder in sweeps:
+        with locked_folder(folder, create=False):
+            record = verdict(folder, judges, dataset=dataset, real=real)
+            atomic_write_text(folder / "judge.json", json.dumps(record, indent=1))
+        verdicts.append(record)
+    return verdicts
+
+
+def _median(values: list[float]) -> float:
+    """The median, and 0 for none (``np.median`` of nothing is NaN, which JSON cannot hold)."""
+    return float(np.median(values)) if values else 0.0

@@ -203,8 +203,22 @@ def read_identikits(
     return images.astype(np.float32), digits.astype(np.int64)
 
 
-def check_judge(value: Any, source: str | Path, classes: int) -> dict[str, Any]:
-    """A validated ``judge.json``: shares in [0, 1] and square transfer matrices."""
+def check_judge(
+    value: Any,
+    source: str | Path,
+    classes: int,
+    *,
+    identikits: int | None = None,
+    train_size: int | None = None,
+) -> dict[str, Any]:
+    """A validated ``judge.json``: shares in [0, 1] and square transfer matrices.
+
+    The optional ``dataset`` (the name the nearest digits come from) and ``nearest_index``
+    (per identikit, the index of its nearest digit in that dataset's training split) are
+    returned as None where absent (a judge.json written before them); indices are whole
+    numbers from 0 (below ``train_size`` when given), one per identikit: ``identikits`` when
+    given (the sweep's count, which the file must agree with), else the file's own count.
+    """
     fields = Fields(source)
     verdict = fields.mapping(value, "the verdict")
     judges = {
@@ -219,12 +233,24 @@ def check_judge(value: Any, source: str | Path, classes: int) -> dict[str, Any]:
             for count in fields.sequence(row, f"transfer_matrices.{name}[{i}]", classes):
                 fields.integer(count, f"transfer_matrices.{name}[{i}]", 0)
         matrices[name] = rows
+    dataset = verdict.get("dataset")
+    indices = verdict.get("nearest_index")
+    if indices is not None:
+        if identikits is None:
+            identikits = fields.integer(verdict.get("identikits"), "identikits", 0)
+        high = None if train_size is None else train_size - 1
+        indices = [
+            fields.integer(index, f"nearest_index[{i}]", 0, high)
+            for i, index in enumerate(fields.sequence(indices, "nearest_index", identikits))
+        ]
     return {
         "judges": judges,
         "nearest_neighbour": None
         if nearest is None
         else fields.number(nearest, "nearest_neighbour", 0.0, 1.0),
         "transfer_matrices": matrices,
+        "dataset": None if dataset is None else fields.text(dataset, "dataset"),
+        "nearest_index": indices,
     }
 
 
@@ -264,3 +290,43 @@ def check_compare(
             "seconds": fields.number(row.get("seconds"), f"{name}.seconds", 0.0),
         }
     return rows
+
+
+CEILING_FILE = "ceiling.json"
+CEILING_FORMAT = "identikit-ceiling"
+# What ``ceiling.json`` says is within reach, and the largest shortfall 1 - p that reaches it.
+CEILING_REACH = {"reaches_0.99": 1e-2, "reaches_0.9999": 1e-4}
+
+
+def check_ceiling(value: Any, source: str | Path) -> dict[str, Any]:
+    """A validated ``ceiling.json``: the model's name and SHA-256, and per class its shortfall
+    (1 - p of the best image, in [0, 1]) and certified gap (>= 0); whether each class reaches
+    0.99 and 0.9999 is recomputed from the shortfall rather than trusted."""
+    fields = Fields(source)
+    record = fields.mapping(value, "the record")
+    if record.get("format") != CEILING_FORMAT or record.get("version") != 1:
+        fields.fail("the record", f"is not an {CEILING_FORMAT} record of format version 1")
+    model = fields.mapping(record.get("model"), "model")
+    name = fields.text(model.get("name"), "model.name")
+    sha256 = fields.text(model.get("sha256"), "model.sha256")
+    rows = fields.mapping(record.get("classes"), "classes")
+    if not 2 <= len(rows) <= CLASSES.value:
+        fields.fail("classes", f"has {len(rows)} entries, expected 2 to {CLASSES.value}")
+    if list(rows) != [str(c) for c in range(len(rows))]:
+        fields.fail("classes", "are not named 0, 1, 2, ... in order")
+    classes = {}
+    for label, row in rows.items():
+        row = fields.mapping(row, f"classes.{label}")
+        shortfall = fields.number(row.get("shortfall"), f"classes.{label}.shortfall", 0.0, 1.0)
+        classes[label] = {
+            "shortfall": shortfall,
+            "gap": fields.number(row.get("gap"), f"classes.{label}.gap", 0.0),
+            **{key: shortfall <= most for key, most in CEILING_REACH.items()},
+        }
+    return {"model": {"name": name, "sha256": sha256}, "classes": classes}
+
+
+def read_ceiling(folder: Path, *, root: Path | None = None) -> dict[str, Any]:
+    """The validated ``ceiling.json`` of ``folder``."""
+    path = folder / CEILING_FILE
+    return check_ceiling(read_json(path, root=root), path)

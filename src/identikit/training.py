@@ -163,21 +163,25 @@ def fit(
             leave=False,
             dynamic_ncols=True,
         )
-        for step in bar:
-            index = order[step * config.batch_size : (step + 1) * config.batch_size]
-            x = x_all[index].contiguous(memory_format=memory_format)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = F.cross_entropy(model(x), y_all[index])
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            optimiser.step()
-            schedule.step()
-            value = loss.item()
-            total += value
-            running = value if running is None else 0.98 * running + 0.02 * value
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{running:.4f}", refresh=False)
-        bar.close()
+        try:
+            for step in bar:
+                index = order[step * config.batch_size : (step + 1) * config.batch_size]
+                x = x_all[index].contiguous(memory_format=memory_format)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    loss = F.cross_entropy(model(x), y_all[index])
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()  # type: ignore[no-untyped-call]
+                optimiser.step()
+                schedule.step()
+                value = loss.item()
+                total += value
+                running = value if running is None else 0.98 * running + 0.02 * value
+                if step % 20 == 0:
+                    bar.set_postfix(loss=f"{running:.4f}", refresh=False)
+        finally:
+            # Cleared before anything else is printed: an error line (or Ctrl-C's) would
+            # otherwise land on the bar's line.
+            bar.close()
         losses.append(total / steps_per_epoch)
         if on_epoch is not None:
             on_epoch(epoch, losses[-1])

@@ -6,8 +6,10 @@ are re-scored in float32), and timed scoring the same batch at each chunk size, 
 rounds so that a slow spell of a shared machine does not favour one of them; when the two
 fastest are close, they are measured again in turns. The fastest wins, ``torch.compile`` only
 where its speed repays its compilation (which every new process pays again) within
-``REPAY_IMAGES`` images. The choice is cached per machine (CPU, thread count, library versions)
-and model structure, so the measurement happens once.
+``REPAY_IMAGES`` images, and the choice says why a faster engine was passed over. The choice is
+cached per machine (CPU, thread count, library versions) and model structure, so the
+measurement happens once; a cached rate far below what a sweep then achieves was measured on a
+busy machine, and :func:`note_achieved_rate` drops it so that the next process measures again.
 """
 
 from __future__ import annotations
@@ -65,6 +67,12 @@ CACHE_VERSION = 1
 # The largest chunk size a cached choice may name: far above any measured (CUDA_CHUNKS), far
 # below one that would exhaust memory. Anything outside was edited by hand, and is remeasured.
 MAX_CHUNK = 1_048_576
+# A sweep's rate counts everything a search does besides scoring (drawing masks, keeping the
+# best), so it stays below the scoring rate of an engine measured on a quiet machine: a sweep
+# this much faster than the recorded rate means the recording was made on a busy one ...
+STALE_FACTOR = 1.5
+# ... provided the sweep ran long enough for its own rate to mean something.
+STALE_MIN_SECONDS = 10.0
 
 
 @dataclass
@@ -79,7 +87,13 @@ class Choice:
     rates: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     measured: str | None = None
+    # Engines measured faster than the winner but not chosen, and why (torch.compile whose
+    # compilation does not pay back); absent from caches written before it was recorded.
+    passed_over: dict[str, str] = field(default_factory=dict)
     how: str = "given"  # measured | cached | given | default
+    # Where this choice is cached, so that a sweep can report a rate that shows it stale.
+    cache_dir: Path | None = field(default=None, repr=False)
+    cache_key: str | None = field(default=None, repr=False)
 
     def summary(self) -> str:
         """One line for the user, e.g. ``onnx (fp32, chunks of 512, 2 threads), 7,012 ...``."""
@@ -89,10 +103,13 @@ class Choice:
         )
         if self.images_per_s:
             line += f", {self.images_per_s:,.0f} images/s"
-        others = _best_per_backend(self.rates)
-        others.pop(self.backend, None)
+        best = _best_per_backend(self.rates)
+        others = {b: r for b, r in best.items() if b != self.backend and b not in self.passed_over}
         if others:
             line += "; " + ", ".join(f"{b} {r:,.0f}" for b, r in others.items())
+        for name, why in self.passed_over.items():
+            rate = f" {best[name]:,.0f} images/s" if name in best else ""
+            line += f"; {name}{rate} not chosen: {why}"
         if self.skipped:
             reasons: dict[str, list[str]] = {}
             for name, why in self.skipped.items():
@@ -102,16 +119,22 @@ class Choice:
             )
         return line + {
             "measured": " [measured now, cached]",
-            "cached": f" [measured {self.measured}, cached]",
+            "cached": f" [measured {self.measured or 'earlier'}, cached; "
+            "identikit backends --remeasure to measure again]",
         }.get(self.how, "")
 
     def record(self) -> dict[str, Any]:
         """The choice as recorded in results: what was chosen and measured, not whether this
         process measured it or read it from the cache (a resumed sweep reads what the
-        interrupted one measured, and records the same)."""
+        interrupted one measured, and records the same), nor where it is cached."""
         record = asdict(self)
-        record.pop("how")
+        for name in _LOCAL:
+            record.pop(name)
         return record
+
+
+# Choice's fields that belong to this process, never recorded in results or the cache.
+_LOCAL = ("how", "cache_dir", "cache_key")
 
 
 def _best_per_backend(rates: dict[str, float]) -> dict[str, float]:
@@ -205,12 +228,14 @@ def choose(
             pass  # e.g. ONNX Runtime was uninstalled since: measure again
         else:
             _apply_threads(cached)
+            cached.cache_dir, cached.cache_key = target.cache_dir, key
             return scorer, cached
     if log is not None:
         log(f"measuring scoring engines ({', '.join(names)}) for this machine and model, once")
     scorer, choice = _measure(target, names, skipped, precision, chunk_size, threads)
     _write_cache(target.cache_dir, key, choice)
     _apply_threads(choice)
+    choice.cache_dir, choice.cache_key = target.cache_dir, key
     return scorer, choice
 
 
@@ -298,6 +323,7 @@ def _measure(
         rates={k: round(v, 1) for k, v in rates.items()},
         skipped=skipped,
         measured=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        passed_over=_passed_over(timed, best, compile_seconds=rates.get("compile-start-s", 0.0)),
         how="measured",
     )
     return winner, choice
@@ -313,6 +339,19 @@ def _fastest(timed: dict[str, float], *, compile_seconds: float) -> str:
     runner_up = max(others, key=others.__getitem__)
     saved = REPAY_IMAGES / timed[runner_up] - REPAY_IMAGES / timed[best]
     return best if saved >= compile_seconds else runner_up
+
+
+def _passed_over(timed: dict[str, float], best: str, *, compile_seconds: float) -> dict[str, str]:
+    """Why a faster ``compile`` label than ``best`` was not chosen (see :func:`_fastest`), as
+    ``{"compile": reason}``; empty when the fastest won."""
+    fastest = max(timed, key=timed.__getitem__)
+    if fastest == best or not fastest.startswith("compile"):
+        return {}
+    saved = REPAY_IMAGES / timed[best] - REPAY_IMAGES / timed[fastest]
+    return {
+        "compile": f"its {compile_seconds:.1f} s compilation does not pay back within "
+        f"{REPAY_IMAGES:,} images (it would save {saved:.1f} s)"
+    }
 
 
 def _build(target: Target, name: str, precision: str, chunk: int, threads: int) -> Scorer:
@@ -582,8 +621,10 @@ def _read_cache(folder: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-# The fields a cached record holds: all of Choice's but ``how``, which is this process's own.
-_RECORDED = frozenset(f.name for f in fields(Choice)) - {"how"}
+# The fields a cached record holds: all of Choice's but this process's own; the optional ones
+# were added later, and a cache written before them is still read.
+_RECORDED = frozenset(f.name for f in fields(Choice)) - set(_LOCAL)
+_OPTIONAL = frozenset({"passed_over"})
 
 
 def _cached_choice(
@@ -596,7 +637,7 @@ def _cached_choice(
     PyTorch and hung ONNX Runtime. An entry that fails any check is measured again (and
     overwritten), never trusted and never an error.
     """
-    if not isinstance(record, dict) or set(record) != _RECORDED:
+    if not isinstance(record, dict) or not _RECORDED - _OPTIONAL <= set(record) <= _RECORDED:
         return None
     rate = record["images_per_s"]
     valid = (
@@ -610,6 +651,7 @@ def _cached_choice(
         and _mapping(record["rates"], _finite)
         and _mapping(record["skipped"], _is_str)
         and (record["measured"] is None or _is_str(record["measured"]))
+        and _mapping(record.get("passed_over", {}), _is_str)
     )
     return Choice(**record, how="cached") if valid else None
 
@@ -644,6 +686,11 @@ def _write_cache(folder: Path, key: str, choice: Choice) -> None:
     """Add ``choice`` to the cache; a cache that cannot be written only costs a re-measurement."""
     entries = _read_cache(folder)
     entries[key] = choice.record()
+    _save_cache(folder, entries)
+
+
+def _save_cache(folder: Path, entries: dict[str, Any]) -> None:
+    """Write the cached choices ``entries``, atomically, or leave the cache as it was."""
     path = folder / CACHE_FILE
     with contextlib.suppress(OSError, IdentikitError):
         folder.mkdir(parents=True, exist_ok=True)
@@ -652,3 +699,47 @@ def _write_cache(folder: Path, key: str, choice: Choice) -> None:
             # alone (rmdir refuses it), and choices are then measured in every process.
             path.rmdir()
         atomic_write_text(path, json.dumps(entries, indent=1, sort_keys=True))
+
+
+def note_achieved_rate(
+    choice: Choice,
+    rate: float | None,
+    *,
+    seconds: float,
+    log: Callable[[str], None] | None = None,
+) -> bool:
+    """Forget the cached ``choice`` when a sweep achieved far more than its recorded rate.
+
+    ``rate`` is the sweep's queries a second over ``seconds``; the caller passes only a sweep
+    scored throughout by ``choice``'s engine (not one resumed from a state another process
+    scored). A sweep's rate includes the search's own work, so one above ``STALE_FACTOR``
+    times the recorded scoring rate means the choice was measured while the machine was busy:
+    its cache entry is deleted, so that the next process measures again, and ``log`` is told
+    in one line. Returns whether the entry was deleted.
+    """
+    recorded = choice.images_per_s
+    if (
+        choice.cache_dir is None
+        or choice.cache_key is None
+        or not recorded
+        or rate is None
+        or seconds < STALE_MIN_SECONDS
+        or rate <= STALE_FACTOR * recorded
+    ):
+        return False
+    entries = _read_cache(choice.cache_dir)
+    entry = entries.get(choice.cache_key)
+    if not isinstance(entry, dict) or (entry.get("measured"), entry.get("images_per_s")) != (
+        choice.measured,
+        recorded,
+    ):
+        return False  # measured again since, by another process: that measurement stands
+    del entries[choice.cache_key]
+    _save_cache(choice.cache_dir, entries)
+    if log is not None:
+        log(
+            f"this sweep ran at {rate:,.0f} queries/s, far above the {recorded:,.0f} images/s "
+            f"measured for {choice.backend} on {choice.measured or 'an earlier run'} (then "
+            "on a busy machine): the engines will be measured again next time"
+        )
+    return True

@@ -10,6 +10,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from tqdm import tqdm
+
 from identikit.cli import models, reporting, searching
 from identikit.cli.options import Parser
 from identikit.errors import IdentikitError
@@ -44,6 +46,14 @@ def _attach_ranges(arguments: list[str]) -> list[str]:
     return out
 
 
+def _clear_progress_bars() -> None:
+    """Close every progress bar still showing, so that the message that follows starts a line
+    of its own instead of landing on the bar's. Bars close themselves in ``finally`` blocks;
+    this is for any that an error left open."""
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     arguments = _attach_ranges(list(sys.argv[1:] if argv is None else argv))
@@ -55,9 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IdentikitError as exc:
         if args.debug:
             raise
+        _clear_progress_bars()
         print(f"identikit: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _clear_progress_bars()
         print("identikit: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
@@ -68,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug of identikit's, not the user's: still no traceback
         if args.debug:
             raise
+        _clear_progress_bars()
         print(
             f"identikit: internal error: {type(exc).__name__}: {exc} (please report it; "
             "--debug shows the traceback)",

@@ -18,12 +18,14 @@ from identikit.cli.options import (
     positive_int,
     print_json,
 )
-from identikit.data import SPLITS, ensure_files, load_dataset
+from identikit.data import SPLITS, ensure_files, load_dataset, refetch_files
 from identikit.errors import IdentikitError
 from identikit.models import ARCHITECTURES
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    if args.refetch:
+        refetch_files(args.dataset, args.root)
     paths = ensure_files(args.dataset, args.root)
     for split in SPLITS:
         images, labels = load_dataset(args.dataset, split, args.root)
@@ -84,6 +86,8 @@ def cmd_backends(args: argparse.Namespace) -> int:
         print(f"{label:28s} {rate:10,.0f}")
     for name, why in choice.skipped.items():
         print(f"{name:28s} not used: {why}")
+    for name, why in choice.passed_over.items():
+        print(f"{name:28s} not chosen: {why}")
     print(f"chosen: {choice.summary()}")
     return 0
 
@@ -114,7 +118,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     names = spec.class_names
     print(f"{args.model} on {args.dataset} test: accuracy {result.accuracy:.2%}")
-    print("class  accuracy   " + " ".join(f"{n[:5]:>5}" for n in names))
+    print("confusion: rows are the true class, columns the predicted class")
+    print("true   accuracy   " + " ".join(f"{n[:5]:>5}" for n in names))
     for name, accuracy, row in zip(names, result.per_class, result.confusion, strict=True):
         print(f"{name[:5]:>5}  {accuracy:8.2%}   " + " ".join(f"{v:5d}" for v in row))
     return 0
@@ -150,6 +155,12 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     """Add this module's commands to the parser."""
     data = commands.add_parser("data", parents=[common], help="fetch and verify a dataset")
     add_data_options(data)
+    data.add_argument(
+        "--refetch",
+        action="store_true",
+        help="fetch the dataset's files again (e.g. after a checksum mismatch); the old ones "
+        "are replaced only once the new ones are fetched and verified",
+    )
     data.set_defaults(handler=cmd_data)
 
     train = commands.add_parser(
@@ -182,8 +193,8 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         "--precision",
         default=None,
         choices=("auto", "fp32", "bf16"),
-        help="bf16 trains under bfloat16 autocast, about twice as fast on CPUs with "
-        "AVX-512 BF16; auto takes it where the device has it (default: the "
+        help="the arithmetic of training: bf16 trains under bfloat16 autocast, about twice as "
+        "fast on CPUs with AVX-512 BF16; auto takes it where the device has it (default: the "
         "architecture's own, softmax fp32, cnn auto)",
     )
     train.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
@@ -202,7 +213,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
     add_data_options(evaluate)
     add_device(evaluate)
-    add_model_options(evaluate)
+    add_model_options(evaluate, precision=False)  # evaluation scores in fp32
     evaluate.set_defaults(handler=cmd_evaluate)
 
     backends = commands.add_parser(
@@ -212,7 +223,10 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     backends.add_argument("--model", required=True, type=Path, help="model file")
     backends.add_argument(
-        "--remeasure", action="store_true", help="measure again, even when a choice is cached"
+        "--remeasure",
+        action="store_true",
+        help="measure again, even when a choice is cached (a choice a sweep showed was "
+        "measured on a busy machine is measured again anyway)",
     )
     backends.add_argument("--json", action="store_true", help="print the choice as JSON")
     add_device(backends)
@@ -223,7 +237,13 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         "export", parents=[common], help="export a checkpoint to ONNX or TorchScript"
     )
     export.add_argument("--model", required=True, type=Path, help="identikit checkpoint")
-    export.add_argument("--format", required=True, choices=("onnx", "torchscript"))
+    export.add_argument(
+        "--format",
+        default="onnx",
+        choices=("onnx", "torchscript"),
+        help="onnx (recommended: loads anywhere, without running code) or torchscript (a "
+        "program: identikit loads it back only with --trust-code) (default: %(default)s)",
+    )
     export.add_argument("--out", required=True, type=output_path, help="file to write")
     add_convention_options(export, outputs_default="logits")
     export.add_argument("--flatten", action="store_true", help="take inputs of shape (N, 784)")

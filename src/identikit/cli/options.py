@@ -15,6 +15,7 @@ from identikit.data import DATASETS
 from identikit.device import DEVICE_CHOICES
 from identikit.errors import IdentikitError
 from identikit.preprocessing import INPUT_RANGES, OUTPUT_KINDS
+from identikit.search import STRATEGIES
 
 
 class Parser(argparse.ArgumentParser):
@@ -52,7 +53,10 @@ def add_convention_options(parser: argparse.ArgumentParser | Any, *, outputs_def
         "--input-range",
         default="0,1",
         choices=sorted(INPUT_RANGES),
-        help="pixel range the model expects (default: %(default)s)",
+        # argparse would show the choices as {-1,1,0,1,0,255}: unreadable, the commas being
+        # part of the values.
+        metavar="RANGE",
+        help=f"pixel range the model expects: {' | '.join(INPUT_RANGES)} (default: %(default)s)",
     )
     parser.add_argument(
         "--mean",
@@ -74,8 +78,9 @@ def add_convention_options(parser: argparse.ArgumentParser | Any, *, outputs_def
     )
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """How to read a model file (checkpoint, TorchScript or ONNX) and its conventions."""
+def add_model_options(parser: argparse.ArgumentParser, *, precision: bool = True) -> None:
+    """How to read a model file (checkpoint, TorchScript or ONNX) and its conventions;
+    ``precision=False`` for commands that score in fp32 only (see :func:`add_backend_options`)."""
     group = parser.add_argument_group("model conventions (for TorchScript and ONNX models)")
     add_convention_options(group, outputs_default="detected")
     group.add_argument(
@@ -101,11 +106,13 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="allow loading a TorchScript model: it is a program and runs with your "
         "permissions (never for a file you did not make or do not trust)",
     )
-    add_backend_options(parser)
+    add_backend_options(parser, precision=precision)
 
 
-def add_backend_options(parser: argparse.ArgumentParser) -> None:
-    """The scoring engine and its precision (see ``identikit.backends``)."""
+def add_backend_options(parser: argparse.ArgumentParser, *, precision: bool = True) -> None:
+    """The scoring engine and the precision candidates are ranked in (see
+    ``identikit.backends``); ``precision=False`` for commands whose every score is fp32
+    (``evaluate``, ``certainty``), where ``--precision`` would mean nothing."""
     parser.add_argument(
         "--backend",
         default="auto",
@@ -113,13 +120,56 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
         help="scoring engine; auto measures them once per machine and model and takes the "
         "fastest (default: %(default)s)",
     )
+    if not precision:
+        return
     parser.add_argument(
         "--precision",
         default="fp32",
         choices=PRECISIONS,
-        help="bf16 ranks candidates in bfloat16 (CPUs with AVX-512 BF16 or AMX, recent GPUs), "
-        "int8 with an int8 copy of the model in ONNX Runtime (CPUs); either way the kept "
-        "ones are re-scored in fp32 (default: %(default)s)",
+        help="the precision black-box search candidates are ranked in: bf16 in bfloat16 "
+        "(CPUs with AVX-512 BF16 or AMX, recent GPUs), int8 with an int8 copy of the model in "
+        "ONNX Runtime (CPUs); either way the kept ones are re-scored in fp32, and white-box "
+        "strategies (gradient) work in fp32 (default: %(default)s)",
+    )
+
+
+def white_box_strategies(args: argparse.Namespace) -> list[str]:
+    """The white-box strategies (they take gradients) that the command will run: ``search``'s
+    ``--strategy`` or ``compare``'s ``--strategies``; none for other commands."""
+    if hasattr(args, "strategy"):
+        names = [args.strategy]
+    else:
+        names = [n.strip() for n in getattr(args, "strategies", "").split(",")]
+    return [n for n in names if getattr(STRATEGIES.get(n), "white_box", False)]
+
+
+def _check_precision_applies(args: argparse.Namespace, precision: str) -> None:
+    """Refuse a low ranking precision for a search by a white-box strategy, which has no
+    candidates to rank: it follows gradients, computed in fp32 by PyTorch."""
+    if precision != "fp32" and hasattr(args, "strategy") and white_box_strategies(args):
+        raise IdentikitError(
+            f"--precision {precision} does not apply to --strategy {args.strategy}, which "
+            "works in fp32 with PyTorch"
+        )
+
+
+def _say_what_scores(args: argparse.Namespace, classifier: Classifier, precision: str) -> None:
+    """Tell the user what computes the search: the chosen engine ranks candidates, but
+    gradients always come from PyTorch in fp32 (:meth:`Classifier.value_and_grad`)."""
+    white_box = white_box_strategies(args)
+    engine = classifier.choice.summary()
+    if not white_box:
+        print(f"{classifier.name}: scoring with {engine}", file=sys.stderr)
+        return
+    gradients = f"gradients with PyTorch (fp32, eager, on {classifier.device})"
+    if hasattr(args, "strategy"):
+        print(f"{classifier.name}: {gradients}; other scores with {engine}", file=sys.stderr)
+        return
+    note = f" (--precision {precision} ranks the other strategies' candidates)"
+    print(
+        f"{classifier.name}: {', '.join(white_box)}: {gradients}"
+        f"{note if precision != 'fp32' else ''}; other scoring with {engine}",
+        file=sys.stderr,
     )
 
 
@@ -131,6 +181,9 @@ def make_classifier(args: argparse.Namespace) -> Classifier:
     names = args.class_names.split(",") if args.class_names else None
     if args.chunk_size is not None and args.chunk_size < 1:
         raise IdentikitError("--chunk-size must be at least 1")
+    # Commands whose scores are all fp32 (evaluate, certainty) have no --precision.
+    precision = getattr(args, "precision", "fp32")
+    _check_precision_applies(args, precision)  # before the model is loaded: costs nothing
     classifier = load_classifier(
         args.model,
         device=args.device,
@@ -141,12 +194,12 @@ def make_classifier(args: argparse.Namespace) -> Classifier:
             input_range=args.input_range, mean=args.mean, std=args.std, outputs=args.outputs
         ),
         backend=args.backend,
-        precision=args.precision,
+        precision=precision,
         log=lambda line: print(line, file=sys.stderr),
         remeasure=getattr(args, "remeasure", False),
         trust_code=args.trust_code,
     )
-    print(f"{classifier.name}: scoring with {classifier.choice.summary()}", file=sys.stderr)
+    _say_what_scores(args, classifier, precision)
     if classifier.detected_outputs and classifier.outputs != "logits":
         print(
             f"{classifier.name}: outputs detected as {classifier.outputs} "

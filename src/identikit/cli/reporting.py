@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import webbrowser
 from pathlib import Path
 from typing import Any
 
@@ -10,17 +12,34 @@ from identikit.cli.options import add_device, output_path
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from identikit.report.page import build_report
+    from identikit.report.page import build_report, write_pngs
 
     path = build_report(
-        args.folder, animate=not args.no_animation, models=args.model, trust_code=args.trust_code
+        args.folder,
+        animate=not args.no_animation,
+        models=args.model,
+        trust_code=args.trust_code,
+        log=_say,
+        progress=True,
     )
     print(f"report: {path}")
+    if args.pngs is not None:
+        written = write_pngs(args.folder, args.pngs)
+        print(f"{len(written)} identikit images in {args.pngs}")
     if args.open:
-        import webbrowser
-
-        webbrowser.open(path.resolve().as_uri())
+        open_page(path)
     return 0
+
+
+def _say(line: str) -> None:
+    """What takes time, on stderr: stdout carries only the results' paths."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def open_page(path: Path) -> None:
+    """Open the page in a browser; where none can be opened, say where the page is."""
+    if not webbrowser.open(path.resolve().as_uri()):
+        print(f"could not open a browser; the page is {path.resolve()}", file=sys.stderr)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -49,6 +68,14 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         "--trust-code",
         action="store_true",
         help="allow a TorchScript --model (a program that runs with your permissions)",
+    )
+    report.add_argument(
+        "--pngs",
+        type=output_path,
+        default=None,
+        metavar="OUT",
+        help="also write every identikit as OUT/<sweep folder>/<digit>-<run>.png (28 x 28 "
+        "pixels, each shown 8 x 8, grayscale)",
     )
     report.add_argument(
         "--no-animation",

@@ -1,4 +1,4 @@
-"""Commands that search and judge: search, compare, ceiling, judge, certainty."""
+"""Commands that search and judge: search, compare, strategies, ceiling, judge, certainty."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from identikit.backends.tuning import note_achieved_rate
 from identikit.classifier import Classifier
 from identikit.cli.options import (
     add_data_options,
@@ -29,7 +30,14 @@ from identikit.interrupt import PauseOnInterrupt
 from identikit.limits import SAMPLES
 from identikit.search import STRATEGIES
 from identikit.search.base import START_IMAGES
-from identikit.search.registry import FLAG_SETTINGS, parse_option, setting_types
+from identikit.search.priors import PRIORS
+from identikit.search.registry import (
+    FLAG_SETTINGS,
+    describe_strategy,
+    parse_option,
+    setting_types,
+)
+from identikit.search.stopping import PATIENCE
 
 
 def paused(args: argparse.Namespace, pause: PauseOnInterrupt) -> int:
@@ -81,6 +89,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     if outcome.results is None:
         return paused(args, pause)
     results = outcome.results
+    white_box = bool(getattr(STRATEGIES[args.strategy], "white_box", False))
+    if not (outcome.resumed or outcome.already_done or white_box):
+        # One process, one engine, the whole sweep: a cached rate it beats by far was
+        # measured on a busy machine, and is measured again next time.
+        note_achieved_rate(
+            classifier.choice,
+            results["queries_per_second"],
+            seconds=results["seconds"],
+            log=lambda line: print(line, file=sys.stderr),
+        )
     if outcome.rebuilt:
         print(
             f"{args.out}: rebuilt {', '.join(outcome.rebuilt)} of the finished sweep",
@@ -102,6 +120,26 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         print(format_summary(results))
         print(f"results in {args.out}/: results.json, identikits.npz, grid.png")
+    return 0
+
+
+def cmd_strategies(args: argparse.Namespace) -> int:
+    """List every registered strategy: description, source and settings with defaults."""
+    described = [describe_strategy(name) for name in sorted(STRATEGIES)]
+    if args.json:
+        print_json(described)
+        return 0
+    for entry in described:
+        kind = "white-box" if entry["white_box"] else "black-box"
+        print(f"{entry['name']} ({kind}): {entry['description']}")
+        print(f"  source: {entry['source'] or '-'}")
+        width = max((len(o["name"]) for o in entry["options"]), default=0)
+        for option in entry["options"]:
+            print(
+                f"  --option {option['name']:<{width}}  {option['type']:<5}  "
+                f"default {option['default']!r}"
+            )
+    print("set an option with: identikit search --strategy NAME --option NAME=VALUE")
     return 0
 
 
@@ -192,34 +230,22 @@ def _fmt(value: float | None) -> str:
 
 
 def cmd_ceiling(args: argparse.Namespace) -> int:
-    from identikit.ceiling import model_ceiling
+    import hashlib
+
+    from identikit.ceiling import ceiling_rows, model_ceiling, write_ceiling
+    from identikit.limits import MODEL_BYTES
     from identikit.models.checkpoint import load_checkpoint
+    from identikit.safe_files import display_name, read_regular
 
-    model, _ = load_checkpoint(args.model)
+    # The hash recorded is that of the very bytes the model is built from.
+    data = read_regular(args.model, limit=MODEL_BYTES)
+    model, _ = load_checkpoint(args.model, data=data)
     ceiling = model_ceiling(model)
-    rows = {
-        str(c): {
-            "shortfall": float(ceiling.shortfall[c]),
-            "gap": float(ceiling.gap[c]),
-            "reaches_0.99": bool(ceiling.shortfall[c] <= 0.01),
-            "reaches_0.9999": bool(ceiling.shortfall[c] <= 1e-4),
-        }
-        for c in range(len(ceiling.shortfall))
-    }
+    rows = ceiling_rows(ceiling)
     if args.out is not None:
-        from identikit.atomic import atomic_write_bytes
-        from identikit.report.figures import identikit_grid
-
-        images = ceiling.images.view(-1, 28, 28).numpy()
-        atomic_write_bytes(
-            args.out / "ceiling.png",
-            identikit_grid(
-                images,
-                list(range(len(images))),
-                ceiling.probability.tolist(),
-                title="exact optimum of the linear model",
-            ),
-        )
+        args.out.mkdir(parents=True, exist_ok=True)
+        name, sha256 = display_name(args.model), hashlib.sha256(data).hexdigest()
+        write_ceiling(args.out, ceiling, name=name, sha256=sha256)
     if args.json:
         print_json(rows)
         return 0
@@ -234,24 +260,36 @@ def cmd_ceiling(args: argparse.Namespace) -> int:
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
-    from identikit.atomic import atomic_write_text
-    from identikit.judge import judge_sweep
+    from identikit.judge import comparison_sweeps, judge_folders, load_judges, load_sweep
 
-    # judge.json goes into the sweep's folder: not while another process works in it.
+    sweeps = comparison_sweeps(args.sweep)
+    for folder in sweeps:
+        load_sweep(folder)  # every sweep is checked before any judge is trained
+    judges = load_judges(
+        [j.strip() for j in args.judges.split(",") if j.strip()],
+        dataset=args.dataset,
+        root=args.root,
+        cache=args.cache,
+        device=args.device,
+        trust_code=args.trust_code,
+    )
+    # A comparison's folder is locked as well as its sweeps, so that no compare writes meanwhile.
     with locked_folder(args.sweep, create=False):
-        verdict = judge_sweep(
-            args.sweep,
-            judges=[j.strip() for j in args.judges.split(",")],
-            dataset=args.dataset,
-            root=args.root,
-            device=args.device,
-            cache=args.cache,
-        )
-        atomic_write_text(args.sweep / "judge.json", json.dumps(verdict, indent=1))
+        verdicts = judge_folders(sweeps, judges, dataset=args.dataset, root=args.root)
+    single = sweeps == [args.sweep]
     if args.json:
-        print_json({k: verdict[k] for k in ("judges", "nearest_neighbour", "identikits")})
-        return 0
-    print(f"{verdict['identikits']} identikits of {args.sweep} ({verdict['strategy']})")
+        keys = ("strategy", "judges", "nearest_neighbour", "identikits")
+        rows = {f.name: {k: v[k] for k in keys} for f, v in zip(sweeps, verdicts, strict=True)}
+        print_json(rows[args.sweep.name] if single else rows)
+    elif single:
+        _print_verdict(verdicts[0], args.sweep)
+    else:
+        _print_verdict_table(verdicts, args.sweep)
+    return 0
+
+
+def _print_verdict(verdict: dict[str, Any], folder: Path) -> None:
+    print(f"{verdict['identikits']} identikits of {folder} ({verdict['strategy']})")
     for name, share in verdict["judges"].items():
         print(f"  {name:12s} calls {share:6.1%} of them their digit")
     print(
@@ -259,8 +297,25 @@ def cmd_judge(args: argparse.Namespace) -> int:
         f"(median distance {verdict['median_distance_own_class']:.2f} to their class, "
         f"{verdict['median_distance_other_classes']:.2f} to others)"
     )
-    print(f"transfer matrices in {args.sweep / 'judge.json'}")
-    return 0
+    print(f"transfer matrices in {folder / 'judge.json'}")
+
+
+def _print_verdict_table(verdicts: list[dict[str, Any]], folder: Path) -> None:
+    """One row per strategy: each judge's agreement and the nearest-real-digit share."""
+    names = list(dict.fromkeys(name for v in verdicts for name in v["judges"]))
+    width = max([12, *(len(n) + 2 for n in names)])
+    print(f"{'strategy':14s}" + "".join(f"{n:>{width}s}" for n in names) + f"{'nearest':>{width}s}")
+    for verdict in verdicts:
+        cells = "".join(
+            f"{verdict['judges'][n]:>{width}.1%}" if n in verdict["judges"] else f"{'-':>{width}s}"
+            for n in names
+        )
+        strategy = str(verdict["strategy"] or Path(verdict["sweep"]).name)
+        print(f"{strategy:14s}{cells}{verdict['nearest_neighbour']:>{width}.1%}")
+    print(
+        "(share of identikits each judge calls their digit; nearest: share whose nearest real "
+        f"training digit has their class); judge.json in each sweep of {folder}"
+    )
 
 
 def cmd_certainty(args: argparse.Namespace) -> int:
@@ -309,8 +364,9 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     search.add_argument(
         "--patience",
         type=positive_int,
-        default=50,
-        help="iterations without gain before a run is stuck (default: %(default)s)",
+        default=PATIENCE,
+        help="model queries without gain before a run is stuck, whatever the strategy "
+        "(default: %(default)s, i.e. 50 iterations of random-masks' 500 candidates)",
     )
     search.add_argument(
         "--start", default="blank", choices=START_IMAGES, help="start image (default: %(default)s)"
@@ -343,7 +399,8 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     search.add_argument(
         "--prior",
         default="",
-        help="image priors for strategies that take them, e.g. tv,blur,jitter",
+        help=f"comma-separated image priors for strategies that take them (gradient): "
+        f"{', '.join(PRIORS)}; e.g. tv,blur,jitter",
     )
     search.add_argument(
         "--save-every",
@@ -369,22 +426,40 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     add_model_options(compare)
     compare.set_defaults(handler=cmd_compare)
 
+    strategies = commands.add_parser(
+        "strategies",
+        parents=[common],
+        help="list the search strategies: their options, defaults and sources",
+    )
+    strategies.add_argument("--json", action="store_true", help="print the list as JSON")
+    strategies.set_defaults(handler=cmd_strategies)
+
     ceiling = commands.add_parser(
         "ceiling", parents=[common], help="exact best confidence of a linear (softmax) model"
     )
     ceiling.add_argument("--model", required=True, type=Path, help="checkpoint of a softmax model")
-    ceiling.add_argument("--out", type=output_path, default=None, help="folder for ceiling.png")
+    ceiling.add_argument(
+        "--out", type=output_path, default=None, help="folder for ceiling.json and ceiling.png"
+    )
     ceiling.add_argument("--json", action="store_true", help="print the result as JSON")
     ceiling.set_defaults(handler=cmd_ceiling)
 
     judge = commands.add_parser(
         "judge", parents=[common], help="do independent models and real digits agree?"
     )
-    judge.add_argument("sweep", type=Path, help="folder of a finished sweep")
+    judge.add_argument(
+        "sweep", type=Path, help="folder of a finished sweep, or of a compare (every sweep in it)"
+    )
     judge.add_argument(
         "--judges",
         default="cnn-seed1,mlp,softmax",
-        help="independently trained models, trained on first use and cached (default: %(default)s)",
+        help="independently trained models, trained on first use and cached, or model files of "
+        "your own (checkpoint or ONNX; named by file name) (default: %(default)s)",
+    )
+    judge.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="allow a TorchScript judge: it is a program and runs with your permissions",
     )
     judge.add_argument(
         "--cache",
@@ -418,5 +493,5 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     certainty.add_argument("--json", action="store_true", help="print the result as JSON")
     add_data_options(certainty)
     add_device(certainty)
-    add_model_options(certainty)
+    add_model_options(certainty, precision=False)  # every score of certainty is fp32
     certainty.set_defaults(handler=cmd_certainty)

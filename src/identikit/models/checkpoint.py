@@ -159,6 +159,12 @@ def _shown(value: Any) -> str:
 
 def check_payload(file: Path, payload: Any) -> dict[str, Any]:
     """``payload``, refused if a field would fail, or allocate without bound, when built."""
+    if _is_bare_state_dict(payload):
+        raise CheckpointError(
+            f"{file} is not an identikit checkpoint but a bare state_dict (weights without the "
+            "architecture): export the model to ONNX (torch.onnx.export(model, example, "
+            '"model.onnx")) and pass that file'
+        )
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{file}: not an identikit checkpoint")
     architecture = payload.get("architecture")
@@ -172,6 +178,16 @@ def check_payload(file: Path, payload: Any) -> dict[str, Any]:
     _check_classes(file, payload.get("num_classes"), state)
     _check_metadata(file, payload.get("metadata"))
     return payload
+
+
+def _is_bare_state_dict(payload: Any) -> bool:
+    """A ``torch.save(model.state_dict())`` file: names to tensors, and nothing else. It
+    holds no architecture, so identikit cannot build the model it belongs to."""
+    return (
+        isinstance(payload, dict)
+        and bool(payload)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in payload.items())
+    )
 
 
 def _check_state(file: Path, state: Any) -> dict[str, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""Figures as PNG bytes: identikit grids and certainty histograms.
+"""Figures as PNG and GIF bytes: identikit grids, curves, histograms, animations.
 
 Functions take results (arrays, numbers) and return PNG bytes; they never compute results and
 never show windows, so callers decide where pictures go (atomically written files, HTML pages).
@@ -7,7 +7,7 @@ never show windows, so callers decide where pictures go (atomically written file
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import matplotlib
 
@@ -16,6 +16,9 @@ matplotlib.use("Agg")  # no display: files only
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from PIL import Image, ImageDraw
+
+from identikit.search import STRATEGIES
 
 # Pixels between images in a grid, across and above (room for the label).
 _GAP = 3
@@ -29,6 +32,21 @@ def _png(figure: Figure, *, tight: bool = True) -> bytes:
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight" if tight else None)
     plt.close(figure)
     return buffer.getvalue()
+
+
+def confidence_label(p: float) -> str:
+    """A confidence short enough for a label, with the digits that tell two of them apart.
+
+    Below 0.999 three decimals do; above, every label would read "1.000", so the distance
+    from certainty is shown instead: 0.99997 is "1-3.0e-5".
+    """
+    if p < 0.999:
+        return f"{p:.3f}"
+    shortfall = 1.0 - p
+    if shortfall <= 0:
+        return "1"
+    mantissa, exponent = f"{shortfall:.1e}".split("e")
+    return f"1-{mantissa}e{int(exponent)}"
 
 
 def identikit_grid(
@@ -72,7 +90,7 @@ def identikit_grid(
         ax.text(
             left + 13.5,
             top - 1.5,
-            f"{digit}: {confidence:.3f}",
+            f"{digit}: {confidence_label(confidence)}",
             fontsize=8,
             ha="center",
             va="bottom",
@@ -100,7 +118,7 @@ def _single_row(
         ax.axis("off")
         ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(
-            f"{digit}: {confidence:.3f}",
+            f"{digit}: {confidence_label(confidence)}",
             fontsize=8,
             color="black" if confidence >= target else "red",
         )
@@ -144,17 +162,31 @@ def convergence_curves(
     threshold: float,
     max_queries: int,
     title: str = "",
+    white_box: Collection[str] | None = None,
 ) -> bytes:
-    """Fraction of runs that reached ``threshold`` against queries spent, one step curve each."""
+    """Fraction of runs that reached ``threshold`` against queries spent, one step curve each.
+
+    ``white_box``: the curves whose queries are forward and backward passes, not scores alone
+    (default: those named after a white-box strategy); their legend entries say so.
+    """
+    if white_box is None:
+        white_box = {name for name in curves if is_white_box(name)}
     figure, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
     for name, (queries, fractions) in curves.items():
         xs = [1, *queries, max_queries]
         ys = [0.0, *fractions, fractions[-1] if fractions else 0.0]
-        ax.step(xs, ys, where="post", label=name, lw=1.6)
+        label = f"{name} (query = forward + backward pass)" if name in white_box else name
+        ax.step(xs, ys, where="post", label=label, lw=1.6)
     ax.set_xscale("log")
     ax.set_xlim(1, max_queries)
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel("model queries")
+    # A white-box step costs a forward and a backward pass per image, about three forward
+    # passes; counting it as one query keeps the budgets equal but not the work.
+    ax.set_xlabel(
+        "model queries (white-box: one query = one forward + backward pass)"
+        if white_box
+        else "model queries"
+    )
     ax.set_ylabel(f"share of runs at confidence >= {threshold}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
@@ -163,10 +195,16 @@ def convergence_curves(
     return _png(figure)
 
 
+def is_white_box(strategy: str) -> bool:
+    """Whether ``strategy`` names a strategy that reads the model's gradients."""
+    return bool(getattr(STRATEGIES.get(strategy), "white_box", False))
+
+
 def animation_gif(
     trajectories: Sequence[np.ndarray],
     labels: Sequence[str],
     *,
+    confidences: Sequence[Sequence[float]] | None = None,
     frames: int = 48,
     scale: int = 4,
     milliseconds: int = 120,
@@ -175,30 +213,78 @@ def animation_gif(
 
     ``trajectories[i]`` is run i's best image after each iteration (T_i, 28, 28); the runs are
     sampled at ``frames`` evenly spaced moments of the longest one (a finished run holds its
-    last image), and the last frame is held for a second.
+    last image), and the last frame is held for a second. ``confidences[i]``, when given, is
+    run i's best confidence after each iteration (T_i values), written under its image.
     """
-    from PIL import Image, ImageDraw
-
     longest = max(len(t) for t in trajectories)
     moments = np.unique(np.linspace(0, longest - 1, min(frames, longest)).round().astype(int))
     size = 28 * scale
+    counter = 14 if confidences is not None else 0  # room for the confidence under each image
     pictures = []
     for moment in moments:
-        canvas = Image.new("L", (len(trajectories) * (size + 4) + 4, size + 18), color=255)
+        canvas = Image.new("L", (len(trajectories) * (size + 4) + 4, size + 18 + counter), 255)
         draw = ImageDraw.Draw(canvas)
         for i, (trajectory, label) in enumerate(zip(trajectories, labels, strict=True)):
-            image = trajectory[min(moment, len(trajectory) - 1)]
-            tile = Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8), mode="L")
-            canvas.paste(
-                tile.resize((size, size), Image.Resampling.NEAREST), (4 + i * (size + 4), 16)
-            )
-            draw.text((4 + i * (size + 4), 2), label, fill=0)
+            at = min(moment, len(trajectory) - 1)
+            tile = Image.fromarray((np.clip(trajectory[at], 0, 1) * 255).astype(np.uint8), "L")
+            left = 4 + i * (size + 4)
+            canvas.paste(tile.resize((size, size), Image.Resampling.NEAREST), (left, 16))
+            draw.text((left, 2), label, fill=0)
+            if confidences is not None:
+                history = confidences[i]
+                value = history[min(at, len(history) - 1)]
+                draw.text((left, size + 19), confidence_label(value), fill=0)
         pictures.append(canvas.convert("P"))
     buffer = io.BytesIO()
     durations = [milliseconds] * (len(pictures) - 1) + [1000]
     pictures[0].save(
         buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=durations, loop=0
     )
+    return buffer.getvalue()
+
+
+def identikit_png(image: np.ndarray, *, scale: int = 8) -> bytes:
+    """One 28 x 28 image as a grayscale PNG, each pixel a ``scale`` x ``scale`` square."""
+    pixels = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+    picture = Image.fromarray(pixels, "L")
+    picture = picture.resize((28 * scale, 28 * scale), Image.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def nearest_pairs(
+    images: np.ndarray,
+    digits: Sequence[int],
+    nearest: np.ndarray,
+    nearest_labels: Sequence[int],
+    *,
+    scale: int = 3,
+) -> bytes:
+    """Each identikit beside its nearest real training digit: digits as rows, runs as columns.
+
+    ``nearest`` are the real digits (N, 28, 28) in [0, 1], ``nearest_labels`` their classes;
+    a pair whose real digit is of another class is labelled in red.
+    """
+    rows = sorted(set(int(d) for d in digits))
+    columns = max(list(digits).count(d) for d in rows)
+    size, gap = 28 * scale, 8
+    cell_w, cell_h = 2 * size + 2 + gap, size + 14
+    canvas = Image.new("RGB", (columns * cell_w + gap, len(rows) * cell_h + 4), "white")
+    draw = ImageDraw.Draw(canvas)
+    seen = dict.fromkeys(rows, 0)
+    for image, digit, real, label in zip(images, digits, nearest, nearest_labels, strict=True):
+        row, column = rows.index(int(digit)), seen[int(digit)]
+        seen[int(digit)] += 1
+        left, top = gap + column * cell_w, 4 + row * cell_h
+        for offset, picture in ((0, image), (size + 2, real)):
+            tile = Image.fromarray((np.clip(picture, 0, 1) * 255).astype(np.uint8), "L")
+            tile = tile.resize((size, size), Image.Resampling.NEAREST).convert("RGB")
+            canvas.paste(tile, (left + offset, top + 12))
+        colour = "black" if int(label) == int(digit) else "red"
+        draw.text((left, top), f"{digit}  nearest: {label}", fill=colour)
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
     return buffer.getvalue()
 
 

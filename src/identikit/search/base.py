@@ -201,6 +201,8 @@ class Strategy(ABC):
 
     name: ClassVar[str] = ""
     white_box: ClassVar[bool] = False
+    # Where the method comes from (the paper its module cites), for `identikit strategies`.
+    source: ClassVar[str] = ""
 
     @property
     @abstractmethod

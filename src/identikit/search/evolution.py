@@ -37,6 +37,10 @@ class Evolution(Strategy):
     """
 
     name = "evolution"
+    source = (
+        "Rechenberg (1973), 1/5th success rule; Nguyen, Yosinski & Clune (2015), "
+        '"Deep Neural Networks are Easily Fooled"'
+    )
     candidates: int = 10
     sigma: float = 0.5
     density: float = 0.05

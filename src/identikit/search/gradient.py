@@ -52,6 +52,10 @@ class GradientAscent(Strategy):
     """
 
     name = "gradient"
+    source = (
+        "Erhan et al. (2009); Simonyan, Vedaldi & Zisserman (2013), "
+        '"Deep Inside Convolutional Networks"'
+    )
     white_box = True
     lr: float = 0.1
     objective: str = "log-prob"

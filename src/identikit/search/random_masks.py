@@ -30,6 +30,7 @@ class RandomMasks(Strategy):
     """
 
     name = "random-masks"
+    source = "the original identikit method: greedy random search with random masks"
     candidates: int = 500
     mask_density: float = 0.05
     mask_amplitude: float = 1.0

@@ -1,9 +1,10 @@
 """Registry of search strategies: a new strategy is one module and one ``@register`` line.
 
-A strategy's settings are its dataclass fields, and only those: ``name`` and ``white_box``
-are class constants. Every setting is checked here against its declared type, and every
-``float`` setting must be finite, so a strategy's own ``__post_init__`` checks only its
-ranges. Errors name a setting as the user gives it: ``--option sigma``.
+A strategy's settings are its dataclass fields, and only those: ``name``, ``white_box`` and
+``source`` (where the method comes from) are class constants. Every setting is checked here
+against its declared type, and every ``float`` setting must be finite, so a strategy's own
+``__post_init__`` checks only its ranges. Errors name a setting as the user gives it:
+``--option sigma``.
 """
 
 from __future__ import annotations
@@ -74,6 +75,23 @@ def check_settings(strategy: Any) -> None:
     """Check every setting of a strategy instance against its type (see :func:`check_value`)."""
     for key, kind in setting_types(type(strategy)).items():
         check_value(strategy.name, key, kind, getattr(strategy, key))
+
+
+def describe_strategy(name: str) -> dict[str, Any]:
+    """What ``identikit strategies`` shows of a strategy: its one-line description (the first
+    line of its class docstring), source, and every setting with its type and default."""
+    cls = STRATEGIES[name]
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    return {
+        "name": name,
+        "white_box": bool(cls.white_box),  # type: ignore[attr-defined]
+        "description": next(iter((cls.__doc__ or "").strip().splitlines()), ""),
+        "source": cls.source,  # type: ignore[attr-defined]
+        "options": [
+            {"name": key, "type": getattr(kind, "__name__", str(kind)), "default": defaults[key]}
+            for key, kind in setting_types(cls).items()
+        ],
+    }
 
 
 def make_strategy(name: str, **settings: Any) -> Any:

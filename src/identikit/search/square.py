@@ -36,6 +36,10 @@ class SquareSearch(Strategy):
     """
 
     name = "square"
+    source = (
+        "Andriushchenko, Croce, Flammarion & Hein (2020), "
+        '"Square Attack: a query-efficient black-box adversarial attack via random search"'
+    )
     candidates: int = 1
     side: int = 14
     amplitude: float = 1.0

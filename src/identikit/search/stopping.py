@@ -24,7 +24,7 @@ class StoppingRule(Protocol):
         self, scores: torch.Tensor, stale: torch.Tensor, queries: torch.Tensor, next_cost: int
     ) -> torch.Tensor:
         """Boolean mask of runs to stop, given their target log-probabilities, the iterations
-        since each last improved, their queries so far, and the cost of one more step."""
+        since each last improved, their queries so far, and the queries one step costs."""
         ...
 
 
@@ -41,17 +41,29 @@ class Converged:
         return scores >= math.log(self.target)
 
 
+# Queries without gain before a run is stuck: 50 iterations of random-masks' 500 candidates,
+# the original method's patience (with bf16 or int8 re-scoring, 508 a step, still 50).
+PATIENCE = 25_000
+
+
 @dataclass(frozen=True)
 class Stuck:
-    """No gain for ``patience`` iterations in a row: a local optimum."""
+    """No gain for ``patience`` model queries in a row: a local optimum.
 
-    patience: int = 50
+    Counted in queries, not iterations, so that it means the same for every strategy: an
+    iteration of square search is one query, of random-masks 500. A strategy's step cost is
+    fixed for a search, so ``stale`` iterations of ``next_cost`` queries are
+    ``stale * next_cost`` queries without gain; a run is stuck after the first whole
+    iteration that reaches ``patience``, i.e. after ceil(patience / cost) stale iterations.
+    """
+
+    patience: int = PATIENCE
     status: int = STUCK
 
     def __call__(
         self, scores: torch.Tensor, stale: torch.Tensor, queries: torch.Tensor, next_cost: int
     ) -> torch.Tensor:
-        return stale >= self.patience
+        return stale * next_cost >= self.patience
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,10 @@ class Strokes(Strategy):
     """
 
     name = "strokes"
+    source = (
+        "after Lake, Salakhutdinov & Tenenbaum (2015), "
+        '"Human-level concept learning through probabilistic program induction"'
+    )
     candidates: int = 10
     min_length: float = 3.0
     max_length: float = 10.0

@@ -1,0 +1,199 @@
+"""Judging more than one sweep and with the user's own models: a comparison's folder judged
+strategy by strategy, model files as judges, and the nearest real digit of each identikit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from identikit import data
+from identikit.cli import main
+from identikit.errors import IdentikitError
+from identikit.judge import comparison_sweeps, nearest_neighbours
+from identikit.models import build_model
+from identikit.models.checkpoint import save_checkpoint
+from identikit.records import check_judge, read_results
+
+from .conftest import make_digits
+
+STRATEGIES = ("square", "random-masks")
+
+
+def own_model(path: Path, *, classes: int = 10, seed: int = 1) -> Path:
+    """A softmax checkpoint with weights of its own (not the searched model's)."""
+    torch.manual_seed(seed)
+    model = build_model("softmax", classes)
+    save_checkpoint(path, model, architecture="softmax", metadata={"test_accuracy": 0.1})
+    return path
+
+
+@pytest.fixture
+def compared(
+    tiny_model: Path, tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """A finished comparison of two strategies, 2 digits x 1 run each, on the tiny model."""
+    monkeypatch.setenv("IDENTIKIT_DATA", str(tmp_path / "data"))
+    out = tmp_path / "compare"
+    code = main(
+        [
+            "compare",
+            "--model",
+            str(tiny_model),
+            "--out",
+            str(out),
+            "--strategies",
+            ",".join(STRATEGIES),
+            "--digits",
+            "0,1",
+            "--runs",
+            "1",
+            "--max-queries",
+            "100",
+            "--backend",
+            "eager",
+            "--chunk-size",
+            "64",
+            "--no-progress",
+            "--json",
+        ]
+    )
+    assert code == 0
+    return out
+
+
+def judge(folder: Path, root: Path, *args: str) -> int:
+    return main(["judge", str(folder), "--dataset", "tiny", "--root", str(root), *args])
+
+
+def test_a_comparison_is_judged_sweep_by_sweep_in_one_table(
+    compared: Path, tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    mine = own_model(tmp_path / "mine.pt")
+    assert judge(compared, tiny_dataset, "--judges", str(mine)) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split() == ["strategy", "mine.pt", "nearest"]
+    assert [line.split()[0] for line in lines[1:3]] == list(STRATEGIES)
+    _, train_labels = data.load_dataset("tiny", "train", tiny_dataset)
+    for strategy in STRATEGIES:
+        record = json.loads((compared / strategy / "judge.json").read_text())
+        assert record["strategy"] == strategy and record["dataset"] == "tiny"
+        assert set(record["judges"]) == {"mine.pt"}  # named by its file name
+        assert f"{record['judges']['mine.pt']:.1%}" in lines[1 + STRATEGIES.index(strategy)]
+        # The nearest digit of each identikit, by its index in the training split.
+        assert len(record["nearest_index"]) == record["identikits"] == 2
+        assert train_labels[record["nearest_index"]].tolist() == record["nearest_label"]
+        results = read_results(compared / strategy)
+        checked = check_judge(record, "judge.json", 10, identikits=2, train_size=200)
+        assert checked["nearest_index"] == record["nearest_index"]
+        assert checked["dataset"] == "tiny" and results["model"]["classes"] == 10
+    assert judge(compared, tiny_dataset, "--judges", str(mine), "--json") == 0
+    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(rows) == set(STRATEGIES) and rows["square"]["identikits"] == 2
+
+
+def test_one_sweep_of_a_comparison_is_judged_alone(
+    compared: Path, tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    mine = own_model(tmp_path / "mine.pt")
+    assert judge(compared / "square", tiny_dataset, "--judges", str(mine), "--json") == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["strategy"] == "square" and set(row["judges"]) == {"mine.pt"}
+    assert not (compared / "random-masks" / "judge.json").exists()
+
+
+def test_own_judges_must_fit_the_sweep(
+    compared: Path, tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    five = own_model(tmp_path / "five.pt", classes=5)
+    assert judge(compared, tiny_dataset, "--judges", str(five)) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "five.pt has 5 classes" in error[0]
+    assert judge(compared, tiny_dataset, "--judges", str(tmp_path / "nowhere.onnx")) == 2
+    assert "unknown judge" in capsys.readouterr().err
+    mine = own_model(tmp_path / "mine.pt")
+    assert judge(compared, tiny_dataset, "--judges", f"{mine},{mine}") == 2
+    assert "twice" in capsys.readouterr().err
+    assert not (compared / "square" / "judge.json").exists()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # TorchScript is deprecated
+def test_a_torchscript_judge_needs_trust_code(
+    compared: Path, tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    torch.manual_seed(2)
+    scripted = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(build_model("softmax").eval()), str(scripted))
+    capsys.readouterr()
+    assert judge(compared, tiny_dataset, "--judges", str(scripted)) == 2
+    assert "--trust-code" in capsys.readouterr().err
+    assert judge(compared, tiny_dataset, "--judges", str(scripted), "--trust-code") == 0
+    record = json.loads((compared / "square" / "judge.json").read_text())
+    assert set(record["judges"]) == {"scripted.pt"}
+
+
+def test_a_compare_json_leads_only_to_its_own_subfolders(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "compare").mkdir()
+    (tmp_path / "compare" / "compare.json").write_text(json.dumps({"../elsewhere": {}, "": {}}))
+    with pytest.raises(IdentikitError, match="names no sweep folder"):
+        comparison_sweeps(tmp_path / "compare")
+
+
+def test_nearest_index_points_at_the_digit_itself() -> None:
+    train_x, train_y = make_digits(300)
+    images = train_x[10:30].astype(np.float32) / 255
+    found = nearest_neighbours(images, train_y[10:30].astype(np.int64), train_x, train_y)
+    assert found["nearest_index"] == list(range(10, 30))
+
+
+VERDICT = {
+    "identikits": 2,
+    "judges": {"mlp": 0.5},
+    "nearest_neighbour": 1.0,
+    "transfer_matrices": {},
+    "dataset": "mnist",
+    "nearest_index": [5, 59_999],
+}
+
+
+def test_check_judge_returns_the_nearest_digits() -> None:
+    checked = check_judge(VERDICT, "judge.json", 10, identikits=2, train_size=60_000)
+    assert checked["dataset"] == "mnist" and checked["nearest_index"] == [5, 59_999]
+    older = {k: v for k, v in VERDICT.items() if k not in ("dataset", "nearest_index")}
+    checked = check_judge(older, "judge.json", 10)
+    assert checked["dataset"] is None and checked["nearest_index"] is None
+    assert checked["judges"] == {"mlp": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"nearest_index": [5, -1]}, r"nearest_index\[1\] = -1 is out of range"),
+        ({"nearest_index": [5, 60_000]}, r"nearest_index\[1\] = 60000 is out of range"),
+        ({"nearest_index": [5]}, "has 1 entries, expected 2"),
+        ({"nearest_index": [5, 1.5]}, "not a whole number"),
+        ({"nearest_index": [5, True]}, "not a whole number"),
+        ({"nearest_index": "5,6"}, "not a list"),
+        ({"dataset": 3}, "dataset is not a string"),
+    ],
+)
+def test_check_judge_refuses_damaged_nearest_digits(
+    change: dict[str, object], message: str
+) -> None:
+    with pytest.raises(IdentikitError, match=message):
+        check_judge({**VERDICT, **change}, "judge.json", 10, identikits=2, train_size=60_000)
+
+
+def test_check_judge_counts_against_the_sweep() -> None:
+    # The file's own count cannot vouch for itself when the sweep's is known.
+    lying = {**VERDICT, "identikits": 3, "nearest_index": [1, 2, 3]}
+    check_judge(lying, "judge.json", 10)
+    with pytest.raises(IdentikitError, match="expected 2"):
+        check_judge(lying, "judge.json", 10, identikits=2)
