@@ -436,3 +436,24 @@ def test_export_defaults_to_onnx_and_help_names_trust_code(
         main(["export", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--trust-code" in text and "default: onnx" in text
+
+
+def test_training_uses_the_recipes_thread_count_and_restores_it(tiny_dataset: Path) -> None:
+    """The linear model trains on one thread (its batches are too small to split; a busy
+    second core made two threads three times slower); the process's count is restored."""
+    from identikit.models import get_architecture
+    from identikit.training import train
+
+    assert get_architecture("softmax").training.threads == 1
+    seen: list[int] = []
+    before = torch.get_num_threads()
+    train(
+        "softmax",
+        dataset="tiny",
+        root=tiny_dataset,
+        epochs=1,
+        progress=False,
+        log=lambda _: seen.append(torch.get_num_threads()),
+    )
+    assert seen == [1]
+    assert torch.get_num_threads() == before

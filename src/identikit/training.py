@@ -7,13 +7,14 @@ and the confusion matrix. ``train`` ties them to the dataset registry and checkp
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,6 +120,18 @@ def training_precision(precision: str, device: torch.device) -> str:
         return "bf16" if bf16_supported(device) else "fp32"
     check_precision(precision, device)
     return precision
+
+
+@contextlib.contextmanager
+def _threads(threads: int | None) -> Iterator[None]:
+    """PyTorch's CPU thread count set to ``threads`` (None: as it is) while the block runs."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(min(threads, before))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def fit(
@@ -278,16 +291,17 @@ def train(
             log(f"epoch {epoch}/{config.epochs}: loss {loss:.4f}, test accuracy {accuracy:.2%}")
         net.train()
 
-    fit(
-        net,
-        train_x,
-        train_y,
-        config,
-        seed=seed,
-        device=torch_device,
-        progress=progress,
-        on_epoch=after_epoch,
-    )
+    with _threads(config.threads if torch_device.type == "cpu" else None):
+        fit(
+            net,
+            train_x,
+            train_y,
+            config,
+            seed=seed,
+            device=torch_device,
+            progress=progress,
+            on_epoch=after_epoch,
+        )
     seconds = time.perf_counter() - started
     net.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     result = TrainResult(net, model, accuracies[-1], config.epochs, seed, seconds, config)

@@ -29,6 +29,6 @@ class SoftmaxRegression(nn.Module):
 # would need many more passes for the same accuracy.
 register(
     "softmax",
-    training=TrainConfig(epochs=5, batch_size=100, lr=5e-3),
+    training=TrainConfig(epochs=5, batch_size=100, lr=5e-3, threads=1),
     description="softmax regression, linear 784 -> 10 (TensorFlow 'MNIST for ML beginners')",
 )(SoftmaxRegression)
