@@ -13,6 +13,7 @@ BENCHMARKS = [
     "sweep_vs_plain.py",
     "sweep_memory.py",
     "training.py",
+    "certainty_seeds.py",
 ]
 
 
