@@ -197,3 +197,14 @@ def test_check_judge_counts_against_the_sweep() -> None:
     check_judge(lying, "judge.json", 10)
     with pytest.raises(IdentikitError, match="expected 2"):
         check_judge(lying, "judge.json", 10, identikits=2)
+
+
+def test_judges_of_an_idx_dataset_are_cached_in_one_file(tmp_path: Path) -> None:
+    """A dataset named by a path (idx:DIR) gives one file name in the judges' cache, not a
+    tree of folders under it."""
+    from identikit.judge import _file_token
+
+    token = _file_token(f"idx:{tmp_path}/digits")
+    assert "/" not in token and token.startswith("idx_")
+    assert _file_token("mnist") == "mnist"
+    assert _file_token("idx:/a/b") != _file_token("idx:/a_b")

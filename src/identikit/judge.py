@@ -16,8 +16,10 @@ A judge is a built-in name (trained on first use) or a model file of the user's 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,11 +56,20 @@ JUDGES = {
 }
 
 
+def _file_token(dataset: str) -> str:
+    """``dataset`` as one file-name part: ``idx:/data/x`` would otherwise make folders (and two
+    folders could collide once cleaned, so a short hash of the full name is added)."""
+    if re.fullmatch(r"[A-Za-z0-9_.-]+", dataset):
+        return dataset
+    clean = re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset).strip("_")[:40]
+    return f"{clean}-{hashlib.sha256(dataset.encode()).hexdigest()[:10]}"
+
+
 def judge_checkpoint(
     spec: JudgeSpec, *, dataset: str, root: str | os.PathLike[str] | None, cache: Path, device: str
 ) -> Path:
     """The judge's checkpoint, trained with default settings on first use and cached."""
-    path = cache / f"{dataset}-{spec.architecture}-seed{spec.seed}.pt"
+    path = cache / f"{_file_token(dataset)}-{spec.architecture}-seed{spec.seed}.pt"
     if path.is_file():
         try:
             load_checkpoint(path)
