@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from identikit.search import advance, initial_state, make_strategy
 from identikit.search.base import RESCORED, target_scores
 from identikit.search.stopping import Budget
 from identikit.sweep import sweep_to_folder
-from tests.test_cli import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, run_cli
 
 BF16 = pytest.mark.skipif(
     not bf16_supported(torch.device("cpu")), reason="this CPU has no bfloat16 instructions"
@@ -84,7 +85,7 @@ def test_torchscript_backends_with_preprocessing(
     preprocessing = Preprocessing(input_range="-1,1", mean=0.1, std=0.5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        scripted = torch.jit.trace(model, torch.rand(2, 1, 28, 28))
+        scripted = torch.jit.trace(model, torch.rand(2, 1, 28, 28))  # type: ignore[no-untyped-call]
     path = tmp_path / "model.ts"
     torch.jit.save(scripted, str(path))
     with torch.inference_mode():
@@ -183,10 +184,13 @@ def test_auto_without_onnxruntime_falls_back(
     assert again.choice.backend != "onnx" and again.choice.how == "measured"
 
 
-def _no_compile(available):  # type: ignore[no-untyped-def]
+Available = Callable[[tuning.Target, str], tuple[list[str], dict[str, str]]]
+
+
+def _no_compile(available: Available) -> Available:
     """Leave torch.compile out (its compilation takes seconds; its own test covers it)."""
 
-    def wrapped(target, precision):  # type: ignore[no-untyped-def]
+    def wrapped(target: tuning.Target, precision: str) -> tuple[list[str], dict[str, str]]:
         names, skipped = available(target, precision)
         return [n for n in names if n != "compile"], skipped
 

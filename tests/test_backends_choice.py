@@ -5,9 +5,6 @@ busy machine."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,19 +12,7 @@ import pytest
 from identikit.backends import tuning
 from identikit.classifier import Classifier
 from identikit.models import build_model
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """The command line in a process of its own (its engine choices and thread counts too)."""
-    return subprocess.run(
-        [sys.executable, "-m", "identikit", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=600,
-        check=False,
-    )
-
+from tests.helpers import run_cli
 
 # A choice as _measure makes it where torch.compile is fastest but does not repay compiling.
 RATES = {"onnx@512": 70_120.0, "eager@256": 50_000.0, "compile@256": 94_300.0}

@@ -7,22 +7,28 @@ import json
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from identikit.classifier import load_classifier
+from identikit.classifier import Classifier, load_classifier
 from identikit.data import load_dataset
 from identikit.errors import IdentikitError
 from identikit.export import export_model
 from identikit.preprocessing import Preprocessing, detect_output_kind
-from identikit.search import Budget, Converged, Stuck, advance, initial_state, make_strategy
-
-from .conftest import write_idx_folder
-from .test_cli import assert_one_line_error, run_cli
-from .test_search import toy_linear
+from identikit.search import (
+    Budget,
+    Converged,
+    SearchState,
+    Stuck,
+    advance,
+    initial_state,
+    make_strategy,
+)
+from tests.helpers import assert_one_line_error, run_cli, toy_linear, write_idx_folder
 
 VARIANTS = [
     {"input_range": "0,1", "outputs": "logits"},
@@ -32,7 +38,7 @@ VARIANTS = [
 ]
 
 
-def small_search(classifier):  # type: ignore[no-untyped-def]
+def small_search(classifier: Classifier) -> SearchState:
     state = initial_state(classifier, [0, 4, 9], [1, 2, 3])
     advance(
         state,
@@ -44,13 +50,13 @@ def small_search(classifier):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SearchState]:
     from identikit.models import build_model
     from identikit.models.checkpoint import save_checkpoint
 
     path = tmp_path_factory.mktemp("ref") / "toy.pt"
     softmax = build_model("softmax")
-    softmax.linear.load_state_dict(toy_linear(scale=0.03)[1].state_dict())
+    softmax.get_submodule("linear").load_state_dict(toy_linear(scale=0.03)[1].state_dict())
     save_checkpoint(path, softmax, architecture="softmax", metadata={})
     return path, small_search(load_classifier(path, device="cpu"))
 
@@ -58,30 +64,30 @@ def reference(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(map(str, v.values())))
 def test_exported_models_give_the_same_identikits(
-    reference,
+    reference: tuple[Path, SearchState],
     tmp_path: Path,
-    fmt: str,  # type: ignore[no-untyped-def]
-    variant: dict[str, object],
+    fmt: str,
+    variant: dict[str, Any],
 ) -> None:
     checkpoint, expected = reference
     from identikit.models.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(checkpoint)
     out = tmp_path / ("m.onnx" if fmt == "onnx" else "m.ts")
-    export_model(model, out, fmt=fmt, preprocessing=Preprocessing(**variant))  # type: ignore[arg-type]
+    export_model(model, out, fmt=fmt, preprocessing=Preprocessing(**variant))
     detected = load_classifier(
         out,
         device="cpu",
         preprocessing=Preprocessing(**{k: v for k, v in variant.items() if k != "outputs"}),
         trust_code=fmt == "torchscript",  # a program: loaded only when asked for
-    )  # type: ignore[arg-type]
+    )
     assert detected.outputs == variant["outputs"]  # detected from the outputs themselves
     state = small_search(detected)
     assert torch.allclose(state.images, expected.images, atol=1e-4)
     assert torch.allclose(state.confidences, expected.confidences, atol=1e-4)
 
 
-def test_fixed_batch_and_flat_onnx(reference, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_fixed_batch_and_flat_onnx(reference: tuple[Path, SearchState], tmp_path: Path) -> None:
     checkpoint, expected = reference
     from identikit.models.checkpoint import load_checkpoint
 
@@ -101,7 +107,7 @@ def test_output_detection() -> None:
     assert detect_output_kind(logits.log_softmax(1)) == "log-probabilities"
 
 
-def test_onnx_has_no_gradients(reference, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_onnx_has_no_gradients(reference: tuple[Path, SearchState], tmp_path: Path) -> None:
     from identikit.models.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(reference[0])
@@ -125,7 +131,7 @@ def test_bad_models_give_clear_errors(tiny_model: Path, tmp_path: Path) -> None:
         torch.onnx.export(
             ThreeChannels(),
             (torch.rand(2, 3, 32, 32),),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # torch's stub omits file objects
             dynamo=False,
             input_names=["img"],
             dynamic_axes={"img": {0: "n"}},

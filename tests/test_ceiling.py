@@ -12,8 +12,7 @@ import torch
 from identikit.ceiling import linear_ceiling, model_ceiling
 from identikit.errors import IdentikitError
 from identikit.models import build_model
-
-from .test_cli import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, run_cli
 
 
 def test_matches_brute_force_on_a_tiny_linear_model() -> None:

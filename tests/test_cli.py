@@ -4,40 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from .conftest import write_idx_folder
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "identikit", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=600,
-        check=False,
-    )
-
-
-def is_info(line: str) -> bool:
-    """A line a command prints on stderr on its way, before any error."""
-    return ": scoring with " in line or line.startswith("measuring scoring engines")
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    # What the command said before the error (the scoring engine it chose) is not the error.
-    lines = [line for line in proc.stderr.strip().splitlines() if not is_info(line)]
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
+from tests.helpers import assert_one_line_error, run_cli, write_idx_folder
 
 
 def test_unknown_model(tmp_path: Path) -> None:

@@ -11,8 +11,7 @@ import pytest
 from identikit import data, load_mnist
 from identikit.errors import DataError
 from identikit.idx import encode_idx
-
-from .conftest import write_idx_folder
+from tests.helpers import write_idx_folder
 
 
 def test_loads_raw_and_gz_from_root_or_subfolder(tiny_dataset: Path, tmp_path: Path) -> None:

@@ -20,7 +20,6 @@ from identikit.cli import build_parser, main
 from identikit.errors import DataError
 from identikit.experiment import SweepConfig, format_summary
 from identikit.idx import encode_idx
-from identikit.models import build_model
 from identikit.models.checkpoint import save_checkpoint
 from identikit.search import (
     STATUS_NAMES,
@@ -37,18 +36,9 @@ from identikit.search.priors import PRIORS
 from identikit.search.stopping import ACTIVE, STUCK
 from identikit.training import fit
 from identikit.training_config import TrainConfig
+from tests.helpers import softmax_model
 
 FAST = ["--backend", "eager", "--chunk-size", "64", "--device", "cpu", "--no-progress"]
-
-
-def softmax_model(scale: float = 0.05) -> torch.nn.Module:
-    """An untrained softmax model whose classes are reachable inside the pixel box."""
-    torch.manual_seed(0)
-    model = build_model("softmax")
-    with torch.no_grad():
-        model.linear.weight.normal_(0, scale)  # type: ignore[operator]
-        model.linear.bias.zero_()  # type: ignore[operator]
-    return model
 
 
 @pytest.fixture
@@ -414,7 +404,7 @@ def test_bare_state_dict_says_how_to_bring_the_model(
 def test_torchscript_gradient_search_prints_no_warning(tmp_path: Path) -> None:
     path = tmp_path / "traced.pt"
     traced = torch.jit.trace(softmax_model(), torch.rand(2, 1, 28, 28))  # type: ignore[no-untyped-call]
-    torch.jit.save(traced, str(path))  # type: ignore[no-untyped-call]
+    torch.jit.save(traced, str(path))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         classifier = load_classifier(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -31,12 +32,11 @@ from identikit.cli import main
 from identikit.errors import DifferentSweepError, IdentikitError
 from identikit.experiment import SweepConfig
 from identikit.folder_lock import LOCK_FILE, locked_folder
-from identikit.models import build_model
-from identikit.models.checkpoint import save_checkpoint
 from identikit.records import read_identikits, read_results
 from identikit.safe_files import read_npz, read_regular
 from identikit.sweep import sweep_to_folder
 from identikit.sweep_state import STATE_FILE
+from tests.helpers import small_model, stop_after
 
 SWEEP = SweepConfig(
     digits=(0, 1),
@@ -82,16 +82,6 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     capsys.readouterr()
     code = main(list(args))
     return code, capsys.readouterr().err
-
-
-def small_model(path: Path, seed: int = 0) -> Path:
-    torch.manual_seed(seed)
-    model = build_model("softmax")
-    with torch.no_grad():
-        model.linear.weight.normal_(0, 0.05)
-        model.linear.bias.zero_()
-    save_checkpoint(path, model, architecture="softmax", metadata={"test_accuracy": 0.1})
-    return path
 
 
 def search_args(model: Path, out: Path, *extra: str) -> list[str]:
@@ -403,11 +393,6 @@ def test_lost_identikits_without_state_are_a_clear_error(
 # --- 6. Resuming with another engine --------------------------------------------------------
 
 
-def stop_after(commits: int) -> Callable[[], bool]:
-    calls = iter(range(10**9))
-    return lambda: next(calls) >= commits
-
-
 def test_resuming_with_another_engine_is_refused_unless_allowed(
     model_file: Path, tmp_path: Path
 ) -> None:
@@ -513,7 +498,7 @@ def test_unreadable_results_json(
 
 
 def pickle_bytes() -> bytes:
-    return __import__("pickle").dumps({"images": [1, 2, 3]})
+    return pickle.dumps({"images": [1, 2, 3]})
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -522,7 +507,7 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-IDENTIKIT_CASES: dict[str, Callable[[Path], None]] = {
+IDENTIKIT_CASES: dict[str, Callable[[Path], object]] = {
     "a pickle": lambda p: p.write_bytes(pickle_bytes()),
     "a plain npy": lambda p: p.write_bytes(npy_bytes(np.zeros((4, 28, 28), np.float32))),
     "object arrays": lambda p: rewrite_npz(
@@ -572,7 +557,7 @@ def test_damaged_verdicts_and_records(
     assert_clean_error(code, err, Path(name).name)
 
 
-STATE_CASES: dict[str, Callable[[Path], None]] = {
+STATE_CASES: dict[str, Callable[[Path], object]] = {
     "empty file": lambda p: p.write_bytes(b""),
     "random bytes": lambda p: p.write_bytes(os.urandom(300)),
     "identity a number": lambda p: rewrite_npz(p, lambda a: {**a, "identity": np.array(5)}),

@@ -13,9 +13,7 @@ from torch import nn
 from identikit.classifier import Classifier
 from identikit.errors import IdentikitError
 from identikit.judge import load_sweep, nearest_neighbours, transfer
-
-from .conftest import make_digits
-from .test_cli import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, make_digits, run_cli
 
 
 def test_nearest_neighbours_of_real_digits_are_themselves() -> None:

@@ -17,8 +17,7 @@ from identikit.judge import comparison_sweeps, nearest_neighbours
 from identikit.models import build_model
 from identikit.models.checkpoint import save_checkpoint
 from identikit.records import check_judge, read_results
-
-from .conftest import make_digits
+from tests.helpers import make_digits
 
 STRATEGIES = ("square", "random-masks")
 

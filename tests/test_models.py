@@ -16,8 +16,7 @@ from identikit.models import ARCHITECTURES, build_model
 from identikit.models.checkpoint import load_checkpoint, load_model, save_checkpoint
 from identikit.training import evaluate, fit
 from identikit.training_config import TrainConfig
-
-from .conftest import make_digits
+from tests.helpers import make_digits
 
 ALL = sorted(ARCHITECTURES)
 

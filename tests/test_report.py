@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from identikit.report.figures import animation_gif, convergence_curves, transfer_matrix
+from identikit.figures import animation_gif, convergence_curves, transfer_matrix
+from tests.helpers import CHROMIUM, assert_one_line_error, run_cli, write_idx_folder
 
-from .conftest import write_idx_folder
-from .test_cli import assert_one_line_error, run_cli
-
-CHROMIUM = shutil.which("chromium")
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -35,7 +31,8 @@ def test_animation_gif_frames() -> None:
         np.zeros((3, 28, 28)),
     ]
     gif = Image.open(io.BytesIO(animation_gif(trajectories, ["0", "1"], frames=10, scale=2)))
-    assert gif.format == "GIF" and gif.n_frames == 5  # one per moment of the longest run
+    # One frame per moment of the longest run (n_frames is missing from PIL's stubs).
+    assert gif.format == "GIF" and gif.n_frames == 5  # type: ignore[attr-defined]
     assert gif.size == (2 * (56 + 4) + 4, 56 + 18)
 
 

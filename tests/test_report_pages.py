@@ -23,12 +23,11 @@ from torch import nn
 
 from identikit import data
 from identikit.cli import main
-from identikit.models import build_model
-from identikit.models.checkpoint import save_checkpoint
+from identikit.figures import animation_gif, confidence_label
 from identikit.records import read_ceiling, read_identikits, read_results
-from identikit.report.figures import animation_gif, confidence_label, is_white_box
+from identikit.search.registry import is_white_box
+from tests.helpers import CHROMIUM, small_model
 
-CHROMIUM = shutil.which("chromium")
 CERTAINTY_ROW = {
     "n": 1,
     "mean": 0.1,
@@ -96,16 +95,6 @@ class Page(HTMLParser):
 
 def read_page(folder: Path) -> Page:
     return Page((folder / "report.html").read_text())
-
-
-def small_model(path: Path, seed: int = 0) -> Path:
-    torch.manual_seed(seed)
-    model = build_model("softmax")
-    with torch.no_grad():
-        model.linear.weight.normal_(0, 0.05)
-        model.linear.bias.zero_()
-    save_checkpoint(path, model, architecture="softmax", metadata={"test_accuracy": 0.1})
-    return path
 
 
 def sweep_args(model: Path, out: Path, *extra: str) -> list[str]:
@@ -316,7 +305,7 @@ def test_gif_frames_show_the_confidence_of_their_iteration() -> None:
         )
     )
     strips = []
-    for frame in range(gif.n_frames):
+    for frame in range(gif.n_frames):  # type: ignore[attr-defined]
         gif.seek(frame)
         strips.append(np.asarray(gif.convert("L"))[28 * 4 + 17 :, : 28 * 4])
     assert all((strip < 128).any() for strip in strips)  # a number under the image

@@ -23,24 +23,9 @@ from identikit.search import (
     initial_state,
     make_strategy,
 )
-from identikit.search.base import Group, derive_seed, run_generator, uniform
-
-
-def toy_linear(seed: int = 0, scale: float = 0.05) -> nn.Module:
-    """A linear model whose classes are reachable inside the pixel box."""
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
-    with torch.no_grad():
-        model[1].weight.normal_(0, scale)
-        model[1].bias.zero_()
-    return model
-
-
-class Constant(nn.Module):
-    """Ignores its input: every class has probability 0.1 whatever the image."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.zeros(x.shape[0], 10) + 0 * x.flatten(1)[:, :1]
+from identikit.search.base import Group, SearchState, derive_seed, run_generator, uniform
+from identikit.search.stopping import StoppingRule
+from tests.helpers import Constant, toy_linear
 
 
 def search(
@@ -49,9 +34,9 @@ def search(
     seeds: list[int],
     *,
     candidates: int = 50,
-    rules: list | None = None,
+    rules: list[StoppingRule] | None = None,
     **settings: float,
-) -> tuple[Classifier, object]:
+) -> tuple[Classifier, SearchState]:
     classifier = Classifier(model)
     strategy = make_strategy("random-masks", candidates=candidates, **settings)
     state = initial_state(classifier, targets, seeds)

@@ -18,15 +18,16 @@ from identikit.search import (
     STRATEGIES,
     Budget,
     Converged,
+    SearchState,
+    Strategy,
     Stuck,
     advance,
     initial_state,
     make_strategy,
 )
 from identikit.search.registry import parse_option
-
-from .test_cli import assert_one_line_error, run_cli
-from .test_search import Constant, toy_linear
+from identikit.search.stopping import StoppingRule
+from tests.helpers import Constant, assert_one_line_error, run_cli, toy_linear
 
 ALL = sorted(STRATEGIES)
 # Small settings so that each test takes well under a second.
@@ -49,9 +50,9 @@ def run(
     model: torch.nn.Module,
     targets: list[int],
     seeds: list[int],
-    rules: list,
+    rules: list[StoppingRule],
     **extra: object,
-):  # type: ignore[no-untyped-def]
+) -> tuple[Classifier, Strategy, SearchState]:
     classifier = Classifier(model)
     strategy = make_strategy(name, **{**FAST[name], **extra})
     state = initial_state(classifier, targets, seeds)
@@ -79,7 +80,7 @@ def test_converges_on_a_toy_model_with_monotone_best(name: str) -> None:
 
 @pytest.mark.parametrize("name", ALL)
 def test_same_seed_same_result(name: str) -> None:
-    rules = [Converged(0.999), stuck(name, 50), Budget(3000)]
+    rules: list[StoppingRule] = [Converged(0.999), stuck(name, 50), Budget(3000)]
     _, _, a = run(name, toy_linear(scale=0.01), [2, 5], [7, 8], rules)
     _, _, b = run(name, toy_linear(scale=0.01), [2, 5], [7, 8], rules)
     assert torch.equal(a.images, b.images)

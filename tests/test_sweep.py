@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -23,43 +20,7 @@ from identikit.models.checkpoint import save_checkpoint
 from identikit.search import base
 from identikit.sweep import sweep_to_folder
 from identikit.sweep_state import STATE_FILE
-
-from .test_search import toy_linear
-
-TIMING = {"seconds", "queries_per_second"}
-
-
-def same_results(a: Path, b: Path) -> None:
-    """Two sweep folders hold identical identikits and results, bar timing fields."""
-    with np.load(a / "identikits.npz") as x, np.load(b / "identikits.npz") as y:
-        assert np.array_equal(x["images"], y["images"])
-        assert np.array_equal(x["digits"], y["digits"])
-    ra, rb = (json.loads((f / "results.json").read_text()) for f in (a, b))
-    for record in (ra, rb):
-        for key in TIMING:
-            record.pop(key)
-        record["model"].pop("path")
-    assert ra == rb
-
-
-CONFIG = SweepConfig(
-    digits=(0, 3, 7),
-    runs=3,
-    strategy_settings={"candidates": 30},
-    max_queries=1500,
-    patience=15 * 30,  # 15 iterations of 30 candidates
-    seed=2,
-)
-
-
-def classifier() -> Classifier:
-    return Classifier(toy_linear(scale=0.02), sha256="toy")
-
-
-def stop_after(commits: int) -> Callable[[], bool]:
-    """A should_stop callback that asks to stop once ``commits`` groups are committed."""
-    calls = iter(range(10**9))
-    return lambda: next(calls) >= commits
+from tests.helpers import CONFIG, classifier, same_results, stop_after, toy_linear
 
 
 def test_pause_anywhere_then_resume_gives_identical_results(

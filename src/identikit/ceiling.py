@@ -25,8 +25,8 @@ from torch import nn
 
 from identikit.atomic import atomic_write_bytes, atomic_write_text
 from identikit.errors import IdentikitError
+from identikit.figures import identikit_grid
 from identikit.records import CEILING_FILE, CEILING_FORMAT, CEILING_REACH
-from identikit.report.figures import identikit_grid
 
 
 @dataclass

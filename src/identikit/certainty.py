@@ -19,6 +19,7 @@ from identikit.analysis import certainty_stats
 from identikit.atomic import atomic_write_bytes, atomic_write_text
 from identikit.classifier import Classifier
 from identikit.errors import IdentikitError
+from identikit.figures import certainty_histogram
 from identikit.limits import SAMPLES
 
 # Images generated and scored at once: 31 MB of pixels. The default 10,000 samples are one
@@ -112,7 +113,6 @@ def write_certainty(
     classifier: Classifier, maxima: dict[str, np.ndarray], out: str | os.PathLike[str]
 ) -> None:
     """Write ``certainty.json`` (statistics) and ``certainty.png`` (histograms) into ``out``."""
-    from identikit.report.figures import certainty_histogram
 
     folder = Path(out)
     atomic_write_text(folder / "certainty.json", json.dumps(certainty_report(maxima), indent=1))

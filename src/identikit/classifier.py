@@ -29,10 +29,12 @@ from identikit.backends.precision import check_precision
 from identikit.backends.quantize import calibration_pixels
 from identikit.backends.scorers import Scorer, module_digest, torch_scorer
 from identikit.backends.tuning import Choice, Target, choose
+from identikit.data import default_root
 from identikit.device import resolve_device
 from identikit.errors import IdentikitError, first_line
 from identikit.limits import CLASSES, MODEL_BYTES
 from identikit.models.checkpoint import load_checkpoint
+from identikit.onnx_model import OnnxModel
 from identikit.preprocessing import Preprocessing, detect_output_kind, to_log_probabilities
 from identikit.safe_files import display_name, read_regular
 
@@ -201,7 +203,6 @@ class Classifier:
             return scorer, Choice(
                 scorer.backend, self.precision, scorer.chunk_size, scorer.threads, how="default"
             )
-        from identikit.data import default_root
 
         onnx_path = getattr(self.model, "path", None) if self.module is None else None
         if self.module is not None:
@@ -436,8 +437,6 @@ def load_classifier(
         except (RuntimeError, ValueError, OSError) as exc:
             raise IdentikitError(f"{file}: unreadable TorchScript ({first_line(exc)})") from None
     else:
-        from identikit.onnx_model import OnnxModel
-
         model = OnnxModel(file, data=data)
         torch_device = torch.device("cpu")  # ONNX Runtime's CPU provider
     classifier = Classifier(

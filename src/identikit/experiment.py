@@ -23,6 +23,7 @@ from identikit.analysis import summarise_runs
 from identikit.atomic import atomic_write_bytes, atomic_write_text
 from identikit.classifier import Classifier
 from identikit.errors import IdentikitError
+from identikit.figures import identikit_grid
 from identikit.limits import CANDIDATES, CLASSES, RUNS
 from identikit.search import (
     STATUS_NAMES,
@@ -199,7 +200,6 @@ GRID_FILE = "grid.png"
 
 def grid_png(results: dict[str, Any], images: np.ndarray, digits: np.ndarray) -> bytes:
     """The picture of a sweep's identikits, labelled with their confidences."""
-    from identikit.report.figures import identikit_grid
 
     return identikit_grid(
         images,

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from identikit.errors import IdentikitError
+from identikit.onnx_model import OnnxModel
 
 BACKENDS = ("eager", "channels_last", "compile", "onnx")
 TORCH_BACKENDS = ("eager", "channels_last", "compile")
@@ -105,7 +106,6 @@ def torch_scorer(
 
 def onnx_scorer(path: str, *, chunk_size: int, threads: int, precision: str = "fp32") -> Scorer:
     """ONNX Runtime on the model file ``path`` (float32, or an int8 version of the model)."""
-    from identikit.onnx_model import OnnxModel
 
     try:
         model = OnnxModel(path, threads=threads)

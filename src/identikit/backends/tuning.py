@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from identikit.atomic import atomic_write_bytes, atomic_write_text
+from identikit.backends.quantize import quantize_onnx
 from identikit.backends.scorers import (
     BACKENDS,
     TORCH_BACKENDS,
@@ -44,6 +45,9 @@ from identikit.backends.scorers import (
     torch_scorer,
 )
 from identikit.errors import IdentikitError, first_line
+from identikit.export import onnx_bytes
+from identikit.models.checkpoint import file_sha256
+from identikit.onnx_model import OnnxModel
 from identikit.safe_files import read_json
 
 CPU_CHUNKS = (64, 128, 256, 512)
@@ -427,7 +431,6 @@ def _onnx_engine(target: Target, precision: str, chunk: int, threads: int) -> Sc
     )
     if precision != "int8":
         return fp32
-    from identikit.models.checkpoint import file_sha256
 
     return _from_file(
         target.cache_dir / "onnx" / f"{file_sha256(source)}-int8.onnx",
@@ -490,7 +493,6 @@ def _onnx_file(target: Target) -> Path:
 
 def _export(target: Target, path: Path) -> None:
     """Export the module to ONNX at ``path``, atomically."""
-    from identikit.export import onnx_bytes
 
     assert target.module is not None
     try:
@@ -503,7 +505,6 @@ def _export(target: Target, path: Path) -> None:
 
 def _quantize(target: Target, source: Path, path: Path) -> None:
     """Write an int8 version of the ONNX file ``source`` at ``path``."""
-    from identikit.onnx_model import OnnxModel
 
     try:
         model = OnnxModel(source)
@@ -515,8 +516,6 @@ def _quantize(target: Target, source: Path, path: Path) -> None:
 
     assert target.calibration is not None
     try:
-        from identikit.backends.quantize import quantize_onnx
-
         path.parent.mkdir(parents=True, exist_ok=True)
         quantize_onnx(
             source,

@@ -18,9 +18,13 @@ from identikit.cli.options import (
     positive_int,
     print_json,
 )
-from identikit.data import SPLITS, ensure_files, load_dataset, refetch_files
+from identikit.data import SPLITS, ensure_files, get_spec, load_dataset, refetch_files
 from identikit.errors import IdentikitError
+from identikit.export import export_model
 from identikit.models import ARCHITECTURES
+from identikit.models.checkpoint import load_checkpoint
+from identikit.preprocessing import Preprocessing
+from identikit.training import evaluate_classifier, train
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -36,8 +40,6 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from identikit.training import train
-
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
     result = train(
         args.model,
@@ -93,9 +95,6 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from identikit.data import get_spec
-    from identikit.training import evaluate_classifier
-
     classifier = make_classifier(args)
     spec = get_spec(args.dataset)
     images, labels = load_dataset(args.dataset, "test", args.root)
@@ -126,10 +125,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from identikit.export import export_model
-    from identikit.models.checkpoint import load_checkpoint
-    from identikit.preprocessing import Preprocessing
-
     # The conventions first: a wrong --std costs no reading of the checkpoint.
     preprocessing = Preprocessing(
         input_range=args.input_range, mean=args.mean, std=args.std, outputs=args.outputs or "logits"

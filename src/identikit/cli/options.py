@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from identikit.backends import BACKENDS, PRECISIONS
-from identikit.classifier import Classifier
+from identikit.classifier import Classifier, load_classifier
 from identikit.data import DATASETS
 from identikit.device import DEVICE_CHOICES
 from identikit.errors import IdentikitError
-from identikit.preprocessing import INPUT_RANGES, OUTPUT_KINDS
+from identikit.preprocessing import INPUT_RANGES, OUTPUT_KINDS, Preprocessing
 from identikit.search import STRATEGIES
 
 
@@ -175,8 +175,6 @@ def _say_what_scores(args: argparse.Namespace, classifier: Classifier, precision
 
 def make_classifier(args: argparse.Namespace) -> Classifier:
     """The Classifier for ``--model`` with the command's model-convention options."""
-    from identikit.classifier import load_classifier
-    from identikit.preprocessing import Preprocessing
 
     names = args.class_names.split(",") if args.class_names else None
     if args.chunk_size is not None and args.chunk_size < 1:

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from identikit.cli.options import add_device, output_path
+from identikit.demo import run_demo
+from identikit.report.page import build_report, write_pngs
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from identikit.report.page import build_report, write_pngs
-
     path = build_report(
         args.folder,
         animate=not args.no_animation,
@@ -43,8 +43,6 @@ def open_page(path: Path) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from identikit.demo import run_demo
-
     return run_demo(Path(args.out), device=args.device, root=args.root)
 
 

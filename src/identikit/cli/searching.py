@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
+from identikit.atomic import atomic_write_bytes, atomic_write_text
 from identikit.backends.tuning import note_achieved_rate
+from identikit.ceiling import (
+    ceiling_rows,
+    linear_ceiling,
+    linear_layer,
+    model_ceiling,
+    write_ceiling,
+)
+from identikit.certainty import (
+    certainty_report,
+    format_certainty,
+    max_probabilities,
+    write_certainty,
+)
 from identikit.classifier import Classifier
 from identikit.cli.options import (
     add_data_options,
@@ -23,21 +38,29 @@ from identikit.cli.options import (
     positive_int,
     print_json,
 )
+from identikit.compare import THRESHOLDS, curves, run_comparison, summarise_strategy
 from identikit.data import load_dataset
 from identikit.errors import IdentikitError
+from identikit.experiment import SweepConfig, format_summary, parse_digits
+from identikit.figures import convergence_curves
 from identikit.folder_lock import locked_folder
 from identikit.interrupt import PauseOnInterrupt
-from identikit.limits import SAMPLES
+from identikit.judge import comparison_sweeps, judge_folders, load_judges, load_sweep
+from identikit.limits import MODEL_BYTES, SAMPLES
+from identikit.models.checkpoint import load_checkpoint
+from identikit.safe_files import display_name, read_regular
 from identikit.search import STRATEGIES
 from identikit.search.base import START_IMAGES
 from identikit.search.priors import PRIORS
 from identikit.search.registry import (
     FLAG_SETTINGS,
     describe_strategy,
+    is_white_box,
     parse_option,
     setting_types,
 )
 from identikit.search.stopping import PATIENCE
+from identikit.sweep import sweep_to_folder
 
 
 def paused(args: argparse.Namespace, pause: PauseOnInterrupt) -> int:
@@ -60,9 +83,6 @@ def _strategy_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from identikit.experiment import SweepConfig, format_summary, parse_digits
-    from identikit.sweep import sweep_to_folder
-
     config = SweepConfig(
         digits=parse_digits(args.digits),
         runs=args.runs,
@@ -144,11 +164,6 @@ def cmd_strategies(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from identikit.atomic import atomic_write_bytes, atomic_write_text
-    from identikit.compare import THRESHOLDS, curves, run_comparison, summarise_strategy
-    from identikit.experiment import parse_digits
-    from identikit.report.figures import convergence_curves
-
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     unknown = [s for s in strategies if s not in STRATEGIES]
     if not strategies or unknown:
@@ -184,6 +199,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 threshold=0.99,
                 max_queries=args.max_queries,
                 title=f"{classifier.name}: {args.runs} runs per digit, budget {args.max_queries:,}",
+                white_box=[name for name in by_strategy if is_white_box(name)],
             ),
         )
     if args.json:
@@ -210,7 +226,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def _linear_ceiling(classifier: Classifier) -> float | None:
     """For a linear model on raw pixels: 1 - p of the least certain digit's exact optimum."""
-    from identikit.ceiling import linear_ceiling, linear_layer
 
     if (
         classifier.module is None
@@ -230,13 +245,6 @@ def _fmt(value: float | None) -> str:
 
 
 def cmd_ceiling(args: argparse.Namespace) -> int:
-    import hashlib
-
-    from identikit.ceiling import ceiling_rows, model_ceiling, write_ceiling
-    from identikit.limits import MODEL_BYTES
-    from identikit.models.checkpoint import load_checkpoint
-    from identikit.safe_files import display_name, read_regular
-
     # The hash recorded is that of the very bytes the model is built from.
     data = read_regular(args.model, limit=MODEL_BYTES)
     model, _ = load_checkpoint(args.model, data=data)
@@ -260,8 +268,6 @@ def cmd_ceiling(args: argparse.Namespace) -> int:
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
-    from identikit.judge import comparison_sweeps, judge_folders, load_judges, load_sweep
-
     sweeps = comparison_sweeps(args.sweep)
     for folder in sweeps:
         load_sweep(folder)  # every sweep is checked before any judge is trained
@@ -319,13 +325,6 @@ def _print_verdict_table(verdicts: list[dict[str, Any]], folder: Path) -> None:
 
 
 def cmd_certainty(args: argparse.Namespace) -> int:
-    from identikit.certainty import (
-        certainty_report,
-        format_certainty,
-        max_probabilities,
-        write_certainty,
-    )
-
     # Before the model is loaded and the data read: a wrong --samples costs nothing.
     SAMPLES.check(args.samples, "--samples")
     classifier = make_classifier(args)

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from identikit import figures
 from identikit.atomic import atomic_write_bytes, atomic_write_text
 from identikit.classifier import load_classifier
 from identikit.compare import NO_STALLING, THRESHOLDS, curves
@@ -48,10 +49,10 @@ from identikit.records import (
     read_identikits,
     read_results,
 )
-from identikit.report import figures
 from identikit.report.cards import Cards, card_of_record
 from identikit.report.replay import REPLAY_ITERATIONS, Replay, replay_first_runs
 from identikit.safe_files import display_name, read_json, read_regular
+from identikit.search.registry import is_white_box
 
 Log = Callable[[str], None]
 
@@ -191,10 +192,11 @@ def _sweep(folder: Path, root: Path, datasets: dict[str, Any]) -> Sweep:
                 curves({settings["strategy"]: results}, threshold=settings["target"]),
                 threshold=settings["target"],
                 max_queries=settings["max_queries"],
+                white_box=[settings["strategy"]] if is_white_box(settings["strategy"]) else [],
             )
         ),
         patience=_patience(settings),
-        white_box=figures.is_white_box(settings["strategy"]),
+        white_box=is_white_box(settings["strategy"]),
     )
     sweep = Sweep(folder, section, results, images, digits)
     judged = folder / "judge.json"
@@ -308,7 +310,7 @@ def _certainty(path: Path, root: Path, sweeps: Sequence[Sweep]) -> dict[str, Any
 def _comparison(path: Path, root: Path, thresholds: list[str]) -> dict[str, Any]:
     rows = check_compare(read_json(path, root=root), path, thresholds)
     for name, row in rows.items():
-        row["white_box"] = figures.is_white_box(name)
+        row["white_box"] = is_white_box(name)
     return {
         "folder": _relative(path.parent, root),
         "rows": rows,

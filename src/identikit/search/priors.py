@@ -19,6 +19,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from identikit.data import load_dataset
 from identikit.errors import IdentikitError
 
 PRIORS = ("tv", "l2", "blur", "jitter", "manifold")
@@ -76,7 +77,6 @@ def digit_subspace(
     # vectors[:, -0:] would be every direction: a subspace of 0 components is the whole space.
     if not 1 <= components <= 784:
         raise IdentikitError(f"the digit subspace takes 1..784 components, got {components}")
-    from identikit.data import load_dataset
 
     images, _ = load_dataset(dataset, "train")
     x = torch.from_numpy(images.reshape(len(images), -1)).double().div_(255.0)

@@ -27,6 +27,11 @@ _KIND_WORDS = {int: "a whole number", float: "a number", str: "text", bool: "tru
 _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
 
 
+def is_white_box(name: str) -> bool:
+    """Whether the strategy ``name`` reads the model's gradients (unknown names: no)."""
+    return bool(getattr(STRATEGIES.get(name), "white_box", False))
+
+
 def register(cls: StrategyType) -> StrategyType:
     """Class decorator: add a :class:`~identikit.search.base.Strategy` under its ``name``."""
     STRATEGIES[cls.name] = cls  # type: ignore[attr-defined]

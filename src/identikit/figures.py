@@ -18,8 +18,6 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
-from identikit.search import STRATEGIES
-
 # Pixels between images in a grid, across and above (room for the label).
 _GAP = 3
 _LABEL = 9
@@ -162,15 +160,13 @@ def convergence_curves(
     threshold: float,
     max_queries: int,
     title: str = "",
-    white_box: Collection[str] | None = None,
+    white_box: Collection[str] = (),
 ) -> bytes:
     """Fraction of runs that reached ``threshold`` against queries spent, one step curve each.
 
     ``white_box``: the curves whose queries are forward and backward passes, not scores alone
-    (default: those named after a white-box strategy); their legend entries say so.
+    (those of white-box strategies); their legend entries say so.
     """
-    if white_box is None:
-        white_box = {name for name in curves if is_white_box(name)}
     figure, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
     for name, (queries, fractions) in curves.items():
         xs = [1, *queries, max_queries]
@@ -193,11 +189,6 @@ def convergence_curves(
     if title:
         ax.set_title(title, fontsize=10)
     return _png(figure)
-
-
-def is_white_box(strategy: str) -> bool:
-    """Whether ``strategy`` names a strategy that reads the model's gradients."""
-    return bool(getattr(STRATEGIES.get(strategy), "white_box", False))
 
 
 def animation_gif(
