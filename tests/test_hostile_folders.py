@@ -476,6 +476,11 @@ RESULTS_CASES: dict[str, Callable[[Any], Any]] = {
     "unknown status": lambda r: set_path(r, ["runs", 0, "status"], "bored"),
     "unknown setting": lambda r: set_path(r, ["settings", "colour"], "red"),
     "card accuracy a list": lambda r: set_path(r, ["model", "card", "test_accuracy"], [1]),
+    # Valid JSON, but too large for a float: float() overflows where nan checks are made.
+    "confidence of 400 digits": lambda r: set_path(r, ["runs", 0, "confidence"], 10**400),
+    "setting of 400 digits": lambda r: set_path(
+        r, ["settings", "strategy_settings", "mask_density"], 10**400
+    ),
 }
 
 

@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "device",
             "analysis",
             "figures",
+            "values",
         ),
     ),
     ("data", ("idx", "data")),

@@ -12,7 +12,6 @@ recomputed from the runs are recomputed rather than trusted.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -25,6 +24,7 @@ from identikit.experiment import SweepConfig
 from identikit.limits import CLASSES
 from identikit.safe_files import read_json, read_npz
 from identikit.search import STATUS_NAMES
+from identikit.values import is_finite, is_number, is_whole
 
 RESULTS_FILE = "results.json"
 IDENTIKITS_FILE = "identikits.npz"
@@ -54,7 +54,7 @@ class Fields:
     def integer(
         self, value: Any, where: str, low: int | None = None, high: int | None = None
     ) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not is_whole(value):
             self.fail(where, "is not a whole number")
         if (low is not None and value < low) or (high is not None and value > high):
             self.fail(where, f"= {value} is out of range")
@@ -63,11 +63,11 @@ class Fields:
     def number(
         self, value: Any, where: str, low: float | None = None, high: float | None = None
     ) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if not is_number(value):
             self.fail(where, "is not a number")
-        number = float(value)
-        if not math.isfinite(number):
+        if not is_finite(value):
             self.fail(where, "is not finite")
+        number = float(value)
         if (low is not None and number < low) or (high is not None and number > high):
             self.fail(where, f"= {value} is out of range")
         return number

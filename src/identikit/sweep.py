@@ -168,8 +168,9 @@ def _check_layout(folder: Path, state: SearchState, config: SweepConfig) -> None
         )
 
 
-def _missing_outputs(folder: Path) -> list[str]:
-    """The outputs of a finished sweep that are missing or unreadable, sorted by name."""
+def _missing_outputs(folder: Path) -> tuple[list[str], dict[str, Any] | None]:
+    """The outputs of a finished sweep that are missing or unreadable, sorted by name, and
+    its results record where that one is sound (read once, for the caller too)."""
     missing = []
     try:
         results = read_results(folder)
@@ -185,7 +186,7 @@ def _missing_outputs(folder: Path) -> list[str]:
         missing.append(IDENTIKITS_FILE)
     if not _png_ok(folder / GRID_FILE):
         missing.append(GRID_FILE)
-    return sorted(missing)
+    return sorted(missing), results
 
 
 def _png_ok(path: Path) -> bool:
@@ -275,9 +276,9 @@ def _sweep_locked(
         if bool((state.status == ACTIVE).any()):
             engines = _engines(folder, saved[0], engines[0], allow_engine_change)
         else:
-            missing = _missing_outputs(folder)
-            if not missing:
-                return SweepOutcome(read_results(folder), resumed=True, already_done=True)
+            missing, results = _missing_outputs(folder)
+            if not missing and results is not None:
+                return SweepOutcome(results, resumed=True, already_done=True)
             engines = recorded_engines(saved[0]) or engines
     else:
         layout = config.layout()

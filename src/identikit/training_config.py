@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any
 
 from identikit.errors import IdentikitError
+from identikit.values import is_finite, is_whole
 
 
 @dataclass(frozen=True)
@@ -38,13 +37,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
-            if not _whole(value) or value < 1:
+            if not is_whole(value) or value < 1:
                 raise IdentikitError(f"{_flag(name)} must be a whole number >= 1, got {value!r}")
-        if self.threads is not None and (not _whole(self.threads) or self.threads < 1):
+        if self.threads is not None and (not is_whole(self.threads) or self.threads < 1):
             raise IdentikitError(f"threads must be a whole number >= 1, got {self.threads!r}")
-        if not _finite(self.lr) or self.lr <= 0:
+        if not is_finite(self.lr) or self.lr <= 0:
             raise IdentikitError(f"--lr must be a finite number > 0, got {self.lr!r}")
-        if not _finite(self.weight_decay) or self.weight_decay < 0:
+        if not is_finite(self.weight_decay) or self.weight_decay < 0:
             raise IdentikitError(
                 f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}"
             )
@@ -52,11 +51,3 @@ class TrainConfig:
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
-
-
-def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

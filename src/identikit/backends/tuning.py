@@ -19,7 +19,6 @@ import copy
 import hashlib
 import importlib.metadata
 import json
-import math
 import os
 import shutil
 import time
@@ -49,6 +48,7 @@ from identikit.export import onnx_bytes
 from identikit.models.checkpoint import file_sha256
 from identikit.onnx_model import OnnxModel
 from identikit.safe_files import read_json
+from identikit.values import is_finite, is_whole
 
 CPU_CHUNKS = (64, 128, 256, 512)
 CUDA_CHUNKS = (1024, 4096, 8192)
@@ -646,8 +646,8 @@ def _cached_choice(
         and _whole(record["chunk_size"], 1, MAX_CHUNK)
         and chunk_size in (None, record["chunk_size"])
         and _whole(record["threads"], 1, PROCESS_THREADS)
-        and (rate is None or (_finite(rate) and rate > 0))
-        and _mapping(record["rates"], _finite)
+        and (rate is None or (is_finite(rate) and rate > 0))
+        and _mapping(record["rates"], is_finite)
         and _mapping(record["skipped"], _is_str)
         and (record["measured"] is None or _is_str(record["measured"]))
         and _mapping(record.get("passed_over", {}), _is_str)
@@ -661,17 +661,7 @@ def _is_str(value: object) -> bool:
 
 def _whole(value: object, low: int, high: int) -> bool:
     """Whether ``value`` is an int (JSON's ``true`` is not one) from ``low`` to ``high``."""
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-
-
-def _finite(value: object) -> bool:
-    """Whether ``value`` is a finite number (JSON reads ``1e999`` as infinity)."""
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an integer too large for a float
-        return False
+    return is_whole(value) and low <= value <= high
 
 
 def _mapping(value: object, valid: Callable[[object], bool]) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import math
 import os
 import pickle
 import zipfile
@@ -27,6 +26,7 @@ from identikit.errors import CheckpointError, IdentikitError
 from identikit.limits import CLASSES, MODEL_BYTES
 from identikit.models import build_model, get_architecture
 from identikit.safe_files import read_regular
+from identikit.values import is_finite, is_whole
 
 FORMAT = "identikit-checkpoint"
 VERSION = 1
@@ -34,21 +34,13 @@ VERSION = 1
 _OTHER_FORMATS = "is used as it is by search, compare, certainty and evaluate"
 
 
-def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _real(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 # The metadata that other modules read, and what each field must be when present (None is
 # absent). A field of another kind is refused rather than dropped: the report prints the test
 # accuracy as fact, and a checkpoint that lies about one field is not trusted for the others.
 METADATA_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "test_accuracy": (lambda v: _real(v) and 0 <= v <= 1, "a number in [0, 1]"),
-    "epochs": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
-    "seed": (_whole, "a whole number"),
+    "test_accuracy": (lambda v: is_finite(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "epochs": (lambda v: is_whole(v) and v >= 0, "a whole number >= 0"),
+    "seed": (is_whole, "a whole number"),
     "precision": (lambda v: isinstance(v, str), "text"),
 }
 
@@ -204,7 +196,7 @@ def _check_classes(file: Path, classes: Any, state: dict[str, torch.Tensor]) -> 
 
     Checked before the model is built: ``build_model`` allocates a layer of that many rows.
     """
-    if not _whole(classes):
+    if not is_whole(classes):
         got = _shown(classes)
         raise CheckpointError(f"{file}: 'num_classes' must be a whole number, got {got}")
     if classes < 2:

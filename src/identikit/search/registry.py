@@ -10,11 +10,11 @@ against its declared type, and every ``float`` setting must be finite, so a stra
 from __future__ import annotations
 
 import dataclasses
-import math
 import typing
 from typing import Any, TypeVar
 
 from identikit.errors import IdentikitError
+from identikit.values import is_finite, is_number, is_whole
 
 StrategyType = TypeVar("StrategyType", bound=type)
 
@@ -63,13 +63,12 @@ def check_value(strategy: str, key: str, kind: Any, value: Any) -> None:
     """Refuse ``value`` unless it is of the setting's type (an int passes for a float) and,
     for a float, finite: nan and inf compare false with every bound, so range checks alone
     would let them through."""
-    numeric = isinstance(value, int | float) and not isinstance(value, bool)
     if kind is float:
-        if numeric and not math.isfinite(value):
+        if is_number(value) and not is_finite(value):
             raise setting_error(strategy, key, "a finite number", value)
-        ok = numeric
+        ok = is_number(value)
     elif kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
+        ok = is_whole(value)
     else:
         ok = isinstance(kind, type) and isinstance(value, kind)
     if not ok:
