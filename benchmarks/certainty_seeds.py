@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 
 from identikit import load_mnist, train
-from identikit.certainty import certainty_report, max_probabilities
-from identikit.classifier import load_classifier
-from identikit.data import default_root
-from identikit.errors import CheckpointError
+from identikit.base.errors import CheckpointError
+from identikit.classifier.classifier import load_classifier
+from identikit.data.datasets import default_root
 from identikit.models.checkpoint import load_checkpoint
+from identikit.studies.certainty import certainty_report, max_probabilities
 
 COLUMNS = ("mean", "above_0.6", "above_0.9", "above_0.99")
 

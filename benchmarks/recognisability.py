@@ -12,10 +12,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from identikit.classifier import Classifier
-from identikit.experiment import SweepConfig
-from identikit.judge import JUDGES, judge_sweep
-from identikit.sweep import sweep_to_folder
+from identikit.classifier.classifier import Classifier
+from identikit.studies.judge import JUDGES, judge_sweep
+from identikit.sweeps.experiment import SweepConfig
+from identikit.sweeps.sweep import sweep_to_folder
 from strategies import default_cnn  # type: ignore[import-not-found]
 
 SWEEPS = {

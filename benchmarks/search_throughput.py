@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from identikit.backends.precision import bf16_supported
-from identikit.classifier import Classifier
-from identikit.export import onnx_bytes
+from identikit.classifier.classifier import Classifier
+from identikit.engines.precision import bf16_supported
 from identikit.models import build_model
-from identikit.search import Budget, Converged, Stuck, advance, initial_state, make_strategy
+from identikit.models.export import onnx_bytes
+from identikit.strategies import Budget, Converged, Stuck, advance, initial_state, make_strategy
 
 BATCH_SIZES = (64, 128, 256, 500)
 

@@ -12,11 +12,11 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from identikit.classifier import Classifier
-from identikit.compare import THRESHOLDS, reach_table, run_comparison, summarise_strategy
-from identikit.data import default_root
-from identikit.search import STRATEGIES
-from identikit.training import train
+from identikit.classifier.classifier import Classifier
+from identikit.data.datasets import default_root
+from identikit.strategies import STRATEGIES
+from identikit.sweeps.compare import THRESHOLDS, reach_table, run_comparison, summarise_strategy
+from identikit.training.trainer import train
 
 
 def default_cnn() -> Path:

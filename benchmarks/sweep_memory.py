@@ -16,14 +16,14 @@ import sys
 
 import torch
 
-from identikit.backends.precision import bf16_supported
+from identikit.engines.precision import bf16_supported
 
 CHILD = """
 import sys
-from identikit.classifier import Classifier
-from identikit.experiment import SweepConfig
+from identikit.classifier.classifier import Classifier
+from identikit.sweeps.experiment import SweepConfig
 from identikit.models import build_model
-from identikit.search import advance, initial_state, make_strategy
+from identikit.strategies import advance, initial_state, make_strategy
 config = SweepConfig(runs=100)
 classifier = Classifier(build_model("cnn"), backend="auto", precision=sys.argv[2])
 print(classifier.choice.summary(), flush=True)

@@ -26,13 +26,13 @@ from typing import Any
 
 import torch
 
-from identikit.backends.precision import bf16_supported
-from identikit.classifier import load_classifier
-from identikit.experiment import SweepConfig
+from identikit.classifier.classifier import load_classifier
+from identikit.engines.precision import bf16_supported
 from identikit.models import build_model
-from identikit.search import make_strategy
-from identikit.search.base import run_generator
-from identikit.sweep import sweep_to_folder
+from identikit.strategies import make_strategy
+from identikit.strategies.base import run_generator
+from identikit.sweeps.experiment import SweepConfig
+from identikit.sweeps.sweep import sweep_to_folder
 from strategies import default_cnn  # type: ignore[import-not-found]
 
 

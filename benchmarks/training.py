@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from identikit import load_mnist, train
 from identikit.models import build_model, get_architecture
-from identikit.training import evaluate, fit, to_pixels, training_precision
+from identikit.training.trainer import evaluate, fit, to_pixels, training_precision
 
 TARGET = 0.992
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from identikit import data
+from identikit.data import datasets as data
 from tests.helpers import small_model, write_idx_folder
 
 
@@ -36,7 +36,7 @@ def tiny_model(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def mnist_softmax(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A softmax model trained for one epoch on the real MNIST (about 90% test accuracy)."""
-    from identikit.training import train
+    from identikit.training.trainer import train
 
     path = tmp_path_factory.mktemp("mnist-softmax") / "softmax.pt"
     train("softmax", epochs=1, root=mnist_root, out=path, progress=False)

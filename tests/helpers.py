@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from identikit import data
-from identikit.classifier import Classifier
-from identikit.experiment import SweepConfig
-from identikit.idx import encode_idx
+from identikit.classifier.classifier import Classifier
+from identikit.data import datasets as data
+from identikit.data.idx import encode_idx
 from identikit.models import build_model
 from identikit.models.checkpoint import save_checkpoint
+from identikit.sweeps.experiment import SweepConfig
 
 CHROMIUM = shutil.which("chromium")
 """The Debian chromium the report pages are rendered with, or None where it is not installed."""

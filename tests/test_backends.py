@@ -13,20 +13,20 @@ import numpy as np
 import pytest
 import torch
 
-from identikit import data
-from identikit.backends import tuning
-from identikit.backends.precision import bf16_supported
-from identikit.classifier import Classifier, load_classifier
-from identikit.errors import IdentikitError
-from identikit.experiment import SweepConfig
-from identikit.export import export_model
+from identikit.base.errors import IdentikitError
+from identikit.classifier.classifier import Classifier, load_classifier
+from identikit.data import datasets as data
+from identikit.engines import tuning
+from identikit.engines.precision import bf16_supported
 from identikit.models import build_model
 from identikit.models.checkpoint import load_model
-from identikit.preprocessing import Preprocessing
-from identikit.search import advance, initial_state, make_strategy
-from identikit.search.base import RESCORED, target_scores
-from identikit.search.stopping import Budget
-from identikit.sweep import sweep_to_folder
+from identikit.models.export import export_model
+from identikit.models.preprocessing import Preprocessing
+from identikit.strategies import advance, initial_state, make_strategy
+from identikit.strategies.base import RESCORED, target_scores
+from identikit.strategies.stopping import Budget
+from identikit.sweeps.experiment import SweepConfig
+from identikit.sweeps.sweep import sweep_to_folder
 from tests.helpers import assert_one_line_error, run_cli
 
 BF16 = pytest.mark.skipif(

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from identikit.backends import tuning
-from identikit.classifier import Classifier
+from identikit.classifier.classifier import Classifier
+from identikit.engines import tuning
 from identikit.models import build_model
 from tests.helpers import run_cli
 

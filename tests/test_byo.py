@@ -14,12 +14,12 @@ import pytest
 import torch
 from torch import nn
 
-from identikit.classifier import Classifier, load_classifier
-from identikit.data import load_dataset
-from identikit.errors import IdentikitError
-from identikit.export import export_model
-from identikit.preprocessing import Preprocessing, detect_output_kind
-from identikit.search import (
+from identikit.base.errors import IdentikitError
+from identikit.classifier.classifier import Classifier, load_classifier
+from identikit.data.datasets import load_dataset
+from identikit.models.export import export_model
+from identikit.models.preprocessing import Preprocessing, detect_output_kind
+from identikit.strategies import (
     Budget,
     Converged,
     SearchState,

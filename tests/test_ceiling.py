@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from identikit.ceiling import linear_ceiling, model_ceiling
-from identikit.errors import IdentikitError
+from identikit.base.errors import IdentikitError
 from identikit.models import build_model
+from identikit.studies.ceiling import linear_ceiling, model_ceiling
 from tests.helpers import assert_one_line_error, run_cli
 
 

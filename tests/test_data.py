@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from identikit import data, load_mnist
-from identikit.errors import DataError
-from identikit.idx import encode_idx
+from identikit import load_mnist
+from identikit.base.errors import DataError
+from identikit.data import datasets as data
+from identikit.data.idx import encode_idx
 from tests.helpers import write_idx_folder
 
 

@@ -18,12 +18,12 @@ import pytest
 import torch
 from torch import nn
 
-from identikit.backends import tuning
-from identikit.classifier import Classifier, load_classifier
-from identikit.errors import IdentikitError
-from identikit.search import advance, initial_state, make_strategy
-from identikit.search.base import GROUP_BYTES, GROUP_IMAGES, SearchState, group_runs
-from identikit.search.stopping import Budget
+from identikit.base.errors import IdentikitError
+from identikit.classifier.classifier import Classifier, load_classifier
+from identikit.engines import tuning
+from identikit.strategies import advance, initial_state, make_strategy
+from identikit.strategies.base import GROUP_BYTES, GROUP_IMAGES, SearchState, group_runs
+from identikit.strategies.stopping import Budget
 
 MANY_CLASSES = 100_000
 

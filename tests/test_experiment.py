@@ -11,13 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from identikit.analysis import summarise_runs, wilson_interval
-from identikit.certainty import SOURCES, certainty_report, max_probabilities
-from identikit.classifier import Classifier
-from identikit.errors import IdentikitError
-from identikit.experiment import parse_digits
-from identikit.figures import certainty_histogram, identikit_grid
+from identikit.base.analysis import summarise_runs, wilson_interval
+from identikit.base.errors import IdentikitError
+from identikit.base.figures import certainty_histogram, identikit_grid
+from identikit.classifier.classifier import Classifier
 from identikit.models import build_model
+from identikit.studies.certainty import SOURCES, certainty_report, max_probabilities
+from identikit.sweeps.experiment import parse_digits
 from tests.helpers import assert_one_line_error, make_digits, run_cli
 
 

@@ -14,14 +14,14 @@ import pytest
 import torch
 from tqdm import tqdm
 
-from identikit import data
-from identikit.classifier import Classifier, load_classifier
+from identikit.base.errors import DataError
+from identikit.classifier.classifier import Classifier, load_classifier
 from identikit.cli import build_parser, main
-from identikit.errors import DataError
-from identikit.experiment import SweepConfig, format_summary
-from identikit.idx import encode_idx
+from identikit.data import datasets as data
+from identikit.data.idx import encode_idx
 from identikit.models.checkpoint import save_checkpoint
-from identikit.search import (
+from identikit.models.training_config import TrainConfig
+from identikit.strategies import (
     STATUS_NAMES,
     STRATEGIES,
     Budget,
@@ -31,11 +31,11 @@ from identikit.search import (
     initial_state,
     make_strategy,
 )
-from identikit.search.base import SearchState
-from identikit.search.priors import PRIORS
-from identikit.search.stopping import ACTIVE, STUCK
-from identikit.training import fit
-from identikit.training_config import TrainConfig
+from identikit.strategies.base import SearchState
+from identikit.strategies.priors import PRIORS
+from identikit.strategies.stopping import ACTIVE, STUCK
+from identikit.sweeps.experiment import SweepConfig, format_summary
+from identikit.training.trainer import fit
 from tests.helpers import softmax_model
 
 FAST = ["--backend", "eager", "--chunk-size", "64", "--device", "cpu", "--no-progress"]
@@ -80,7 +80,7 @@ def crafted_state(stale: list[int]) -> SearchState:
 
 @pytest.mark.parametrize("cost", [500, 508])  # random-masks, and with bf16/int8 re-scoring
 def test_default_patience_stops_random_masks_after_50_stale_iterations(cost: int) -> None:
-    from identikit.search.base import apply_rules
+    from identikit.strategies.base import apply_rules
 
     stale = list(range(0, 60))
     state = crafted_state(stale)
@@ -90,7 +90,7 @@ def test_default_patience_stops_random_masks_after_50_stale_iterations(cost: int
 
 def test_default_patience_lets_a_one_query_step_try_25000_times() -> None:
     state = crafted_state([50, 200, 24_999, 25_000])
-    from identikit.search.base import apply_rules
+    from identikit.strategies.base import apply_rules
 
     apply_rules(state, [Converged(0.99), Stuck(), Budget(10**9)], 1)
     assert (state.status == STUCK).tolist() == [False, False, False, True]
@@ -253,8 +253,8 @@ def test_training_bar_is_closed_when_training_fails() -> None:
 def test_errors_clear_a_bar_left_showing(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from identikit.base.errors import IdentikitError
     from identikit.cli import models
-    from identikit.errors import IdentikitError
 
     def fails(_: object) -> int:
         tqdm(total=3, file=sys.stderr, desc="left open")
@@ -432,7 +432,7 @@ def test_training_uses_the_recipes_thread_count_and_restores_it(tiny_dataset: Pa
     """The linear model trains on one thread (its batches are too small to split; a busy
     second core made two threads three times slower); the process's count is restored."""
     from identikit.models import get_architecture
-    from identikit.training import train
+    from identikit.training.trainer import train
 
     assert get_architecture("softmax").training.threads == 1
     seen: list[int] = []

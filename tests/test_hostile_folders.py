@@ -26,16 +26,16 @@ import pytest
 import torch
 from torch import nn
 
-from identikit import atomic
-from identikit.classifier import load_classifier
+from identikit.base import atomic
+from identikit.base.errors import DifferentSweepError, IdentikitError
+from identikit.base.folder_lock import LOCK_FILE, locked_folder
+from identikit.base.safe_files import read_npz, read_regular
+from identikit.classifier.classifier import load_classifier
 from identikit.cli import main
-from identikit.errors import DifferentSweepError, IdentikitError
-from identikit.experiment import SweepConfig
-from identikit.folder_lock import LOCK_FILE, locked_folder
-from identikit.records import read_identikits, read_results
-from identikit.safe_files import read_npz, read_regular
-from identikit.sweep import sweep_to_folder
-from identikit.sweep_state import STATE_FILE
+from identikit.sweeps.experiment import SweepConfig
+from identikit.sweeps.records import read_identikits, read_results
+from identikit.sweeps.sweep import sweep_to_folder
+from identikit.sweeps.sweep_state import STATE_FILE
 from tests.helpers import small_model, stop_after
 
 SWEEP = SweepConfig(
@@ -285,7 +285,7 @@ def test_the_lock_is_released_when_its_holder_is_killed(model_file: Path, tmp_pa
         [
             sys.executable,
             "-c",
-            f"from identikit.folder_lock import locked_folder\n"
+            f"from identikit.base.folder_lock import locked_folder\n"
             f"import time\nwith locked_folder({str(out)!r}):\n    print('held', flush=True)\n"
             "    time.sleep(600)",
         ],
@@ -699,7 +699,7 @@ def test_a_file_name_that_is_not_utf8(model_file: Path, tmp_path: Path) -> None:
 def test_one_step_too_large_for_the_memory_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     """Groups shrink with the classes, down to one run; a run whose own step is too large
     (many candidates of a model of many classes) is refused before it is allocated."""
-    from identikit.search.base import group_runs
+    from identikit.strategies.base import group_runs
 
     with pytest.raises(IdentikitError, match="IDENTIKIT_LIMIT_STEP_BYTES"):
         group_runs(100_000, 100_000)

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from identikit.errors import DataError
-from identikit.idx import encode_idx, parse_idx, read_bytes
+from identikit.base.errors import DataError
+from identikit.data.idx import encode_idx, parse_idx, read_bytes
 
 
 @given(arrays(np.uint8, st.tuples(st.integers(0, 5), st.integers(1, 6), st.integers(1, 6))))

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from identikit.classifier import Classifier
-from identikit.errors import IdentikitError
-from identikit.judge import load_sweep, nearest_neighbours, transfer
+from identikit.base.errors import IdentikitError
+from identikit.classifier.classifier import Classifier
+from identikit.studies.judge import load_sweep, nearest_neighbours, transfer
 from tests.helpers import assert_one_line_error, make_digits, run_cli
 
 

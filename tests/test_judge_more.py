@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from identikit import data
+from identikit.base.errors import IdentikitError
 from identikit.cli import main
-from identikit.errors import IdentikitError
-from identikit.judge import comparison_sweeps, nearest_neighbours
+from identikit.data import datasets as data
 from identikit.models import build_model
 from identikit.models.checkpoint import save_checkpoint
-from identikit.records import check_judge, read_results
+from identikit.studies.judge import comparison_sweeps, nearest_neighbours
+from identikit.sweeps.records import check_judge, read_results
 from tests.helpers import make_digits
 
 STRATEGIES = ("square", "random-masks")
@@ -201,7 +201,7 @@ def test_check_judge_counts_against_the_sweep() -> None:
 def test_judges_of_an_idx_dataset_are_cached_in_one_file(tmp_path: Path) -> None:
     """A dataset named by a path (idx:DIR) gives one file name in the judges' cache, not a
     tree of folders under it."""
-    from identikit.judge import _file_token
+    from identikit.studies.judge import _file_token
 
     token = _file_token(f"idx:{tmp_path}/digits")
     assert "/" not in token and token.startswith("idx_")

@@ -1,7 +1,8 @@
 """Layers that only look down, read from the code itself (issue "One clear house").
 
 The data flows one way: base utilities -> data -> models -> engines -> classifier -> training ->
-search -> sweeps -> studies -> report -> cli. Each module belongs to one layer, and may import
+strategies -> sweeps -> studies -> reports -> cli, one folder each. Each module belongs to one
+layer (the folder it sits in), and may import
 from its own layer and the layers before it, never from a later one; imports sit at the top of
 a module, where a reader sees them, except for optional third-party packages (ONNX Runtime),
 which are imported where they are used so that identikit runs without them.
@@ -18,31 +19,17 @@ PACKAGE = Path(__file__).parent.parent / "src" / "identikit"
 
 # Layer by layer, bottom first: the modules (or packages) in each, by dotted name.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    (
-        "base",
-        (
-            "errors",
-            "atomic",
-            "interrupt",
-            "limits",
-            "safe_files",
-            "folder_lock",
-            "device",
-            "analysis",
-            "figures",
-            "values",
-        ),
-    ),
-    ("data", ("idx", "data")),
-    ("models", ("models", "training_config", "preprocessing", "export", "onnx_model")),
-    ("engines", ("backends",)),
+    ("base", ("base",)),
+    ("data", ("data",)),
+    ("models", ("models",)),
+    ("engines", ("engines",)),
     ("classifier", ("classifier",)),
     ("training", ("training",)),
-    ("search", ("search",)),
-    ("sweeps", ("experiment", "sweep", "sweep_state", "records", "compare")),
-    ("studies", ("certainty", "ceiling", "judge")),
-    ("report", ("report",)),
-    ("cli", ("cli", "demo", "__main__", "")),  # "" is the package itself: its public API
+    ("strategies", ("strategies",)),
+    ("sweeps", ("sweeps",)),
+    ("studies", ("studies",)),
+    ("reports", ("reports",)),
+    ("cli", ("cli", "__main__", "")),  # "" is the package itself: its public API
 ]
 OPTIONAL = ("onnxruntime", "onnx")
 
@@ -114,11 +101,19 @@ def test_imports_sit_at_the_top(path: Path) -> None:
 
 def test_the_checks_catch_what_they_are_for(tmp_path: Path) -> None:
     """An upward import and a hidden one, written out, are both found."""
-    upward = ast.parse("from identikit.report.page import build_report\n")
+    upward = ast.parse("from identikit.reports.page import build_report\n")
     node = upward.body[0]
     assert isinstance(node, ast.ImportFrom)
     (name,) = imported(node)
     assert layer_of(name) == len(LAYERS) - 2 and layer_of("data") == 1
-    hidden = ast.parse("def f():\n    import identikit.data\n")
+    hidden = ast.parse("def f():\n    import identikit.data.datasets\n")
     inner = [n for n in ast.walk(hidden) if isinstance(n, ast.Import)]
-    assert inner and imported(inner[0]) == ["data"]
+    assert inner and imported(inner[0]) == ["data.datasets"]
+
+
+def test_the_folders_show_the_layers() -> None:
+    """Every module sits in its layer's folder: the package root holds only the public API."""
+    folders = {m for _, members in LAYERS for m in members if m and m != "__main__"}
+    loose = [p.name for p in PACKAGE.glob("*.py") if p.stem not in {"__init__", "__main__"}]
+    assert loose == []
+    assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"} == folders

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from identikit.errors import CheckpointError
+from identikit.base.errors import CheckpointError
 from identikit.models import ARCHITECTURES, build_model
 from identikit.models.checkpoint import load_checkpoint, load_model, save_checkpoint
-from identikit.training import evaluate, fit
-from identikit.training_config import TrainConfig
+from identikit.models.training_config import TrainConfig
+from identikit.training.trainer import evaluate, fit
 from tests.helpers import make_digits
 
 ALL = sorted(ARCHITECTURES)

@@ -27,9 +27,9 @@ import pytest
 import torch
 from torch import nn
 
-from identikit.classifier import Classifier
-from identikit.experiment import SweepConfig
-from identikit.sweep import sweep_to_folder
+from identikit.classifier.classifier import Classifier
+from identikit.sweeps.experiment import SweepConfig
+from identikit.sweeps.sweep import sweep_to_folder
 
 RECORD = Path(__file__).parent / "data" / "regression.json"
 
@@ -142,7 +142,7 @@ def test_every_strategy_computes_what_it_computed(
 
 
 def test_the_record_covers_every_strategy() -> None:
-    from identikit.search import STRATEGIES
+    from identikit.strategies import STRATEGIES
 
     recorded = json.loads(RECORD.read_text())["sweeps"]
     covered = {SWEEPS[name].get("strategy", name) for name in recorded}

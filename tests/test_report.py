@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from identikit.figures import animation_gif, convergence_curves, transfer_matrix
+from identikit.base.figures import animation_gif, convergence_curves, transfer_matrix
 from tests.helpers import CHROMIUM, assert_one_line_error, run_cli, write_idx_folder
 
 FLAGS = [

@@ -21,11 +21,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from identikit import data
+from identikit.base.figures import animation_gif, confidence_label
 from identikit.cli import main
-from identikit.figures import animation_gif, confidence_label
-from identikit.records import read_ceiling, read_identikits, read_results
-from identikit.search.registry import is_white_box
+from identikit.data import datasets as data
+from identikit.strategies.registry import is_white_box
+from identikit.sweeps.records import read_ceiling, read_identikits, read_results
 from tests.helpers import CHROMIUM, small_model
 
 CERTAINTY_ROW = {
@@ -351,7 +351,7 @@ def tiny_registered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (30, 28, 28)).astype(np.uint8)
     labels = (np.arange(30) % 10).astype(np.uint8)
-    from identikit.idx import encode_idx
+    from identikit.data.idx import encode_idx
 
     for split in ("train", "test"):
         for name, array in zip(data._MNIST_FILES[split], (images, labels), strict=True):

@@ -12,13 +12,13 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from identikit import atomic
+from identikit.base import atomic
+from identikit.base.errors import CheckpointError, IdentikitError
 from identikit.cli import main
-from identikit.errors import CheckpointError, IdentikitError
 from identikit.models import build_model
 from identikit.models.checkpoint import load_checkpoint, save_checkpoint
-from identikit.sweep import sweep_to_folder
-from identikit.sweep_state import STATE_FILE
+from identikit.sweeps.sweep import sweep_to_folder
+from identikit.sweeps.sweep_state import STATE_FILE
 from tests.helpers import (
     CONFIG,
     assert_one_line_error,
@@ -39,7 +39,7 @@ def test_atomic_write_never_leaves_half_a_file(
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("identikit.atomic.os.fsync", full)
+    monkeypatch.setattr("identikit.base.atomic.os.fsync", full)
     with pytest.raises(IdentikitError, match="No space left on device"):
         atomic.atomic_write_text(target, "new and longer content")
     assert target.read_text() == "good"
@@ -59,11 +59,11 @@ def test_full_disk_mid_sweep_loses_nothing(tmp_path: Path, monkeypatch: pytest.M
             raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(fd)
 
-    monkeypatch.setattr("identikit.atomic.os.fsync", fills_up)
+    monkeypatch.setattr("identikit.base.atomic.os.fsync", fills_up)
     with pytest.raises(IdentikitError, match="No space left on device"):
         sweep_to_folder(classifier(), CONFIG, folder, progress=False, save_every=0.0)
     assert (folder / STATE_FILE).read_bytes() == saved  # the last good state is intact
-    monkeypatch.setattr("identikit.atomic.os.fsync", real_fsync)
+    monkeypatch.setattr("identikit.base.atomic.os.fsync", real_fsync)
     assert sweep_to_folder(classifier(), CONFIG, folder, progress=False).resumed
     same_results(whole, folder)
 
@@ -77,7 +77,7 @@ def test_full_disk_at_the_cli_is_one_line(
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("identikit.atomic.os.fsync", full)
+    monkeypatch.setattr("identikit.base.atomic.os.fsync", full)
     code = main(
         [
             "search",

@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from identikit.classifier import Classifier
-from identikit.errors import IdentikitError
-from identikit.search import (
+from identikit.base.errors import IdentikitError
+from identikit.classifier.classifier import Classifier
+from identikit.strategies import (
     CONVERGED,
     STATUS_NAMES,
     Budget,
@@ -23,8 +23,8 @@ from identikit.search import (
     initial_state,
     make_strategy,
 )
-from identikit.search.base import Group, SearchState, derive_seed, run_generator, uniform
-from identikit.search.stopping import StoppingRule
+from identikit.strategies.base import Group, SearchState, derive_seed, run_generator, uniform
+from identikit.strategies.stopping import StoppingRule
 from tests.helpers import Constant, toy_linear
 
 

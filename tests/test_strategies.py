@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from identikit.analysis import queries_to_reach
-from identikit.classifier import Classifier
-from identikit.compare import reach_table, summarise_strategy
-from identikit.errors import IdentikitError
-from identikit.search import (
+from identikit.base.analysis import queries_to_reach
+from identikit.base.errors import IdentikitError
+from identikit.classifier.classifier import Classifier
+from identikit.strategies import (
     STATUS_NAMES,
     STRATEGIES,
     Budget,
@@ -25,8 +24,9 @@ from identikit.search import (
     initial_state,
     make_strategy,
 )
-from identikit.search.registry import parse_option
-from identikit.search.stopping import StoppingRule
+from identikit.strategies.registry import parse_option
+from identikit.strategies.stopping import StoppingRule
+from identikit.sweeps.compare import reach_table, summarise_strategy
 from tests.helpers import Constant, assert_one_line_error, run_cli, toy_linear
 
 ALL = sorted(STRATEGIES)

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from identikit.classifier import Classifier
-from identikit.errors import DifferentSweepError, IdentikitError
-from identikit.experiment import SweepConfig
+from identikit.base.errors import DifferentSweepError, IdentikitError
+from identikit.classifier.classifier import Classifier
 from identikit.models import build_model
 from identikit.models.checkpoint import save_checkpoint
-from identikit.search import base
-from identikit.sweep import sweep_to_folder
-from identikit.sweep_state import STATE_FILE
+from identikit.strategies import base
+from identikit.sweeps.experiment import SweepConfig
+from identikit.sweeps.sweep import sweep_to_folder
+from identikit.sweeps.sweep_state import STATE_FILE
 from tests.helpers import CONFIG, classifier, same_results, stop_after, toy_linear
 
 

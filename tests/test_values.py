@@ -18,18 +18,19 @@ import numpy as np
 import pytest
 import torch
 
-from identikit import certainty, training
-from identikit.classifier import Classifier
+from identikit.base.errors import CheckpointError, IdentikitError
+from identikit.classifier.classifier import Classifier
 from identikit.cli import main
-from identikit.errors import CheckpointError, IdentikitError
-from identikit.export import export_model
 from identikit.models import build_model
 from identikit.models.checkpoint import load_checkpoint, save_checkpoint
-from identikit.preprocessing import Preprocessing
-from identikit.search import STRATEGIES
-from identikit.search.evolution import Evolution
-from identikit.search.registry import make_strategy, option_name, parse_option, setting_types
-from identikit.training_config import TrainConfig
+from identikit.models.export import export_model
+from identikit.models.preprocessing import Preprocessing
+from identikit.models.training_config import TrainConfig
+from identikit.strategies import STRATEGIES
+from identikit.strategies.evolution import Evolution
+from identikit.strategies.registry import make_strategy, option_name, parse_option, setting_types
+from identikit.studies import certainty
+from identikit.training import trainer as training
 
 NAN, INF = float("nan"), float("inf")
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from identikit.data import load_dataset, load_mnist
-from identikit.errors import IdentikitError
+from identikit.base.errors import IdentikitError
+from identikit.data.datasets import load_dataset, load_mnist
 from identikit.models.checkpoint import load_checkpoint, load_model
-from identikit.training import evaluate, train
+from identikit.training.trainer import evaluate, train
 
 __all__ = [
     "IdentikitError",

@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 
 from tqdm import tqdm
 
+from identikit.base.errors import IdentikitError
 from identikit.cli import models, reporting, searching
 from identikit.cli.options import Parser
-from identikit.errors import IdentikitError
 
 DESCRIPTION = "What does a trained image classifier believe a digit looks like?"
 Handler = Callable[[argparse.Namespace], int]

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from identikit.base.errors import IdentikitError
 from identikit.cli.options import (
     add_convention_options,
     add_data_options,
@@ -18,13 +19,12 @@ from identikit.cli.options import (
     positive_int,
     print_json,
 )
-from identikit.data import SPLITS, ensure_files, get_spec, load_dataset, refetch_files
-from identikit.errors import IdentikitError
-from identikit.export import export_model
+from identikit.data.datasets import SPLITS, ensure_files, get_spec, load_dataset, refetch_files
 from identikit.models import ARCHITECTURES
 from identikit.models.checkpoint import load_checkpoint
-from identikit.preprocessing import Preprocessing
-from identikit.training import evaluate_classifier, train
+from identikit.models.export import export_model
+from identikit.models.preprocessing import Preprocessing
+from identikit.training.trainer import evaluate_classifier, train
 
 
 def cmd_data(args: argparse.Namespace) -> int:

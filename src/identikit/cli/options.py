@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from identikit.backends import BACKENDS, PRECISIONS
-from identikit.classifier import Classifier, load_classifier
-from identikit.data import DATASETS
-from identikit.device import DEVICE_CHOICES
-from identikit.errors import IdentikitError
-from identikit.preprocessing import INPUT_RANGES, OUTPUT_KINDS, Preprocessing
-from identikit.search import STRATEGIES
+from identikit.base.device import DEVICE_CHOICES
+from identikit.base.errors import IdentikitError
+from identikit.classifier.classifier import Classifier, load_classifier
+from identikit.data.datasets import DATASETS
+from identikit.engines import BACKENDS, PRECISIONS
+from identikit.models.preprocessing import INPUT_RANGES, OUTPUT_KINDS, Preprocessing
+from identikit.strategies import STRATEGIES
 
 
 class Parser(argparse.ArgumentParser):
@@ -111,7 +111,7 @@ def add_model_options(parser: argparse.ArgumentParser, *, precision: bool = True
 
 def add_backend_options(parser: argparse.ArgumentParser, *, precision: bool = True) -> None:
     """The scoring engine and the precision candidates are ranked in (see
-    ``identikit.backends``); ``precision=False`` for commands whose every score is fp32
+    ``identikit.engines``); ``precision=False`` for commands whose every score is fp32
     (``evaluate``, ``certainty``), where ``--precision`` would mean nothing."""
     parser.add_argument(
         "--backend",

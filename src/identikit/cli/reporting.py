@@ -8,9 +8,9 @@ import webbrowser
 from pathlib import Path
 from typing import Any
 
+from identikit.cli.demo import run_demo
 from identikit.cli.options import add_device, output_path
-from identikit.demo import run_demo
-from identikit.report.page import build_report, write_pngs
+from identikit.reports.page import build_report, write_pngs
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -10,22 +10,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from identikit.atomic import atomic_write_bytes, atomic_write_text
-from identikit.backends.tuning import note_achieved_rate
-from identikit.ceiling import (
-    ceiling_rows,
-    linear_ceiling,
-    linear_layer,
-    model_ceiling,
-    write_ceiling,
-)
-from identikit.certainty import (
-    certainty_report,
-    format_certainty,
-    max_probabilities,
-    write_certainty,
-)
-from identikit.classifier import Classifier
+from identikit.base.atomic import atomic_write_bytes, atomic_write_text
+from identikit.base.errors import IdentikitError
+from identikit.base.figures import convergence_curves
+from identikit.base.folder_lock import locked_folder
+from identikit.base.interrupt import PauseOnInterrupt
+from identikit.base.limits import MODEL_BYTES, SAMPLES
+from identikit.base.safe_files import display_name, read_regular
+from identikit.classifier.classifier import Classifier
 from identikit.cli.options import (
     add_data_options,
     add_device,
@@ -38,29 +30,37 @@ from identikit.cli.options import (
     positive_int,
     print_json,
 )
-from identikit.compare import THRESHOLDS, curves, run_comparison, summarise_strategy
-from identikit.data import load_dataset
-from identikit.errors import IdentikitError
-from identikit.experiment import SweepConfig, format_summary, parse_digits
-from identikit.figures import convergence_curves
-from identikit.folder_lock import locked_folder
-from identikit.interrupt import PauseOnInterrupt
-from identikit.judge import comparison_sweeps, judge_folders, load_judges, load_sweep
-from identikit.limits import MODEL_BYTES, SAMPLES
+from identikit.data.datasets import load_dataset
+from identikit.engines.tuning import note_achieved_rate
 from identikit.models.checkpoint import load_checkpoint
-from identikit.safe_files import display_name, read_regular
-from identikit.search import STRATEGIES
-from identikit.search.base import START_IMAGES
-from identikit.search.priors import PRIORS
-from identikit.search.registry import (
+from identikit.strategies import STRATEGIES
+from identikit.strategies.base import START_IMAGES
+from identikit.strategies.priors import PRIORS
+from identikit.strategies.registry import (
     FLAG_SETTINGS,
     describe_strategy,
     is_white_box,
     parse_option,
     setting_types,
 )
-from identikit.search.stopping import PATIENCE
-from identikit.sweep import sweep_to_folder
+from identikit.strategies.stopping import PATIENCE
+from identikit.studies.ceiling import (
+    ceiling_rows,
+    linear_ceiling,
+    linear_layer,
+    model_ceiling,
+    write_ceiling,
+)
+from identikit.studies.certainty import (
+    certainty_report,
+    format_certainty,
+    max_probabilities,
+    write_certainty,
+)
+from identikit.studies.judge import comparison_sweeps, judge_folders, load_judges, load_sweep
+from identikit.sweeps.compare import THRESHOLDS, curves, run_comparison, summarise_strategy
+from identikit.sweeps.experiment import SweepConfig, format_summary, parse_digits
+from identikit.sweeps.sweep import sweep_to_folder
 
 
 def paused(args: argparse.Namespace, pause: PauseOnInterrupt) -> int:

@@ -1,7 +1,7 @@
 """Registry of model architectures: adding one is a new module and one ``@register`` line.
 
 Every architecture maps pixels in [0, 1], shape (N, 1, 28, 28), to logits (N, classes), and
-owns its default training recipe (:class:`identikit.training.TrainConfig`).
+owns its default training recipe (:class:`identikit.training.trainer.TrainConfig`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from identikit.errors import IdentikitError
-from identikit.training_config import TrainConfig
+from identikit.base.errors import IdentikitError
+from identikit.models.training_config import TrainConfig
 
 
 @dataclass(frozen=True)

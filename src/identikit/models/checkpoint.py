@@ -21,12 +21,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from identikit.atomic import atomic_write_bytes
-from identikit.errors import CheckpointError, IdentikitError
-from identikit.limits import CLASSES, MODEL_BYTES
+from identikit.base.atomic import atomic_write_bytes
+from identikit.base.errors import CheckpointError, IdentikitError
+from identikit.base.limits import CLASSES, MODEL_BYTES
+from identikit.base.safe_files import read_regular
+from identikit.base.values import is_finite, is_whole
 from identikit.models import build_model, get_architecture
-from identikit.safe_files import read_regular
-from identikit.values import is_finite, is_whole
 
 FORMAT = "identikit-checkpoint"
 VERSION = 1

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from identikit.models import register
-from identikit.training_config import TrainConfig
+from identikit.models.training_config import TrainConfig
 
 
 class TutorialCNN(nn.Module):

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from identikit.models import register
-from identikit.training_config import TrainConfig
+from identikit.models.training_config import TrainConfig
 
 
 class MLP(nn.Module):

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from identikit.models import register
-from identikit.training_config import TrainConfig
+from identikit.models.training_config import TrainConfig
 
 
 class SoftmaxRegression(nn.Module):

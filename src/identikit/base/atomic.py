@@ -1,0 +1,113 @@
+"""Atomic file writes: a temporary file in the target's folder, then ``os.replace``.
+
+A reader (or a crash) never sees a half-written file, and an existing good file is only
+replaced by a complete new one. Writing in the same folder keeps the rename atomic: a rename
+across file systems is a copy. Only regular files are replaced: renaming over ``/dev/null`` or a
+named pipe would swap the device for a plain file. Temporary names are short (a 250-character
+target name still fits the file system's 255) and end in :data:`TEMPORARY_SUFFIX`, so that
+what a kill leaves behind can be recognised and removed (:func:`remove_leftovers`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from identikit.base.errors import IdentikitError
+
+TEMPORARY_SUFFIX = ".identikit-tmp"
+LEGACY_PREFIXES = tuple(
+    f".{name}."
+    for name in ("results.json", "identikits.npz", "grid.png", "sweep-state.npz", "judge.json")
+)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[bytes] | IO[str]]:
+    """Open a temporary file beside ``path``; on success, fsync and rename it onto ``path``.
+
+    On any exception the temporary file is removed and ``path`` is left untouched.
+    Errors from the file system (read-only folder, full disk) become :class:`IdentikitError`.
+    """
+    target = Path(path)
+    if not target.name:
+        raise IdentikitError(f"cannot write to {str(path)!r}: not a file name")
+    _refuse_special(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{target.name[:40]}.", suffix=TEMPORARY_SUFFIX, dir=target.parent
+        )
+    except OSError as exc:
+        raise IdentikitError(f"cannot write to {target.parent}: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+            # mkstemp creates the file 0600; give it the permissions a plain open() would.
+            os.chmod(handle.fileno(), 0o666 & ~_umask())
+        os.replace(tmp, target)
+    except OSError as exc:
+        _remove_quietly(tmp)
+        raise IdentikitError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)  # type: ignore[arg-type]
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _refuse_special(target: Path) -> None:
+    """Refuse to replace anything but a regular file (a link to one is replaced as a link)."""
+    try:
+        mode = target.stat().st_mode
+    except OSError:
+        return  # nothing there yet (or a dangling link): a new file is made
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device or a pipe)"
+        raise IdentikitError(f"cannot write {target}: it is {kind}; refusing to replace it")
+
+
+def remove_leftovers(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that a killed writer left in ``folder``; return them.
+
+    Call it only while holding the folder's lock (:mod:`identikit.base.folder_lock`): another
+    process's temporary file is then never one in the middle of being written.
+    """
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in Path(folder).iterdir():
+            # Also ".results.json.x1y2.tmp": the temporary names of versions before 0.2.
+            legacy = entry.name.endswith(".tmp") and entry.name.startswith(LEGACY_PREFIXES)
+            if entry.name.startswith(".") and (entry.name.endswith(TEMPORARY_SUFFIX) or legacy):
+                with contextlib.suppress(OSError):
+                    if entry.is_file() and not entry.is_symlink():
+                        entry.unlink()
+                        removed.append(entry)
+    return removed
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)

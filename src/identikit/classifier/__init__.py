@@ -1,0 +1,1 @@
+"""The classifier a search questions: it scores images, counts queries and differentiates."""

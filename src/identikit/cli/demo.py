@@ -1,0 +1,100 @@
+"""``make demo``: the whole pipeline on MNIST with default settings, reusing earlier work.
+
+Data, both tutorial models (checkpoints already trained are reused), their certainty on real
+versus random images, and an identikit sweep of every digit on each model.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from identikit.base.errors import CheckpointError, DifferentSweepError
+from identikit.classifier.classifier import Classifier
+from identikit.data.datasets import load_mnist
+from identikit.models.checkpoint import load_checkpoint
+from identikit.reports.page import build_report
+from identikit.studies.certainty import (
+    certainty_report,
+    format_certainty,
+    max_probabilities,
+    write_certainty,
+)
+from identikit.sweeps.experiment import SweepConfig, format_summary
+from identikit.sweeps.sweep import SweepOutcome, sweep_to_folder
+from identikit.training.trainer import train
+
+DEMO_MODELS = ("softmax", "cnn")
+DEMO_RUNS = 5
+
+
+def ensure_model(
+    architecture: str, out: Path, *, device: str, root: str | os.PathLike[str] | None
+) -> float:
+    """Train ``architecture`` into ``out`` unless a readable checkpoint is already there.
+
+    Returns its test accuracy.
+    """
+    if out.is_file():
+        try:
+            _, meta = load_checkpoint(out)
+        except CheckpointError as exc:
+            print(f"retraining {architecture}: {exc}")
+        else:
+            accuracy = meta.get("test_accuracy")
+            if meta["architecture"] == architecture and accuracy is not None:
+                print(f"{architecture}: reusing {out}")
+                return float(accuracy)
+    # Certainty and identikits of an earlier model no longer hold: start its folder afresh.
+    shutil.rmtree(out.with_suffix(""), ignore_errors=True)
+    print(f"training {architecture} (default settings) ...")
+    result = train(architecture, root=root, device=device, out=out, log=print)
+    print(f"{architecture}: trained in {result.seconds:.0f} s")
+    return result.test_accuracy
+
+
+def demo_sweep(classifier: Classifier, folder: Path, checkpoint: Path) -> SweepOutcome:
+    """Every digit, DEMO_RUNS runs each; a sweep left by an earlier version is redone."""
+    config = SweepConfig(runs=DEMO_RUNS)
+    try:
+        return sweep_to_folder(classifier, config, folder, model_path=str(checkpoint))
+    except DifferentSweepError:
+        # Other settings than today's defaults: the demo's own folder, so start it afresh.
+        shutil.rmtree(folder)
+        return sweep_to_folder(classifier, config, folder, model_path=str(checkpoint))
+
+
+def run_demo(out: Path, *, device: str = "auto", root: str | os.PathLike[str] | None = None) -> int:
+    """Run every step for both models and print where the results are."""
+    out.mkdir(parents=True, exist_ok=True)
+    images, _ = load_mnist("train", root)
+    test_images, _ = load_mnist("test", root)
+    print(f"MNIST ready: {len(images)} training and {len(test_images)} test images")
+    accuracies = {}
+    for name in DEMO_MODELS:
+        checkpoint = out / f"{name}.pt"
+        accuracies[name] = ensure_model(name, checkpoint, device=device, root=root)
+        classifier = Classifier.from_checkpoint(
+            checkpoint, device=device, backend="auto", log=print
+        )
+        print(f"{name}: scoring with {classifier.choice.summary()}")
+        maxima = max_probabilities(classifier, test_images)
+        write_certainty(classifier, maxima, out / name)
+        print(format_certainty(name, certainty_report(maxima)))
+        print(f"searching identikits: {name}, every digit, {DEMO_RUNS} runs each ...")
+        outcome = demo_sweep(classifier, out / name / "search", checkpoint)
+        if outcome.results is not None:
+            print(format_summary(outcome.results))
+    # The demo's own checkpoints, just trained or checked: the only models its report replays.
+    print(f"writing the report {out / 'report.html'}: figures, and an animation per model ...")
+    report = build_report(
+        out, models=[out / f"{name}.pt" for name in DEMO_MODELS], log=print, progress=True
+    )
+    print()
+    for name, accuracy in accuracies.items():
+        print(f"{name:8s} test accuracy {accuracy:.2%}   checkpoint {out / (name + '.pt')}")
+        print(f"{'':8s} certainty  {out / name / 'certainty.png'}")
+        print(f"{'':8s} identikits {out / name / 'search' / 'grid.png'}")
+    print(f"report   {report}   (open it in a browser)")
+    return 0

@@ -1,0 +1,1 @@
+"""Datasets: the IDX reader and the named datasets (MNIST, Fashion-MNIST, IDX folders)."""

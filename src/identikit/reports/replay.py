@@ -1,0 +1,108 @@
+"""Replaying runs of a finished sweep to watch them evolve.
+
+A run depends only on its seed, so any run can be computed again, this time keeping its best
+image after every iteration. The replay scores its candidates in a different batch than the
+sweep did; where the model's arithmetic depends on the batch, the last bits of a score may
+differ and a near-tie may go the other way, so each replay is checked against the recorded
+identikit and reported as faithful or not.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from identikit.classifier.classifier import Classifier
+from identikit.strategies import SearchState, advance, initial_state, make_strategy
+from identikit.sweeps.experiment import SweepConfig
+
+# Iterations replayed per run at most. A GIF shows 48 moments, so a longer replay adds little
+# to see but costs in proportion (a square sweep spends one query an iteration and runs for
+# thousands): 500 replays every run of the default random-masks sweep (at most 200
+# iterations) in full, and a 2,000-iteration square run in a quarter of the time.
+REPLAY_ITERATIONS = 500
+
+
+@dataclass
+class Replay:
+    """Best image after each iteration of one run, and whether it ends where the sweep did."""
+
+    digit: int
+    frames: np.ndarray  # (iterations + 1, 28, 28)
+    faithful: bool
+    confidences: list[float]  # best confidence after each iteration, as the replay found it
+    complete: bool = True  # False: the run was longer than the replay's iterations
+
+
+def config_of(results: dict[str, Any]) -> SweepConfig:
+    """The sweep configuration recorded in a ``results.json`` record."""
+    settings = dict(results["settings"])
+    settings["digits"] = tuple(settings["digits"])
+    return SweepConfig(**settings)
+
+
+def replay_first_runs(
+    classifier: Classifier,
+    results: dict[str, Any],
+    images: np.ndarray,
+    *,
+    max_iterations: int = REPLAY_ITERATIONS,
+    progress: bool = False,
+) -> list[Replay]:
+    """Replay run 0 of every digit of a sweep (at most ``max_iterations`` iterations each).
+
+    A run longer than that is replayed for its first ``max_iterations`` only (``complete`` is
+    False, and so is ``faithful``: its end was not reached).
+
+    ``progress``: a bar on stderr counting the iterations replayed (shown on a terminal only).
+    """
+    config = config_of(results)
+    chosen = [(i, r) for i, r in enumerate(results["runs"]) if r["run"] == 0]
+    state = initial_state(
+        classifier,
+        [r["digit"] for _, r in chosen],
+        [r["seed"] for _, r in chosen],
+        start=config.start,
+    )
+    frames: list[list[np.ndarray]] = [[image[0].cpu().numpy().copy()] for image in state.images]
+    # The recorded runs say how long each replay will be, so the bar knows its end.
+    total = sum(min(r["iterations"], max_iterations) for _, r in chosen)
+    bar = tqdm(
+        total=total,
+        desc="replaying",
+        unit="it",
+        file=sys.stderr,
+        disable=not (progress and sys.stderr.isatty()),
+        leave=False,
+    )
+
+    def keep(state: SearchState) -> None:
+        for row, iterations in enumerate(state.iterations.tolist()):
+            if len(frames[row]) <= iterations:
+                frames[row].append(state.images[row, 0].cpu().numpy().copy())
+        bar.update(min(sum(len(f) - 1 for f in frames), total) - bar.n)
+
+    strategy = make_strategy(config.strategy, **config.strategy_settings)
+    with bar:
+        advance(
+            state,
+            strategy,
+            classifier,
+            config.rules(),
+            on_commit=keep,
+            max_iterations=max_iterations,
+        )
+    return [
+        Replay(
+            run["digit"],
+            np.stack(frames[row]),
+            bool(np.array_equal(frames[row][-1], images[index])),
+            [float(c) for c in state.history[row]],
+            complete=run["iterations"] <= max_iterations,
+        )
+        for row, (index, run) in enumerate(chosen)
+    ]

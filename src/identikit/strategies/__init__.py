@@ -1,0 +1,38 @@
+"""Search strategies for identikits, and the loop that runs them in batches."""
+
+from __future__ import annotations
+
+from identikit.strategies import (  # noqa: F401  (importing registers the strategies)
+    evolution,
+    gradient,
+    random_masks,
+    square,
+    strokes,
+)
+from identikit.strategies.base import SearchState, Strategy, advance, initial_state
+from identikit.strategies.registry import STRATEGIES, make_strategy
+from identikit.strategies.stopping import (
+    BUDGET,
+    CONVERGED,
+    STATUS_NAMES,
+    STUCK,
+    Budget,
+    Converged,
+    Stuck,
+)
+
+__all__ = [
+    "BUDGET",
+    "CONVERGED",
+    "STATUS_NAMES",
+    "STRATEGIES",
+    "STUCK",
+    "Budget",
+    "Converged",
+    "SearchState",
+    "Strategy",
+    "Stuck",
+    "advance",
+    "initial_state",
+    "make_strategy",
+]

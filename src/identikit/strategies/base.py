@@ -1,0 +1,364 @@
+"""The search loop shared by every strategy: many runs advanced in lock-step as one batch.
+
+A *run* searches for one image the model finds most like one target class. All runs of a
+sweep (digits x seeds) live in one :class:`SearchState`; each iteration the active runs are cut
+into groups sized for memory, every group's candidates are scored in one batched call to the
+:class:`~identikit.classifier.classifier.Classifier`, and each run keeps its best. Randomness
+comes from a generator seeded by (run seed, iteration), so a run's result depends only on its
+own seed, not on which other runs share the batch, and a resumed search needs no generator state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from identikit.base.errors import IdentikitError
+from identikit.base.limits import STEP_BYTES
+from identikit.classifier.classifier import Classifier
+from identikit.strategies.stopping import ACTIVE, StoppingRule
+
+START_IMAGES = ("blank", "gray", "noise")
+# Candidate images generated at once, at most; about 50 MB of float32 pixels.
+GROUP_IMAGES = 16384
+# Bytes that one group's candidates and their outputs may take, at most: a model of many
+# classes gets fewer candidates per group (16,384 images of a 100,000-class model would make
+# 6.5 GB of outputs, and the log-softmax a copy). Models of up to 600 classes keep groups
+# of GROUP_IMAGES images, so their groups, and so resumed searches, stay as they were.
+GROUP_BYTES = 128 * 2**20
+PIXELS = 28 * 28
+# Candidates per run and step re-scored in float32 after a low-precision ranking.
+RESCORED = 8
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed that depends on every part (e.g. sweep seed, digit, run, iteration)."""
+    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+def run_generator(seed: int, iteration: int, device: torch.device) -> torch.Generator:
+    """The random generator of one run at one iteration."""
+    return torch.Generator(device=device).manual_seed(derive_seed(seed, iteration))
+
+
+def uniform(
+    generators: Sequence[torch.Generator], shape: tuple[int, ...], device: torch.device
+) -> torch.Tensor:
+    """Uniform numbers in [0, 1), shape (runs, *shape): row i drawn from ``generators[i]``.
+
+    On CPU the rows are drawn on as many threads as PyTorch computes with: a CPU generator is
+    one serial Mersenne Twister, and drawing the masks of 16,000 candidates on one core took
+    about 5% of a sweep's time while the other core idled. Each row still comes from its own
+    generator alone, so the numbers do not depend on the threads.
+    """
+    out = torch.empty((len(generators), *shape), device=device)
+    workers = min(torch.get_num_threads(), len(generators)) if device.type == "cpu" else 1
+
+    def draw(rows: range) -> None:
+        for row in rows:
+            torch.rand(shape, generator=generators[row], device=device, out=out[row])
+
+    if workers <= 1:
+        draw(range(len(generators)))
+    else:
+        # PyTorch releases the GIL while it draws, so the threads run in parallel.
+        list(_pool(workers).map(draw, [range(w, len(generators), workers) for w in range(workers)]))
+    return out
+
+
+@functools.cache
+def _pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="identikit-draw")
+
+
+# A forked child has none of its parent's threads, yet a pool it inherited would wait for them
+# forever: the child makes its own.
+os.register_at_fork(after_in_child=_pool.cache_clear)
+
+
+@dataclass
+class SearchState:
+    """Every run of a search, batched: row r of each tensor belongs to run r.
+
+    ``images`` are the best images found so far and ``scores`` their target log-probabilities;
+    ``stale`` counts iterations since a run last improved; ``history[r][i]`` is run r's best
+    confidence after i iterations (``history[r][0]``: its start image). ``memory`` holds the
+    strategy's own per-run state (e.g. a step size), one row per run, saved with the rest.
+    """
+
+    targets: torch.Tensor
+    seeds: list[int]
+    images: torch.Tensor
+    scores: torch.Tensor
+    status: torch.Tensor
+    iterations: torch.Tensor
+    queries: torch.Tensor
+    stale: torch.Tensor
+    history: list[list[float]] = field(default_factory=list)
+    memory: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def confidences(self) -> torch.Tensor:
+        """Target-class probabilities of the current images."""
+        return self.scores.exp()
+
+
+def start_images(kind: str, seeds: Sequence[int], device: torch.device) -> torch.Tensor:
+    """Start images: ``blank`` (all 0), ``gray`` (all 0.5) or ``noise`` (uniform, per run seed)."""
+    n = len(seeds)
+    if kind == "blank":
+        return torch.zeros(n, 1, 28, 28, device=device)
+    if kind == "gray":
+        return torch.full((n, 1, 28, 28), 0.5, device=device)
+    if kind == "noise":
+        return torch.stack(
+            [
+                torch.rand(1, 28, 28, generator=run_generator(s, -1, device), device=device)
+                for s in seeds
+            ]
+        )
+    raise IdentikitError(f"unknown start image {kind!r}; expected one of {', '.join(START_IMAGES)}")
+
+
+def target_scores(
+    classifier: Classifier, images: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """Target-class log-probabilities of ``images`` (one query each)."""
+    return classifier.log_probabilities(images).gather(1, targets.view(-1, 1)).squeeze(1)
+
+
+def check_targets(classifier: Classifier, targets: Sequence[int]) -> None:
+    """Refuse target classes that the model does not have."""
+    bad = sorted({t for t in targets if not 0 <= t < classifier.num_classes})
+    if bad:
+        raise IdentikitError(
+            f"target classes {bad} are outside the model's {classifier.num_classes} classes"
+        )
+
+
+def initial_state(
+    classifier: Classifier, targets: Sequence[int], seeds: Sequence[int], *, start: str = "blank"
+) -> SearchState:
+    """Runs at iteration 0: start images scored (one query each)."""
+    if len(targets) != len(seeds):
+        raise ValueError("one seed per target is needed")
+    check_targets(classifier, targets)
+    device = classifier.device
+    target_tensor = torch.tensor(list(targets), dtype=torch.long, device=device)
+    images = start_images(start, seeds, device)
+    scores = target_scores(classifier, images, target_tensor)
+    n = len(targets)
+    return SearchState(
+        targets=target_tensor,
+        seeds=list(seeds),
+        images=images,
+        scores=scores,
+        status=torch.full((n,), ACTIVE, dtype=torch.int8, device=device),
+        iterations=torch.zeros(n, dtype=torch.long, device=device),
+        queries=torch.ones(n, dtype=torch.long, device=device),
+        stale=torch.zeros(n, dtype=torch.long, device=device),
+        history=[[c] for c in scores.exp().tolist()],
+    )
+
+
+@dataclass
+class Group:
+    """The rows of a group of runs that one call to :meth:`Strategy.step` advances.
+
+    ``memory`` holds the strategy's per-run state for these rows; a step may replace its
+    entries, and the runner writes them back.
+    """
+
+    images: torch.Tensor
+    scores: torch.Tensor
+    targets: torch.Tensor
+    iterations: torch.Tensor
+    generators: list[torch.Generator]
+    memory: dict[str, torch.Tensor]
+    # Set by a step whose own objective is not the target's probability (e.g. gradient ascent
+    # with priors): which runs progressed on it, so that they do not count as stuck.
+    progressed: torch.Tensor | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Strategy(ABC):
+    """A search strategy: how one iteration tries to improve a group of runs.
+
+    Subclasses are frozen dataclasses whose fields are their settings. Elitist strategies
+    implement :meth:`propose`; others override :meth:`step`. Either way the runner keeps, for
+    every run, the best image any step has found, so a run's best score never falls.
+    """
+
+    name: ClassVar[str] = ""
+    white_box: ClassVar[bool] = False
+    # Where the method comes from (the paper its module cites), for `identikit strategies`.
+    source: ClassVar[str] = ""
+
+    @property
+    @abstractmethod
+    def queries_per_step(self) -> int:
+        """Model queries one iteration spends on one run."""
+
+    def settings(self) -> dict[str, Any]:
+        """The strategy's settings, as recorded in results."""
+        return dataclasses.asdict(self)
+
+    def init_memory(self, state: SearchState) -> dict[str, torch.Tensor]:
+        """The strategy's per-run state at the start of a search (one row per run)."""
+        return {}
+
+    def propose(self, group: Group) -> torch.Tensor:
+        """Candidates (G, K, 1, 28, 28) in [0, 1] for the group's runs."""
+        raise NotImplementedError
+
+    def step(self, classifier: Classifier, group: Group) -> tuple[torch.Tensor, torch.Tensor]:
+        """Score the proposals; return each run's best candidate (G, 1, 28, 28) and its score.
+
+        Ranked at low precision (:meth:`Classifier.score` in bf16 or int8), the ``RESCORED``
+        best candidates of each run are re-scored in float32 and the best of them by that score
+        is returned, with its float32 score: near certainty the candidates differ by less than
+        bf16 or int8 can tell, and re-scoring the top one alone would often keep none.
+        """
+        candidates = self.propose(group)
+        groups, k = candidates.shape[:2]
+        logp = classifier.score(candidates.view(groups * k, 1, 28, 28))
+        candidate_scores = (
+            logp.view(groups, k, -1)
+            .gather(2, group.targets.view(groups, 1, 1).expand(groups, k, 1))
+            .squeeze(2)
+        )
+        rows = torch.arange(groups, device=candidates.device)
+        if rescoring(self, classifier):
+            top = candidate_scores.topk(min(RESCORED, k), dim=1).indices
+            finalists = candidates[rows.view(-1, 1), top]
+            exact = target_scores(
+                classifier,
+                finalists.view(-1, 1, 28, 28),
+                group.targets.repeat_interleave(top.shape[1]),
+            ).view(groups, -1)
+            best, which = exact.max(dim=1)
+            return finalists[rows, which], best
+        best, which = candidate_scores.max(dim=1)
+        return candidates[rows, which], best
+
+
+def rescoring(strategy: Strategy, classifier: Classifier) -> bool:
+    """Whether a step re-scores its best candidates in float32 (see :meth:`Strategy.step`).
+
+    So it does when candidates are ranked in bf16 or int8: every recorded confidence is then a
+    float32 value, and a candidate is kept only when its float32 score beats the run's.
+    White-box strategies score in float32 already.
+    """
+    return classifier.rescores and not strategy.white_box
+
+
+def step_cost(strategy: Strategy, classifier: Classifier) -> int:
+    """Model queries one iteration spends on one run, the float32 re-scoring included."""
+    if not rescoring(strategy, classifier):
+        return strategy.queries_per_step
+    return strategy.queries_per_step + min(RESCORED, strategy.queries_per_step)
+
+
+def apply_rules(state: SearchState, rules: Sequence[StoppingRule], next_cost: int) -> None:
+    """Stop the active runs that a rule says are done; earlier rules take precedence."""
+    active = state.status == ACTIVE
+    for rule in rules:
+        hit = rule(state.scores, state.stale, state.queries, next_cost) & active
+        state.status[hit] = rule.status
+        active &= ~hit
+
+
+def group_runs(cost: int, classes: int, pixels: int = PIXELS) -> int:
+    """Runs advanced together: as many as fit, at ``cost`` candidates each, in GROUP_IMAGES
+    images and in GROUP_BYTES of float32 pixels and outputs, and at least one.
+
+    An image's outputs count twice: the model's (N, classes) and their log-softmax. A group of
+    one run is as small as a group gets, so one run's step must itself fit
+    :data:`identikit.base.limits.STEP_BYTES`, checked here before anything is allocated.
+    """
+    per_image = 4 * (pixels + 2 * classes)
+    STEP_BYTES.check(cost * per_image, f"one step of {cost:,} images of {classes:,} classes")
+    images = min(GROUP_IMAGES, GROUP_BYTES // per_image)
+    return max(1, images // cost)
+
+
+def advance(
+    state: SearchState,
+    strategy: Strategy,
+    classifier: Classifier,
+    rules: Sequence[StoppingRule],
+    *,
+    on_commit: Callable[[SearchState], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    max_iterations: int | None = None,
+) -> SearchState:
+    """Advance every active run until the rules stop it (or ``max_iterations`` more iterations).
+
+    Each iteration takes the active runs in order and advances them group by group; each
+    group's results are committed to ``state`` at once, then ``on_commit(state)`` is called
+    (to show progress, or to save). ``should_stop()`` is asked before each group, so a search
+    can pause at any group boundary. A state paused mid-iteration resumes by first finishing
+    that iteration's remaining runs, in the same groups as an uninterrupted search would have
+    used, so a paused and resumed search computes exactly what an uninterrupted one does.
+    """
+    cost = step_cost(strategy, classifier)
+    group = group_runs(cost, classifier.num_classes)
+    if not state.memory:
+        state.memory = strategy.init_memory(state)
+    apply_rules(state, rules, cost)
+    done = 0
+    while max_iterations is None or done < max_iterations:
+        active = (state.status == ACTIVE).nonzero().flatten()
+        if len(active) == 0:
+            break
+        lagging = state.iterations[active]
+        pending = active[lagging == lagging.min()]
+        for start in range(0, len(pending), group):
+            if should_stop is not None and should_stop():
+                return state
+            _step_group(state, strategy, classifier, pending[start : start + group])
+            apply_rules(state, rules, cost)
+            if on_commit is not None:
+                on_commit(state)
+        done += 1
+    return state
+
+
+def _step_group(
+    state: SearchState, strategy: Strategy, classifier: Classifier, runs: torch.Tensor
+) -> None:
+    """One iteration of the given runs, committed to ``state``: each keeps its best image."""
+    group = Group(
+        images=state.images[runs],
+        scores=state.scores[runs],
+        targets=state.targets[runs],
+        iterations=state.iterations[runs],
+        generators=[
+            # one transfer of the iteration counts, not one per run (each a GPU sync)
+            run_generator(state.seeds[r], iteration, classifier.device)
+            for r, iteration in zip(runs.tolist(), state.iterations[runs].tolist(), strict=True)
+        ],
+        memory={key: value[runs] for key, value in state.memory.items()},
+    )
+    candidates, scores = strategy.step(classifier, group)
+    improved = scores > state.scores[runs]
+    state.images[runs] = torch.where(improved.view(-1, 1, 1, 1), candidates, group.images)
+    state.scores[runs] = torch.where(improved, scores, group.scores)
+    moved = improved if group.progressed is None else improved | group.progressed
+    state.stale[runs] = torch.where(moved, 0, state.stale[runs] + 1)
+    state.iterations[runs] += 1
+    state.queries[runs] += step_cost(strategy, classifier)
+    for key, value in group.memory.items():
+        state.memory[key][runs] = value
+    for r, confidence in zip(runs.tolist(), state.scores[runs].exp().tolist(), strict=True):
+        state.history[r].append(confidence)

@@ -1,0 +1,165 @@
+"""White-box gradient ascent on the target class, with optional image priors.
+
+Activation maximisation (Erhan et al. 2009) as applied to class models by Simonyan, Vedaldi &
+Zisserman (2013), "Deep Inside Convolutional Networks": maximise the target's log-probability
+(or its logit margin over the strongest other class) by gradient ascent in pixel space, here with
+Adam steps (Kingma & Ba 2015) projected onto the pixel box [0, 1]. Priors (``tv``, ``l2``,
+``blur``, ``jitter``; see :mod:`identikit.strategies.priors`) trade confidence for images that look
+more like images. Each step is one forward and backward pass per run (one query); with
+``jitter`` a second, unshifted forward pass records the score (two queries).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from identikit.classifier.classifier import Classifier
+from identikit.strategies.base import Group, SearchState, Strategy
+from identikit.strategies.priors import (
+    digit_subspace,
+    gaussian_blur,
+    jitter,
+    manifold_distance,
+    parse_priors,
+    squared_norm,
+    total_variation,
+)
+from identikit.strategies.registry import check_settings, register, require
+
+OBJECTIVES = ("log-prob", "margin")
+MIN_BLUR_SIGMA = 0.01
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class GradientAscent(Strategy):
+    """Adam ascent on the target log-probability (or logit margin), projected onto [0, 1].
+
+    Args:
+        lr: Adam step size in pixel units (default 0.1).
+        objective: ``log-prob`` (default) or ``margin``.
+        priors: comma-separated subset of tv, l2, blur, jitter (default none).
+        tv_weight, l2_weight: penalty weights (defaults 0.002, 0.001).
+        blur_sigma: Gaussian blur applied to the iterate after each step (default 0.4).
+        jitter_pixels: largest random shift, in pixels, before each gradient (default 1).
+        manifold_weight: weight of the squared distance from the principal subspace of the
+            MNIST training digits (default 2.0).
+        manifold_components: dimension of that subspace (default 40).
+        prior_decay: the penalties are multiplied by this each step (default 0.995), so that
+            they shape the image first and give way to confidence later.
+    """
+
+    name = "gradient"
+    source = (
+        "Erhan et al. (2009); Simonyan, Vedaldi & Zisserman (2013), "
+        '"Deep Inside Convolutional Networks"'
+    )
+    white_box = True
+    lr: float = 0.1
+    objective: str = "log-prob"
+    priors: str = ""
+    tv_weight: float = 0.002
+    l2_weight: float = 0.001
+    blur_sigma: float = 0.4
+    jitter_pixels: int = 1
+    manifold_weight: float = 2.0
+    manifold_components: int = 40
+    prior_decay: float = 0.995
+
+    def __post_init__(self) -> None:
+        check_settings(self)  # types, and every float finite
+        require(self, "objective", self.objective in OBJECTIVES, " or ".join(OBJECTIVES))
+        require(self, "lr", self.lr > 0, "a finite number > 0")
+        for weight in ("tv_weight", "l2_weight", "manifold_weight"):
+            require(self, weight, getattr(self, weight) >= 0, "a finite number >= 0")
+        # The kernel divides by 2 sigma^2 in float32: below about 1e-19 that is 0 and the
+        # kernel NaN, and a 5x5 kernel narrower than MIN_BLUR_SIGMA leaves the image as it is.
+        require(self, "blur_sigma", self.blur_sigma >= MIN_BLUR_SIGMA, f">= {MIN_BLUR_SIGMA}")
+        require(self, "jitter_pixels", 0 <= self.jitter_pixels <= 2, "0, 1 or 2")
+        require(self, "manifold_components", 1 <= self.manifold_components <= 784, "in 1..784")
+        require(self, "prior_decay", 0 < self.prior_decay <= 1, "in (0, 1]")
+        parse_priors(self.priors)
+
+    @property
+    def queries_per_step(self) -> int:
+        return 2 if "jitter" in parse_priors(self.priors) else 1
+
+    def init_memory(self, state: SearchState) -> dict[str, torch.Tensor]:
+        # x: the iterate; g: the objective's gradient at x (unknown before the first step,
+        # whose update is therefore zero); m, v, t: Adam's moments and step count.
+        zeros = torch.zeros_like(state.images)
+        return {
+            "best": torch.full_like(state.scores, float("-inf")),
+            "x": state.images.clone(),
+            "g": zeros,
+            "m": zeros.clone(),
+            "v": zeros.clone(),
+            "t": torch.zeros_like(state.iterations),
+        }
+
+    def step(self, classifier: Classifier, group: Group) -> tuple[torch.Tensor, torch.Tensor]:
+        priors = parse_priors(self.priors)
+        memory = group.memory
+        x = self._update(memory)
+        probe = x
+        if "jitter" in priors and self.jitter_pixels:
+            shifts = torch.stack(
+                [
+                    torch.randint(
+                        -self.jitter_pixels,
+                        self.jitter_pixels + 1,
+                        (2,),
+                        generator=g,
+                        device=x.device,
+                    )
+                    for g in group.generators
+                ]
+            )
+            probe = jitter(x, shifts)
+        target_scores: list[torch.Tensor] = []
+
+        def value(images: torch.Tensor, logp: torch.Tensor, rows: slice) -> torch.Tensor:
+            targets = group.targets[rows].view(-1, 1)
+            own = logp.gather(1, targets).squeeze(1)
+            target_scores.append(own.detach())
+            if self.objective == "margin":
+                own = own - logp.scatter(1, targets, float("-inf")).max(dim=1).values
+            # Penalties fade by prior_decay per step: early steps find an image that looks
+            # like a digit, later ones make the model sure of it (a continuation method).
+            fade = self.prior_decay ** memory["t"][rows].to(own.dtype)
+            if "tv" in priors:
+                own = own - fade * self.tv_weight * total_variation(images)
+            if "l2" in priors:
+                own = own - fade * self.l2_weight * squared_norm(images)
+            if "manifold" in priors:
+                mean, basis = digit_subspace("mnist", self.manifold_components)
+                own = own - fade * self.manifold_weight * manifold_distance(images, mean, basis)
+            return own
+
+        objective, memory["g"] = classifier.value_and_grad(probe, value)
+        # Progress on the objective itself: while priors shape the image the target's
+        # probability may stand still, and such a run is not stuck.
+        group.progressed = objective > memory["best"]
+        memory["best"] = torch.maximum(memory["best"], objective)
+        memory["x"] = x
+        if probe is x:
+            scores = torch.cat(target_scores)
+        else:  # the shifted image was scored: score the image itself too
+            scores = classifier.log_probabilities(x).gather(1, group.targets.view(-1, 1))
+            scores = scores.squeeze(1)
+        return x, scores
+
+    def _update(self, memory: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One Adam step (Kingma & Ba 2015) on every run, then the transforms, then the box."""
+        t = memory["t"] + 1
+        m = 0.9 * memory["m"] + 0.1 * memory["g"]
+        v = 0.999 * memory["v"] + 0.001 * memory["g"].pow(2)
+        bias_m = (1 - 0.9 ** t.double()).float().view(-1, 1, 1, 1)
+        bias_v = (1 - 0.999 ** t.double()).float().view(-1, 1, 1, 1)
+        x = memory["x"] + self.lr * (m / bias_m) / ((v / bias_v).sqrt() + 1e-8)
+        if "blur" in parse_priors(self.priors):
+            x = gaussian_blur(x, self.blur_sigma)
+        memory.update(m=m, v=v, t=t)
+        return x.clamp(0.0, 1.0)

@@ -1,0 +1,92 @@
+"""Random search with pen strokes: perturbations shaped like the strokes digits are made of.
+
+Each candidate adds (or erases) one straight stroke to the run's best image: a segment with a
+random start, direction and length, drawn with a soft pen of width ``width`` (ink falls off
+linearly with the distance from the segment). The candidate the model likes best is kept if it
+improves on the base. A stroke prior for black-box search: where square updates paint blocks,
+strokes can only draw what a pen could, in the spirit of stroke-based models of handwriting
+(Lake, Salakhutdinov & Tenenbaum 2015, "Human-level concept learning through probabilistic
+program induction").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from identikit.strategies.base import Group, Strategy
+from identikit.strategies.registry import check_settings, register, require
+
+MAX_LENGTH = 100.0  # pixels
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class Strokes(Strategy):
+    """Elitist random search over pen strokes.
+
+    Args:
+        candidates: strokes tried per iteration (default 10).
+        min_length, max_length: stroke length in pixels (defaults 3, 10).
+        width: pen half-width in pixels (default 1.2).
+        erase: probability that a stroke erases instead of drawing (default 0.3).
+    """
+
+    name = "strokes"
+    source = (
+        "after Lake, Salakhutdinov & Tenenbaum (2015), "
+        '"Human-level concept learning through probabilistic program induction"'
+    )
+    candidates: int = 10
+    min_length: float = 3.0
+    max_length: float = 10.0
+    width: float = 1.2
+    erase: float = 0.3
+
+    def __post_init__(self) -> None:
+        check_settings(self)  # types, and every float finite
+        require(self, "candidates", self.candidates >= 1, "at least 1")
+        require(self, "min_length", self.min_length > 0, "a finite number > 0")
+        # Beyond the image's diagonal (40 pixels) a stroke only leaves it; far beyond, the
+        # distance arithmetic overflows.
+        require(
+            self,
+            "max_length",
+            self.min_length <= self.max_length <= MAX_LENGTH,
+            f"between min_length and {MAX_LENGTH}",
+        )
+        require(self, "width", self.width > 0, "a finite number > 0")
+        require(self, "erase", 0 <= self.erase <= 1, "in [0, 1]")
+
+    @property
+    def queries_per_step(self) -> int:
+        return self.candidates
+
+    def propose(self, group: Group) -> torch.Tensor:
+        device = group.images.device
+        ys, xs = torch.meshgrid(
+            torch.arange(28.0, device=device), torch.arange(28.0, device=device), indexing="ij"
+        )
+        grid = torch.stack([ys.flatten(), xs.flatten()], dim=1)  # (784, 2)
+        strokes = torch.stack([self._strokes(g, grid) for g in group.generators])
+        return (group.images.unsqueeze(1) + strokes).clamp_(0.0, 1.0)
+
+    def _strokes(self, generator: torch.Generator, grid: torch.Tensor) -> torch.Tensor:
+        k, device = self.candidates, grid.device
+        u = torch.rand(k, 5, generator=generator, device=device)
+        start = 2 + u[:, :2] * 24
+        angle = u[:, 2] * 2 * math.pi
+        length = self.min_length + u[:, 3] * (self.max_length - self.min_length)
+        end = start + length.unsqueeze(1) * torch.stack([angle.sin(), angle.cos()], dim=1)
+        sign = torch.where(u[:, 4] < self.erase, -1.0, 1.0)
+        # Distance from every pixel to every segment: project onto the segment, clamp, measure.
+        direction = end - start  # (k, 2)
+        offset = grid.unsqueeze(0) - start.unsqueeze(1)  # (k, 784, 2)
+        along = (offset * direction.unsqueeze(1)).sum(2) / direction.pow(2).sum(1, keepdim=True)
+        nearest = start.unsqueeze(1) + along.clamp(0, 1).unsqueeze(2) * direction.unsqueeze(1)
+        distance = (grid.unsqueeze(0) - nearest).norm(dim=2)
+        ink = (1 - distance / self.width).clamp(min=0)
+        strokes: torch.Tensor = (ink * sign.unsqueeze(1)).view(k, 1, 28, 28)
+        return strokes

@@ -1,0 +1,148 @@
+"""Strategies compared on equal terms: the same digits, seeds and query budget for each.
+
+Every strategy runs the same sweep (runs stop at the highest threshold or at the budget, never
+as "stuck", so no strategy is cut short by its own notion of stalling); from each run's history
+of best confidences this module reads how many queries it needed to reach 0.99, 0.999 and
+0.9999, and summarises success rates (Wilson 95% intervals) and median queries.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from identikit.base.analysis import median, queries_to_reach, wilson_interval
+from identikit.classifier.classifier import Classifier
+from identikit.strategies import make_strategy
+from identikit.sweeps.experiment import SweepConfig
+from identikit.sweeps.sweep import sweep_to_folder
+
+THRESHOLDS = (0.99, 0.999, 0.9999)
+# Patience (in queries) that never triggers: no run can go more queries without gain than its
+# budget allows (a budget above a billion raises it; see comparison_config).
+NO_STALLING = 10**9
+
+
+def comparison_config(
+    strategy: str,
+    *,
+    digits: tuple[int, ...],
+    runs: int,
+    max_queries: int,
+    seed: int,
+    start: str = "blank",
+) -> SweepConfig:
+    """The sweep every strategy of a comparison runs."""
+    return SweepConfig(
+        digits=digits,
+        runs=runs,
+        strategy=strategy,
+        seed=seed,
+        target=max(THRESHOLDS),
+        # max(): a saved comparison's settings, and so its resumption, stay as they were.
+        patience=max(NO_STALLING, max_queries + 1),
+        max_queries=max_queries,
+        start=start,
+    )
+
+
+def reach_table(
+    results: dict[str, Any], thresholds: Sequence[float] = THRESHOLDS
+) -> list[dict[str, Any]]:
+    """For every run of a sweep: its digit and the queries it needed for each threshold."""
+    cost = (
+        results.get("queries_per_step")
+        or (
+            make_strategy(
+                results["settings"]["strategy"], **results["settings"]["strategy_settings"]
+            )
+        ).queries_per_step
+    )
+    return [
+        {
+            "digit": run["digit"],
+            **{
+                str(t): queries_to_reach(run["history"], t, queries_per_step=cost)
+                for t in thresholds
+            },
+        }
+        for run in results["runs"]
+    ]
+
+
+def _summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    success, intervals, medians = {}, {}, {}
+    for t in map(str, THRESHOLDS):
+        reached = sorted(r[t] for r in rows if r[t] is not None)
+        success[t] = len(reached) / len(rows) if rows else 0.0
+        intervals[t] = list(wilson_interval(len(reached), len(rows)))
+        medians[t] = median(reached)
+    return {"success": success, "success_ci95": intervals, "median_queries": medians}
+
+
+def summarise_strategy(results: dict[str, Any]) -> dict[str, Any]:
+    """Success rates and median queries per threshold, overall and per digit, and seconds."""
+    rows = reach_table(results)
+    digits = sorted({r["digit"] for r in rows})
+    return {
+        **_summary(rows),
+        "per_digit": {str(d): _summary([r for r in rows if r["digit"] == d]) for d in digits},
+        "max_queries": results["settings"]["max_queries"],
+        "seconds": results["seconds"],
+    }
+
+
+def run_comparison(
+    classifier: Classifier,
+    strategies: Sequence[str],
+    out: str | os.PathLike[str],
+    *,
+    digits: tuple[int, ...],
+    runs: int,
+    max_queries: int,
+    seed: int = 0,
+    progress: bool = True,
+    model_path: str | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    allow_engine_change: bool = False,
+) -> dict[str, dict[str, Any]] | None:
+    """Run every strategy's sweep into ``out/<strategy>`` (each resumable).
+
+    Returns each strategy's ``results.json`` record, or None when paused.
+    """
+    by_strategy: dict[str, dict[str, Any]] = {}
+    for name in strategies:
+        config = comparison_config(
+            name, digits=digits, runs=runs, max_queries=max_queries, seed=seed
+        )
+        outcome = sweep_to_folder(
+            classifier,
+            config,
+            Path(out) / name,
+            progress=progress,
+            model_path=model_path,
+            should_stop=should_stop,
+            allow_engine_change=allow_engine_change,
+        )
+        if outcome.results is None:
+            return None
+        by_strategy[name] = outcome.results
+    return by_strategy
+
+
+def curves(
+    results_by_strategy: dict[str, dict[str, Any]], threshold: float = 0.99
+) -> dict[str, tuple[list[int], list[float]]]:
+    """Per strategy: query counts and the fraction of runs at ``threshold`` by then."""
+    out = {}
+    for name, results in results_by_strategy.items():
+        needed = sorted(
+            r[str(threshold)]
+            for r in reach_table(results, [threshold])
+            if r[str(threshold)] is not None
+        )
+        total = len(results["runs"])
+        out[name] = (needed, [(i + 1) / total for i in range(len(needed))])
+    return out

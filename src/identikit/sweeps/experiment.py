@@ -1,0 +1,251 @@
+"""Sweeps: every digit x several runs of one strategy, advanced together as one batch.
+
+``run_sweep`` searches; ``sweep_results`` turns the final state into the ``results.json``
+record; ``write_sweep`` writes ``results.json``, ``identikits.npz`` and ``grid.png`` atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import platform
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from identikit.base.analysis import summarise_runs
+from identikit.base.atomic import atomic_write_bytes, atomic_write_text
+from identikit.base.errors import IdentikitError
+from identikit.base.figures import identikit_grid
+from identikit.base.limits import CANDIDATES, CLASSES, RUNS
+from identikit.classifier.classifier import Classifier
+from identikit.strategies import (
+    STATUS_NAMES,
+    Budget,
+    Converged,
+    SearchState,
+    Stuck,
+    make_strategy,
+)
+from identikit.strategies.base import START_IMAGES, derive_seed, step_cost
+from identikit.strategies.stopping import PATIENCE, StoppingRule
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """What a sweep searches for and how.
+
+    Run r of digit d uses seed ``derive_seed(seed, d, r)``, so adding digits or runs to a sweep
+    leaves the existing runs' results unchanged.
+    """
+
+    digits: tuple[int, ...] = tuple(range(10))
+    runs: int = 10
+    strategy: str = "random-masks"
+    strategy_settings: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    target: float = 0.99
+    patience: int = PATIENCE  # model queries without gain before a run is stuck
+    max_queries: int = 100_000
+    start: str = "blank"
+
+    def __post_init__(self) -> None:
+        if self.runs < 1:
+            raise IdentikitError(f"--runs must be at least 1, got {self.runs}")
+        if not self.digits:
+            raise IdentikitError("no digits to search for")
+        RUNS.check(len(self.digits) * self.runs, f"{len(self.digits)} digits x --runs {self.runs}")
+        if not 0 < self.target < 1:
+            raise IdentikitError(f"--target must be inside (0, 1), got {self.target}")
+        if self.patience < 1:
+            raise IdentikitError(f"--patience must be at least 1, got {self.patience}")
+        if self.max_queries < 1:
+            raise IdentikitError(f"--max-queries must be at least 1, got {self.max_queries}")
+        if self.start not in START_IMAGES:
+            raise IdentikitError(f"--start must be one of {', '.join(START_IMAGES)}")
+        strategy = make_strategy(self.strategy, **self.strategy_settings)  # refuses bad settings
+        CANDIDATES.check(strategy.queries_per_step, f"strategy {self.strategy}")
+
+    def rules(self) -> list[StoppingRule]:
+        """Converged, then stuck, then out of budget."""
+        return [Converged(self.target), Stuck(self.patience), Budget(self.max_queries)]
+
+    def layout(self) -> list[tuple[int, int, int]]:
+        """(digit, run, seed) of every run, digit-major."""
+        return [(d, r, derive_seed(self.seed, d, r)) for d in self.digits for r in range(self.runs)]
+
+
+_DIGIT_RANGE = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?")
+
+
+def parse_digits(text: str) -> tuple[int, ...]:
+    """``"0-9"``, ``"3,7"`` or ``"0-2,7"`` -> sorted distinct digits; a clear error otherwise."""
+    digits: set[int] = set()
+    for part in text.split(","):
+        match = _DIGIT_RANGE.fullmatch(part)
+        first = int(match.group(1)) if match else 0
+        last = int(match.group(2) or first) if match else -1
+        if last < first:
+            raise IdentikitError(f"--digits {text!r} is malformed: expected e.g. 0-9, 3,7 or 0-2,7")
+        # Checked before the range is made: "0-99999999999" would fill the memory.
+        CLASSES.check(last + 1, f"--digits {text}")
+        digits.update(range(first, last + 1))
+    return tuple(sorted(digits))
+
+
+def sweep_settings(config: SweepConfig) -> dict[str, Any]:
+    """The sweep's settings as recorded, with every strategy setting made explicit."""
+    strategy = make_strategy(config.strategy, **config.strategy_settings)
+    return {
+        **asdict(config),
+        "strategy_settings": strategy.settings(),
+        "digits": list(config.digits),
+    }
+
+
+def sweep_identity(classifier: Classifier, config: SweepConfig) -> dict[str, Any]:
+    """What makes two sweeps the same: their settings and the model's hash."""
+    identity: dict[str, Any] = {
+        "settings": sweep_settings(config),
+        "model_sha256": classifier.sha256,
+    }
+    if classifier.precision != "fp32":  # bf16 ranks candidates differently: another search
+        identity["precision"] = classifier.precision
+    return dict(json.loads(json.dumps(identity)))  # as it reads back from JSON
+
+
+def identity_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Human-readable differences between two sweep identities, e.g. ``--runs: 5 -> 10``."""
+
+    def flat(identity: dict[str, Any]) -> dict[str, Any]:
+        settings = dict(identity.get("settings", {}))
+        out = {k: v for k, v in settings.items() if k != "strategy_settings"}
+        out.update(settings.get("strategy_settings", {}))
+        out["model"] = identity.get("model_sha256")
+        out["precision"] = identity.get("precision", "fp32")
+        return out
+
+    before, after = flat(saved), flat(current)
+    return [
+        f"--{key.replace('_', '-')}: {before.get(key)} -> {after.get(key)}"
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key)
+    ]
+
+
+def sweep_results(
+    classifier: Classifier,
+    config: SweepConfig,
+    state: SearchState,
+    *,
+    seconds: float,
+    model_path: str | None = None,
+    engines: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The ``results.json`` record of a finished sweep; ``engines`` lists every engine that
+    scored it (more than one only where a resumed sweep was allowed to change engine)."""
+    runs = []
+    for i, (digit, run, seed) in enumerate(config.layout()):
+        runs.append(
+            {
+                "digit": digit,
+                "run": run,
+                "seed": seed,
+                "confidence": float(state.confidences[i]),
+                "status": STATUS_NAMES[int(state.status[i])],
+                "iterations": int(state.iterations[i]),
+                "queries": int(state.queries[i]),
+                "history": state.history[i],
+            }
+        )
+    total_queries = int(state.queries.sum())
+    return {
+        "format": "identikit-sweep",
+        "version": 1,
+        "settings": sweep_settings(config),
+        "model": {
+            "path": model_path,
+            "name": classifier.name,
+            "sha256": classifier.sha256,
+            "classes": classifier.num_classes,
+            "class_names": classifier.class_names,
+            "card": classifier.card,
+        },
+        "environment": {
+            "torch": str(torch.__version__),
+            "device": str(classifier.device),
+            "python": platform.python_version(),
+        },
+        "scoring": classifier.choice.record(),
+        **({"engines": engines} if engines else {}),
+        "queries_per_step": step_cost(
+            make_strategy(config.strategy, **config.strategy_settings), classifier
+        ),
+        "seconds": round(seconds, 3),
+        "total_queries": total_queries,
+        "queries_per_second": round(total_queries / seconds, 1) if seconds > 0 else None,
+        "summary": summarise_runs(runs, config.digits),
+        "runs": runs,
+    }
+
+
+GRID_FILE = "grid.png"
+
+
+def grid_png(results: dict[str, Any], images: np.ndarray, digits: np.ndarray) -> bytes:
+    """The picture of a sweep's identikits, labelled with their confidences."""
+
+    return identikit_grid(
+        images,
+        digits,
+        [r["confidence"] for r in results["runs"]],
+        target=results["settings"]["target"],
+        title=f"{results['model']['name']}: {results['settings']['strategy']}",
+    )
+
+
+def write_sweep(out: str | os.PathLike[str], results: dict[str, Any], state: SearchState) -> None:
+    """Write ``identikits.npz``, ``grid.png`` and, last, ``results.json`` into ``out``,
+    atomically: ``results.json`` marks a finished sweep, so it is written once the rest is."""
+    folder = Path(out)
+    images = state.images.detach().cpu().numpy()[:, 0].astype(np.float32)
+    digits = np.array([r["digit"] for r in results["runs"]], dtype=np.int64)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, images=images, digits=digits)
+    atomic_write_bytes(folder / "identikits.npz", buffer.getvalue())
+    atomic_write_bytes(folder / GRID_FILE, grid_png(results, images, digits))
+    atomic_write_text(folder / "results.json", json.dumps(results, indent=1, allow_nan=False))
+
+
+def format_summary(results: dict[str, Any]) -> str:
+    """The per-class table printed at the end of a sweep, aligned for names of any length."""
+    target = results["settings"]["target"]
+    names = results["model"].get("class_names") or []
+    labels = {}
+    for digit in results["summary"]:
+        name = names[int(digit)] if int(digit) < len(names) else digit
+        labels[digit] = digit if name == digit else f"{digit} {name}"
+    width = max([len("class"), *map(len, labels.values())])
+    lines = [
+        f"{'class':>{width}}  runs  converged  rate   95% interval   median queries"
+        f"   (target {target})",
+    ]
+    for digit, row in results["summary"].items():
+        low, high = row["rate_ci95"]
+        median = "-" if row["median_queries"] is None else f"{row['median_queries']:,.0f}"
+        lines.append(
+            f"{labels[digit]:>{width}}  {row['runs']:4d}  {row['converged']:9d}  {row['rate']:4.0%}"
+            f"   [{low:4.0%}, {high:4.0%}]   {median:>14}"
+        )
+    rate = results["queries_per_second"]
+    lines.append(
+        f"{results['total_queries']:,} queries in {results['seconds']:.1f} s"
+        + (f" ({rate:,.0f} images/s)" if rate and math.isfinite(rate) else "")
+    )
+    return "\n".join(lines)

@@ -1,0 +1,316 @@
+"""Running a sweep into a folder: resumable, saved every few seconds, never redone.
+
+``sweep_to_folder`` keeps the whole search state in ``DIR/sweep-state.npz``, written atomically
+every ``save_every`` seconds, when paused (Ctrl-C) and at the end. Running the same sweep again
+on the same folder continues where it stopped, or, when it had finished, just returns its
+results; a folder holding a different sweep is refused, never mixed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from identikit.base.atomic import atomic_write_bytes, remove_leftovers
+from identikit.base.errors import DifferentSweepError, IdentikitError
+from identikit.base.folder_lock import locked_folder
+from identikit.base.safe_files import read_npz, read_regular
+from identikit.classifier.classifier import Classifier
+from identikit.strategies import SearchState, advance, initial_state, make_strategy
+from identikit.strategies.base import check_targets
+from identikit.strategies.stopping import ACTIVE, CONVERGED, STUCK
+from identikit.sweeps.experiment import (
+    GRID_FILE,
+    SweepConfig,
+    grid_png,
+    identity_differences,
+    sweep_identity,
+    sweep_results,
+    write_sweep,
+)
+from identikit.sweeps.records import IDENTIKITS_FILE, RESULTS_FILE, read_identikits, read_results
+from identikit.sweeps.sweep_state import STATE_FILE, load_state, save_state
+
+SAVE_EVERY = 5.0  # seconds between saves: what a kill -9 can lose, plus one group
+
+
+@dataclass
+class SweepOutcome:
+    """How a call to :func:`sweep_to_folder` ended."""
+
+    results: dict[str, Any] | None  # None while the sweep is unfinished (paused)
+    resumed: bool  # continued a saved state
+    already_done: bool  # the folder held this sweep, finished; nothing was computed
+    rebuilt: list[str] = field(default_factory=list)  # outputs found missing and written again
+
+
+class SweepProgress:
+    """A progress bar of finished runs, with converged / stuck / active counts and the best
+    confidence reached so far for each digit."""
+
+    def __init__(self, state: SearchState, *, enabled: bool = True) -> None:
+        self.bar = tqdm(
+            total=len(state.seeds),
+            desc="search",
+            unit="run",
+            disable=not enabled,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            leave=False,
+        )
+        self(state)
+
+    def __call__(self, state: SearchState) -> None:
+        status = state.status.tolist()
+        best: dict[int, float] = {}
+        for target, confidence in zip(
+            state.targets.tolist(), state.confidences.tolist(), strict=True
+        ):
+            best[target] = max(best.get(target, 0.0), confidence)
+        self.bar.set_postfix_str(
+            f"iteration {int(state.iterations.max())} converged {status.count(CONVERGED)} "
+            f"stuck {status.count(STUCK)} active {status.count(ACTIVE)} | best "
+            + " ".join(f"{d}:{c:.3f}" for d, c in sorted(best.items())),
+            refresh=False,
+        )
+        self.bar.update(len(status) - status.count(ACTIVE) - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` and prove it takes files, before any work is spent on a sweep."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise IdentikitError(
+            f"cannot create output folder {folder}: {exc.strerror or exc}"
+        ) from None
+    probe = folder / ".identikit-write-test"
+    atomic_write_bytes(probe, b"")
+    probe.unlink()
+
+
+def _refuse_if_different(folder: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
+    differences = identity_differences(saved, current)
+    if differences:
+        raise DifferentSweepError(
+            f"{folder} already holds a different sweep ({'; '.join(differences)}): "
+            "use another --out, or the saved settings to resume it"
+        )
+
+
+def engine_record(classifier: Classifier) -> dict[str, Any]:
+    """What scored a sweep, as far as it can change results: another engine, chunk size or
+    device rounds differently in the last bits, and a near-tie between candidates can then go
+    the other way."""
+    choice = classifier.choice
+    return {
+        "backend": choice.backend,
+        "precision": choice.precision,
+        "chunk_size": choice.chunk_size,
+        "device": str(classifier.device),
+    }
+
+
+def _engines(
+    folder: Path, saved: dict[str, Any], current: dict[str, Any], allow: bool
+) -> list[Any]:
+    """The engines a resumed sweep has used, ending with ``current``; a change is refused
+    unless ``allow``."""
+    engines = recorded_engines(saved)
+    if not engines:
+        return [current]  # a state saved before engines were recorded
+    last = engines[-1]
+    if last == current:
+        return engines
+    if not allow:
+        raise DifferentSweepError(
+            f"{folder} was searched with {_describe(last)}; this process would score with "
+            f"{_describe(current)}, which can change results: resume with --backend "
+            f"{last.get('backend')} --chunk-size {last.get('chunk_size')} on "
+            f"{last.get('device')}, or pass --allow-engine-change (every engine is recorded)"
+        )
+    return [*engines, current]
+
+
+def recorded_engines(identity: dict[str, Any]) -> list[dict[str, Any]]:
+    """The engines a saved state records (none where it predates them or was edited)."""
+    engines = identity.get("engines")
+    if isinstance(engines, list) and all(isinstance(e, dict) for e in engines):
+        return engines
+    return []
+
+
+def _describe(engine: dict[str, Any]) -> str:
+    return (
+        f"{engine.get('backend')} ({engine.get('precision')}, chunks of "
+        f"{engine.get('chunk_size')}, {engine.get('device')})"
+    )
+
+
+def _check_layout(folder: Path, state: SearchState, config: SweepConfig) -> None:
+    layout = config.layout()
+    if state.targets.tolist() != [d for d, _, _ in layout] or state.seeds != [
+        s for _, _, s in layout
+    ]:
+        raise IdentikitError(
+            f"{folder / STATE_FILE} does not hold the runs of these settings (damaged or "
+            "edited); delete it to start the sweep afresh"
+        )
+
+
+def _missing_outputs(folder: Path) -> tuple[list[str], dict[str, Any] | None]:
+    """The outputs of a finished sweep that are missing or unreadable, sorted by name, and
+    its results record where that one is sound (read once, for the caller too)."""
+    missing = []
+    try:
+        results = read_results(folder)
+    except IdentikitError:
+        missing.append(RESULTS_FILE)
+        results = None
+    try:
+        if results is not None:
+            read_identikits(folder, results)
+        elif not {"images", "digits"} <= set(read_npz(folder / IDENTIKITS_FILE)):
+            missing.append(IDENTIKITS_FILE)
+    except IdentikitError:
+        missing.append(IDENTIKITS_FILE)
+    if not _png_ok(folder / GRID_FILE):
+        missing.append(GRID_FILE)
+    return sorted(missing), results
+
+
+def _png_ok(path: Path) -> bool:
+    try:
+        return read_regular(path).startswith(b"\x89PNG\r\n\x1a\n")
+    except IdentikitError:
+        return False
+
+
+def _finished_without_state(folder: Path, identity: dict[str, Any]) -> SweepOutcome:
+    """A folder whose sweep finished and whose state is gone: check, and rebuild the grid."""
+    existing = read_results(folder)
+    recorded = {
+        "settings": existing.get("settings"),
+        "model_sha256": existing.get("model", {}).get("sha256"),
+        "precision": existing.get("scoring", {}).get("precision", "fp32"),
+    }
+    _refuse_if_different(folder, recorded, identity)
+    try:
+        images, digits = read_identikits(folder, existing)
+    except IdentikitError as exc:
+        raise IdentikitError(
+            f"{exc}; no {STATE_FILE} is left to rebuild it from: delete {folder / RESULTS_FILE} "
+            "to search again"
+        ) from None
+    if not _png_ok(folder / GRID_FILE):
+        atomic_write_bytes(folder / GRID_FILE, grid_png(existing, images, digits))
+        return SweepOutcome(existing, resumed=False, already_done=True, rebuilt=[GRID_FILE])
+    return SweepOutcome(existing, resumed=False, already_done=True)
+
+
+def sweep_to_folder(
+    classifier: Classifier,
+    config: SweepConfig,
+    out: str | os.PathLike[str],
+    *,
+    progress: bool = True,
+    model_path: str | None = None,
+    save_every: float = SAVE_EVERY,
+    should_stop: Callable[[], bool] | None = None,
+    allow_engine_change: bool = False,
+) -> SweepOutcome:
+    """Run (or resume, or recall) the sweep ``config`` in folder ``out``.
+
+    The folder is locked for the whole call (a second process is refused), what a killed
+    writer left behind is cleaned up, and a finished sweep's outputs are verified and rebuilt
+    from its saved state where one is missing or damaged.
+    """
+    folder = Path(out)
+    check_targets(classifier, config.digits)
+    with locked_folder(folder):
+        remove_leftovers(folder)
+        check_writable(folder)
+        return _sweep_locked(
+            classifier,
+            config,
+            folder,
+            progress=progress,
+            model_path=model_path,
+            save_every=save_every,
+            should_stop=should_stop,
+            allow_engine_change=allow_engine_change,
+        )
+
+
+def _sweep_locked(
+    classifier: Classifier,
+    config: SweepConfig,
+    folder: Path,
+    *,
+    progress: bool,
+    model_path: str | None,
+    save_every: float,
+    should_stop: Callable[[], bool] | None,
+    allow_engine_change: bool,
+) -> SweepOutcome:
+    identity = sweep_identity(classifier, config)
+    saved = load_state(folder, classifier.device)
+    if saved is None and os.path.lexists(folder / RESULTS_FILE):
+        return _finished_without_state(folder, identity)
+    engines = [engine_record(classifier)]
+    missing: list[str] = []  # outputs of a finished sweep, to be written again
+    if saved is not None:
+        _refuse_if_different(folder, saved[0], identity)
+        _, state, earlier = saved
+        _check_layout(folder, state, config)
+        if bool((state.status == ACTIVE).any()):
+            engines = _engines(folder, saved[0], engines[0], allow_engine_change)
+        else:
+            missing, results = _missing_outputs(folder)
+            if not missing and results is not None:
+                return SweepOutcome(results, resumed=True, already_done=True)
+            engines = recorded_engines(saved[0]) or engines
+    else:
+        layout = config.layout()
+        state = initial_state(
+            classifier, [d for d, _, _ in layout], [s for _, _, s in layout], start=config.start
+        )
+        earlier = 0.0
+    identity = {**identity, "engines": engines}
+    started = last_save = time.perf_counter()
+    bar = SweepProgress(state, enabled=progress)
+
+    def commit(state: SearchState) -> None:
+        nonlocal last_save
+        bar(state)
+        if time.perf_counter() - last_save >= save_every:
+            save_state(folder, identity, state, seconds=earlier + time.perf_counter() - started)
+            last_save = time.perf_counter()
+
+    strategy = make_strategy(config.strategy, **config.strategy_settings)
+    try:
+        advance(
+            state, strategy, classifier, config.rules(), on_commit=commit, should_stop=should_stop
+        )
+    finally:
+        bar.close()
+        # Whatever ended the loop (the end, a pause, an error), the last whole groups are kept.
+        seconds = earlier + time.perf_counter() - started
+        save_state(folder, identity, state, seconds=seconds)
+    if bool((state.status == ACTIVE).any()):
+        return SweepOutcome(None, resumed=saved is not None, already_done=False)
+    results = sweep_results(
+        classifier, config, state, seconds=seconds, model_path=model_path, engines=engines
+    )
+    write_sweep(folder, results, state)
+    return SweepOutcome(results, resumed=saved is not None, already_done=False, rebuilt=missing)

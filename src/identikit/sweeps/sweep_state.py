@@ -1,0 +1,147 @@
+"""Saving and restoring a sweep's whole search state, so that a sweep can resume.
+
+The state file ``DIR/sweep-state.npz`` holds every tensor of the
+:class:`~identikit.strategies.base.SearchState` plus the sweep's identity (settings and model hash)
+as JSON. It is a plain ``.npz`` loaded with ``allow_pickle=False``: no code can ride in it.
+Random generators need no saving: each run's generator is re-seeded from (run seed, iteration).
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import os
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+import torch
+
+from identikit.base.atomic import atomic_write_bytes
+from identikit.base.errors import IdentikitError
+from identikit.base.safe_files import read_npz
+from identikit.strategies.base import SearchState
+from identikit.strategies.stopping import STATUS_NAMES
+
+STATE_FILE = "sweep-state.npz"
+_TENSORS = ("targets", "images", "scores", "status", "iterations", "queries", "stale")
+_EXTRA = ("seeds", "history", "history_lengths", "identity", "seconds")
+# Per run: the kinds of number allowed and the shape after the run dimension.
+_SHAPES = {
+    "targets": ("iu", ()),
+    "images": ("f", (1, 28, 28)),
+    "scores": ("f", ()),
+    "status": ("iu", ()),
+    "iterations": ("iu", ()),
+    "queries": ("iu", ()),
+    "stale": ("iu", ()),
+    "seeds": ("iu", ()),
+    "history_lengths": ("iu", ()),
+}
+_DTYPES = {
+    "targets": np.int64,
+    "images": np.float32,
+    "scores": np.float32,
+    "status": np.int8,
+    "iterations": np.int64,
+    "queries": np.int64,
+    "stale": np.int64,
+}
+
+
+def save_state(
+    folder: str | os.PathLike[str], identity: dict[str, Any], state: SearchState, *, seconds: float
+) -> None:
+    """Write the state atomically; ``identity`` says which sweep it belongs to."""
+    lengths = [len(h) for h in state.history]
+    arrays = {name: getattr(state, name).detach().cpu().numpy() for name in _TENSORS}
+    arrays.update({f"memory_{k}": v.detach().cpu().numpy() for k, v in state.memory.items()})
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        **arrays,
+        seeds=np.array(state.seeds, dtype=np.int64),
+        history=np.array([c for h in state.history for c in h], dtype=np.float64),
+        history_lengths=np.array(lengths, dtype=np.int64),
+        identity=np.array(json.dumps(identity, sort_keys=True)),
+        seconds=np.array(seconds, dtype=np.float64),
+    )
+    atomic_write_bytes(Path(folder) / STATE_FILE, buffer.getvalue())
+
+
+def load_state(
+    folder: str | os.PathLike[str], device: torch.device
+) -> tuple[dict[str, Any], SearchState, float] | None:
+    """The saved (identity, state, seconds so far), or None when the folder holds no state.
+
+    Every array is checked (kinds, shapes, one history per run of the right length) before it
+    is used: a damaged or hand-edited state is one line naming the file, never a crash later.
+    """
+    path = Path(folder) / STATE_FILE
+    if not os.path.lexists(path):
+        return None
+    try:
+        arrays = read_npz(path)
+        identity, state, seconds = _unpack(arrays, device)
+    except IdentikitError as exc:
+        reason = str(exc).removeprefix(f"{path}: ").removeprefix(f"{STATE_FILE} ")
+        raise IdentikitError(
+            f"{path} is unreadable ({reason}); delete it to start the sweep afresh"
+        ) from None
+    return identity, state, seconds
+
+
+def _unpack(
+    arrays: dict[str, np.ndarray], device: torch.device
+) -> tuple[dict[str, Any], SearchState, float]:
+    def fail(what: str) -> NoReturn:
+        raise IdentikitError(f"{STATE_FILE} is damaged: {what}")  # prefix dropped above
+
+    missing = [n for n in (*_TENSORS, *_EXTRA) if n not in arrays]
+    if missing:
+        fail(f"it lacks {', '.join(missing)}")
+    identity_array = arrays["identity"]
+    if identity_array.shape != () or identity_array.dtype.kind != "U":
+        fail("its identity is not a text")
+    try:
+        identity = json.loads(str(identity_array))
+    except ValueError:
+        fail("its identity is not JSON")
+    if not isinstance(identity, dict):
+        fail("its identity is not an object")
+    n = len(arrays["seeds"])
+    for name, (kind, tail) in _SHAPES.items():
+        array = arrays[name]
+        if array.dtype.kind not in kind or array.shape != (n, *tail):
+            fail(f"{name} has shape {array.shape} ({array.dtype}), expected {(n, *tail)}")
+    for name in (n for n in arrays if n.startswith("memory_")):
+        if arrays[name].dtype.kind not in "fiub" or arrays[name].shape[:1] != (n,):
+            fail(f"{name} does not have one row per run")
+    lengths = arrays["history_lengths"].tolist()
+    flat = arrays["history"]
+    if flat.dtype.kind != "f" or flat.ndim != 1 or sum(lengths) != len(flat):
+        fail("the histories do not add up")
+    if lengths != [i + 1 for i in arrays["iterations"].tolist()]:
+        fail("a history does not have one entry per iteration")
+    if not (np.isfinite(flat).all() and np.isfinite(arrays["scores"]).all()):
+        fail("a score or a history is not finite")
+    if not np.isin(arrays["status"], range(len(STATUS_NAMES))).all():
+        fail("a run's status is unknown")
+    seconds = arrays["seconds"]
+    if seconds.shape != () or seconds.dtype.kind != "f" or not np.isfinite(seconds):
+        fail("seconds is not a number")
+    tensors = {
+        name: torch.from_numpy(arrays[name].astype(_DTYPES[name])).to(device) for name in _TENSORS
+    }
+    memory = {
+        name.removeprefix("memory_"): torch.from_numpy(arrays[name].copy()).to(device)
+        for name in arrays
+        if name.startswith("memory_")
+    }
+    offsets = np.cumsum([0, *lengths]).tolist()
+    history = [flat[a:b].tolist() for a, b in itertools.pairwise(offsets)]
+    state = SearchState(
+        seeds=[int(s) for s in arrays["seeds"]], history=history, memory=memory, **tensors
+    )
+    return identity, state, float(seconds)
