@@ -20,9 +20,9 @@ import argparse
 import time
 from pathlib import Path
 
-from identikit import load_mnist, train
+from identikit import TrainSpec, load_mnist, train
 from identikit.base.errors import CheckpointError
-from identikit.classifier.classifier import load_classifier
+from identikit.classifier import load_classifier
 from identikit.data.datasets import default_root
 from identikit.models.checkpoint import load_checkpoint
 from identikit.studies.certainty import certainty_report, max_probabilities
@@ -40,7 +40,7 @@ def checkpoint(architecture: str, seed: int, cache: Path) -> tuple[Path, float, 
     except (CheckpointError, KeyError):
         pass
     started = time.perf_counter()
-    result = train(architecture, seed=seed, out=path, progress=False, log=lambda _: None)
+    result = train(TrainSpec(architecture, seed=seed), out=path, progress=False, log=lambda _: None)
     return path, result.test_accuracy, time.perf_counter() - started
 
 

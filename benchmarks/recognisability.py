@@ -9,13 +9,15 @@ default `cnn` and the judges are trained on first use and cached.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
-from identikit.classifier.classifier import Classifier
-from identikit.studies.judge import JUDGES, judge_sweep
+from identikit.classifier import load_classifier
+from identikit.studies.judge import JUDGES, JudgeSetup, judge_sweep
 from identikit.sweeps.experiment import SweepConfig
-from identikit.sweeps.sweep import sweep_to_folder
+from identikit.sweeps.sweep import SweepOptions, sweep_to_folder
+from identikit.sweeps.training_data import prior_inputs
 from strategies import default_cnn  # type: ignore[import-not-found]
 
 SWEEPS = {
@@ -34,7 +36,7 @@ SWEEPS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.parse_args()
-    classifier = Classifier.from_checkpoint(default_cnn(), device="cpu")
+    classifier = load_classifier(default_cnn(), device="cpu")
     print(
         f"{'identikits':34s} {'n':>4s} "
         + " ".join(f"{j:>10s}" for j in JUDGES)
@@ -43,9 +45,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         for name, config in SWEEPS.items():
             folder = Path(out) / name.split()[0]
-            outcome = sweep_to_folder(classifier, config, folder, progress=False)
+            # The priors learn from MNIST's training images, the default cnn's data.
+            priors = prior_inputs(config.spec.needs(), "mnist")
+            outcome = sweep_to_folder(
+                classifier, config, folder, priors=priors, options=SweepOptions(progress=False)
+            )
             assert outcome.results is not None
-            verdict = judge_sweep(folder, judges=list(JUDGES), device="cpu")
+            setup = JudgeSetup(device="cpu", log=lambda line: print(line, file=sys.stderr))
+            verdict = judge_sweep(folder, list(JUDGES), setup)
             converged = sum(r["status"] == "converged" for r in outcome.results["runs"])
             print(
                 f"{name:34s} {verdict['identikits']:4d} "

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from identikit.classifier.classifier import Classifier
+from identikit.engines.options import EngineOptions
 from identikit.engines.precision import bf16_supported
 from identikit.models import build_model
 from identikit.models.export import onnx_bytes
@@ -87,9 +88,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         precisions = ["fp32", "int8"] + (["bf16"] if bf16_supported(torch.device("cpu")) else [])
         for precision in precisions:
-            classifier = Classifier(
-                model, backend="auto", precision=precision, cache_dir=Path(cache)
-            )
+            engine = EngineOptions(backend="auto", precision=precision, cache_dir=Path(cache))
+            classifier = Classifier(model, engine=engine)
             print(f"identikit {precision}: {classifier.choice.summary()}", flush=True)
             loops[precision] = classifier
         alone = dict.fromkeys(((label, size) for label in ort_scorers for size in BATCH_SIZES), 0.0)

@@ -12,10 +12,16 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from identikit.classifier.classifier import Classifier
+from identikit.classifier import load_classifier
 from identikit.data.datasets import default_root
 from identikit.strategies import STRATEGIES
-from identikit.sweeps.compare import THRESHOLDS, reach_table, run_comparison, summarise_strategy
+from identikit.sweeps.compare import (
+    THRESHOLDS,
+    Comparison,
+    reach_table,
+    run_comparison,
+    summarise_strategy,
+)
 from identikit.training.trainer import train
 
 
@@ -32,17 +38,15 @@ def main() -> None:
     parser.add_argument("--max-queries", type=int, default=10_000)
     parser.add_argument("--strategies", default=",".join(sorted(STRATEGIES)))
     args = parser.parse_args()
-    classifier = Classifier.from_checkpoint(default_cnn(), device="cpu")
+    classifier = load_classifier(default_cnn(), device="cpu")
     with tempfile.TemporaryDirectory() as out:
-        by_strategy = run_comparison(
-            classifier,
-            args.strategies.split(","),
-            out,
+        comparison = Comparison(
+            tuple(args.strategies.split(",")),
             digits=tuple(range(10)),
             runs=args.runs,
             max_queries=args.max_queries,
-            progress=False,
         )
+        by_strategy = run_comparison(classifier, comparison, out, progress=False)
     assert by_strategy is not None
     print(f"default cnn, 10 digits x {args.runs} runs, budget {args.max_queries:,} queries")
     for name, results in by_strategy.items():

@@ -21,11 +21,13 @@ from identikit.engines.precision import bf16_supported
 CHILD = """
 import sys
 from identikit.classifier.classifier import Classifier
+from identikit.engines.options import EngineOptions
 from identikit.sweeps.experiment import SweepConfig
 from identikit.models import build_model
 from identikit.strategies import advance, initial_state, make_strategy
 config = SweepConfig(runs=100)
-classifier = Classifier(build_model("cnn"), backend="auto", precision=sys.argv[2])
+engine = EngineOptions(backend="auto", precision=sys.argv[2])
+classifier = Classifier(build_model("cnn"), engine=engine)
 print(classifier.choice.summary(), flush=True)
 layout = config.layout()
 state = initial_state(classifier, [d for d, _, _ in layout], [s for _, _, s in layout])

@@ -26,13 +26,14 @@ from typing import Any
 
 import torch
 
-from identikit.classifier.classifier import load_classifier
+from identikit.classifier import load_classifier
+from identikit.engines.options import EngineOptions
 from identikit.engines.precision import bf16_supported
 from identikit.models import build_model
 from identikit.strategies import make_strategy
 from identikit.strategies.base import run_generator
 from identikit.sweeps.experiment import SweepConfig
-from identikit.sweeps.sweep import sweep_to_folder
+from identikit.sweeps.sweep import SweepOptions, sweep_to_folder
 from strategies import default_cnn  # type: ignore[import-not-found]
 
 
@@ -82,13 +83,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         classifiers = {}
         for precision in precisions:
-            classifiers[precision] = load_classifier(
-                path,
-                device="cpu",
-                backend="auto",
-                precision=precision,
-                cache_dir=Path(folder) / "cache",
+            engine = EngineOptions(
+                backend="auto", precision=precision, cache_dir=Path(folder) / "cache"
             )
+            classifiers[precision] = load_classifier(path, device="cpu", engine=engine)
             print(f"identikit {precision}: {classifiers[precision].choice.summary()}", flush=True)
         # Digit by digit, each method in turn: the machine's speed drifts by a third over
         # minutes, and interleaving spreads the drift over all of them. A run's seed depends on
@@ -98,7 +96,10 @@ def main() -> None:
             for precision, classifier in classifiers.items():
                 started = time.perf_counter()
                 outcome = sweep_to_folder(
-                    classifier, part, Path(folder) / f"{precision}-{digit}", progress=False
+                    classifier,
+                    part,
+                    Path(folder) / f"{precision}-{digit}",
+                    options=SweepOptions(progress=False),
                 )
                 seconds[precision] += time.perf_counter() - started
                 assert outcome.results is not None

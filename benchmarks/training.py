@@ -24,7 +24,8 @@ import torch.nn.functional as F
 
 from identikit import load_mnist, train
 from identikit.models import build_model, get_architecture
-from identikit.training.trainer import evaluate, fit, to_pixels, training_precision
+from identikit.training.evaluation import evaluate, to_pixels
+from identikit.training.fitting import FitHooks, fit, training_precision
 
 TARGET = 0.992
 
@@ -81,7 +82,7 @@ def identikit_recipe(train_set: tuple[np.ndarray, np.ndarray], clock: Clock) -> 
     def on_epoch(epoch: int, loss: float) -> None:
         clock.after_epoch(model, epoch)
 
-    fit(model, *train_set, config, seed=0, device=device, progress=False, on_epoch=on_epoch)
+    fit(model, *train_set, config, seed=0, hooks=FitHooks(progress=False, on_epoch=on_epoch))
 
 
 def examples_recipe(

@@ -1,24 +1,25 @@
-"""Every registered architecture: shapes, learning, checkpoints."""
+"""Every registered architecture: output shapes, the tutorial's layers, learning with a seed; and
+the training recipe's checks of itself."""
 
 from __future__ import annotations
 
-import io
-import os
-import pickle
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from identikit.base.errors import CheckpointError
+from identikit.base.errors import IdentikitError
 from identikit.models import ARCHITECTURES, build_model
-from identikit.models.checkpoint import load_checkpoint, load_model, save_checkpoint
 from identikit.models.training_config import TrainConfig
-from identikit.training.trainer import evaluate, fit
-from tests.helpers import make_digits
+from identikit.training.evaluation import evaluate
+from identikit.training.fitting import FitHooks, fit
+from tests.helpers import NAN, make_digits
 
 ALL = sorted(ARCHITECTURES)
+
+
+QUIET = FitHooks(progress=False)
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -43,9 +44,7 @@ def test_training_lowers_the_loss_and_learns(name: str) -> None:
     torch.manual_seed(0)
     model = build_model(name)
     before = evaluate(model, images, labels).accuracy
-    losses = fit(
-        model, images, labels, TrainConfig(epochs=3, batch_size=32, lr=3e-3), progress=False
-    )
+    losses = fit(model, images, labels, TrainConfig(epochs=3, batch_size=32, lr=3e-3), hooks=QUIET)
     assert losses[-1] < losses[0]
     after = evaluate(model, images, labels)
     assert after.accuracy > max(before, 0.9)
@@ -65,71 +64,22 @@ def test_same_seed_same_weights(name: str) -> None:
             labels,
             TrainConfig(epochs=1, batch_size=16, lr=1e-3),
             seed=3,
-            progress=False,
+            hooks=QUIET,
         )
         weights.append(torch.cat([p.flatten() for p in model.parameters()]))
     assert torch.equal(weights[0], weights[1])
 
 
-@pytest.mark.parametrize("name", ALL)
-def test_checkpoint_round_trip(name: str, tmp_path: Path) -> None:
-    model = build_model(name).eval()
-    path = tmp_path / "m.pt"
-    save_checkpoint(path, model, architecture=name, metadata={"test_accuracy": 0.5, "seed": 1})
-    loaded, meta = load_checkpoint(path)
-    x = torch.rand(4, 1, 28, 28)
-    assert torch.equal(model(x), loaded(x))
-    assert meta["architecture"] == name and meta["test_accuracy"] == 0.5
-    assert isinstance(load_model(path), torch.nn.Module)
-    torch.load(path, weights_only=True)  # loads without unpickling code
-
-
-def _save_payload(path: Path, payload: object) -> None:
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    path.write_bytes(buffer.getvalue())
-
-
-class _Exploit:
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return (os.system, ("touch EXPLOITED",))
-
-
-def test_pickled_code_is_refused_and_never_runs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    path = tmp_path / "evil.pt"
-    _save_payload(path, {"format": "identikit-checkpoint", "payload": _Exploit()})
-    with pytest.raises(CheckpointError, match="refused"):
-        load_checkpoint(path)
-    assert not (tmp_path / "EXPLOITED").exists()
-    path.write_bytes(pickle.dumps(_Exploit()))
-    with pytest.raises(CheckpointError):
-        load_checkpoint(path)
-    assert not (tmp_path / "EXPLOITED").exists()
-
-
-def test_bad_checkpoints_give_clear_errors(tmp_path: Path) -> None:
-    model = build_model("softmax")
-    state = model.state_dict()
-    cases = {
-        "missing.pt": None,
-        "random.pt": os.urandom(4096),
-        "empty.pt": b"",
-    }
-    for name, blob in cases.items():
-        if blob is not None:
-            (tmp_path / name).write_bytes(blob)
-        with pytest.raises(CheckpointError, match=name):
-            load_checkpoint(tmp_path / name)
-    base = {"format": "identikit-checkpoint", "version": 1, "num_classes": 10, "metadata": {}}
-    _save_payload(tmp_path / "arch.pt", {**base, "architecture": "resnet", "state_dict": state})
-    with pytest.raises(CheckpointError, match="unknown model architecture 'resnet'"):
-        load_checkpoint(tmp_path / "arch.pt")
-    _save_payload(tmp_path / "shape.pt", {**base, "architecture": "cnn", "state_dict": state})
-    with pytest.raises(CheckpointError, match="do not fit architecture 'cnn'"):
-        load_checkpoint(tmp_path / "shape.pt")
-    _save_payload(tmp_path / "plain.pt", state)
-    with pytest.raises(CheckpointError, match="not an identikit checkpoint"):
-        load_checkpoint(tmp_path / "plain.pt")
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"lr": NAN}, "--lr"),
+        ({"lr": -1.0}, "--lr"),
+        ({"epochs": 0}, "--epochs"),
+        ({"batch_size": 0}, "--batch-size"),
+        ({"epochs": 1.5}, "--epochs"),
+    ],
+)
+def test_train_config_checks_itself(settings: dict[str, Any], named: str) -> None:
+    with pytest.raises(IdentikitError, match=named):
+        TrainConfig(**settings)

@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,11 @@ import torch
 from torch import nn
 
 from identikit.classifier.classifier import Classifier
+from identikit.engines.options import EngineOptions
+from identikit.models.info import ModelInfo
+from identikit.strategies import STRATEGIES
 from identikit.sweeps.experiment import SweepConfig
-from identikit.sweeps.sweep import sweep_to_folder
+from identikit.sweeps.sweep import SweepOptions, sweep_to_folder
 
 RECORD = Path(__file__).parent / "data" / "regression.json"
 
@@ -116,8 +120,12 @@ def run(name: str, folder: Path) -> dict[str, Any]:
     torch.set_num_threads(machine()["threads"])
     try:
         # No engine measurement: the model as given, on the CPU, in one fixed chunk size.
-        classifier = Classifier(fixed_model(), sha256="regression-model", chunk_size=256)
-        sweep_to_folder(classifier, config, folder, progress=False)
+        classifier = Classifier(
+            fixed_model(),
+            ModelInfo(sha256="regression-model"),
+            engine=EngineOptions(chunk_size=256),
+        )
+        sweep_to_folder(classifier, config, folder, options=SweepOptions(progress=False))
     finally:
         torch.set_num_threads(before)
     return fingerprints(folder)
@@ -142,16 +150,12 @@ def test_every_strategy_computes_what_it_computed(
 
 
 def test_the_record_covers_every_strategy() -> None:
-    from identikit.strategies import STRATEGIES
-
     recorded = json.loads(RECORD.read_text())["sweeps"]
     covered = {SWEEPS[name].get("strategy", name) for name in recorded}
     assert covered == set(STRATEGIES)
 
 
 if __name__ == "__main__":  # record again: only when a change of results is intended
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         sweeps = {name: run(name, Path(tmp) / name) for name in sorted(SWEEPS)}
     RECORD.parent.mkdir(exist_ok=True)

@@ -1,19 +1,78 @@
-"""identikit: what does a trained image classifier believe a digit looks like?"""
+"""identikit: what does a trained image classifier believe a class looks like?
+
+The public API mirrors the command line (see README "From Python")::
+
+    import identikit
+
+    classifier = identikit.load_classifier("cnn.pt")
+    result = identikit.search(classifier, identikit.SweepConfig(digits=(3,), runs=2))
+    result.images, result.runs, result.summary  # in a notebook, `result` draws its grid
+"""
 
 from __future__ import annotations
 
+from identikit.api import (
+    CertaintyResult,
+    ComparisonResult,
+    JudgeResult,
+    Report,
+    Run,
+    SearchResult,
+    Stopped,
+    certainty,
+    compare,
+    judge,
+    report,
+    search,
+)
 from identikit.base.errors import IdentikitError
+from identikit.base.shapes import ImageShape
+from identikit.classifier import Classifier, load_classifier
 from identikit.data.datasets import load_dataset, load_mnist
+from identikit.engines.options import EngineOptions
 from identikit.models.checkpoint import load_checkpoint, load_model
-from identikit.training.trainer import evaluate, train
+from identikit.models.info import Expected, ModelInfo
+from identikit.models.preprocessing import Preprocessing
+from identikit.strategies.base import RunHooks
+from identikit.studies.judge import JudgeSetup
+from identikit.sweeps.compare import Comparison
+from identikit.sweeps.experiment import SweepConfig
+from identikit.sweeps.sweep import SweepOptions
+from identikit.training.evaluation import evaluate
+from identikit.training.trainer import TrainSpec, train
 
 __all__ = [
+    "CertaintyResult",
+    "Classifier",
+    "Comparison",
+    "ComparisonResult",
+    "EngineOptions",
+    "Expected",
     "IdentikitError",
+    "ImageShape",
+    "JudgeResult",
+    "JudgeSetup",
+    "ModelInfo",
+    "Preprocessing",
+    "Report",
+    "Run",
+    "RunHooks",
+    "SearchResult",
+    "Stopped",
+    "SweepConfig",
+    "SweepOptions",
+    "TrainSpec",
+    "certainty",
+    "compare",
     "evaluate",
+    "judge",
     "load_checkpoint",
+    "load_classifier",
     "load_dataset",
     "load_mnist",
     "load_model",
+    "report",
+    "search",
     "train",
 ]
 __version__ = "0.1.0"

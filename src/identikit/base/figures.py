@@ -66,7 +66,9 @@ def identikit_grid(
         return _single_row(images, digit_list, confidences, target=target, title=title)
     # One axes holding every image in a single mosaic, labels as text: one axes per image took
     # 2.5 s to draw for 10 x 10 images and 27 s for 10 x 100; this takes 0.23 s and 2.8 s.
-    cell_w, cell_h = 28 + _GAP, 28 + _LABEL
+    # Every image has the same height and width, read from the images themselves.
+    image_h, image_w = np.shape(images[0])[-2:]
+    cell_w, cell_h = image_w + _GAP, image_h + _LABEL
     mosaic = np.full((len(rows) * cell_h, columns * cell_w), np.nan, dtype=np.float32)
     # Sizes in inches: 1.1 inches an image across, the height that keeps pixels square, and
     # margins that do not grow with the grid (room for the title above).
@@ -84,9 +86,9 @@ def identikit_grid(
         row, column = rows.index(digit), seen[digit]
         seen[digit] += 1
         top, left = row * cell_h + _LABEL, column * cell_w + _GAP // 2
-        mosaic[top : top + 28, left : left + 28] = np.clip(image, 0, 1)
+        mosaic[top : top + image_h, left : left + image_w] = np.clip(image, 0, 1)
         ax.text(
-            left + 13.5,
+            left + (image_w - 1) / 2,
             top - 1.5,
             f"{digit}: {confidence_label(confidence)}",
             fontsize=8,
@@ -202,24 +204,25 @@ def animation_gif(
 ) -> bytes:
     """An animated GIF of several runs side by side, each evolving from its start image.
 
-    ``trajectories[i]`` is run i's best image after each iteration (T_i, 28, 28); the runs are
+    ``trajectories[i]`` is run i's best image after each iteration (T_i, H, W); the runs are
     sampled at ``frames`` evenly spaced moments of the longest one (a finished run holds its
     last image), and the last frame is held for a second. ``confidences[i]``, when given, is
     run i's best confidence after each iteration (T_i values), written under its image.
     """
     longest = max(len(t) for t in trajectories)
     moments = np.unique(np.linspace(0, longest - 1, min(frames, longest)).round().astype(int))
-    size = 28 * scale
+    image_h, image_w = np.shape(trajectories[0])[-2:]
+    width, size = image_w * scale, image_h * scale
     counter = 14 if confidences is not None else 0  # room for the confidence under each image
     pictures = []
     for moment in moments:
-        canvas = Image.new("L", (len(trajectories) * (size + 4) + 4, size + 18 + counter), 255)
+        canvas = Image.new("L", (len(trajectories) * (width + 4) + 4, size + 18 + counter), 255)
         draw = ImageDraw.Draw(canvas)
         for i, (trajectory, label) in enumerate(zip(trajectories, labels, strict=True)):
             at = min(moment, len(trajectory) - 1)
             tile = Image.fromarray((np.clip(trajectory[at], 0, 1) * 255).astype(np.uint8), "L")
-            left = 4 + i * (size + 4)
-            canvas.paste(tile.resize((size, size), Image.Resampling.NEAREST), (left, 16))
+            left = 4 + i * (width + 4)
+            canvas.paste(tile.resize((width, size), Image.Resampling.NEAREST), (left, 16))
             draw.text((left, 2), label, fill=0)
             if confidences is not None:
                 history = confidences[i]
@@ -235,10 +238,11 @@ def animation_gif(
 
 
 def identikit_png(image: np.ndarray, *, scale: int = 8) -> bytes:
-    """One 28 x 28 image as a grayscale PNG, each pixel a ``scale`` x ``scale`` square."""
+    """One grey image (H x W) as a PNG, each pixel a ``scale`` x ``scale`` square."""
     pixels = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
     picture = Image.fromarray(pixels, "L")
-    picture = picture.resize((28 * scale, 28 * scale), Image.Resampling.NEAREST)
+    height, width = pixels.shape
+    picture = picture.resize((width * scale, height * scale), Image.Resampling.NEAREST)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -254,13 +258,14 @@ def nearest_pairs(
 ) -> bytes:
     """Each identikit beside its nearest real training digit: digits as rows, runs as columns.
 
-    ``nearest`` are the real digits (N, 28, 28) in [0, 1], ``nearest_labels`` their classes;
+    ``nearest`` are the real digits (N, H, W) in [0, 1], ``nearest_labels`` their classes;
     a pair whose real digit is of another class is labelled in red.
     """
     rows = sorted(set(int(d) for d in digits))
     columns = max(list(digits).count(d) for d in rows)
-    size, gap = 28 * scale, 8
-    cell_w, cell_h = 2 * size + 2 + gap, size + 14
+    image_h, image_w = np.shape(images[0])[-2:]
+    width, size, gap = image_w * scale, image_h * scale, 8
+    cell_w, cell_h = 2 * width + 2 + gap, size + 14
     canvas = Image.new("RGB", (columns * cell_w + gap, len(rows) * cell_h + 4), "white")
     draw = ImageDraw.Draw(canvas)
     seen = dict.fromkeys(rows, 0)
@@ -268,9 +273,9 @@ def nearest_pairs(
         row, column = rows.index(int(digit)), seen[int(digit)]
         seen[int(digit)] += 1
         left, top = gap + column * cell_w, 4 + row * cell_h
-        for offset, picture in ((0, image), (size + 2, real)):
+        for offset, picture in ((0, image), (width + 2, real)):
             tile = Image.fromarray((np.clip(picture, 0, 1) * 255).astype(np.uint8), "L")
-            tile = tile.resize((size, size), Image.Resampling.NEAREST).convert("RGB")
+            tile = tile.resize((width, size), Image.Resampling.NEAREST).convert("RGB")
             canvas.paste(tile, (left + offset, top + 12))
         colour = "black" if int(label) == int(digit) else "red"
         draw.text((left, top), f"{digit}  nearest: {label}", fill=colour)

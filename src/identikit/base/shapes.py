@@ -1,7 +1,7 @@
 """The shape of one image, channels x height x width, as one value.
 
 A model's description and a dataset carry their image shape; every other module reads it from
-them instead of writing ``28`` (issue "One clear house"). Pixels are in [0, 1]; a batch of
+them instead of writing its numbers (issue "One clear house"). Pixels are in [0, 1]; a batch of
 images has shape ``(N, C, H, W)``.
 """
 

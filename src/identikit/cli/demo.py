@@ -11,19 +11,16 @@ import shutil
 from pathlib import Path
 
 from identikit.base.errors import CheckpointError, DifferentSweepError
-from identikit.classifier.classifier import Classifier
+from identikit.classifier import Classifier, load_classifier
+from identikit.cli.tables import format_certainty, format_summary
 from identikit.data.datasets import load_mnist
+from identikit.engines.options import EngineOptions
 from identikit.models.checkpoint import load_checkpoint
 from identikit.reports.page import build_report
-from identikit.studies.certainty import (
-    certainty_report,
-    format_certainty,
-    max_probabilities,
-    write_certainty,
-)
-from identikit.sweeps.experiment import SweepConfig, format_summary
-from identikit.sweeps.sweep import SweepOutcome, sweep_to_folder
-from identikit.training.trainer import train
+from identikit.studies.certainty import certainty_report, max_probabilities, write_certainty
+from identikit.sweeps.experiment import SweepConfig
+from identikit.sweeps.sweep import SweepOptions, SweepOutcome, sweep_to_folder
+from identikit.training.trainer import TrainSpec, train
 
 DEMO_MODELS = ("softmax", "cnn")
 DEMO_RUNS = 5
@@ -49,7 +46,7 @@ def ensure_model(
     # Certainty and identikits of an earlier model no longer hold: start its folder afresh.
     shutil.rmtree(out.with_suffix(""), ignore_errors=True)
     print(f"training {architecture} (default settings) ...")
-    result = train(architecture, root=root, device=device, out=out, log=print)
+    result = train(TrainSpec(architecture, root=root, device=device), out=out, log=print)
     print(f"{architecture}: trained in {result.seconds:.0f} s")
     return result.test_accuracy
 
@@ -57,12 +54,13 @@ def ensure_model(
 def demo_sweep(classifier: Classifier, folder: Path, checkpoint: Path) -> SweepOutcome:
     """Every digit, DEMO_RUNS runs each; a sweep left by an earlier version is redone."""
     config = SweepConfig(runs=DEMO_RUNS)
+    options = SweepOptions(model_path=str(checkpoint))
     try:
-        return sweep_to_folder(classifier, config, folder, model_path=str(checkpoint))
+        return sweep_to_folder(classifier, config, folder, options=options)
     except DifferentSweepError:
         # Other settings than today's defaults: the demo's own folder, so start it afresh.
         shutil.rmtree(folder)
-        return sweep_to_folder(classifier, config, folder, model_path=str(checkpoint))
+        return sweep_to_folder(classifier, config, folder, options=options)
 
 
 def run_demo(out: Path, *, device: str = "auto", root: str | os.PathLike[str] | None = None) -> int:
@@ -75,8 +73,8 @@ def run_demo(out: Path, *, device: str = "auto", root: str | os.PathLike[str] | 
     for name in DEMO_MODELS:
         checkpoint = out / f"{name}.pt"
         accuracies[name] = ensure_model(name, checkpoint, device=device, root=root)
-        classifier = Classifier.from_checkpoint(
-            checkpoint, device=device, backend="auto", log=print
+        classifier = load_classifier(
+            checkpoint, device=device, engine=EngineOptions(backend="auto", log=print)
         )
         print(f"{name}: scoring with {classifier.choice.summary()}")
         maxima = max_probabilities(classifier, test_images)

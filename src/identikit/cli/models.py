@@ -22,9 +22,10 @@ from identikit.cli.options import (
 from identikit.data.datasets import SPLITS, ensure_files, get_spec, load_dataset, refetch_files
 from identikit.models import ARCHITECTURES
 from identikit.models.checkpoint import load_checkpoint
-from identikit.models.export import export_model
+from identikit.models.export import EXPORTED_SHAPE, export_model
 from identikit.models.preprocessing import Preprocessing
-from identikit.training.trainer import evaluate_classifier, train
+from identikit.training.evaluation import evaluate_classifier
+from identikit.training.trainer import TrainSpec, train
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -41,7 +42,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
-    result = train(
+    spec = TrainSpec(
         args.model,
         dataset=args.dataset,
         root=args.root,
@@ -51,10 +52,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         precision=args.precision,
         seed=args.seed,
         device=args.device,
-        out=args.out,
-        progress=not args.no_progress,
-        log=log,
     )
+    result = train(spec, out=args.out, progress=not args.no_progress, log=log)
     summary = {
         "model": result.architecture,
         "test_accuracy": result.test_accuracy,
@@ -83,9 +82,8 @@ def cmd_backends(args: argparse.Namespace) -> int:
         print_json({"model": classifier.name, **choice.record(), "how": choice.how})
         return 0
     print(f"{'engine@chunk':28s} images/s")
-    timed = {k: v for k, v in choice.rates.items() if "@" in k}
-    for label, rate in sorted(timed.items(), key=lambda item: -item[1]):
-        print(f"{label:28s} {rate:10,.0f}")
+    for trial, rate in sorted(choice.trials().items(), key=lambda item: -item[1]):
+        print(f"{trial.label:28s} {rate:10,.0f}")
     for name, why in choice.skipped.items():
         print(f"{name:28s} not used: {why}")
     for name, why in choice.passed_over.items():
@@ -148,6 +146,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
     """Add this module's commands to the parser."""
+    for add in (_add_data, _add_train, _add_evaluate, _add_backends, _add_export):
+        add(commands, common)
+
+
+def _add_data(commands: Any, common: argparse.ArgumentParser) -> None:
     data = commands.add_parser("data", parents=[common], help="fetch and verify a dataset")
     add_data_options(data)
     data.add_argument(
@@ -158,6 +161,8 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     data.set_defaults(handler=cmd_data)
 
+
+def _add_train(commands: Any, common: argparse.ArgumentParser) -> None:
     train = commands.add_parser(
         "train", parents=[common], help="train a model and save a checkpoint"
     )
@@ -201,6 +206,8 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     add_device(train)
     train.set_defaults(handler=cmd_train)
 
+
+def _add_evaluate(commands: Any, common: argparse.ArgumentParser) -> None:
     evaluate = commands.add_parser(
         "evaluate", parents=[common], help="accuracy, per-class accuracy, confusion"
     )
@@ -211,6 +218,8 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     add_model_options(evaluate, precision=False)  # evaluation scores in fp32
     evaluate.set_defaults(handler=cmd_evaluate)
 
+
+def _add_backends(commands: Any, common: argparse.ArgumentParser) -> None:
     backends = commands.add_parser(
         "backends",
         parents=[common],
@@ -228,6 +237,8 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     add_model_options(backends)
     backends.set_defaults(handler=cmd_backends)
 
+
+def _add_export(commands: Any, common: argparse.ArgumentParser) -> None:
     export = commands.add_parser(
         "export", parents=[common], help="export a checkpoint to ONNX or TorchScript"
     )
@@ -241,7 +252,11 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     export.add_argument("--out", required=True, type=output_path, help="file to write")
     add_convention_options(export, outputs_default="logits")
-    export.add_argument("--flatten", action="store_true", help="take inputs of shape (N, 784)")
+    export.add_argument(
+        "--flatten",
+        action="store_true",
+        help=f"take inputs of shape (N, {EXPORTED_SHAPE.size})",
+    )
     export.add_argument(
         "--fixed-batch",
         action="store_true",

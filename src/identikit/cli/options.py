@@ -11,9 +11,11 @@ from typing import Any, NoReturn
 
 from identikit.base.device import DEVICE_CHOICES
 from identikit.base.errors import IdentikitError
-from identikit.classifier.classifier import Classifier, load_classifier
+from identikit.classifier import Classifier, load_classifier
 from identikit.data.datasets import DATASETS
 from identikit.engines import BACKENDS, PRECISIONS
+from identikit.engines.options import EngineOptions
+from identikit.models.info import Expected
 from identikit.models.preprocessing import INPUT_RANGES, OUTPUT_KINDS, Preprocessing
 from identikit.strategies import STRATEGIES
 
@@ -173,31 +175,36 @@ def _say_what_scores(args: argparse.Namespace, classifier: Classifier, precision
     )
 
 
+def engine_options(args: argparse.Namespace) -> EngineOptions:
+    """The scoring-engine options of a command: ``--backend``, ``--precision`` (fp32 for
+    commands without it, whose every score is fp32), ``--chunk-size``, ``--remeasure``; what
+    the engine measurement says goes to stderr."""
+    return EngineOptions(
+        backend=args.backend,
+        precision=getattr(args, "precision", "fp32"),
+        chunk_size=args.chunk_size,
+        remeasure=getattr(args, "remeasure", False),
+        log=lambda line: print(line, file=sys.stderr),
+    )
+
+
 def make_classifier(args: argparse.Namespace) -> Classifier:
     """The Classifier for ``--model`` with the command's model-convention options."""
 
-    names = args.class_names.split(",") if args.class_names else None
-    if args.chunk_size is not None and args.chunk_size < 1:
-        raise IdentikitError("--chunk-size must be at least 1")
-    # Commands whose scores are all fp32 (evaluate, certainty) have no --precision.
-    precision = getattr(args, "precision", "fp32")
-    _check_precision_applies(args, precision)  # before the model is loaded: costs nothing
+    names = tuple(args.class_names.split(",")) if args.class_names else None
+    engine = engine_options(args)
+    _check_precision_applies(args, engine.precision)  # before the model is loaded: costs nothing
     classifier = load_classifier(
         args.model,
         device=args.device,
-        chunk_size=args.chunk_size,
-        classes=args.classes,
-        class_names=names,
         preprocessing=Preprocessing(
             input_range=args.input_range, mean=args.mean, std=args.std, outputs=args.outputs
         ),
-        backend=args.backend,
-        precision=precision,
-        log=lambda line: print(line, file=sys.stderr),
-        remeasure=getattr(args, "remeasure", False),
+        expect=Expected(args.classes, names),
+        engine=engine,
         trust_code=args.trust_code,
     )
-    _say_what_scores(args, classifier, precision)
+    _say_what_scores(args, classifier, engine.precision)
     if classifier.detected_outputs and classifier.outputs != "logits":
         print(
             f"{classifier.name}: outputs detected as {classifier.outputs} "

@@ -8,13 +8,14 @@ import webbrowser
 from pathlib import Path
 from typing import Any
 
+from identikit import api
 from identikit.cli.demo import run_demo
 from identikit.cli.options import add_device, output_path
-from identikit.reports.page import build_report, write_pngs
+from identikit.reports.page import write_pngs
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    path = build_report(
+    page = api.report(
         args.folder,
         animate=not args.no_animation,
         models=args.model,
@@ -22,6 +23,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         log=_say,
         progress=True,
     )
+    path = page.path
     print(f"report: {path}")
     if args.pngs is not None:
         written = write_pngs(args.folder, args.pngs)
@@ -72,8 +74,8 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         type=output_path,
         default=None,
         metavar="OUT",
-        help="also write every identikit as OUT/<sweep folder>/<digit>-<run>.png (28 x 28 "
-        "pixels, each shown 8 x 8, grayscale)",
+        help="also write every identikit as OUT/<sweep folder>/<digit>-<run>.png (the "
+        "model's image size, each pixel shown 8 x 8, grayscale)",
     )
     report.add_argument(
         "--no-animation",

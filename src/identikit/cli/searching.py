@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
-from identikit.base.atomic import atomic_write_bytes, atomic_write_text
+from identikit import api
 from identikit.base.errors import IdentikitError
-from identikit.base.figures import convergence_curves
-from identikit.base.folder_lock import locked_folder
 from identikit.base.interrupt import PauseOnInterrupt
 from identikit.base.limits import MODEL_BYTES, SAMPLES
 from identikit.base.safe_files import display_name, read_regular
@@ -30,10 +27,18 @@ from identikit.cli.options import (
     positive_int,
     print_json,
 )
-from identikit.data.datasets import load_dataset
+from identikit.cli.tables import (
+    format_ceiling,
+    format_certainty,
+    format_comparison,
+    format_reach,
+    format_summary,
+    format_verdict,
+    format_verdict_table,
+)
 from identikit.engines.tuning import note_achieved_rate
 from identikit.models.checkpoint import load_checkpoint
-from identikit.strategies import STRATEGIES
+from identikit.strategies import STRATEGIES, RunHooks
 from identikit.strategies.base import START_IMAGES
 from identikit.strategies.priors import PRIORS
 from identikit.strategies.registry import (
@@ -51,16 +56,13 @@ from identikit.studies.ceiling import (
     model_ceiling,
     write_ceiling,
 )
-from identikit.studies.certainty import (
-    certainty_report,
-    format_certainty,
-    max_probabilities,
-    write_certainty,
+from identikit.studies.judge import JudgeSetup
+from identikit.sweeps.compare import (
+    THRESHOLDS,
+    Comparison,
 )
-from identikit.studies.judge import comparison_sweeps, judge_folders, load_judges, load_sweep
-from identikit.sweeps.compare import THRESHOLDS, curves, run_comparison, summarise_strategy
-from identikit.sweeps.experiment import SweepConfig, format_summary, parse_digits
-from identikit.sweeps.sweep import sweep_to_folder
+from identikit.sweeps.experiment import SweepConfig, parse_digits
+from identikit.sweeps.sweep import SweepOptions
 
 
 def paused(args: argparse.Namespace, pause: PauseOnInterrupt) -> int:
@@ -82,8 +84,9 @@ def _strategy_settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
-def cmd_search(args: argparse.Namespace) -> int:
-    config = SweepConfig(
+def _search_config(args: argparse.Namespace) -> SweepConfig:
+    """The sweep the search command's flags ask for."""
+    return SweepConfig(
         digits=parse_digits(args.digits),
         runs=args.runs,
         strategy=args.strategy,
@@ -94,31 +97,40 @@ def cmd_search(args: argparse.Namespace) -> int:
         max_queries=args.max_queries,
         start=args.start,
     )
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    config = _search_config(args)
     classifier = make_classifier(args)
+    options = SweepOptions(
+        progress=not args.no_progress,
+        model_path=str(args.model),
+        save_every=args.save_every,
+        allow_engine_change=args.allow_engine_change,
+    )
     with PauseOnInterrupt() as pause:
-        outcome = sweep_to_folder(
-            classifier,
-            config,
-            args.out,
-            progress=not args.no_progress,
-            model_path=str(args.model),
-            should_stop=pause,
-            save_every=args.save_every,
-            allow_engine_change=args.allow_engine_change,
-        )
-    if outcome.results is None:
-        return paused(args, pause)
-    results = outcome.results
-    white_box = bool(getattr(STRATEGIES[args.strategy], "white_box", False))
-    if not (outcome.resumed or outcome.already_done or white_box):
+        try:
+            result = api.search(
+                classifier, config, out=args.out, options=options, hooks=RunHooks(should_stop=pause)
+            )
+        except api.Stopped:
+            return paused(args, pause)
+    if not (result.resumed or result.already_done or is_white_box(args.strategy)):
         # One process, one engine, the whole sweep: a cached rate it beats by far was
         # measured on a busy machine, and is measured again next time.
         note_achieved_rate(
             classifier.choice,
-            results["queries_per_second"],
-            seconds=results["seconds"],
+            result.record["queries_per_second"],
+            seconds=result.record["seconds"],
             log=lambda line: print(line, file=sys.stderr),
         )
+    _report_search(args, result)
+    return 0
+
+
+def _report_search(args: argparse.Namespace, outcome: api.SearchResult) -> None:
+    """What a finished search prints: what was rebuilt or resumed, then its summary."""
+    results = outcome.record
     if outcome.rebuilt:
         print(
             f"{args.out}: rebuilt {', '.join(outcome.rebuilt)} of the finished sweep",
@@ -140,7 +152,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         print(format_summary(results))
         print(f"results in {args.out}/: results.json, identikits.npz, grid.png")
-    return 0
 
 
 def cmd_strategies(args: argparse.Namespace) -> int:
@@ -172,54 +183,33 @@ def cmd_compare(args: argparse.Namespace) -> int:
             f"{', '.join(sorted(STRATEGIES))}"
         )
     classifier = make_classifier(args)
-    # The comparison's own files are written under the same lock as its sweeps.
-    with locked_folder(args.out):
-        with PauseOnInterrupt() as pause:
-            by_strategy = run_comparison(
+    comparison = Comparison(
+        tuple(strategies),
+        digits=parse_digits(args.digits),
+        runs=args.runs,
+        max_queries=args.max_queries,
+        seed=args.seed,
+        allow_engine_change=args.allow_engine_change,
+    )
+    options = SweepOptions(progress=not args.no_progress, model_path=str(args.model))
+    with PauseOnInterrupt() as pause:
+        try:
+            result = api.compare(
                 classifier,
-                strategies,
-                args.out,
-                digits=parse_digits(args.digits),
-                runs=args.runs,
-                max_queries=args.max_queries,
-                seed=args.seed,
-                progress=not args.no_progress,
-                model_path=str(args.model),
-                should_stop=pause,
-                allow_engine_change=args.allow_engine_change,
+                comparison,
+                out=args.out,
+                options=options,
+                hooks=RunHooks(should_stop=pause),
             )
-        if by_strategy is None:
+        except api.Stopped:
             return paused(args, pause)
-        summary = {name: summarise_strategy(r) for name, r in by_strategy.items()}
-        atomic_write_text(args.out / "compare.json", json.dumps(summary, indent=1))
-        atomic_write_bytes(
-            args.out / "curves.png",
-            convergence_curves(
-                curves(by_strategy),
-                threshold=0.99,
-                max_queries=args.max_queries,
-                title=f"{classifier.name}: {args.runs} runs per digit, budget {args.max_queries:,}",
-                white_box=[name for name in by_strategy if is_white_box(name)],
-            ),
-        )
     if args.json:
-        print_json(summary)
+        print_json(result.summary)
         return 0
-    header = "".join(f"{'at ' + str(t):>18s}" for t in THRESHOLDS)
-    print(f"{'strategy':14s}{header}   seconds   (success rate, median queries)")
-    for name, row in summary.items():
-        cells = "".join(
-            f"{row['success'][str(t)]:>8.0%} {_fmt(row['median_queries'][str(t)]):>9s}"
-            for t in THRESHOLDS
-        )
-        print(f"{name:14s}{cells}   {row['seconds']:7.1f}")
+    print(format_comparison(result.summary, THRESHOLDS))
     worst = _linear_ceiling(classifier)
     if worst is not None:
-        reachable = [str(t) for t in THRESHOLDS if worst <= 1 - t] or ["none"]
-        print(
-            f"{'exact ceiling':14s}  the linear model can be made 1 - {worst:.1e} sure of "
-            f"every digit; thresholds within reach: {', '.join(reachable)}"
-        )
+        print(format_reach(worst, THRESHOLDS))
     print(f"per-digit figures in {args.out / 'compare.json'}; curves in {args.out / 'curves.png'}")
     return 0
 
@@ -240,10 +230,6 @@ def _linear_ceiling(classifier: Classifier) -> float | None:
     return float(linear_ceiling(layer.weight, layer.bias).shortfall.max())
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.0f}"
-
-
 def cmd_ceiling(args: argparse.Namespace) -> int:
     # The hash recorded is that of the very bytes the model is built from.
     data = read_regular(args.model, limit=MODEL_BYTES)
@@ -257,87 +243,50 @@ def cmd_ceiling(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
         return 0
-    print("class   best 1 - p    certified within (log-prob)   reaches 0.99 / 0.9999")
-    for name, row in rows.items():
-        print(
-            f"{name:>5}   {row['shortfall']:10.2e}    {row['gap']:10.1e}"
-            f"                   {'yes' if row['reaches_0.99'] else 'no':>3} / "
-            f"{'yes' if row['reaches_0.9999'] else 'no'}"
-        )
+    print(format_ceiling(rows))
     return 0
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
-    sweeps = comparison_sweeps(args.sweep)
-    for folder in sweeps:
-        load_sweep(folder)  # every sweep is checked before any judge is trained
-    judges = load_judges(
-        [j.strip() for j in args.judges.split(",") if j.strip()],
+    setup = JudgeSetup(
         dataset=args.dataset,
         root=args.root,
         cache=args.cache,
         device=args.device,
         trust_code=args.trust_code,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
     )
-    # A comparison's folder is locked as well as its sweeps, so that no compare writes meanwhile.
-    with locked_folder(args.sweep, create=False):
-        verdicts = judge_folders(sweeps, judges, dataset=args.dataset, root=args.root)
+    names = [j.strip() for j in args.judges.split(",") if j.strip()]
+    results = api.judge(args.sweep, names, setup)
+    sweeps = [r.folder for r in results]
+    verdicts = [r.verdict for r in results]
     single = sweeps == [args.sweep]
     if args.json:
         keys = ("strategy", "judges", "nearest_neighbour", "identikits")
         rows = {f.name: {k: v[k] for k in keys} for f, v in zip(sweeps, verdicts, strict=True)}
         print_json(rows[args.sweep.name] if single else rows)
     elif single:
-        _print_verdict(verdicts[0], args.sweep)
+        print(format_verdict(verdicts[0], args.sweep))
     else:
-        _print_verdict_table(verdicts, args.sweep)
+        print(format_verdict_table(verdicts, args.sweep))
     return 0
-
-
-def _print_verdict(verdict: dict[str, Any], folder: Path) -> None:
-    print(f"{verdict['identikits']} identikits of {folder} ({verdict['strategy']})")
-    for name, share in verdict["judges"].items():
-        print(f"  {name:12s} calls {share:6.1%} of them their digit")
-    print(
-        f"  nearest real training digit has their class: {verdict['nearest_neighbour']:.1%} "
-        f"(median distance {verdict['median_distance_own_class']:.2f} to their class, "
-        f"{verdict['median_distance_other_classes']:.2f} to others)"
-    )
-    print(f"transfer matrices in {folder / 'judge.json'}")
-
-
-def _print_verdict_table(verdicts: list[dict[str, Any]], folder: Path) -> None:
-    """One row per strategy: each judge's agreement and the nearest-real-digit share."""
-    names = list(dict.fromkeys(name for v in verdicts for name in v["judges"]))
-    width = max([12, *(len(n) + 2 for n in names)])
-    print(f"{'strategy':14s}" + "".join(f"{n:>{width}s}" for n in names) + f"{'nearest':>{width}s}")
-    for verdict in verdicts:
-        cells = "".join(
-            f"{verdict['judges'][n]:>{width}.1%}" if n in verdict["judges"] else f"{'-':>{width}s}"
-            for n in names
-        )
-        strategy = str(verdict["strategy"] or Path(verdict["sweep"]).name)
-        print(f"{strategy:14s}{cells}{verdict['nearest_neighbour']:>{width}.1%}")
-    print(
-        "(share of identikits each judge calls their digit; nearest: share whose nearest real "
-        f"training digit has their class); judge.json in each sweep of {folder}"
-    )
 
 
 def cmd_certainty(args: argparse.Namespace) -> int:
     # Before the model is loaded and the data read: a wrong --samples costs nothing.
     SAMPLES.check(args.samples, "--samples")
-    classifier = make_classifier(args)
-    test_images, _ = load_dataset(args.dataset, "test", args.root)
-    maxima = max_probabilities(classifier, test_images, samples=args.samples, seed=args.seed)
-    report = certainty_report(maxima)
-    if args.out is not None:
-        with locked_folder(args.out):
-            write_certainty(classifier, maxima, args.out)
+    result = api.certainty(
+        make_classifier(args),
+        samples=args.samples,
+        seed=args.seed,
+        dataset=args.dataset,
+        root=args.root,
+        out=args.out,
+    )
     if args.json:
-        print_json(report)
+        print_json(result.statistics)
         return 0
-    print(format_certainty(classifier.name, report))
+    print(format_certainty(result.model, result.statistics))
     if args.out is not None:
         print(f"histograms in {args.out / 'certainty.png'}")
     return 0
@@ -345,6 +294,16 @@ def cmd_certainty(args: argparse.Namespace) -> int:
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
     """Add this module's commands to the parser."""
+    _add_search(commands, common)
+    _add_compare(commands, common)
+    _add_strategies(commands, common)
+    _add_ceiling(commands, common)
+    _add_judge(commands, common)
+    _add_certainty(commands, common)
+
+
+def _add_search(commands: Any, common: argparse.ArgumentParser) -> None:
+    """The search command: a sweep of one strategy."""
     search = commands.add_parser(
         "search", parents=[common], help="draw identikits: search every digit, several runs each"
     )
@@ -370,6 +329,21 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     search.add_argument(
         "--start", default="blank", choices=START_IMAGES, help="start image (default: %(default)s)"
     )
+    _add_strategy_settings(search)
+    search.add_argument(
+        "--save-every",
+        type=positive_float,
+        default=5.0,
+        help="seconds between saves of the resumable state (default: %(default)s)",
+    )
+    add_sweep_options(search, runs=10, max_queries=100_000)
+    add_device(search)
+    add_model_options(search)
+    search.set_defaults(handler=cmd_search)
+
+
+def _add_strategy_settings(search: argparse.ArgumentParser) -> None:
+    """The search command's flags that set the strategy's settings."""
     search.add_argument(
         "--candidates",
         type=int,
@@ -401,17 +375,10 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         help=f"comma-separated image priors for strategies that take them (gradient): "
         f"{', '.join(PRIORS)}; e.g. tv,blur,jitter",
     )
-    search.add_argument(
-        "--save-every",
-        type=positive_float,
-        default=5.0,
-        help="seconds between saves of the resumable state (default: %(default)s)",
-    )
-    add_sweep_options(search, runs=10, max_queries=100_000)
-    add_device(search)
-    add_model_options(search)
-    search.set_defaults(handler=cmd_search)
 
+
+def _add_compare(commands: Any, common: argparse.ArgumentParser) -> None:
+    """The compare command: strategies on every digit under one query budget."""
     compare = commands.add_parser(
         "compare", parents=[common], help="strategies on every digit under one query budget"
     )
@@ -425,6 +392,9 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     add_model_options(compare)
     compare.set_defaults(handler=cmd_compare)
 
+
+def _add_strategies(commands: Any, common: argparse.ArgumentParser) -> None:
+    """The strategies command: the registry, listed."""
     strategies = commands.add_parser(
         "strategies",
         parents=[common],
@@ -433,6 +403,9 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     strategies.add_argument("--json", action="store_true", help="print the list as JSON")
     strategies.set_defaults(handler=cmd_strategies)
 
+
+def _add_ceiling(commands: Any, common: argparse.ArgumentParser) -> None:
+    """The ceiling command: a linear model's exact best confidence."""
     ceiling = commands.add_parser(
         "ceiling", parents=[common], help="exact best confidence of a linear (softmax) model"
     )
@@ -443,6 +416,9 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     ceiling.add_argument("--json", action="store_true", help="print the result as JSON")
     ceiling.set_defaults(handler=cmd_ceiling)
 
+
+def _add_judge(commands: Any, common: argparse.ArgumentParser) -> None:
+    """The judge command: do independent models and real digits agree?"""
     judge = commands.add_parser(
         "judge", parents=[common], help="do independent models and real digits agree?"
     )
@@ -471,6 +447,9 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     add_device(judge)
     judge.set_defaults(handler=cmd_judge)
 
+
+def _add_certainty(commands: Any, common: argparse.ArgumentParser) -> None:
+    """The certainty command: largest softmax output, real digits vs random images."""
     certainty = commands.add_parser(
         "certainty", parents=[common], help="largest softmax output: real digits vs random images"
     )

@@ -7,6 +7,10 @@ import torch
 from identikit.base.errors import IdentikitError
 
 PRECISIONS = ("fp32", "bf16", "int8")
+# Why an engine cannot score in int8: only ONNX Runtime runs the quantized model, and only on
+# the CPU.
+INT8_ON_ONNX_ONLY = "int8 scoring runs on ONNX Runtime only"
+INT8_ON_CPU_ONLY = "int8 scoring runs on ONNX Runtime, on the CPU"
 
 
 def bf16_supported(device: torch.device) -> bool:

@@ -21,20 +21,21 @@ import numpy as np
 import torch
 
 from identikit.base.atomic import atomic_write_bytes
+from identikit.base.shapes import ImageShape
 
 CALIBRATION_IMAGES = 512
 
 
-def calibration_pixels(seed: int = 0) -> torch.Tensor:
-    """Pixel images in [0, 1] spanning what searches score, from sparse to dense."""
+def calibration_pixels(shape: ImageShape, seed: int = 0) -> torch.Tensor:
+    """Pixel images in [0, 1] of ``shape`` spanning what searches score, from sparse to dense."""
     generator = torch.Generator().manual_seed(seed)
     quarter = CALIBRATION_IMAGES // 4
     groups = []
     for density in (0.05, 0.2, 0.5):
-        u = torch.rand(quarter, 1, 28, 28, generator=generator)
-        groups.append(torch.rand(quarter, 1, 28, 28, generator=generator) * (u < density))
-    groups.append(torch.rand(quarter - 2, 1, 28, 28, generator=generator))
-    groups.append(torch.stack([torch.zeros(1, 28, 28), torch.full((1, 28, 28), 0.5)]))
+        u = torch.rand(shape.batch(quarter), generator=generator)
+        groups.append(torch.rand(shape.batch(quarter), generator=generator) * (u < density))
+    groups.append(torch.rand(shape.batch(quarter - 2), generator=generator))
+    groups.append(torch.stack([torch.zeros(shape.dims), torch.full(shape.dims, 0.5)]))
     return torch.cat(groups)
 
 

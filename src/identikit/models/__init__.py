@@ -1,7 +1,8 @@
 """Registry of model architectures: adding one is a new module and one ``@register`` line.
 
-Every architecture maps pixels in [0, 1], shape (N, 1, 28, 28), to logits (N, classes), and
-owns its default training recipe (:class:`identikit.training.trainer.TrainConfig`).
+Every architecture maps pixels in [0, 1], images (N, C, H, W) of MNIST's shape
+(:data:`identikit.data.datasets.MNIST_SHAPE`), to logits (N, classes), and owns its default
+training recipe (:class:`identikit.models.training_config.TrainConfig`).
 """
 
 from __future__ import annotations

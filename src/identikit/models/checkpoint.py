@@ -5,6 +5,11 @@ tensors and plain containers, so a checkpoint carrying code is refused before an
 The file is read once, as bytes, and only if it is a regular file (a named pipe would block
 for ever). What it declares is checked before anything is built from it: a 1 KB file that
 claims four million classes is refused, not given a model of four million rows.
+
+The format has one writer (:func:`save_checkpoint`) and one reader (:func:`read_checkpoint`).
+Its version (``VERSION``) is checked on reading: a checkpoint of a newer identikit is refused
+in one line; one without a version reads as version 1. A checkpoint records the shape of the
+images its model takes (``input_shape``, C x H x W); one written before it did holds MNIST's.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from identikit.base.atomic import atomic_write_bytes
 from identikit.base.errors import CheckpointError, IdentikitError
 from identikit.base.limits import CLASSES, MODEL_BYTES
 from identikit.base.safe_files import read_regular
+from identikit.base.shapes import ImageShape
 from identikit.base.values import is_finite, is_whole
+from identikit.data.datasets import MNIST_SHAPE
 from identikit.models import build_model, get_architecture
 
 FORMAT = "identikit-checkpoint"
@@ -46,9 +53,15 @@ METADATA_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 
 def save_checkpoint(
-    path: str | os.PathLike[str], model: nn.Module, *, architecture: str, metadata: dict[str, Any]
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    *,
+    architecture: str,
+    metadata: dict[str, Any],
+    input_shape: ImageShape = MNIST_SHAPE,
 ) -> None:
-    """Save ``model``'s weights with its architecture name and ``metadata`` atomically."""
+    """Save ``model``'s weights with its architecture name, the shape of the images it takes
+    and ``metadata``, atomically."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     classes = _output_rows(state)
     if classes is None:
@@ -58,6 +71,7 @@ def save_checkpoint(
         "version": VERSION,
         "architecture": architecture,
         "num_classes": classes,
+        "input_shape": list(input_shape.dims),
         "state_dict": state,
         "metadata": metadata,
     }
@@ -159,6 +173,7 @@ def check_payload(file: Path, payload: Any) -> dict[str, Any]:
         )
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{file}: not an identikit checkpoint")
+    _check_version(file, payload.get("version", 1))
     architecture = payload.get("architecture")
     if not isinstance(architecture, str):
         raise CheckpointError(f"{file}: checkpoint lacks a valid 'architecture'")
@@ -169,7 +184,41 @@ def check_payload(file: Path, payload: Any) -> dict[str, Any]:
     state = _check_state(file, payload.get("state_dict"))
     _check_classes(file, payload.get("num_classes"), state)
     _check_metadata(file, payload.get("metadata"))
+    recorded_shape(file, payload)
     return payload
+
+
+def _check_version(file: Path, version: Any) -> None:
+    """A version this code reads: a whole number from 1 to ``VERSION``."""
+    if not is_whole(version) or version < 1:
+        raise CheckpointError(
+            f"{file}: 'version' must be a whole number >= 1, got {_shown(version)}"
+        )
+    if version > VERSION:
+        raise CheckpointError(
+            f"{file} was written by a newer identikit (checkpoint format version {version}; "
+            f"this one reads up to {VERSION}): upgrade identikit to load it"
+        )
+
+
+def recorded_shape(file: Path, payload: dict[str, Any]) -> ImageShape:
+    """The shape of the images the checkpoint's model takes (MNIST's where none is recorded)."""
+    dims = payload.get("input_shape")
+    if dims is None:
+        return MNIST_SHAPE
+    if not isinstance(dims, list | tuple) or len(dims) != 3 or not all(map(is_whole, dims)):
+        raise CheckpointError(f"{file}: 'input_shape' must be C, H, W, got {_shown(dims)}")
+    try:
+        shape = ImageShape.of(dims)
+    except IdentikitError as exc:
+        raise CheckpointError(f"{file}: {exc}") from None
+    # Checked before any image of the shape is made: the architectures take MNIST's today.
+    if shape != MNIST_SHAPE:
+        raise CheckpointError(
+            f"{file}: 'input_shape' {shape} is not one identikit's architectures take "
+            f"({MNIST_SHAPE})"
+        )
+    return shape
 
 
 def _is_bare_state_dict(payload: Any) -> bool:
@@ -233,8 +282,9 @@ def _check_metadata(file: Path, metadata: Any) -> None:
 def load_checkpoint(
     path: str | os.PathLike[str], *, data: bytes | None = None
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """The model (in eval mode, on the CPU) and the checkpoint's metadata (``data``: as for
-    :func:`read_checkpoint`)."""
+    """The model (in eval mode, on the CPU) and the checkpoint's metadata, with its
+    ``architecture``, ``num_classes`` and ``input_shape`` (an ImageShape) added (``data``: as
+    for :func:`read_checkpoint`)."""
     payload = read_checkpoint(path, data=data)
     try:
         model = build_model(payload["architecture"], payload["num_classes"])
@@ -252,11 +302,13 @@ def load_checkpoint(
     metadata = dict(payload.get("metadata") or {})
     metadata["architecture"] = payload["architecture"]
     metadata["num_classes"] = payload["num_classes"]
+    metadata["input_shape"] = recorded_shape(Path(path), payload)
     return model, metadata
 
 
 def load_model(path: str | os.PathLike[str]) -> nn.Module:
-    """The ``torch.nn.Module`` saved at ``path``: pixels in [0, 1], (N, 1, 28, 28) -> logits."""
+    """The ``torch.nn.Module`` saved at ``path``: pixels in [0, 1], images (N, C, H, W) of the
+    checkpoint's ``input_shape`` -> logits."""
     return load_checkpoint(path)[0]
 
 

@@ -17,23 +17,34 @@ from torch import nn
 
 from identikit.base.atomic import atomic_write_bytes
 from identikit.base.errors import IdentikitError
+from identikit.base.shapes import ImageShape
+from identikit.data.datasets import MNIST_SHAPE
 from identikit.models.preprocessing import Preprocessing
 
 FORMATS = ("onnx", "torchscript")
+# The image shape of the models exported: every identikit checkpoint's today (checkpoints record
+# theirs; exporting another shape is for when the architectures take one).
+EXPORTED_SHAPE = MNIST_SHAPE
 
 
 class _Exported(nn.Module):
-    """model inputs -> pixels -> the wrapped model -> outputs of the chosen kind."""
+    """model inputs -> pixels -> the wrapped model -> outputs of the chosen kind.
 
-    def __init__(self, model: nn.Module, preprocessing: Preprocessing, *, flatten: bool) -> None:
+    ``flatten``: the inputs are images of ``shape`` flattened to rows, made images again here.
+    """
+
+    def __init__(
+        self, model: nn.Module, preprocessing: Preprocessing, *, shape: ImageShape, flatten: bool
+    ) -> None:
         super().__init__()
         self.model = model
         self.preprocessing = preprocessing
+        self.dims = shape.dims
         self.flatten = flatten
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         if self.flatten:
-            inputs = inputs.reshape(-1, 1, 28, 28)
+            inputs = inputs.reshape(-1, *self.dims)
         logits: torch.Tensor = self.model(self.preprocessing.to_pixels(inputs))
         kind = self.preprocessing.outputs or "logits"
         if kind == "probabilities":
@@ -54,12 +65,17 @@ def export_model(
 ) -> None:
     """Write ``model`` (pixels in [0, 1] -> logits) as ONNX or TorchScript, atomically.
 
-    ``flatten`` makes the input (N, 784); ``fixed_batch`` fixes the batch size to 1 (ONNX).
+    ``flatten`` makes the input a batch of flattened images (N, C x H x W); ``fixed_batch``
+    fixes the batch size to 1 (ONNX). The images are of :data:`EXPORTED_SHAPE`, the shape of
+    every identikit checkpoint today.
     """
     if fmt not in FORMATS:
         raise IdentikitError(f"--format must be one of {', '.join(FORMATS)}")
-    wrapped = _Exported(model.eval().cpu(), preprocessing or Preprocessing(), flatten=flatten)
-    example = torch.rand(1 if fixed_batch else 2, *((784,) if flatten else (1, 28, 28)))
+    shape = EXPORTED_SHAPE
+    wrapped = _Exported(
+        model.eval().cpu(), preprocessing or Preprocessing(), shape=shape, flatten=flatten
+    )
+    example = torch.rand(1 if fixed_batch else 2, *((shape.size,) if flatten else shape.dims))
     if fmt == "onnx":
         atomic_write_bytes(out, onnx_bytes(wrapped, example, fixed_batch=fixed_batch))
         return

@@ -1,13 +1,15 @@
 """Scoring with ONNX Runtime: any model exported to ONNX, from any framework.
 
-The model's first input may be (N, 1, 28, 28) or flattened (N, 784), with any name and a dynamic
-or fixed batch size; a model fixed to batch 1 is run image by image over each chunk (slower,
-still correct). The first output must be (N, classes): one row per input, whatever the number
-of classes (a 100,000-class model is scored a chunk of images at a time like any other).
+The model's first input may be a batch of images (N, C, H, W) or of flattened images
+(N, C x H x W), with any name and a dynamic or fixed batch size; a model fixed to batch 1 is run
+image by image over each chunk (slower, still correct). The first output must be (N, classes):
+one row per input, whatever the number of classes (a 100,000-class model is scored a chunk of
+images at a time like any other).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -17,10 +19,13 @@ import torch
 
 from identikit.base.errors import IdentikitError, first_line
 from identikit.base.safe_files import display_name
+from identikit.base.shapes import ImageShape
+from identikit.models.info import batch_text
 
 
 class OnnxModel:
-    """An ONNX model as a callable from a float tensor (N, 1, 28, 28) to its first output.
+    """An ONNX model as a callable from a float tensor of images (N, C, H, W) of
+    ``input_shape`` to its first output.
 
     ``data`` is the file's content when the caller has read it already (so that the model run
     is the very one whose hash is recorded); ``path`` then only names it.
@@ -30,6 +35,7 @@ class OnnxModel:
         self,
         path: str | os.PathLike[str],
         *,
+        input_shape: ImageShape,
         threads: int | None = None,
         data: bytes | None = None,
     ) -> None:
@@ -59,15 +65,13 @@ class OnnxModel:
         self.input_name = first.name
         self.output_name = self.session.get_outputs()[0].name
         shape: list[Any] = list(first.shape)
-        if len(shape) == 4 and [_dim(d) for d in shape[1:]] in ([1, 28, 28], [None, 28, 28]):
-            self.flat = False
-        elif len(shape) == 2 and _dim(shape[1]) in (784, None):
-            self.flat = True
-        else:
+        flat = _flat(shape, input_shape)
+        if flat is None:
             raise IdentikitError(
                 f"{name}: input {self.input_name!r} has shape {shape}; expected "
-                "(N, 1, 28, 28) or (N, 784)"
+                f"{batch_text(input_shape)} or (N, {input_shape.size})"
             )
+        self.flat = flat
         self.fixed_batch = _dim(shape[0])
         if self.fixed_batch not in (None, 1):
             raise IdentikitError(
@@ -78,7 +82,7 @@ class OnnxModel:
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
         array = inputs.detach().cpu().numpy().astype(np.float32, copy=False)
         if self.flat:
-            array = array.reshape(len(array), 784)
+            array = array.reshape(len(array), math.prod(array.shape[1:]))
         if self.fixed_batch == 1:
             rows = [self._run(array[i : i + 1]) for i in range(len(array))]
             return torch.from_numpy(np.concatenate(rows)) if rows else torch.zeros(0)
@@ -94,6 +98,17 @@ class OnnxModel:
                 f"{_shape(out.shape)}; expected (N, classes)"
             )
         return out
+
+
+def _flat(shape: list[Any], image: ImageShape) -> bool | None:
+    """Whether an input of ``shape`` takes flattened images of shape ``image`` (False: whole
+    ones; None: neither). Batch and channel dimensions may be dynamic (named, not numbered)."""
+    dims = [_dim(d) for d in shape[1:]]
+    if len(shape) == 4 and dims in (list(image.dims), [None, image.height, image.width]):
+        return False
+    if len(shape) == 2 and dims[0] in (image.size, None):
+        return True
+    return None
 
 
 def _dim(value: Any) -> int | None:

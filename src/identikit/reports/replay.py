@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from identikit.classifier.classifier import Classifier
-from identikit.strategies import SearchState, advance, initial_state, make_strategy
-from identikit.sweeps.experiment import SweepConfig
+from identikit.strategies import RunHooks, SearchState, advance, initial_state
+from identikit.sweeps.folder import SweepFolder
+from identikit.sweeps.training_data import prior_inputs
 
 # Iterations replayed per run at most. A GIF shows 48 moments, so a longer replay adds little
 # to see but costs in proportion (a square sweep spends one query an iteration and runs for
@@ -32,23 +32,42 @@ class Replay:
     """Best image after each iteration of one run, and whether it ends where the sweep did."""
 
     digit: int
-    frames: np.ndarray  # (iterations + 1, 28, 28)
+    frames: np.ndarray  # (iterations + 1, H, W)
     faithful: bool
     confidences: list[float]  # best confidence after each iteration, as the replay found it
     complete: bool = True  # False: the run was longer than the replay's iterations
 
 
-def config_of(results: dict[str, Any]) -> SweepConfig:
-    """The sweep configuration recorded in a ``results.json`` record."""
-    settings = dict(results["settings"])
-    settings["digits"] = tuple(settings["digits"])
-    return SweepConfig(**settings)
+class _Frames:
+    """The best image of every replayed run after each of its iterations, and a bar that counts
+    them (on stderr, shown on a terminal only)."""
+
+    def __init__(self, state: SearchState, total: int, *, progress: bool) -> None:
+        self.frames: list[list[np.ndarray]] = [
+            [image[0].cpu().numpy().copy()] for image in state.images
+        ]
+        self.total = total
+        self.bar = tqdm(
+            total=total,
+            desc="replaying",
+            unit="it",
+            file=sys.stderr,
+            disable=not (progress and sys.stderr.isatty()),
+            leave=False,
+        )
+
+    def __call__(self, state: SearchState) -> None:
+        """Keep the new best image of every run that finished an iteration."""
+        for row, iterations in enumerate(state.iterations.tolist()):
+            if len(self.frames[row]) <= iterations:
+                self.frames[row].append(state.images[row, 0].cpu().numpy().copy())
+        done = sum(len(f) - 1 for f in self.frames)
+        self.bar.update(min(done, self.total) - self.bar.n)
 
 
 def replay_first_runs(
     classifier: Classifier,
-    results: dict[str, Any],
-    images: np.ndarray,
+    sweep: SweepFolder,
     *,
     max_iterations: int = REPLAY_ITERATIONS,
     progress: bool = False,
@@ -60,47 +79,33 @@ def replay_first_runs(
 
     ``progress``: a bar on stderr counting the iterations replayed (shown on a terminal only).
     """
-    config = config_of(results)
-    chosen = [(i, r) for i, r in enumerate(results["runs"]) if r["run"] == 0]
+    config = sweep.config
+    chosen = [(i, r) for i, r in enumerate(sweep.results["runs"]) if r["run"] == 0]
     state = initial_state(
         classifier,
         [r["digit"] for _, r in chosen],
         [r["seed"] for _, r in chosen],
         start=config.start,
     )
-    frames: list[list[np.ndarray]] = [[image[0].cpu().numpy().copy()] for image in state.images]
     # The recorded runs say how long each replay will be, so the bar knows its end.
     total = sum(min(r["iterations"], max_iterations) for _, r in chosen)
-    bar = tqdm(
-        total=total,
-        desc="replaying",
-        unit="it",
-        file=sys.stderr,
-        disable=not (progress and sys.stderr.isatty()),
-        leave=False,
-    )
-
-    def keep(state: SearchState) -> None:
-        for row, iterations in enumerate(state.iterations.tolist()):
-            if len(frames[row]) <= iterations:
-                frames[row].append(state.images[row, 0].cpu().numpy().copy())
-        bar.update(min(sum(len(f) - 1 for f in frames), total) - bar.n)
-
-    strategy = make_strategy(config.strategy, **config.strategy_settings)
-    with bar:
+    keep = _Frames(state, total, progress=progress)
+    # The sweeps identikit makes learn their priors from MNIST's training images.
+    strategy = config.spec.build(prior_inputs(config.spec.needs()))
+    with keep.bar:
         advance(
             state,
             strategy,
             classifier,
             config.rules(),
-            on_commit=keep,
+            hooks=RunHooks(on_commit=keep),
             max_iterations=max_iterations,
         )
     return [
         Replay(
             run["digit"],
-            np.stack(frames[row]),
-            bool(np.array_equal(frames[row][-1], images[index])),
+            np.stack(keep.frames[row]),
+            bool(np.array_equal(keep.frames[row][-1], sweep.images[index])),
             [float(c) for c in state.history[row]],
             complete=run["iterations"] <= max_iterations,
         )

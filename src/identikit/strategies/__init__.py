@@ -9,8 +9,9 @@ from identikit.strategies import (  # noqa: F401  (importing registers the strat
     square,
     strokes,
 )
-from identikit.strategies.base import SearchState, Strategy, advance, initial_state
-from identikit.strategies.registry import STRATEGIES, make_strategy
+from identikit.strategies.base import RunHooks, SearchState, Strategy, advance, initial_state
+from identikit.strategies.priors import PriorInputs, PriorNeeds, Subspace
+from identikit.strategies.registry import STRATEGIES, StrategySpec, make_strategy
 from identikit.strategies.stopping import (
     BUDGET,
     CONVERGED,
@@ -29,9 +30,14 @@ __all__ = [
     "STUCK",
     "Budget",
     "Converged",
+    "PriorInputs",
+    "PriorNeeds",
+    "RunHooks",
     "SearchState",
     "Strategy",
+    "StrategySpec",
     "Stuck",
+    "Subspace",
     "advance",
     "initial_state",
     "make_strategy",

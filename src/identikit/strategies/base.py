@@ -24,7 +24,10 @@ import torch
 
 from identikit.base.errors import IdentikitError
 from identikit.base.limits import STEP_BYTES
+from identikit.base.shapes import ImageShape
 from identikit.classifier.classifier import Classifier
+from identikit.data.datasets import MNIST_SHAPE
+from identikit.strategies.priors import PRIOR_INPUT, PriorInputs, PriorNeeds
 from identikit.strategies.stopping import ACTIVE, StoppingRule
 
 START_IMAGES = ("blank", "gray", "noise")
@@ -35,7 +38,6 @@ GROUP_IMAGES = 16384
 # 6.5 GB of outputs, and the log-softmax a copy). Models of up to 600 classes keep groups
 # of GROUP_IMAGES images, so their groups, and so resumed searches, stay as they were.
 GROUP_BYTES = 128 * 2**20
-PIXELS = 28 * 28
 # Candidates per run and step re-scored in float32 after a low-precision ranking.
 RESCORED = 8
 
@@ -113,17 +115,20 @@ class SearchState:
         return self.scores.exp()
 
 
-def start_images(kind: str, seeds: Sequence[int], device: torch.device) -> torch.Tensor:
-    """Start images: ``blank`` (all 0), ``gray`` (all 0.5) or ``noise`` (uniform, per run seed)."""
+def start_images(
+    kind: str, seeds: Sequence[int], device: torch.device, shape: ImageShape
+) -> torch.Tensor:
+    """Start images of ``shape``: ``blank`` (all 0), ``gray`` (all 0.5) or ``noise`` (uniform,
+    per run seed)."""
     n = len(seeds)
     if kind == "blank":
-        return torch.zeros(n, 1, 28, 28, device=device)
+        return torch.zeros(shape.batch(n), device=device)
     if kind == "gray":
-        return torch.full((n, 1, 28, 28), 0.5, device=device)
+        return torch.full(shape.batch(n), 0.5, device=device)
     if kind == "noise":
         return torch.stack(
             [
-                torch.rand(1, 28, 28, generator=run_generator(s, -1, device), device=device)
+                torch.rand(shape.dims, generator=run_generator(s, -1, device), device=device)
                 for s in seeds
             ]
         )
@@ -155,7 +160,7 @@ def initial_state(
     check_targets(classifier, targets)
     device = classifier.device
     target_tensor = torch.tensor(list(targets), dtype=torch.long, device=device)
-    images = start_images(start, seeds, device)
+    images = start_images(start, seeds, device, classifier.info.input_shape)
     scores = target_scores(classifier, images, target_tensor)
     n = len(targets)
     return SearchState(
@@ -210,19 +215,33 @@ class Strategy(ABC):
         """Model queries one iteration spends on one run."""
 
     def settings(self) -> dict[str, Any]:
-        """The strategy's settings, as recorded in results."""
-        return dataclasses.asdict(self)
+        """The strategy's settings, as recorded in results (its prior inputs are none)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.metadata != PRIOR_INPUT
+        }
+
+    def needs(self) -> PriorNeeds:
+        """What the strategy's priors must be given from the training data (see
+        :meth:`with_inputs`); by default nothing."""
+        return PriorNeeds()
+
+    def with_inputs(self, inputs: PriorInputs) -> Strategy:
+        """The strategy with what its priors need from the data; refused when it lacks some."""
+        inputs.check(self.needs())
+        return self
 
     def init_memory(self, state: SearchState) -> dict[str, torch.Tensor]:
         """The strategy's per-run state at the start of a search (one row per run)."""
         return {}
 
     def propose(self, group: Group) -> torch.Tensor:
-        """Candidates (G, K, 1, 28, 28) in [0, 1] for the group's runs."""
+        """Candidates (G, K, C, H, W) in [0, 1] for the group's runs."""
         raise NotImplementedError
 
     def step(self, classifier: Classifier, group: Group) -> tuple[torch.Tensor, torch.Tensor]:
-        """Score the proposals; return each run's best candidate (G, 1, 28, 28) and its score.
+        """Score the proposals; return each run's best candidate (G, C, H, W) and its score.
 
         Ranked at low precision (:meth:`Classifier.score` in bf16 or int8), the ``RESCORED``
         best candidates of each run are re-scored in float32 and the best of them by that score
@@ -231,7 +250,7 @@ class Strategy(ABC):
         """
         candidates = self.propose(group)
         groups, k = candidates.shape[:2]
-        logp = classifier.score(candidates.view(groups * k, 1, 28, 28))
+        logp = classifier.score(candidates.flatten(0, 1))
         candidate_scores = (
             logp.view(groups, k, -1)
             .gather(2, group.targets.view(groups, 1, 1).expand(groups, k, 1))
@@ -243,7 +262,7 @@ class Strategy(ABC):
             finalists = candidates[rows.view(-1, 1), top]
             exact = target_scores(
                 classifier,
-                finalists.view(-1, 1, 28, 28),
+                finalists.flatten(0, 1),
                 group.targets.repeat_interleave(top.shape[1]),
             ).view(groups, -1)
             best, which = exact.max(dim=1)
@@ -278,7 +297,7 @@ def apply_rules(state: SearchState, rules: Sequence[StoppingRule], next_cost: in
         active &= ~hit
 
 
-def group_runs(cost: int, classes: int, pixels: int = PIXELS) -> int:
+def group_runs(cost: int, classes: int, pixels: int = MNIST_SHAPE.size) -> int:
     """Runs advanced together: as many as fit, at ``cost`` candidates each, in GROUP_IMAGES
     images and in GROUP_BYTES of float32 pixels and outputs, and at least one.
 
@@ -292,27 +311,62 @@ def group_runs(cost: int, classes: int, pixels: int = PIXELS) -> int:
     return max(1, images // cost)
 
 
+@dataclass(frozen=True)
+class RunHooks:
+    """What a caller hears of a running search, and how it asks it to pause.
+
+    ``on_commit(state)`` is called after each group's results are committed to the state (to
+    show progress, or to save); ``should_stop()`` is asked before each group, and True pauses
+    the search at that group boundary. Neither can change what the search computes.
+    """
+
+    on_commit: Callable[[SearchState], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+
+    def committed(self, state: SearchState) -> None:
+        """Tell the caller that a group was committed to ``state``."""
+        if self.on_commit is not None:
+            self.on_commit(state)
+
+    def stop_requested(self) -> bool:
+        """Whether the caller asks the search to pause now."""
+        return self.should_stop is not None and self.should_stop()
+
+    def then(self, on_commit: Callable[[SearchState], None]) -> RunHooks:
+        """These hooks, with ``on_commit`` called after this value's own."""
+        first = self.on_commit
+
+        def both(state: SearchState) -> None:
+            if first is not None:
+                first(state)
+            on_commit(state)
+
+        return RunHooks(on_commit=both, should_stop=self.should_stop)
+
+
+NO_HOOKS = RunHooks()
+
+
 def advance(
     state: SearchState,
     strategy: Strategy,
     classifier: Classifier,
     rules: Sequence[StoppingRule],
     *,
-    on_commit: Callable[[SearchState], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    hooks: RunHooks = NO_HOOKS,
     max_iterations: int | None = None,
 ) -> SearchState:
     """Advance every active run until the rules stop it (or ``max_iterations`` more iterations).
 
     Each iteration takes the active runs in order and advances them group by group; each
-    group's results are committed to ``state`` at once, then ``on_commit(state)`` is called
-    (to show progress, or to save). ``should_stop()`` is asked before each group, so a search
+    group's results are committed to ``state`` at once, then ``hooks`` hear of it (to show
+    progress, or to save). ``hooks`` are asked before each group whether to stop, so a search
     can pause at any group boundary. A state paused mid-iteration resumes by first finishing
     that iteration's remaining runs, in the same groups as an uninterrupted search would have
     used, so a paused and resumed search computes exactly what an uninterrupted one does.
     """
     cost = step_cost(strategy, classifier)
-    group = group_runs(cost, classifier.num_classes)
+    group = group_runs(cost, classifier.num_classes, state.images[0].numel())
     if not state.memory:
         state.memory = strategy.init_memory(state)
     apply_rules(state, rules, cost)
@@ -324,12 +378,11 @@ def advance(
         lagging = state.iterations[active]
         pending = active[lagging == lagging.min()]
         for start in range(0, len(pending), group):
-            if should_stop is not None and should_stop():
+            if hooks.stop_requested():
                 return state
             _step_group(state, strategy, classifier, pending[start : start + group])
             apply_rules(state, rules, cost)
-            if on_commit is not None:
-                on_commit(state)
+            hooks.committed(state)
         done += 1
     return state
 

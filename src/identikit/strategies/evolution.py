@@ -63,7 +63,7 @@ class Evolution(Strategy):
         return {"sigma": torch.full_like(state.scores, self.sigma)}
 
     def propose(self, group: Group) -> torch.Tensor:
-        shape = (self.candidates, 1, 28, 28)
+        shape = (self.candidates, *group.images.shape[1:])
         noise = []
         for generator, sigma in zip(group.generators, group.memory["sigma"].tolist(), strict=True):
             device = group.images.device

@@ -4,32 +4,44 @@ Activation maximisation (Erhan et al. 2009) as applied to class models by Simony
 Zisserman (2013), "Deep Inside Convolutional Networks": maximise the target's log-probability
 (or its logit margin over the strongest other class) by gradient ascent in pixel space, here with
 Adam steps (Kingma & Ba 2015) projected onto the pixel box [0, 1]. Priors (``tv``, ``l2``,
-``blur``, ``jitter``; see :mod:`identikit.strategies.priors`) trade confidence for images that look
-more like images. Each step is one forward and backward pass per run (one query); with
-``jitter`` a second, unshifted forward pass records the score (two queries).
+``blur``, ``jitter``, ``manifold``; see :mod:`identikit.strategies.priors`) trade confidence for
+images that look more like images. Each step is one forward and backward pass per run (one
+query); with ``jitter`` a second, unshifted forward pass records the score (two queries).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 
 import torch
 
 from identikit.classifier.classifier import Classifier
+from identikit.data.datasets import MNIST_SHAPE
 from identikit.strategies.base import Group, SearchState, Strategy
 from identikit.strategies.priors import (
-    digit_subspace,
-    gaussian_blur,
-    jitter,
-    manifold_distance,
+    PRIOR_INPUT,
+    Blur,
+    Jitter,
+    ManifoldDistance,
+    Prior,
+    PriorInputs,
+    PriorNeeds,
+    PriorTerm,
+    SquaredNorm,
+    Subspace,
+    TotalVariation,
     parse_priors,
-    squared_norm,
-    total_variation,
 )
 from identikit.strategies.registry import check_settings, register, require
 
 OBJECTIVES = ("log-prob", "margin")
 MIN_BLUR_SIGMA = 0.01
+# The most subspace components a setting may ask for: those of the image shape that every
+# model takes for now (the subspace itself is checked against the model's images).
+MAX_COMPONENTS = MNIST_SHAPE.size
+# The order in which the named priors compose; penalties are paid in it.
+COMPOSITION = ("tv", "l2", "manifold", "blur", "jitter")
 
 
 @register
@@ -45,7 +57,8 @@ class GradientAscent(Strategy):
         blur_sigma: Gaussian blur applied to the iterate after each step (default 0.4).
         jitter_pixels: largest random shift, in pixels, before each gradient (default 1).
         manifold_weight: weight of the squared distance from the principal subspace of the
-            MNIST training digits (default 2.0).
+            training images (default 2.0), given with :meth:`with_inputs` by the caller that
+            knows them.
         manifold_components: dimension of that subspace (default 40).
         prior_decay: the penalties are multiplied by this each step (default 0.995), so that
             they shape the image first and give way to confidence later.
@@ -67,6 +80,8 @@ class GradientAscent(Strategy):
     manifold_weight: float = 2.0
     manifold_components: int = 40
     prior_decay: float = 0.995
+    # What the manifold prior is given (not a setting): see PriorInputs.
+    subspace: Subspace | None = field(default=None, repr=False, compare=False, metadata=PRIOR_INPUT)
 
     def __post_init__(self) -> None:
         check_settings(self)  # types, and every float finite
@@ -78,13 +93,46 @@ class GradientAscent(Strategy):
         # kernel NaN, and a 5x5 kernel narrower than MIN_BLUR_SIGMA leaves the image as it is.
         require(self, "blur_sigma", self.blur_sigma >= MIN_BLUR_SIGMA, f">= {MIN_BLUR_SIGMA}")
         require(self, "jitter_pixels", 0 <= self.jitter_pixels <= 2, "0, 1 or 2")
-        require(self, "manifold_components", 1 <= self.manifold_components <= 784, "in 1..784")
+        require(
+            self,
+            "manifold_components",
+            1 <= self.manifold_components <= MAX_COMPONENTS,
+            f"in 1..{MAX_COMPONENTS}",
+        )
         require(self, "prior_decay", 0 < self.prior_decay <= 1, "in (0, 1]")
         parse_priors(self.priors)
 
     @property
     def queries_per_step(self) -> int:
         return 2 if "jitter" in parse_priors(self.priors) else 1
+
+    def needs(self) -> PriorNeeds:
+        if "manifold" in parse_priors(self.priors):
+            return PriorNeeds(subspace_components=self.manifold_components)
+        return PriorNeeds()
+
+    def with_inputs(self, inputs: PriorInputs) -> GradientAscent:
+        inputs.check(self.needs())
+        return dataclasses.replace(self, subspace=inputs.subspace)
+
+    def prior(self) -> Prior:
+        """The named priors with their settings, composed in the order of COMPOSITION."""
+        names = parse_priors(self.priors)
+        terms: dict[str, PriorTerm] = {
+            "tv": TotalVariation(self.tv_weight),
+            "l2": SquaredNorm(self.l2_weight),
+            "blur": Blur(self.blur_sigma),
+            "jitter": Jitter(self.jitter_pixels),
+        }
+        if "manifold" in names:
+            PriorInputs(self.subspace).check(self.needs())  # one line where it is missing
+            assert self.subspace is not None
+            terms["manifold"] = ManifoldDistance(self.manifold_weight, self.subspace)
+        prior = Prior()
+        for name in COMPOSITION:
+            if name in names:
+                prior += terms[name]
+        return prior
 
     def init_memory(self, state: SearchState) -> dict[str, torch.Tensor]:
         # x: the iterate; g: the objective's gradient at x (unknown before the first step,
@@ -100,24 +148,10 @@ class GradientAscent(Strategy):
         }
 
     def step(self, classifier: Classifier, group: Group) -> tuple[torch.Tensor, torch.Tensor]:
-        priors = parse_priors(self.priors)
+        prior = self.prior()
         memory = group.memory
-        x = self._update(memory)
-        probe = x
-        if "jitter" in priors and self.jitter_pixels:
-            shifts = torch.stack(
-                [
-                    torch.randint(
-                        -self.jitter_pixels,
-                        self.jitter_pixels + 1,
-                        (2,),
-                        generator=g,
-                        device=x.device,
-                    )
-                    for g in group.generators
-                ]
-            )
-            probe = jitter(x, shifts)
+        x = self._update(memory, prior)
+        probe = prior.view(x, group.generators)
         target_scores: list[torch.Tensor] = []
 
         def value(images: torch.Tensor, logp: torch.Tensor, rows: slice) -> torch.Tensor:
@@ -129,14 +163,7 @@ class GradientAscent(Strategy):
             # Penalties fade by prior_decay per step: early steps find an image that looks
             # like a digit, later ones make the model sure of it (a continuation method).
             fade = self.prior_decay ** memory["t"][rows].to(own.dtype)
-            if "tv" in priors:
-                own = own - fade * self.tv_weight * total_variation(images)
-            if "l2" in priors:
-                own = own - fade * self.l2_weight * squared_norm(images)
-            if "manifold" in priors:
-                mean, basis = digit_subspace("mnist", self.manifold_components)
-                own = own - fade * self.manifold_weight * manifold_distance(images, mean, basis)
-            return own
+            return prior.penalise(own, images, fade)
 
         objective, memory["g"] = classifier.value_and_grad(probe, value)
         # Progress on the objective itself: while priors shape the image the target's
@@ -151,15 +178,15 @@ class GradientAscent(Strategy):
             scores = scores.squeeze(1)
         return x, scores
 
-    def _update(self, memory: dict[str, torch.Tensor]) -> torch.Tensor:
-        """One Adam step (Kingma & Ba 2015) on every run, then the transforms, then the box."""
+    def _update(self, memory: dict[str, torch.Tensor], prior: Prior) -> torch.Tensor:
+        """One Adam step (Kingma & Ba 2015) on every run, then the prior's transforms, then
+        the box."""
         t = memory["t"] + 1
         m = 0.9 * memory["m"] + 0.1 * memory["g"]
         v = 0.999 * memory["v"] + 0.001 * memory["g"].pow(2)
         bias_m = (1 - 0.9 ** t.double()).float().view(-1, 1, 1, 1)
         bias_v = (1 - 0.999 ** t.double()).float().view(-1, 1, 1, 1)
         x = memory["x"] + self.lr * (m / bias_m) / ((v / bias_v).sqrt() + 1e-8)
-        if "blur" in parse_priors(self.priors):
-            x = gaussian_blur(x, self.blur_sigma)
+        x = prior.transform(x)
         memory.update(m=m, v=v, t=t)
         return x.clamp(0.0, 1.0)

@@ -51,7 +51,8 @@ class RandomMasks(Strategy):
         # (2 u / density - 1) * amplitude is uniform on [-amplitude, amplitude). Half the random
         # numbers of two separate draws, the same distribution. In place: 16,000 candidates are
         # 50 MB.
-        u = uniform(group.generators, (self.candidates, 1, 28, 28), group.images.device)
+        shape = (self.candidates, *group.images.shape[1:])
+        u = uniform(group.generators, shape, group.images.device)
         unselected = u >= self.mask_density
         masks = (
             u.mul_(2 * self.mask_amplitude / self.mask_density)

@@ -1,9 +1,10 @@
 """Registry of search strategies: a new strategy is one module and one ``@register`` line.
 
 A strategy's settings are its dataclass fields, and only those: ``name``, ``white_box`` and
-``source`` (where the method comes from) are class constants. Every setting is checked here
-against its declared type, and every ``float`` setting must be finite, so a strategy's own
-``__post_init__`` checks only its ranges. Errors name a setting as the user gives it:
+``source`` (where the method comes from) are class constants, and a field marked as a prior
+input (what the caller gives its priors from the training data) is no setting. Every setting is
+checked here against its declared type, and every ``float`` setting must be finite, so a
+strategy's own ``__post_init__`` checks only its ranges. Errors name a setting as the user gives it:
 ``--option sigma``.
 """
 
@@ -11,14 +12,20 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from identikit.base.errors import IdentikitError
 from identikit.base.values import is_finite, is_number, is_whole
+from identikit.strategies.base import Strategy
+from identikit.strategies.priors import PRIOR_INPUT, PriorInputs, PriorNeeds
 
 StrategyType = TypeVar("StrategyType", bound=type)
 
 STRATEGIES: dict[str, type] = {}
+
+NO_INPUTS = PriorInputs()
 
 # Settings that the search command also takes as flags of their own (--mask-density).
 FLAG_SETTINGS = ("candidates", "mask_density", "mask_amplitude")
@@ -44,7 +51,7 @@ def setting_types(cls: type | None) -> dict[str, Any]:
         return {}
     # The module imports annotations lazily (PEP 563): resolve "float" to float.
     hints = typing.get_type_hints(cls)
-    return {field.name: hints[field.name] for field in dataclasses.fields(cls)}
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.metadata != PRIOR_INPUT}
 
 
 def option_name(key: str) -> str:
@@ -114,6 +121,30 @@ def make_strategy(name: str, **settings: Any) -> Any:
     for key, value in settings.items():
         check_value(name, key, types[key], value)
     return cls(**settings)
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """A strategy as a sweep records it: its name and the settings given (the others at their
+    defaults). The one way to make a sweep's strategy."""
+
+    name: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def make(self) -> Strategy:
+        """The strategy, its settings checked; its priors not yet given their inputs (enough to
+        read its settings and costs)."""
+        strategy: Strategy = make_strategy(self.name, **self.settings)
+        return strategy
+
+    def needs(self) -> PriorNeeds:
+        """What the strategy's priors must be given from the training data."""
+        return self.make().needs()
+
+    def build(self, inputs: PriorInputs = NO_INPUTS) -> Strategy:
+        """The strategy ready to search, given ``inputs``; refused when they lack what its
+        priors need."""
+        return self.make().with_inputs(inputs)
 
 
 def parse_option(strategy: str, text: str) -> tuple[str, Any]:

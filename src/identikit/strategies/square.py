@@ -16,11 +16,14 @@ from dataclasses import dataclass
 
 import torch
 
+from identikit.data.datasets import MNIST_SHAPE
 from identikit.strategies.base import Group, Strategy
 from identikit.strategies.registry import check_settings, register, require
 
 # Iterations (as fractions of the schedule) at which the paper halves the square's area.
 _HALVINGS = (0.001, 0.005, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8)
+# The largest side a setting may ask for: the side of the images every model takes for now.
+MAX_SIDE = min(MNIST_SHAPE.height, MNIST_SHAPE.width)
 
 
 @register
@@ -48,7 +51,7 @@ class SquareSearch(Strategy):
     def __post_init__(self) -> None:
         check_settings(self)  # types, and every float finite
         require(self, "candidates", self.candidates >= 1, "at least 1")
-        require(self, "side", 1 <= self.side <= 28, "in 1..28")
+        require(self, "side", 1 <= self.side <= MAX_SIDE, f"in 1..{MAX_SIDE}")
         require(self, "amplitude", 0 < self.amplitude <= 1, "in (0, 1]")
         require(self, "schedule_queries", self.schedule_queries >= 1, "at least 1")
 
@@ -64,12 +67,15 @@ class SquareSearch(Strategy):
 
     def propose(self, group: Group) -> torch.Tensor:
         k, device = self.candidates, group.images.device
+        height, width = group.images.shape[-2:]
         out = group.images.unsqueeze(1).repeat(1, k, 1, 1, 1)
         for i, (generator, iteration) in enumerate(
             zip(group.generators, group.iterations.tolist(), strict=True)
         ):
-            side = self.side_at(iteration)
-            corners = torch.randint(0, 29 - side, (k, 2), generator=generator, device=device)
+            side = min(self.side_at(iteration), height, width)
+            # Both coordinates of a corner in one draw, within the shorter side.
+            room = min(height, width) + 1 - side
+            corners = torch.randint(0, room, (k, 2), generator=generator, device=device)
             signs = torch.randint(0, 2, (k,), generator=generator, device=device) * 2 - 1
             for j, ((top, left), sign) in enumerate(
                 zip(corners.tolist(), signs.tolist(), strict=True)

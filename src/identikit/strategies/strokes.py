@@ -20,6 +20,7 @@ from identikit.strategies.base import Group, Strategy
 from identikit.strategies.registry import check_settings, register, require
 
 MAX_LENGTH = 100.0  # pixels
+MARGIN = 2  # pixels
 
 
 @register
@@ -66,27 +67,34 @@ class Strokes(Strategy):
 
     def propose(self, group: Group) -> torch.Tensor:
         device = group.images.device
+        height, width = group.images.shape[-2:]
         ys, xs = torch.meshgrid(
-            torch.arange(28.0, device=device), torch.arange(28.0, device=device), indexing="ij"
+            torch.arange(float(height), device=device),
+            torch.arange(float(width), device=device),
+            indexing="ij",
         )
-        grid = torch.stack([ys.flatten(), xs.flatten()], dim=1)  # (784, 2)
+        grid = torch.stack([ys.flatten(), xs.flatten()], dim=1)  # (H x W, 2)
         strokes = torch.stack([self._strokes(g, grid) for g in group.generators])
+        # (G, K, 1, H, W): a pen draws the same stroke on every channel.
+        strokes = strokes.view(len(group.generators), self.candidates, 1, height, width)
         return (group.images.unsqueeze(1) + strokes).clamp_(0.0, 1.0)
 
     def _strokes(self, generator: torch.Generator, grid: torch.Tensor) -> torch.Tensor:
+        """``candidates`` strokes (K, H x W) on the pixels of ``grid``."""
         k, device = self.candidates, grid.device
         u = torch.rand(k, 5, generator=generator, device=device)
-        start = 2 + u[:, :2] * 24
+        # Strokes start at least MARGIN pixels inside the image.
+        start = MARGIN + u[:, :2] * (grid[-1] + 1 - 2 * MARGIN)
         angle = u[:, 2] * 2 * math.pi
         length = self.min_length + u[:, 3] * (self.max_length - self.min_length)
         end = start + length.unsqueeze(1) * torch.stack([angle.sin(), angle.cos()], dim=1)
         sign = torch.where(u[:, 4] < self.erase, -1.0, 1.0)
         # Distance from every pixel to every segment: project onto the segment, clamp, measure.
         direction = end - start  # (k, 2)
-        offset = grid.unsqueeze(0) - start.unsqueeze(1)  # (k, 784, 2)
+        offset = grid.unsqueeze(0) - start.unsqueeze(1)  # (k, H x W, 2)
         along = (offset * direction.unsqueeze(1)).sum(2) / direction.pow(2).sum(1, keepdim=True)
         nearest = start.unsqueeze(1) + along.clamp(0, 1).unsqueeze(2) * direction.unsqueeze(1)
         distance = (grid.unsqueeze(0) - nearest).norm(dim=2)
         ink = (1 - distance / self.width).clamp(min=0)
-        strokes: torch.Tensor = (ink * sign.unsqueeze(1)).view(k, 1, 28, 28)
+        strokes: torch.Tensor = ink * sign.unsqueeze(1)
         return strokes

@@ -8,13 +8,12 @@ far the answer can be from the true optimum, so the ceiling is reported with a c
 ``log_probability <= optimum <= log_probability + gap``.
 
 ``write_ceiling`` records it in a folder: ``ceiling.json`` (per class the shortfall, the gap and
-whether 0.99 and 0.9999 are within reach, with the model's name and SHA-256, read back by
-:func:`identikit.sweeps.records.read_ceiling`) and ``ceiling.png`` (the best images).
+whether 0.99 and 0.9999 are within reach, with the model's name and SHA-256, written and read
+back by :mod:`identikit.sweeps.result_files`) and ``ceiling.png`` (the best images).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +22,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from identikit.base.atomic import atomic_write_bytes, atomic_write_text
+from identikit.base.atomic import atomic_write_bytes
 from identikit.base.errors import IdentikitError
 from identikit.base.figures import identikit_grid
-from identikit.sweeps.records import CEILING_FILE, CEILING_FORMAT, CEILING_REACH
+from identikit.base.shapes import ImageShape
+from identikit.data.datasets import MNIST_SHAPE
+from identikit.sweeps.result_files import CEILING_REACH, write_ceiling_record
 
 
 @dataclass
@@ -113,16 +114,22 @@ def ceiling_rows(ceiling: Ceiling) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def write_ceiling(out: str | os.PathLike[str], ceiling: Ceiling, *, name: str, sha256: str) -> None:
-    """Write ``ceiling.json`` and ``ceiling.png`` into ``out``, each atomically."""
+def write_ceiling(
+    out: str | os.PathLike[str],
+    ceiling: Ceiling,
+    *,
+    name: str,
+    sha256: str,
+    shape: ImageShape = MNIST_SHAPE,
+) -> None:
+    """Write ``ceiling.json`` and ``ceiling.png`` into ``out``, each atomically; ``shape`` is
+    the image shape of the model, whose pixels the linear layer reads flattened."""
     folder = Path(out)
-    record = {
-        "format": CEILING_FORMAT,
-        "version": 1,
-        "model": {"name": name, "sha256": sha256},
-        "classes": ceiling_rows(ceiling),
-    }
-    images = ceiling.images.view(-1, 28, 28).numpy()
+    if shape.channels != 1 or shape.size != ceiling.images.shape[1]:
+        raise IdentikitError(
+            f"the linear model reads {ceiling.images.shape[1]} pixels, not images of {shape}"
+        )
+    images = ceiling.images.view(-1, shape.height, shape.width).numpy()
     atomic_write_bytes(
         folder / "ceiling.png",
         identikit_grid(
@@ -132,4 +139,4 @@ def write_ceiling(out: str | os.PathLike[str], ceiling: Ceiling, *, name: str, s
             title=f"{name}: exact optimum of the linear model",
         ),
     )
-    atomic_write_text(folder / CEILING_FILE, json.dumps(record, indent=1))
+    write_ceiling_record(folder, name=name, sha256=sha256, rows=ceiling_rows(ceiling))

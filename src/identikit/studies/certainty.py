@@ -7,7 +7,6 @@ maximum softmax probability as a baseline detector of out-of-distribution inputs
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -16,21 +15,29 @@ import numpy as np
 import torch
 
 from identikit.base.analysis import certainty_stats
-from identikit.base.atomic import atomic_write_bytes, atomic_write_text
+from identikit.base.atomic import atomic_write_bytes
 from identikit.base.errors import IdentikitError
 from identikit.base.figures import certainty_histogram
 from identikit.base.limits import SAMPLES
+from identikit.base.shapes import ImageShape
 from identikit.classifier.classifier import Classifier
+from identikit.sweeps.result_files import write_certainty_record
 
-# Images generated and scored at once: 31 MB of pixels. The default 10,000 samples are one
-# chunk, as they were one draw before; a larger --samples is drawn chunk after chunk from the
-# same generator, whose CPU stream does not depend on how it is cut (each chunk is a whole
-# number of 784-pixel images, so torch.randn's blocks of 16 numbers never straddle two).
+# Images generated and scored at once: 31 MB of MNIST's pixels. The default 10,000 samples are
+# one chunk, as they were one draw before; a larger --samples is drawn chunk after chunk from
+# the same generator, whose CPU stream does not depend on how it is cut (10,000 images hold a
+# multiple of 16 numbers whatever their size, so torch.randn's blocks of 16 numbers never
+# straddle two chunks).
 CHUNK = 10_000
 
 Source = Callable[[np.ndarray, int, int, torch.Generator], torch.Tensor]
 """(test images, first, count, generator) -> the source's images first .. first + count - 1;
-fewer (none) where the source runs out."""
+fewer (none) where the source runs out. Random images take the test images' shape."""
+
+
+def image_shape(test: np.ndarray) -> ImageShape:
+    """The shape of one of the test split's grey images, (N, H, W)."""
+    return ImageShape(1, int(test.shape[1]), int(test.shape[2]))
 
 
 def _mnist(test: np.ndarray, first: int, n: int, g: torch.Generator) -> torch.Tensor:
@@ -38,29 +45,31 @@ def _mnist(test: np.ndarray, first: int, n: int, g: torch.Generator) -> torch.Te
 
 
 def _uniform(test: np.ndarray, first: int, n: int, g: torch.Generator) -> torch.Tensor:
-    return torch.rand(n, 1, 28, 28, generator=g)
+    return torch.rand(image_shape(test).batch(n), generator=g)
 
 
 def _gaussian(test: np.ndarray, first: int, n: int, g: torch.Generator) -> torch.Tensor:
     # Mean 0.5, standard deviation 0.25, clipped to the pixel range.
-    return (0.5 + 0.25 * torch.randn(n, 1, 28, 28, generator=g)).clamp_(0.0, 1.0)
+    return (0.5 + 0.25 * torch.randn(image_shape(test).batch(n), generator=g)).clamp_(0.0, 1.0)
 
 
 def _sparse_dots(test: np.ndarray, first: int, n: int, g: torch.Generator) -> torch.Tensor:
-    # White dots on black, each pixel lit with probability 0.05 (about 39 dots), like MNIST's ink.
-    return (torch.rand(n, 1, 28, 28, generator=g) < 0.05).float()
+    # White dots on black, each pixel lit with probability 0.05 (about 39 dots on MNIST's
+    # images), like MNIST's ink.
+    return (torch.rand(image_shape(test).batch(n), generator=g) < 0.05).float()
 
 
 def _blank(test: np.ndarray, first: int, n: int, g: torch.Generator) -> torch.Tensor:
     # One image in all: every blank image is the same.
-    return torch.zeros(1 if first == 0 else 0, 1, 28, 28)
+    return torch.zeros(image_shape(test).batch(1 if first == 0 else 0))
 
 
 def _shuffled(test: np.ndarray, first: int, n: int, g: torch.Generator) -> torch.Tensor:
     # Real digits with their pixels permuted: the same ink, no shape.
-    pixels = _mnist(test, first, n, g).view(-1, 784)
+    shape = image_shape(test)
+    pixels = _mnist(test, first, n, g).view(-1, shape.size)
     order = torch.rand(pixels.shape, generator=g).argsort(dim=1)
-    return pixels.gather(1, order).view(-1, 1, 28, 28)
+    return pixels.gather(1, order).view(-1, *shape.dims)
 
 
 SOURCES: dict[str, Source] = {
@@ -115,23 +124,8 @@ def write_certainty(
     """Write ``certainty.json`` (statistics) and ``certainty.png`` (histograms) into ``out``."""
 
     folder = Path(out)
-    atomic_write_text(folder / "certainty.json", json.dumps(certainty_report(maxima), indent=1))
+    write_certainty_record(folder, certainty_report(maxima))
     atomic_write_bytes(
         folder / "certainty.png",
         certainty_histogram(maxima, title=f"{classifier.name}: largest softmax output"),
     )
-
-
-def format_certainty(name: str, report: dict[str, dict[str, float]]) -> str:
-    """The certainty table as printed by ``identikit certainty``."""
-    lines = [
-        f"{name}: largest softmax output",
-        f"{'source':16s} {'n':>6s} {'mean':>6s} {'median':>6s} {'>0.6':>6s} {'>0.9':>6s} "
-        f"{'>0.99':>6s}",
-    ]
-    for source, row in report.items():
-        lines.append(
-            f"{source:16s} {row['n']:6d} {row['mean']:6.3f} {row['median']:6.3f} "
-            f"{row['above_0.6']:6.1%} {row['above_0.9']:6.1%} {row['above_0.99']:6.1%}"
-        )
-    return "\n".join(lines)

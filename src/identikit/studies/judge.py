@@ -17,11 +17,9 @@ A judge is a built-in name (trained on first use) or a model file of the user's 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
-import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,15 +27,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from identikit.base.atomic import atomic_write_text
 from identikit.base.errors import CheckpointError, IdentikitError
 from identikit.base.folder_lock import locked_folder
-from identikit.base.safe_files import read_json
-from identikit.classifier.classifier import Classifier, load_classifier
+from identikit.classifier import Classifier, load_classifier
 from identikit.data.datasets import default_root, load_dataset
 from identikit.models.checkpoint import load_checkpoint
-from identikit.sweeps.records import RESULTS_FILE, Fields, read_identikits, read_results
-from identikit.training.trainer import train
+from identikit.sweeps.folder import read_sweep_folder
+from identikit.sweeps.records import RESULTS_FILE
+from identikit.sweeps.result_files import COMPARE_FILE, compared_strategies, write_verdict
+from identikit.training.trainer import TrainSpec, train
 
 
 @dataclass(frozen=True)
@@ -56,6 +54,24 @@ JUDGES = {
 }
 
 
+@dataclass(frozen=True)
+class JudgeSetup:
+    """Where judges and real digits come from, and how judges are loaded.
+
+    ``dataset`` (in ``root``, default: where identikit keeps its data) trains the built-in
+    judges and gives the nearest real digits; trained judges are cached in ``cache`` (default:
+    ``<data root>/judges``); ``trust_code`` allows a TorchScript judge; ``log`` hears what takes
+    time (a judge being trained).
+    """
+
+    dataset: str = "mnist"
+    root: str | os.PathLike[str] | None = None
+    cache: Path | None = None
+    device: str = "auto"
+    trust_code: bool = False
+    log: Callable[[str], None] | None = None
+
+
 def _file_token(dataset: str) -> str:
     """``dataset`` as one file-name part: ``idx:/data/x`` would otherwise make folders (and two
     folders could collide once cleaned, so a short hash of the full name is added)."""
@@ -65,42 +81,30 @@ def _file_token(dataset: str) -> str:
     return f"{clean}-{hashlib.sha256(dataset.encode()).hexdigest()[:10]}"
 
 
-def judge_checkpoint(
-    spec: JudgeSpec, *, dataset: str, root: str | os.PathLike[str] | None, cache: Path, device: str
-) -> Path:
+def judge_checkpoint(spec: JudgeSpec, setup: JudgeSetup) -> Path:
     """The judge's checkpoint, trained with default settings on first use and cached."""
-    path = cache / f"{_file_token(dataset)}-{spec.architecture}-seed{spec.seed}.pt"
+    cache = setup.cache or default_root() / "judges"
+    path = cache / f"{_file_token(setup.dataset)}-{spec.architecture}-seed{spec.seed}.pt"
     if path.is_file():
         try:
             load_checkpoint(path)
             return path
         except CheckpointError:
             pass  # an unreadable cache entry is trained again
-    print(
-        f"training judge {spec.name} ({spec.architecture}, seed {spec.seed}) ...",
-        file=sys.stderr,
-        flush=True,
-    )
+    if setup.log is not None:
+        setup.log(f"training judge {spec.name} ({spec.architecture}, seed {spec.seed}) ...")
     train(
-        spec.architecture,
-        dataset=dataset,
-        root=root,
-        seed=spec.seed,
-        device=device,
+        TrainSpec(
+            spec.architecture,
+            dataset=setup.dataset,
+            root=setup.root,
+            seed=spec.seed,
+            device=setup.device,
+        ),
         out=path,
         progress=False,
     )
     return path
-
-
-def load_sweep(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """A sweep's validated results record, images (N, 28, 28) and intended digits (N,)."""
-    path = Path(folder)
-    if not os.path.lexists(path / RESULTS_FILE):
-        raise IdentikitError(f"{path} holds no finished sweep (no {RESULTS_FILE})")
-    results = read_results(path)
-    images, digits = read_identikits(path, results)
-    return results, images, digits
 
 
 def transfer(classifier: Classifier, images: np.ndarray, digits: np.ndarray) -> dict[str, Any]:
@@ -125,12 +129,18 @@ def nearest_neighbours(
     block: int = 256,
 ) -> dict[str, Any]:
     """Nearest real training digit of every identikit, in Euclidean pixel distance."""
+    if images.shape[1:] != train_images.shape[1:]:
+        raise IdentikitError(
+            f"the identikits are {images.shape[1:]} images, the real digits "
+            f"{train_images.shape[1:]}: the sweep's model was not trained on this dataset"
+        )
     real = torch.from_numpy(train_images.reshape(len(train_images), -1)).float().div_(255.0)
     labels = torch.from_numpy(train_labels.astype(np.int64))
     real_norms = real.pow(2).sum(1)
     same, other, nearest = [], [], []
     for start in range(0, len(images), block):
-        query = torch.from_numpy(images[start : start + block].reshape(-1, 784))
+        chunk = images[start : start + block]
+        query = torch.from_numpy(chunk.reshape(len(chunk), -1))
         wanted = torch.from_numpy(digits[start : start + block])
         # ||a - b||^2 = |a|^2 - 2 a.b + |b|^2, for all pairs at once.
         distances = query.pow(2).sum(1, keepdim=True) - 2 * query @ real.T + real_norms
@@ -159,33 +169,20 @@ class Judge:
     classifier: Classifier
 
 
-def load_judges(
-    names: Sequence[str],
-    *,
-    dataset: str = "mnist",
-    root: str | os.PathLike[str] | None = None,
-    cache: Path | None = None,
-    device: str = "auto",
-    trust_code: bool = False,
-) -> list[Judge]:
+def load_judges(names: Sequence[str], setup: JudgeSetup = JudgeSetup()) -> list[Judge]:
     """The judges named: built-in ones (trained on first use and cached) or model files.
 
     Any other entry that is an existing file is the user's own model (a checkpoint or ONNX
-    file; TorchScript only with ``trust_code``), named by its file name.
+    file; TorchScript only with ``setup.trust_code``), named by its file name.
     """
     judges = []
+    device = setup.device
     for entry in names:
         if entry in JUDGES:
-            path = judge_checkpoint(
-                JUDGES[entry],
-                dataset=dataset,
-                root=root,
-                cache=cache or default_root() / "judges",
-                device=device,
-            )
-            judges.append(Judge(entry, Classifier.from_checkpoint(path, device=device)))
+            path = judge_checkpoint(JUDGES[entry], setup)
+            judges.append(Judge(entry, load_classifier(path, device=device)))
         elif Path(entry).is_file():
-            classifier = load_classifier(entry, device=device, trust_code=trust_code)
+            classifier = load_classifier(entry, device=device, trust_code=setup.trust_code)
             judges.append(Judge(Path(entry).name, classifier))
         else:
             raise IdentikitError(
@@ -202,9 +199,9 @@ def comparison_sweeps(folder: str | os.PathLike[str]) -> list[Path]:
     """The sweeps to judge in ``folder``: itself when it holds a sweep, or, for a ``compare``
     folder (one holding ``compare.json``), each strategy's sweep in it, in its order."""
     path = Path(folder)
-    if os.path.lexists(path / RESULTS_FILE) or not os.path.lexists(path / "compare.json"):
-        return [path]  # a sweep, or a folder that load_sweep will say holds none
-    names = Fields(path / "compare.json").mapping(read_json(path / "compare.json"), "the record")
+    if os.path.lexists(path / RESULTS_FILE) or not os.path.lexists(path / COMPARE_FILE):
+        return [path]  # a sweep, or a folder that read_sweep_folder will say holds none
+    names = compared_strategies(path)
     # Only plain names of real subfolders: a hand-edited compare.json must not lead elsewhere.
     sweeps = [
         path / name
@@ -215,27 +212,19 @@ def comparison_sweeps(folder: str | os.PathLike[str]) -> list[Path]:
         and not (path / name).is_symlink()
     ]
     if not sweeps:
-        raise IdentikitError(f"{path / 'compare.json'} names no sweep folder in {path}")
+        raise IdentikitError(f"{path / COMPARE_FILE} names no sweep folder in {path}")
     return sweeps
 
 
 def judge_sweep(
-    folder: str | os.PathLike[str],
-    *,
-    judges: Sequence[str],
-    dataset: str = "mnist",
-    root: str | os.PathLike[str] | None = None,
-    cache: Path | None = None,
-    device: str = "auto",
-    trust_code: bool = False,
+    folder: str | os.PathLike[str], judges: Sequence[str], setup: JudgeSetup = JudgeSetup()
 ) -> dict[str, Any]:
     """Every judge's verdict and the nearest-neighbour test for the identikits of a sweep,
-    the judges named as :func:`load_judges` takes them."""
-    load_sweep(folder)  # a folder without a sweep is refused before any judge is trained
-    loaded = load_judges(
-        judges, dataset=dataset, root=root, cache=cache, device=device, trust_code=trust_code
-    )
-    return verdict(folder, loaded, dataset=dataset, real=load_dataset(dataset, "train", root))
+    the judges named as :func:`load_judges` takes them (nothing is written)."""
+    read_sweep_folder(folder)  # a folder without a sweep is refused before any judge is trained
+    loaded = load_judges(judges, setup)
+    real = load_dataset(setup.dataset, "train", setup.root)
+    return verdict(folder, loaded, dataset=setup.dataset, real=real)
 
 
 def verdict(
@@ -247,7 +236,8 @@ def verdict(
 ) -> dict[str, Any]:
     """The judge.json record of a sweep: ``judges``' verdicts and the nearest digits of
     ``real``, the training split (images, labels) of ``dataset``."""
-    results, images, digits = load_sweep(folder)
+    sweep = read_sweep_folder(folder)
+    results, images, digits = sweep.results, sweep.images, sweep.digits
     classes = int(results["model"]["classes"])
     verdicts: dict[str, Any] = {}
     for judge in judges:
@@ -289,7 +279,7 @@ def judge_folders(
     for folder in sweeps:
         with locked_folder(folder, create=False):
             record = verdict(folder, judges, dataset=dataset, real=real)
-            atomic_write_text(folder / "judge.json", json.dumps(record, indent=1))
+            write_verdict(folder, record)
         verdicts.append(record)
     return verdicts
 

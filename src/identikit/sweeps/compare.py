@@ -3,49 +3,59 @@
 Every strategy runs the same sweep (runs stop at the highest threshold or at the budget, never
 as "stuck", so no strategy is cut short by its own notion of stalling); from each run's history
 of best confidences this module reads how many queries it needed to reach 0.99, 0.999 and
-0.9999, and summarises success rates (Wilson 95% intervals) and median queries.
+0.9999, and summarises success rates (Wilson 95% intervals) and median queries, which
+``compare.json`` records (:mod:`identikit.sweeps.result_files`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from identikit.base.analysis import median, queries_to_reach, wilson_interval
 from identikit.classifier.classifier import Classifier
-from identikit.strategies import make_strategy
+from identikit.strategies import RunHooks, StrategySpec
 from identikit.sweeps.experiment import SweepConfig
-from identikit.sweeps.sweep import sweep_to_folder
+from identikit.sweeps.sweep import SweepOptions, sweep_to_folder
 
 THRESHOLDS = (0.99, 0.999, 0.9999)
 # Patience (in queries) that never triggers: no run can go more queries without gain than its
-# budget allows (a budget above a billion raises it; see comparison_config).
+# budget allows (a budget above a billion raises it; see Comparison.config).
 NO_STALLING = 10**9
 
 
-def comparison_config(
-    strategy: str,
-    *,
-    digits: tuple[int, ...],
-    runs: int,
-    max_queries: int,
-    seed: int,
-    start: str = "blank",
-) -> SweepConfig:
-    """The sweep every strategy of a comparison runs."""
-    return SweepConfig(
-        digits=digits,
-        runs=runs,
-        strategy=strategy,
-        seed=seed,
-        target=max(THRESHOLDS),
-        # max(): a saved comparison's settings, and so its resumption, stay as they were.
-        patience=max(NO_STALLING, max_queries + 1),
-        max_queries=max_queries,
-        start=start,
-    )
+@dataclass(frozen=True)
+class Comparison:
+    """What a comparison runs: every strategy on the same digits, runs, seed and budget.
+
+    ``allow_engine_change`` lets a resumed sweep score with another engine than the one it
+    started with (its record then lists both).
+    """
+
+    strategies: tuple[str, ...]
+    digits: tuple[int, ...]
+    runs: int
+    max_queries: int
+    seed: int = 0
+    start: str = "blank"
+    allow_engine_change: bool = False
+
+    def config(self, strategy: str) -> SweepConfig:
+        """The sweep ``strategy`` runs: to the highest threshold or the budget, never stuck."""
+        return SweepConfig(
+            digits=self.digits,
+            runs=self.runs,
+            strategy=strategy,
+            seed=self.seed,
+            target=max(THRESHOLDS),
+            # max(): a saved comparison's settings, and so its resumption, stay as they were.
+            patience=max(NO_STALLING, self.max_queries + 1),
+            max_queries=self.max_queries,
+            start=self.start,
+        )
 
 
 def reach_table(
@@ -54,11 +64,9 @@ def reach_table(
     """For every run of a sweep: its digit and the queries it needed for each threshold."""
     cost = (
         results.get("queries_per_step")
-        or (
-            make_strategy(
-                results["settings"]["strategy"], **results["settings"]["strategy_settings"]
-            )
-        ).queries_per_step
+        or StrategySpec(results["settings"]["strategy"], results["settings"]["strategy_settings"])
+        .make()
+        .queries_per_step
     )
     return [
         {
@@ -96,35 +104,31 @@ def summarise_strategy(results: dict[str, Any]) -> dict[str, Any]:
 
 def run_comparison(
     classifier: Classifier,
-    strategies: Sequence[str],
+    comparison: Comparison,
     out: str | os.PathLike[str],
     *,
-    digits: tuple[int, ...],
-    runs: int,
-    max_queries: int,
-    seed: int = 0,
     progress: bool = True,
     model_path: str | None = None,
     should_stop: Callable[[], bool] | None = None,
-    allow_engine_change: bool = False,
 ) -> dict[str, dict[str, Any]] | None:
-    """Run every strategy's sweep into ``out/<strategy>`` (each resumable).
+    """Run every strategy's sweep into ``out/<strategy>`` (each resumable); ``model_path`` is
+    the model file the records name.
 
     Returns each strategy's ``results.json`` record, or None when paused.
     """
     by_strategy: dict[str, dict[str, Any]] = {}
-    for name in strategies:
-        config = comparison_config(
-            name, digits=digits, runs=runs, max_queries=max_queries, seed=seed
-        )
+    for name in comparison.strategies:
+        config = comparison.config(name)
         outcome = sweep_to_folder(
             classifier,
             config,
             Path(out) / name,
-            progress=progress,
-            model_path=model_path,
-            should_stop=should_stop,
-            allow_engine_change=allow_engine_change,
+            hooks=RunHooks(should_stop=should_stop),
+            options=SweepOptions(
+                progress=progress,
+                model_path=model_path,
+                allow_engine_change=comparison.allow_engine_change,
+            ),
         )
         if outcome.results is None:
             return None

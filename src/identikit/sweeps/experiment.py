@@ -1,28 +1,21 @@
 """Sweeps: every digit x several runs of one strategy, advanced together as one batch.
 
 ``run_sweep`` searches; ``sweep_results`` turns the final state into the ``results.json``
-record; ``write_sweep`` writes ``results.json``, ``identikits.npz`` and ``grid.png`` atomically.
+record, which :mod:`identikit.sweeps.folder` writes and reads.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import math
-import os
 import platform
 import re
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from identikit.base.analysis import summarise_runs
-from identikit.base.atomic import atomic_write_bytes, atomic_write_text
 from identikit.base.errors import IdentikitError
-from identikit.base.figures import identikit_grid
 from identikit.base.limits import CANDIDATES, CLASSES, RUNS
 from identikit.classifier.classifier import Classifier
 from identikit.strategies import (
@@ -30,8 +23,8 @@ from identikit.strategies import (
     Budget,
     Converged,
     SearchState,
+    StrategySpec,
     Stuck,
-    make_strategy,
 )
 from identikit.strategies.base import START_IMAGES, derive_seed, step_cost
 from identikit.strategies.stopping import PATIENCE, StoppingRule
@@ -69,8 +62,13 @@ class SweepConfig:
             raise IdentikitError(f"--max-queries must be at least 1, got {self.max_queries}")
         if self.start not in START_IMAGES:
             raise IdentikitError(f"--start must be one of {', '.join(START_IMAGES)}")
-        strategy = make_strategy(self.strategy, **self.strategy_settings)  # refuses bad settings
+        strategy = self.spec.make()  # refuses bad settings
         CANDIDATES.check(strategy.queries_per_step, f"strategy {self.strategy}")
+
+    @property
+    def spec(self) -> StrategySpec:
+        """The sweep's strategy: build it with ``spec.build(inputs)``."""
+        return StrategySpec(self.strategy, self.strategy_settings)
 
     def rules(self) -> list[StoppingRule]:
         """Converged, then stuck, then out of budget."""
@@ -101,7 +99,7 @@ def parse_digits(text: str) -> tuple[int, ...]:
 
 def sweep_settings(config: SweepConfig) -> dict[str, Any]:
     """The sweep's settings as recorded, with every strategy setting made explicit."""
-    strategy = make_strategy(config.strategy, **config.strategy_settings)
+    strategy = config.spec.make()
     return {
         **asdict(config),
         "strategy_settings": strategy.settings(),
@@ -184,68 +182,10 @@ def sweep_results(
         },
         "scoring": classifier.choice.record(),
         **({"engines": engines} if engines else {}),
-        "queries_per_step": step_cost(
-            make_strategy(config.strategy, **config.strategy_settings), classifier
-        ),
+        "queries_per_step": step_cost(config.spec.make(), classifier),
         "seconds": round(seconds, 3),
         "total_queries": total_queries,
         "queries_per_second": round(total_queries / seconds, 1) if seconds > 0 else None,
         "summary": summarise_runs(runs, config.digits),
         "runs": runs,
     }
-
-
-GRID_FILE = "grid.png"
-
-
-def grid_png(results: dict[str, Any], images: np.ndarray, digits: np.ndarray) -> bytes:
-    """The picture of a sweep's identikits, labelled with their confidences."""
-
-    return identikit_grid(
-        images,
-        digits,
-        [r["confidence"] for r in results["runs"]],
-        target=results["settings"]["target"],
-        title=f"{results['model']['name']}: {results['settings']['strategy']}",
-    )
-
-
-def write_sweep(out: str | os.PathLike[str], results: dict[str, Any], state: SearchState) -> None:
-    """Write ``identikits.npz``, ``grid.png`` and, last, ``results.json`` into ``out``,
-    atomically: ``results.json`` marks a finished sweep, so it is written once the rest is."""
-    folder = Path(out)
-    images = state.images.detach().cpu().numpy()[:, 0].astype(np.float32)
-    digits = np.array([r["digit"] for r in results["runs"]], dtype=np.int64)
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, images=images, digits=digits)
-    atomic_write_bytes(folder / "identikits.npz", buffer.getvalue())
-    atomic_write_bytes(folder / GRID_FILE, grid_png(results, images, digits))
-    atomic_write_text(folder / "results.json", json.dumps(results, indent=1, allow_nan=False))
-
-
-def format_summary(results: dict[str, Any]) -> str:
-    """The per-class table printed at the end of a sweep, aligned for names of any length."""
-    target = results["settings"]["target"]
-    names = results["model"].get("class_names") or []
-    labels = {}
-    for digit in results["summary"]:
-        name = names[int(digit)] if int(digit) < len(names) else digit
-        labels[digit] = digit if name == digit else f"{digit} {name}"
-    width = max([len("class"), *map(len, labels.values())])
-    lines = [
-        f"{'class':>{width}}  runs  converged  rate   95% interval   median queries"
-        f"   (target {target})",
-    ]
-    for digit, row in results["summary"].items():
-        low, high = row["rate_ci95"]
-        median = "-" if row["median_queries"] is None else f"{row['median_queries']:,.0f}"
-        lines.append(
-            f"{labels[digit]:>{width}}  {row['runs']:4d}  {row['converged']:9d}  {row['rate']:4.0%}"
-            f"   [{low:4.0%}, {high:4.0%}]   {median:>14}"
-        )
-    rate = results["queries_per_second"]
-    lines.append(
-        f"{results['total_queries']:,} queries in {results['seconds']:.1f} s"
-        + (f" ({rate:,.0f} images/s)" if rate and math.isfinite(rate) else "")
-    )
-    return "\n".join(lines)

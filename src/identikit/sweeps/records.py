@@ -1,18 +1,18 @@
-"""One validating reader per results file: a damaged or hand-edited folder is one clear line.
+"""The validating reader of a sweep's record: ``results.json`` and ``identikits.npz``.
 
-``results.json``, ``identikits.npz``, ``judge.json``, ``certainty.json`` and ``compare.json`` are
-read back by resume, ``judge`` and ``report``. A folder may come from a colleague, a crashed
-disk or a hostile hand, so each reader checks every field its readers use (types, ranges,
-lengths, agreement between files) and answers with a plain value or an
-:class:`~identikit.base.errors.IdentikitError` naming the file and the field; nothing downstream
-meets a ``KeyError`` or a list where a number should be. Files are read through
-:mod:`identikit.base.safe_files` (regular files only, sizes bounded). Summaries that can be
-recomputed from the runs are recomputed rather than trusted.
+A folder may come from a colleague, a crashed disk or a hostile hand, so the reader checks every
+field its users read (types, ranges, lengths, agreement between files) and answers with a plain
+value or an :class:`~identikit.base.errors.IdentikitError` naming the file and the field;
+nothing downstream meets a ``KeyError`` or a list where a number should be. Files are read
+through :mod:`identikit.base.safe_files` (regular files only, sizes bounded). Summaries that can
+be recomputed from the runs are recomputed rather than trusted. :class:`Fields` and
+:func:`check_version` are shared with the readers of the other records
+(:mod:`identikit.sweeps.result_files`); the folder as one value is
+:mod:`identikit.sweeps.folder`'s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -22,12 +22,18 @@ from identikit.base.analysis import summarise_runs
 from identikit.base.errors import IdentikitError
 from identikit.base.limits import CLASSES
 from identikit.base.safe_files import read_json, read_npz
+from identikit.base.shapes import ImageShape
 from identikit.base.values import is_finite, is_number, is_whole
+from identikit.data.datasets import MNIST_SHAPE
 from identikit.strategies import STATUS_NAMES
 from identikit.sweeps.experiment import SweepConfig
 
 RESULTS_FILE = "results.json"
 IDENTIKITS_FILE = "identikits.npz"
+RESULTS_FORMAT = "identikit-sweep"
+RESULTS_VERSION = 1  # the newest version of results.json this code reads and writes
+# results.json does not record the image shape: every model searched so far takes MNIST's.
+SWEEP_SHAPE = MNIST_SHAPE
 
 
 class Fields:
@@ -84,6 +90,19 @@ class Fields:
         return None if value is None else self.text(value, where)
 
 
+def check_version(record: dict[str, Any], fields: Fields, newest: int) -> int:
+    """The format version of ``record``: 1 where it has none (written before versions were
+    recorded); a version above ``newest``, the newest this code knows, is refused in one line
+    that says a newer identikit wrote the file."""
+    version = fields.integer(record.get("version", 1), "version", 1)
+    if version > newest:
+        raise IdentikitError(
+            f"{fields.source} was written by a newer identikit (format version {version}, "
+            f"this one reads up to {newest}): upgrade identikit to read it"
+        )
+    return version
+
+
 def sweep_config(settings: dict[str, Any], fields: Fields) -> SweepConfig:
     """The :class:`SweepConfig` a results record's settings describe (validated by it)."""
     known = set(SweepConfig.__dataclass_fields__)
@@ -109,10 +128,19 @@ def sweep_config(settings: dict[str, Any], fields: Fields) -> SweepConfig:
 
 def check_results(value: Any, source: str | Path) -> dict[str, Any]:
     """A validated ``results.json`` record (its summary recomputed from its runs)."""
+    return checked_results(value, source)[0]
+
+
+def checked_results(value: Any, source: str | Path) -> tuple[dict[str, Any], SweepConfig]:
+    """A validated ``results.json`` record and the :class:`SweepConfig` its settings describe.
+
+    results.json has always carried its format and version, so one without them is damaged.
+    """
     fields = Fields(source)
     record = fields.mapping(value, "the record")
-    if record.get("format") != "identikit-sweep" or record.get("version") != 1:
-        fields.fail("the record", "is not an identikit sweep of format version 1")
+    if record.get("format") != RESULTS_FORMAT or "version" not in record:
+        fields.fail("the record", f"is not an {RESULTS_FORMAT} record with a format version")
+    check_version(record, fields, RESULTS_VERSION)
     config = sweep_config(fields.mapping(record.get("settings"), "settings"), fields)
     model = fields.mapping(record.get("model"), "model")
     fields.text(model.get("name"), "model.name")
@@ -142,7 +170,7 @@ def check_results(value: Any, source: str | Path) -> dict[str, Any]:
         fields.text(scoring.get("backend"), "scoring.backend")
         fields.text(scoring.get("precision"), "scoring.precision")
         fields.integer(scoring.get("chunk_size"), "scoring.chunk_size", 1, 1 << 20)
-    return {**record, "summary": summarise_runs(runs, config.digits)}
+    return {**record, "summary": summarise_runs(runs, config.digits)}, config
 
 
 def _check_card(fields: Fields, card: dict[str, Any]) -> None:
@@ -180,9 +208,14 @@ def read_results(folder: Path, *, root: Path | None = None) -> dict[str, Any]:
 
 
 def read_identikits(
-    folder: Path, results: dict[str, Any], *, root: Path | None = None
+    folder: Path,
+    results: dict[str, Any],
+    *,
+    root: Path | None = None,
+    shape: ImageShape = SWEEP_SHAPE,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, 28, 28) float32 in [0, 1] and digits (N,), checked against ``results``."""
+    """Images (N, H, W) float32 in [0, 1], one per run, and digits (N,), checked against
+    ``results``; ``shape`` is the one grey image's shape the sweep's model takes."""
     path = folder / IDENTIKITS_FILE
     arrays = read_npz(path, root=root)
     fields = Fields(path)
@@ -190,143 +223,13 @@ def read_identikits(
         fields.fail("the archive", "lacks the arrays 'images' and 'digits'")
     images, digits = arrays["images"], arrays["digits"]
     expected = [run["digit"] for run in results["runs"]]
-    if images.dtype.kind != "f" or images.shape != (len(expected), 28, 28):
+    wanted = (len(expected), shape.height, shape.width)
+    if images.dtype.kind != "f" or images.shape != wanted:
         fields.fail(
-            "images",
-            f"have shape {images.shape} ({images.dtype}), expected "
-            f"({len(expected)}, 28, 28) floats",
+            "images", f"have shape {images.shape} ({images.dtype}), expected {wanted} floats"
         )
     if not np.isfinite(images).all() or images.min() < 0 or images.max() > 1:
         fields.fail("images", "are not pixels in [0, 1]")
     if digits.dtype.kind not in "iu" or digits.tolist() != expected:
         fields.fail("digits", "do not match the runs of results.json")
     return images.astype(np.float32), digits.astype(np.int64)
-
-
-def check_judge(
-    value: Any,
-    source: str | Path,
-    classes: int,
-    *,
-    identikits: int | None = None,
-    train_size: int | None = None,
-) -> dict[str, Any]:
-    """A validated ``judge.json``: shares in [0, 1] and square transfer matrices.
-
-    The optional ``dataset`` (the name the nearest digits come from) and ``nearest_index``
-    (per identikit, the index of its nearest digit in that dataset's training split) are
-    returned as None where absent (a judge.json written before them); indices are whole
-    numbers from 0 (below ``train_size`` when given), one per identikit: ``identikits`` when
-    given (the sweep's count, which the file must agree with), else the file's own count.
-    """
-    fields = Fields(source)
-    verdict = fields.mapping(value, "the verdict")
-    judges = {
-        fields.text(name, "judges"): fields.number(share, f"judges.{name}", 0.0, 1.0)
-        for name, share in fields.mapping(verdict.get("judges", {}), "judges").items()
-    }
-    nearest = verdict.get("nearest_neighbour")
-    matrices = {}
-    for name, matrix in fields.mapping(verdict.get("transfer_matrices", {}), "matrices").items():
-        rows = fields.sequence(matrix, f"transfer_matrices.{name}", classes)
-        for i, row in enumerate(rows):
-            for count in fields.sequence(row, f"transfer_matrices.{name}[{i}]", classes):
-                fields.integer(count, f"transfer_matrices.{name}[{i}]", 0)
-        matrices[name] = rows
-    dataset = verdict.get("dataset")
-    indices = verdict.get("nearest_index")
-    if indices is not None:
-        if identikits is None:
-            identikits = fields.integer(verdict.get("identikits"), "identikits", 0)
-        high = None if train_size is None else train_size - 1
-        indices = [
-            fields.integer(index, f"nearest_index[{i}]", 0, high)
-            for i, index in enumerate(fields.sequence(indices, "nearest_index", identikits))
-        ]
-    return {
-        "judges": judges,
-        "nearest_neighbour": None
-        if nearest is None
-        else fields.number(nearest, "nearest_neighbour", 0.0, 1.0),
-        "transfer_matrices": matrices,
-        "dataset": None if dataset is None else fields.text(dataset, "dataset"),
-        "nearest_index": indices,
-    }
-
-
-CERTAINTY_FIELDS = ("mean", "median", "above_0.6", "above_0.9", "above_0.99")
-
-
-def check_certainty(value: Any, source: str | Path) -> dict[str, dict[str, float]]:
-    """A validated ``certainty.json``: per source, n and statistics in [0, 1]."""
-    fields = Fields(source)
-    rows: dict[str, dict[str, float]] = {}
-    for name, row in fields.mapping(value, "the record").items():
-        row = fields.mapping(row, name)
-        rows[name] = {"n": fields.integer(row.get("n"), f"{name}.n", 0)}
-        for key in CERTAINTY_FIELDS:
-            rows[name][key] = fields.number(row.get(key), f"{name}.{key}", 0.0, 1.0)
-    return rows
-
-
-def check_compare(
-    value: Any, source: str | Path, thresholds: Sequence[str]
-) -> dict[str, dict[str, Any]]:
-    """A validated ``compare.json``: per strategy, success and median queries per threshold."""
-    fields = Fields(source)
-    rows: dict[str, dict[str, Any]] = {}
-    for name, row in fields.mapping(value, "the record").items():
-        row = fields.mapping(row, name)
-        success = fields.mapping(row.get("success"), f"{name}.success")
-        medians = fields.mapping(row.get("median_queries"), f"{name}.median_queries")
-        rows[name] = {
-            "success": {
-                t: fields.number(success.get(t), f"{name}.success", 0, 1) for t in thresholds
-            },
-            "median_queries": {
-                t: fields.optional_number(medians.get(t), f"{name}.median_queries", 0)
-                for t in thresholds
-            },
-            "seconds": fields.number(row.get("seconds"), f"{name}.seconds", 0.0),
-        }
-    return rows
-
-
-CEILING_FILE = "ceiling.json"
-CEILING_FORMAT = "identikit-ceiling"
-# What ``ceiling.json`` says is within reach, and the largest shortfall 1 - p that reaches it.
-CEILING_REACH = {"reaches_0.99": 1e-2, "reaches_0.9999": 1e-4}
-
-
-def check_ceiling(value: Any, source: str | Path) -> dict[str, Any]:
-    """A validated ``ceiling.json``: the model's name and SHA-256, and per class its shortfall
-    (1 - p of the best image, in [0, 1]) and certified gap (>= 0); whether each class reaches
-    0.99 and 0.9999 is recomputed from the shortfall rather than trusted."""
-    fields = Fields(source)
-    record = fields.mapping(value, "the record")
-    if record.get("format") != CEILING_FORMAT or record.get("version") != 1:
-        fields.fail("the record", f"is not an {CEILING_FORMAT} record of format version 1")
-    model = fields.mapping(record.get("model"), "model")
-    name = fields.text(model.get("name"), "model.name")
-    sha256 = fields.text(model.get("sha256"), "model.sha256")
-    rows = fields.mapping(record.get("classes"), "classes")
-    if not 2 <= len(rows) <= CLASSES.value:
-        fields.fail("classes", f"has {len(rows)} entries, expected 2 to {CLASSES.value}")
-    if list(rows) != [str(c) for c in range(len(rows))]:
-        fields.fail("classes", "are not named 0, 1, 2, ... in order")
-    classes = {}
-    for label, row in rows.items():
-        row = fields.mapping(row, f"classes.{label}")
-        shortfall = fields.number(row.get("shortfall"), f"classes.{label}.shortfall", 0.0, 1.0)
-        classes[label] = {
-            "shortfall": shortfall,
-            "gap": fields.number(row.get("gap"), f"classes.{label}.gap", 0.0),
-            **{key: shortfall <= most for key, most in CEILING_REACH.items()},
-        }
-    return {"model": {"name": name, "sha256": sha256}, "classes": classes}
-
-
-def read_ceiling(folder: Path, *, root: Path | None = None) -> dict[str, Any]:
-    """The validated ``ceiling.json`` of ``folder``."""
-    path = folder / CEILING_FILE
-    return check_ceiling(read_json(path, root=root), path)

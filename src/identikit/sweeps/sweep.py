@@ -1,9 +1,9 @@
 """Running a sweep into a folder: resumable, saved every few seconds, never redone.
 
 ``sweep_to_folder`` keeps the whole search state in ``DIR/sweep-state.npz``, written atomically
-every ``save_every`` seconds, when paused (Ctrl-C) and at the end. Running the same sweep again
-on the same folder continues where it stopped, or, when it had finished, just returns its
-results; a folder holding a different sweep is refused, never mixed.
+every few seconds (``SweepOptions.save_every``), when paused (Ctrl-C) and at the end. Running
+the same sweep again on the same folder continues where it stopped, or, when it had finished,
+just returns its results; a folder holding a different sweep is refused, never mixed.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,22 +22,21 @@ from identikit.base.errors import DifferentSweepError, IdentikitError
 from identikit.base.folder_lock import locked_folder
 from identikit.base.safe_files import read_npz, read_regular
 from identikit.classifier.classifier import Classifier
-from identikit.strategies import SearchState, advance, initial_state, make_strategy
-from identikit.strategies.base import check_targets
+from identikit.strategies import PriorInputs, SearchState, Strategy, advance, initial_state
+from identikit.strategies.base import NO_HOOKS, RunHooks, check_targets
 from identikit.strategies.stopping import ACTIVE, CONVERGED, STUCK
 from identikit.sweeps.experiment import (
-    GRID_FILE,
     SweepConfig,
-    grid_png,
     identity_differences,
     sweep_identity,
     sweep_results,
-    write_sweep,
 )
+from identikit.sweeps.folder import GRID_FILE, grid_png, write_sweep_folder
 from identikit.sweeps.records import IDENTIKITS_FILE, RESULTS_FILE, read_identikits, read_results
 from identikit.sweeps.sweep_state import STATE_FILE, load_state, save_state
 
 SAVE_EVERY = 5.0  # seconds between saves: what a kill -9 can lose, plus one group
+NO_INPUTS = PriorInputs()
 
 
 @dataclass
@@ -218,18 +216,38 @@ def _finished_without_state(folder: Path, identity: dict[str, Any]) -> SweepOutc
     return SweepOutcome(existing, resumed=False, already_done=True)
 
 
+@dataclass(frozen=True, kw_only=True)
+class SweepOptions:
+    """How a sweep runs in its folder; none of it changes an image or a confidence.
+
+    ``progress``: a bar on stderr; ``model_path``: the model file, recorded in results.json;
+    ``save_every``: seconds between saves of the resumable state; ``allow_engine_change``:
+    resume with another scoring engine than the sweep began with (every engine is recorded).
+    """
+
+    progress: bool = True
+    model_path: str | None = None
+    save_every: float = SAVE_EVERY
+    allow_engine_change: bool = False
+
+
+DEFAULT_OPTIONS = SweepOptions()
+
+
 def sweep_to_folder(
     classifier: Classifier,
     config: SweepConfig,
     out: str | os.PathLike[str],
     *,
-    progress: bool = True,
-    model_path: str | None = None,
-    save_every: float = SAVE_EVERY,
-    should_stop: Callable[[], bool] | None = None,
-    allow_engine_change: bool = False,
+    hooks: RunHooks = NO_HOOKS,
+    priors: PriorInputs = NO_INPUTS,
+    options: SweepOptions = DEFAULT_OPTIONS,
 ) -> SweepOutcome:
     """Run (or resume, or recall) the sweep ``config`` in folder ``out``.
+
+    ``priors``: what the strategy's priors need from the training data (see
+    :func:`identikit.sweeps.training_data.prior_inputs`); ``hooks`` hear of every committed
+    group (after the state is saved where due) and may pause the sweep.
 
     The folder is locked for the whole call (a second process is refused), what a killed
     writer left behind is cleaned up, and a finished sweep's outputs are verified and rebuilt
@@ -237,80 +255,113 @@ def sweep_to_folder(
     """
     folder = Path(out)
     check_targets(classifier, config.digits)
+    strategy = config.spec.build(priors)  # before any work: refuses missing prior inputs
     with locked_folder(folder):
         remove_leftovers(folder)
         check_writable(folder)
-        return _sweep_locked(
+        identity = sweep_identity(classifier, config)
+        saved = load_state(folder, classifier.device, classifier.info.input_shape)
+        if saved is None and os.path.lexists(folder / RESULTS_FILE):
+            return _finished_without_state(folder, identity)
+        start = _start(classifier, config, folder, identity, saved, options)
+        if isinstance(start, SweepOutcome):
+            return start
+        seconds = _search(classifier, strategy, config, folder, start, hooks, options)
+        if bool((start.state.status == ACTIVE).any()):
+            return SweepOutcome(None, resumed=start.resumed, already_done=False)
+        results = sweep_results(
             classifier,
             config,
-            folder,
-            progress=progress,
-            model_path=model_path,
-            save_every=save_every,
-            should_stop=should_stop,
-            allow_engine_change=allow_engine_change,
+            start.state,
+            seconds=seconds,
+            model_path=options.model_path,
+            engines=start.engines,
+        )
+        write_sweep_folder(folder, results, start.state)
+        return SweepOutcome(
+            results, resumed=start.resumed, already_done=False, rebuilt=start.missing
         )
 
 
-def _sweep_locked(
+@dataclass
+class _Start:
+    """Where a sweep's search begins: a fresh or saved state, and what it records."""
+
+    state: SearchState
+    identity: dict[str, Any]  # with the engines that scored it
+    engines: list[dict[str, Any]]
+    seconds: float  # spent on the state before this call
+    resumed: bool
+    missing: list[str] = field(default_factory=list)  # outputs of a finished sweep, to rebuild
+
+
+def _start(
     classifier: Classifier,
     config: SweepConfig,
     folder: Path,
-    *,
-    progress: bool,
-    model_path: str | None,
-    save_every: float,
-    should_stop: Callable[[], bool] | None,
-    allow_engine_change: bool,
-) -> SweepOutcome:
-    identity = sweep_identity(classifier, config)
-    saved = load_state(folder, classifier.device)
-    if saved is None and os.path.lexists(folder / RESULTS_FILE):
-        return _finished_without_state(folder, identity)
+    identity: dict[str, Any],
+    saved: tuple[dict[str, Any], SearchState, float] | None,
+    options: SweepOptions,
+) -> _Start | SweepOutcome:
+    """A fresh state, or the saved one checked against this sweep; or the outcome at once
+    where the saved sweep is finished and its outputs sound."""
     engines = [engine_record(classifier)]
-    missing: list[str] = []  # outputs of a finished sweep, to be written again
-    if saved is not None:
-        _refuse_if_different(folder, saved[0], identity)
-        _, state, earlier = saved
-        _check_layout(folder, state, config)
-        if bool((state.status == ACTIVE).any()):
-            engines = _engines(folder, saved[0], engines[0], allow_engine_change)
-        else:
-            missing, results = _missing_outputs(folder)
-            if not missing and results is not None:
-                return SweepOutcome(results, resumed=True, already_done=True)
-            engines = recorded_engines(saved[0]) or engines
-    else:
+    if saved is None:
         layout = config.layout()
         state = initial_state(
             classifier, [d for d, _, _ in layout], [s for _, _, s in layout], start=config.start
         )
-        earlier = 0.0
+        return _Start(state, {**identity, "engines": engines}, engines, 0.0, resumed=False)
+    recorded, state, earlier = saved
+    _refuse_if_different(folder, recorded, identity)
+    _check_layout(folder, state, config)
+    missing: list[str] = []
+    if bool((state.status == ACTIVE).any()):
+        engines = _engines(folder, recorded, engines[0], options.allow_engine_change)
+    else:
+        missing, results = _missing_outputs(folder)
+        if not missing and results is not None:
+            return SweepOutcome(results, resumed=True, already_done=True)
+        engines = recorded_engines(recorded) or engines
     identity = {**identity, "engines": engines}
-    started = last_save = time.perf_counter()
-    bar = SweepProgress(state, enabled=progress)
+    return _Start(state, identity, engines, earlier, resumed=True, missing=missing)
+
+
+def _search(
+    classifier: Classifier,
+    strategy: Strategy,
+    config: SweepConfig,
+    folder: Path,
+    start: _Start,
+    hooks: RunHooks,
+    options: SweepOptions,
+) -> float:
+    """Advance ``start.state`` until its rules or ``hooks`` stop it, saving it every
+    ``options.save_every`` seconds and at the end; the seconds it has taken in all."""
+    began = last_save = time.perf_counter()
+    bar = SweepProgress(start.state, enabled=options.progress)
+
+    def seconds() -> float:
+        return start.seconds + time.perf_counter() - began
 
     def commit(state: SearchState) -> None:
         nonlocal last_save
         bar(state)
-        if time.perf_counter() - last_save >= save_every:
-            save_state(folder, identity, state, seconds=earlier + time.perf_counter() - started)
+        if time.perf_counter() - last_save >= options.save_every:
+            save_state(folder, start.identity, state, seconds=seconds())
             last_save = time.perf_counter()
 
-    strategy = make_strategy(config.strategy, **config.strategy_settings)
     try:
         advance(
-            state, strategy, classifier, config.rules(), on_commit=commit, should_stop=should_stop
+            start.state,
+            strategy,
+            classifier,
+            config.rules(),
+            hooks=RunHooks(on_commit=commit, should_stop=hooks.should_stop).then(hooks.committed),
         )
     finally:
         bar.close()
         # Whatever ended the loop (the end, a pause, an error), the last whole groups are kept.
-        seconds = earlier + time.perf_counter() - started
-        save_state(folder, identity, state, seconds=seconds)
-    if bool((state.status == ACTIVE).any()):
-        return SweepOutcome(None, resumed=saved is not None, already_done=False)
-    results = sweep_results(
-        classifier, config, state, seconds=seconds, model_path=model_path, engines=engines
-    )
-    write_sweep(folder, results, state)
-    return SweepOutcome(results, resumed=saved is not None, already_done=False, rebuilt=missing)
+        total = seconds()
+        save_state(folder, start.identity, start.state, seconds=total)
+    return total

@@ -21,16 +21,20 @@ import torch
 from identikit.base.atomic import atomic_write_bytes
 from identikit.base.errors import IdentikitError
 from identikit.base.safe_files import read_npz
+from identikit.base.shapes import ImageShape
 from identikit.strategies.base import SearchState
 from identikit.strategies.stopping import STATUS_NAMES
 
 STATE_FILE = "sweep-state.npz"
 _TENSORS = ("targets", "images", "scores", "status", "iterations", "queries", "stale")
+# The format of sweep-state.npz: 1 had no version array; 2 records it.
+STATE_VERSION = 2
 _EXTRA = ("seeds", "history", "history_lengths", "identity", "seconds")
-# Per run: the kinds of number allowed and the shape after the run dimension.
-_SHAPES = {
+# Per run: the kinds of number allowed and the shape after the run dimension; None: the shape
+# of the model's images.
+_SHAPES: dict[str, tuple[str, tuple[int, ...] | None]] = {
     "targets": ("iu", ()),
-    "images": ("f", (1, 28, 28)),
+    "images": ("f", None),
     "scores": ("f", ()),
     "status": ("iu", ()),
     "iterations": ("iu", ()),
@@ -66,14 +70,16 @@ def save_state(
         history_lengths=np.array(lengths, dtype=np.int64),
         identity=np.array(json.dumps(identity, sort_keys=True)),
         seconds=np.array(seconds, dtype=np.float64),
+        version=np.array(STATE_VERSION, dtype=np.int64),
     )
     atomic_write_bytes(Path(folder) / STATE_FILE, buffer.getvalue())
 
 
 def load_state(
-    folder: str | os.PathLike[str], device: torch.device
+    folder: str | os.PathLike[str], device: torch.device, shape: ImageShape
 ) -> tuple[dict[str, Any], SearchState, float] | None:
-    """The saved (identity, state, seconds so far), or None when the folder holds no state.
+    """The saved (identity, state, seconds so far), or None when the folder holds no state;
+    ``shape``: that of the images the model takes.
 
     Every array is checked (kinds, shapes, one history per run of the right length) before it
     is used: a damaged or hand-edited state is one line naming the file, never a crash later.
@@ -83,17 +89,40 @@ def load_state(
         return None
     try:
         arrays = read_npz(path)
-        identity, state, seconds = _unpack(arrays, device)
     except IdentikitError as exc:
-        reason = str(exc).removeprefix(f"{path}: ").removeprefix(f"{STATE_FILE} ")
-        raise IdentikitError(
-            f"{path} is unreadable ({reason}); delete it to start the sweep afresh"
-        ) from None
+        raise _unreadable(path, exc) from None
+    _check_version(path, arrays)
+    try:
+        identity, state, seconds = _unpack(arrays, device, shape)
+    except IdentikitError as exc:
+        raise _unreadable(path, exc) from None
     return identity, state, seconds
 
 
+def _unreadable(path: Path, exc: IdentikitError) -> IdentikitError:
+    """The one-line error for a damaged state, saying how to start afresh."""
+    reason = str(exc).removeprefix(f"{path}: ").removeprefix(f"{STATE_FILE} ")
+    return IdentikitError(f"{path} is unreadable ({reason}); delete it to start the sweep afresh")
+
+
+def _check_version(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """A state without a version was written before versions were recorded (version 1); one
+    newer than this code knows is refused, saying so, rather than read as damaged."""
+    version = arrays.get("version", np.array(1))
+    if version.shape != () or version.dtype.kind not in "iu":
+        raise IdentikitError(
+            f"{path} is unreadable ({STATE_FILE} is damaged: its version is not a whole "
+            "number); delete it to start the sweep afresh"
+        )
+    if int(version) > STATE_VERSION:
+        raise IdentikitError(
+            f"{path} was written by a newer identikit (format version {int(version)}, this one "
+            f"reads up to {STATE_VERSION}): resume it with that version, or delete it"
+        )
+
+
 def _unpack(
-    arrays: dict[str, np.ndarray], device: torch.device
+    arrays: dict[str, np.ndarray], device: torch.device, shape: ImageShape
 ) -> tuple[dict[str, Any], SearchState, float]:
     def fail(what: str) -> NoReturn:
         raise IdentikitError(f"{STATE_FILE} is damaged: {what}")  # prefix dropped above
@@ -111,8 +140,8 @@ def _unpack(
     if not isinstance(identity, dict):
         fail("its identity is not an object")
     n = len(arrays["seeds"])
-    for name, (kind, tail) in _SHAPES.items():
-        array = arrays[name]
+    for name, (kind, own) in _SHAPES.items():
+        array, tail = arrays[name], shape.dims if own is None else own
         if array.dtype.kind not in kind or array.shape != (n, *tail):
             fail(f"{name} has shape {array.shape} ({array.dtype}), expected {(n, *tail)}")
     for name in (n for n in arrays if n.startswith("memory_")):

@@ -1,0 +1,251 @@
+"""The Python API: one function per command, for notebooks and scripts.
+
+``identikit.search``, ``certainty``, ``compare``, ``judge`` and ``report`` do what the commands
+of the same names do, with the same files written where an ``out`` folder is given, and return
+typed results (:mod:`identikit.api.results`) instead of printing. The command line is a thin
+layer over these functions: it parses arguments into the same typed values, calls them and
+prints their results.
+
+A ``model`` may be a :class:`~identikit.classifier.classifier.Classifier` (from
+:func:`~identikit.classifier.loading.load_classifier`, which takes the model's conventions and
+the engine options), a model file (loaded with the defaults), or a ``torch.nn.Module`` taking
+pixels in [0, 1] of the default input shape (MNIST's) and returning logits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from torch import nn
+
+from identikit.api.results import (
+    CertaintyResult,
+    ComparisonResult,
+    JudgeResult,
+    Report,
+    Run,
+    SearchResult,
+)
+from identikit.base.atomic import atomic_write_bytes
+from identikit.base.figures import convergence_curves
+from identikit.base.folder_lock import locked_folder
+from identikit.base.limits import SAMPLES
+from identikit.classifier.classifier import Classifier
+from identikit.classifier.loading import load_classifier
+from identikit.data.datasets import load_dataset
+from identikit.models.info import ModelInfo
+from identikit.reports.page import build_report
+from identikit.strategies.base import NO_HOOKS, RunHooks
+from identikit.strategies.registry import is_white_box
+from identikit.studies.certainty import certainty_report, max_probabilities, write_certainty
+from identikit.studies.judge import JudgeSetup, comparison_sweeps, judge_folders, load_judges
+from identikit.sweeps.compare import Comparison, curves, run_comparison, summarise_strategy
+from identikit.sweeps.experiment import SweepConfig
+from identikit.sweeps.folder import read_sweep_folder
+from identikit.sweeps.result_files import write_comparison
+from identikit.sweeps.sweep import SweepOptions, sweep_to_folder
+from identikit.sweeps.training_data import prior_inputs
+
+ModelLike = Classifier | nn.Module | str | os.PathLike[str]
+
+# A notebook has no terminal for a progress bar; the command line asks for one.
+QUIET = SweepOptions(progress=False)
+
+
+class Stopped(Exception):
+    """A search or comparison stopped by its hooks before it finished; its state is saved in
+    ``folder`` (when it has one), and the same call resumes it."""
+
+    def __init__(self, folder: Path | None) -> None:
+        super().__init__(f"stopped; {folder or 'nothing'} holds the state to resume from")
+        self.folder = folder
+
+
+def classifier_of(model: ModelLike) -> Classifier:
+    """A Classifier for whatever a user hands the API (see the module's docstring)."""
+    if isinstance(model, Classifier):
+        return model
+    if isinstance(model, nn.Module):
+        return Classifier(model, ModelInfo(name=type(model).__name__))
+    return load_classifier(model)
+
+
+def _recorded(options: SweepOptions, model: ModelLike) -> SweepOptions:
+    """``options``, naming the model file in the records when the model was handed as one."""
+    if options.model_path is None and isinstance(model, str | os.PathLike):
+        return replace(options, model_path=os.fspath(model))
+    return options
+
+
+@contextlib.contextmanager
+def _folder(out: str | os.PathLike[str] | None) -> Iterator[Path]:
+    """``out``, or a temporary folder removed afterwards when there is none."""
+    if out is not None:
+        yield Path(out)
+        return
+    with tempfile.TemporaryDirectory(prefix="identikit-") as temporary:
+        yield Path(temporary) / "sweep"
+
+
+def _read_back(folder: Path, *, keep: bool) -> SearchResult:
+    sweep = read_sweep_folder(folder)
+    return SearchResult(
+        config=sweep.config,
+        images=sweep.images,
+        runs=tuple(Run.of_record(run) for run in sweep.results["runs"]),
+        summary=sweep.results["summary"],
+        record=sweep.results,
+        folder=folder if keep else None,
+    )
+
+
+def search(
+    model: ModelLike,
+    config: SweepConfig | None = None,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    options: SweepOptions = QUIET,
+    hooks: RunHooks = NO_HOOKS,
+) -> SearchResult:
+    """Search for the identikits ``config`` asks for (default: the original method, every
+    class, 10 runs), as ``identikit search`` does.
+
+    With ``out``, the sweep is saved there and resumable (a second call with the same
+    arguments resumes or recalls it); without, it runs in a temporary folder. Raises
+    :class:`Stopped` when ``hooks`` stop it before it finishes.
+    """
+    classifier = classifier_of(model)
+    config = config or SweepConfig()
+    # What the priors learn from (the manifold prior's subspace): MNIST's training images,
+    # read only when the strategy's priors ask for them.
+    priors = prior_inputs(config.spec.needs())
+    with _folder(out) as folder:
+        outcome = sweep_to_folder(
+            classifier,
+            config,
+            folder,
+            hooks=hooks,
+            priors=priors,
+            options=_recorded(options, model),
+        )
+        if outcome.results is None:
+            raise Stopped(folder if out is not None else None)
+        result = _read_back(folder, keep=out is not None)
+    return replace(
+        result,
+        resumed=outcome.resumed,
+        already_done=outcome.already_done,
+        rebuilt=tuple(outcome.rebuilt),
+    )
+
+
+def certainty(
+    model: ModelLike,
+    *,
+    samples: int = 10_000,
+    seed: int = 0,
+    dataset: str = "mnist",
+    root: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+) -> CertaintyResult:
+    """The largest softmax output on ``samples`` real test images of ``dataset`` and on as many
+    random images of each kind, as ``identikit certainty`` measures it; with ``out``,
+    ``certainty.json`` and ``certainty.png`` are written there."""
+    # Before the model is loaded and the data read: a wrong number of samples costs nothing.
+    SAMPLES.check(samples, "samples")
+    classifier = classifier_of(model)
+    test_images, _ = load_dataset(dataset, "test", root)
+    maxima = max_probabilities(classifier, test_images, samples=samples, seed=seed)
+    if out is not None:
+        with locked_folder(Path(out)):
+            write_certainty(classifier, maxima, out)
+    return CertaintyResult(classifier.name, maxima, certainty_report(maxima))
+
+
+def compare(
+    model: ModelLike,
+    comparison: Comparison,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    options: SweepOptions = QUIET,
+    hooks: RunHooks = NO_HOOKS,
+) -> ComparisonResult:
+    """Every strategy of ``comparison`` on the same runs and budget, as ``identikit compare``
+    runs them: one resumable sweep per strategy under ``out/<strategy>``, ``compare.json`` and
+    ``curves.png`` (a temporary folder without ``out``). Raises :class:`Stopped` when ``hooks``
+    stop it."""
+    classifier = classifier_of(model)
+    options = _recorded(options, model)
+    with _folder(out) as folder, locked_folder(folder):
+        by_strategy = run_comparison(
+            classifier,
+            comparison,
+            folder,
+            progress=options.progress,
+            model_path=options.model_path,
+            should_stop=hooks.stop_requested,
+        )
+        if by_strategy is None:
+            raise Stopped(folder if out is not None else None)
+        summary = {name: summarise_strategy(r) for name, r in by_strategy.items()}
+        write_comparison(folder, summary)
+        budget = comparison.max_queries
+        atomic_write_bytes(
+            folder / "curves.png",
+            convergence_curves(
+                curves(by_strategy),
+                threshold=0.99,
+                max_queries=budget,
+                title=f"{classifier.name}: {comparison.runs} runs per digit, budget {budget:,}",
+                white_box=[name for name in by_strategy if is_white_box(name)],
+            ),
+        )
+        sweeps = {name: _read_back(folder / name, keep=out is not None) for name in by_strategy}
+    return ComparisonResult(sweeps, summary, Path(out) if out is not None else None)
+
+
+def judge(
+    folder: str | os.PathLike[str],
+    judges: Sequence[str] = ("cnn-seed1", "mlp", "softmax"),
+    setup: JudgeSetup | None = None,
+) -> list[JudgeResult]:
+    """Judge the sweep in ``folder`` (or every sweep of a comparison's folder), as
+    ``identikit judge`` does: each judge's agreement and the nearest real images, written to
+    each sweep's ``judge.json``. Built-in judges are trained on first use and cached."""
+    setup = setup or JudgeSetup()
+    sweeps = comparison_sweeps(folder)
+    for sweep in sweeps:
+        read_sweep_folder(sweep)  # every sweep is checked before any judge is trained
+    loaded = load_judges(list(judges), setup)
+    # A comparison's folder is locked as well as its sweeps, so that no compare writes meanwhile.
+    with locked_folder(Path(folder), create=False):
+        verdicts = judge_folders(sweeps, loaded, dataset=setup.dataset, root=setup.root)
+    return [JudgeResult(sweep, v) for sweep, v in zip(sweeps, verdicts, strict=True)]
+
+
+def report(
+    folder: str | os.PathLike[str],
+    *,
+    models: Sequence[str | os.PathLike[str]] = (),
+    trust_code: bool = False,
+    animate: bool = True,
+    log: Callable[[str], None] | None = None,
+    progress: bool = False,
+) -> Report:
+    """Write ``folder/report.html`` for whatever results ``folder`` holds, as
+    ``identikit report`` does; ``models`` are the model files whose sweeps are animated
+    (TorchScript ones only with ``trust_code``); ``log`` hears what takes time."""
+    path = build_report(
+        folder,
+        animate=animate,
+        models=[Path(m) for m in models],
+        trust_code=trust_code,
+        log=log,
+        progress=progress,
+    )
+    return Report(path)

@@ -1,0 +1,138 @@
+"""Loading a model file (identikit checkpoint, TorchScript or ONNX) as a Classifier.
+
+The file is read once: its hash (recorded in results) is the hash of the very bytes the model is
+built from. What the file says about the model (its architecture and card, the shape of its
+input images, the number of classes a checkpoint declares) goes into its
+:class:`~identikit.models.info.ModelInfo`; TorchScript files are programs, so they load only
+with ``trust_code`` (the CLI's ``--trust-code``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from identikit.base.device import resolve_device
+from identikit.base.errors import IdentikitError, first_line
+from identikit.base.limits import MODEL_BYTES
+from identikit.base.safe_files import display_name, read_regular
+from identikit.classifier.classifier import Classifier
+from identikit.classifier.engine_choice import Model
+from identikit.engines.options import EngineOptions
+from identikit.models.checkpoint import load_checkpoint
+from identikit.models.info import Expected, ModelInfo
+from identikit.models.onnx_model import OnnxModel
+from identikit.models.preprocessing import Preprocessing
+
+TORCHSCRIPT_WARNING = (
+    "is TorchScript: a program, which runs with your permissions when it is loaded"
+)
+
+
+def model_format(path: Path, data: bytes) -> str:
+    """``checkpoint``, ``torchscript`` or ``onnx``, from the file's content ``data``."""
+    if data[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError):
+            names = []
+        if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
+            return "torchscript"
+        return "checkpoint"
+    if path.suffix.lower() == ".onnx":
+        return "onnx"
+    raise IdentikitError(
+        f"{path}: not an identikit checkpoint, a TorchScript file or an ONNX (.onnx) model"
+    )
+
+
+def load_classifier(
+    path: str | os.PathLike[str],
+    *,
+    device: str = "auto",
+    preprocessing: Preprocessing | None = None,
+    expect: Expected | None = None,
+    engine: EngineOptions | None = None,
+    trust_code: bool = False,
+) -> Classifier:
+    """A Classifier for a model file: identikit checkpoint, TorchScript or ONNX.
+
+    ``preprocessing`` gives the model's conventions (input range, normalisation, kind of
+    outputs; detected when not given), ``expect`` the classes it must return, ``engine`` how
+    its scoring engines are chosen; ``engine.log`` is told when a TorchScript file is loaded.
+    """
+    file = Path(path)
+    data = read_regular(file, limit=MODEL_BYTES)
+    options = engine or EngineOptions()
+    expected = expect or Expected()
+    info = ModelInfo(
+        name=display_name(file),
+        sha256=hashlib.sha256(data).hexdigest(),
+        classes=expected.classes,
+        class_names=expected.class_names,
+        preprocessing=preprocessing or Preprocessing(),
+    )
+    kind = model_format(file, data)
+    torch_device = resolve_device(device)
+    model: Model
+    if kind == "checkpoint":
+        model, info = _checkpoint(file, data, info)
+    elif kind == "torchscript":
+        model = _torchscript(
+            file, data, info.name, torch_device, trust_code=trust_code, options=options
+        )
+        info = replace(info, card={"architecture": "TorchScript"})
+    else:
+        model = OnnxModel(file, data=data, input_shape=info.input_shape)
+        info = replace(info, card={"architecture": "ONNX"})
+        torch_device = torch.device("cpu")  # ONNX Runtime's CPU provider
+    return Classifier(model, info, device=torch_device, engine=options)
+
+
+def _checkpoint(file: Path, data: bytes, info: ModelInfo) -> tuple[torch.nn.Module, ModelInfo]:
+    """The checkpoint's model, and ``info`` with what the checkpoint records."""
+    model, meta = load_checkpoint(file, data=data)
+    card: dict[str, Any] = {
+        "architecture": meta["architecture"],
+        "parameters": sum(p.numel() for p in model.parameters()),
+        **{k: meta[k] for k in ("test_accuracy", "epochs", "seed") if k in meta},
+    }
+    classes = int(meta["num_classes"]) if info.classes is None else info.classes
+    return model, replace(info, classes=classes, input_shape=meta["input_shape"], card=card)
+
+
+def _torchscript(
+    file: Path,
+    data: bytes,
+    name: str,
+    device: torch.device,
+    *,
+    trust_code: bool,
+    options: EngineOptions,
+) -> Model:
+    """The TorchScript program in ``data``, loaded only where the user trusts its code."""
+    if not trust_code:
+        raise IdentikitError(
+            f"{name} {TORCHSCRIPT_WARNING}; identikit loads it only if you pass "
+            "--trust-code (never for a file you did not make or do not trust)"
+        )
+    options.tell(
+        f"{name}: loading TorchScript, whose code runs with your permissions (--trust-code)"
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated,
+            # but it is what many users' models come as.
+            model: Model = torch.jit.load(io.BytesIO(data), map_location=device)  # type: ignore[no-untyped-call]
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise IdentikitError(f"{file}: unreadable TorchScript ({first_line(exc)})") from None
+    return model

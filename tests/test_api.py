@@ -1,0 +1,169 @@
+"""The Python API (``identikit.search``, ``certainty``, ``compare``, ``judge``, ``report``):
+the same files and numbers as the commands, typed results, and HTML for notebooks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import identikit
+from identikit.sweeps.compare import THRESHOLDS
+from identikit.sweeps.result_files import read_certainty, read_comparison
+from tests.helpers import CONFIG, run_cli, same_results, small_model, softmax_model, stop_after
+
+FLAGS = ("--digits", "0,3,7", "--runs", "3", "--candidates", "30", "--max-queries", "1500")
+
+
+def RECORD_PATH(model: Path) -> identikit.SweepOptions:
+    return identikit.SweepOptions(progress=False, model_path=str(model))
+
+
+SMALL = identikit.SweepConfig(
+    digits=(0, 3, 7),
+    runs=3,
+    strategy_settings={"candidates": 30},
+    max_queries=1500,
+)
+
+
+def test_search_writes_what_the_command_writes(tmp_path: Path) -> None:
+    model = small_model(tmp_path / "m.pt")
+    proc = run_cli("search", "--model", str(model), "--out", str(tmp_path / "cli"), *FLAGS)
+    assert proc.returncode == 0, proc.stderr
+    # The command measures the engines (--backend auto); so does this classifier, and both
+    # take the same cached choice.
+    loaded = identikit.load_classifier(model, engine=identikit.EngineOptions(backend="auto"))
+    result = identikit.search(loaded, SMALL, out=tmp_path / "api", options=RECORD_PATH(model))
+    same_results(tmp_path / "cli", tmp_path / "api")
+    record = json.loads((tmp_path / "api" / "results.json").read_text())
+    assert result.folder == tmp_path / "api"
+    assert result.summary == record["summary"]
+    assert [r.confidence for r in result.runs] == [r["confidence"] for r in record["runs"]]
+    assert [r.digit for r in result.runs] == [0, 0, 0, 3, 3, 3, 7, 7, 7]
+    with np.load(tmp_path / "api" / "identikits.npz") as saved:
+        assert np.array_equal(result.images, saved["images"])
+    assert result.images.shape == (9, 28, 28)
+    assert 0 <= result.converged <= 1 and result.total_queries == record["total_queries"]
+    # A second call recalls the finished sweep instead of computing it again.
+    again = identikit.search(loaded, SMALL, out=tmp_path / "api", options=RECORD_PATH(model))
+    assert again.already_done and np.array_equal(again.images, result.images)
+
+
+def test_search_takes_a_classifier_or_a_module_and_needs_no_folder(tmp_path: Path) -> None:
+    module = softmax_model()
+    from_module = identikit.search(module, SMALL)
+    assert from_module.folder is None
+    loaded = identikit.load_classifier(small_model(tmp_path / "m.pt"))
+    from_classifier = identikit.search(loaded, SMALL)
+    # The same weights: the same identikits, whichever way the model was handed over.
+    assert np.array_equal(from_module.images, from_classifier.images)
+    assert from_module.record["model"]["name"] == type(module).__name__
+
+
+def test_a_stopped_search_raises_and_resumes_to_the_same_result(tmp_path: Path) -> None:
+    model = identikit.Classifier(softmax_model(), identikit.ModelInfo(sha256="toy"))
+    hooks = identikit.RunHooks(should_stop=stop_after(2))
+    with pytest.raises(identikit.Stopped) as stopped:
+        identikit.search(model, CONFIG, out=tmp_path / "stopped", hooks=hooks)
+    assert stopped.value.folder == tmp_path / "stopped"
+    assert (tmp_path / "stopped" / "sweep-state.npz").is_file()
+    resumed = identikit.search(model, CONFIG, out=tmp_path / "stopped")
+    assert resumed.resumed
+    identikit.search(model, CONFIG, out=tmp_path / "whole")
+    same_results(tmp_path / "stopped", tmp_path / "whole")
+
+
+def test_search_result_draws_itself_in_a_notebook() -> None:
+    result = identikit.search(softmax_model(), SMALL)
+    page = result._repr_html_()
+    assert page.count('<img src="data:image/png;base64,') == 1
+    # One row per class, with its runs and rate.
+    for digit, row in result.summary.items():
+        assert f"<td>{digit}</td><td>{row['runs']}</td>" in page
+    assert "SweepConfig" in repr(result) and "record" not in repr(result)
+
+
+def test_certainty_gives_what_the_command_prints(tiny_dataset: Path, tmp_path: Path) -> None:
+    model = small_model(tmp_path / "m.pt")
+    proc = run_cli(
+        "certainty", "--model", str(model), "--dataset", f"idx:{tiny_dataset}",
+        "--samples", "40", "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = identikit.certainty(
+        str(model), samples=40, dataset=f"idx:{tiny_dataset}", out=tmp_path / "c"
+    )
+    assert result.statistics == json.loads(proc.stdout)
+    assert read_certainty(tmp_path / "c") == result.statistics
+    assert (tmp_path / "c" / "certainty.png").is_file()
+    assert {len(values) for values in result.maxima.values()} <= {1, 40}
+    page = result._repr_html_()
+    assert all(f"<td>{source}</td>" in page for source in result.statistics)
+
+
+def test_compare_runs_every_strategy_on_the_same_runs(tmp_path: Path) -> None:
+    comparison = identikit.Comparison(
+        ("random-masks", "square"), digits=(0, 3), runs=2, max_queries=1200
+    )
+    result = identikit.compare(softmax_model(), comparison, out=tmp_path / "cmp")
+    assert set(result.sweeps) == {"random-masks", "square"}
+    thresholds = [str(t) for t in THRESHOLDS]
+    saved = read_comparison(tmp_path / "cmp", thresholds)
+    for name, row in result.summary.items():
+        assert saved[name]["success"] == row["success"]
+        assert saved[name]["median_queries"] == row["median_queries"]
+    assert (tmp_path / "cmp" / "curves.png").is_file()
+    for name, sweep in result.sweeps.items():
+        assert sweep.config.strategy == name
+        assert [r.seed for r in sweep.runs] == [r.seed for r in result.sweeps["square"].runs]
+    page = result._repr_html_()
+    assert "<td>random-masks</td>" in page and "<td>square</td>" in page
+
+
+def test_judge_and_report_on_a_sweep(tiny_dataset: Path, tmp_path: Path) -> None:
+    model = small_model(tmp_path / "m.pt")
+    judge_file = small_model(tmp_path / "judge.pt", seed=1)
+    identikit.search(str(model), SMALL, out=tmp_path / "sweep")
+    setup = identikit.JudgeSetup(dataset="tiny", root=tiny_dataset)
+    (verdict,) = identikit.judge(tmp_path / "sweep", [str(judge_file)], setup)
+    saved = json.loads((tmp_path / "sweep" / "judge.json").read_text())
+    assert verdict.agreement == saved["judges"] and set(verdict.agreement) == {"judge.pt"}
+    assert verdict.nearest_neighbour == saved["nearest_neighbour"]
+    assert "<td>judge.pt</td>" in verdict._repr_html_()
+    page = identikit.report(tmp_path / "sweep", animate=False)
+    assert page.path == tmp_path / "sweep" / "report.html" and page.path.is_file()
+    assert page.path.resolve().as_uri() in page._repr_html_()
+
+
+def test_api_errors_are_identikit_errors(tmp_path: Path) -> None:
+    with pytest.raises(identikit.IdentikitError, match="samples"):
+        identikit.certainty(softmax_model(), samples=0)
+    with pytest.raises(identikit.IdentikitError, match="no finished sweep"):
+        identikit.judge(tmp_path, ["softmax"])
+    with pytest.raises(identikit.IdentikitError):
+        identikit.search(tmp_path / "missing.pt")
+
+
+def readme_example() -> str:
+    """The Python block of README's "From Python" section."""
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    section = text[text.index("## From Python") :]
+    return section[section.index("```python\n") + 10 : section.index("```\n", 10)]
+
+
+@pytest.mark.mnist
+@pytest.mark.slow
+def test_the_readme_example_runs(
+    mnist_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert mnist_root.is_dir()  # the files the example reads, where identikit finds them
+    namespace: dict[str, object] = {}
+    exec(compile(readme_example(), "README.md", "exec"), namespace)
+    result = namespace["result"]
+    assert isinstance(result, identikit.SearchResult) and len(result.runs) == 4
+    assert (tmp_path / "runs" / "py" / "judge.json").is_file()
+    assert (tmp_path / "runs" / "py" / "report.html").is_file()

@@ -1,0 +1,124 @@
+"""Loading a model file: what a checkpoint says of itself, ONNX models without gradients, formats
+told by their content, TorchScript run only when trusted, and models that do not fit refused in
+one line."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from identikit.base.errors import IdentikitError
+from identikit.classifier import Classifier, load_classifier
+from identikit.classifier.loading import model_format
+from identikit.classifier.probe import probe_pixels
+from identikit.data.datasets import MNIST_SHAPE
+from identikit.engines.options import EngineOptions
+from identikit.models.export import export_model
+from identikit.models.info import Expected, ModelInfo
+from tests.helpers import (
+    assert_clean_error,
+    assert_one_line_error,
+    hostile_torchscript,
+    run_cli,
+    search_args,
+    small_model,
+    softmax_model,
+)
+
+
+def test_load_classifier_describes_a_checkpoint(tmp_path: Path) -> None:
+    path = small_model(tmp_path / "small.pt")
+    classifier = load_classifier(
+        path, device="cpu", expect=Expected(class_names=tuple("0123456789"))
+    )
+    info = classifier.info
+    assert info.name == "small.pt" and info.input_shape == MNIST_SHAPE
+    assert info.sha256 is not None and len(info.sha256) == 64
+    assert classifier.card == {"architecture": "softmax", "parameters": 7850, "test_accuracy": 0.1}
+    assert classifier.detected_outputs and classifier.outputs == "logits"
+    with pytest.raises(IdentikitError, match=r"small\.pt returns 10 classes, expected 3"):
+        load_classifier(path, device="cpu", expect=Expected(classes=3))
+
+
+def test_an_onnx_model_scores_but_gives_no_gradients(tmp_path: Path) -> None:
+    onnx = tmp_path / "m.onnx"
+    export_model(softmax_model(), onnx, fmt="onnx")
+    classifier = load_classifier(onnx, device="cpu")
+    assert classifier.torch_module is None and classifier.card == {"architecture": "ONNX"}
+    assert classifier.choice.backend == "onnx" and classifier.chunk_size == 512
+    images = probe_pixels(MNIST_SHAPE, 4, seed=0)
+    with torch.inference_mode():
+        expected = torch.log_softmax(softmax_model()(images), dim=1)
+    torch.testing.assert_close(classifier.log_probabilities(images), expected, rtol=0, atol=1e-5)
+    with pytest.raises(IdentikitError, match="gives no gradients"):
+        classifier.value_and_grad(images, lambda x, log_p, rows: log_p[:, 0])
+    # bf16 is refused: for want of the instructions, or else because ONNX Runtime lacks it
+    bf16 = EngineOptions(precision="bf16")
+    with pytest.raises(IdentikitError, match=r"--precision bf16: (this CPU|ONNX Runtime scores m)"):
+        Classifier(classifier.reference, ModelInfo(name="m.onnx"), engine=bf16)
+
+
+def test_model_format_reads_the_content(tmp_path: Path) -> None:
+    checkpoint = small_model(tmp_path / "m.bin")
+    assert model_format(checkpoint, checkpoint.read_bytes()) == "checkpoint"
+    with pytest.raises(IdentikitError, match="not an identikit checkpoint, a TorchScript file"):
+        model_format(checkpoint, b"plain text")
+
+
+def test_torchscript_named_pt_does_not_run_without_trust(tmp_path: Path) -> None:
+    marker = tmp_path / "written-by-the-model"
+    model = hostile_torchscript(tmp_path / "cnn.pt", marker)
+    refused = run_cli(*search_args(model, tmp_path / "out"))
+    assert_clean_error(refused.returncode, refused.stderr, "cnn.pt", "TorchScript", "--trust-code")
+    assert not marker.exists()
+    trusted = run_cli(*search_args(model, tmp_path / "out"), "--trust-code")
+    assert trusted.returncode == 0, trusted.stderr
+    assert "runs with your permissions" in trusted.stderr
+    assert marker.exists()  # so the refusal above was what kept it from running
+
+
+class ThreeChannels(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))[:, :3].repeat(1, 4)
+
+
+def test_bad_models_give_clear_errors(tiny_model: Path, tmp_path: Path) -> None:
+    wrong = tmp_path / "rgb.onnx"
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            ThreeChannels(),
+            (torch.rand(2, 3, 32, 32),),
+            buffer,  # type: ignore[arg-type]  # torch's stub omits file objects
+            dynamo=False,
+            input_names=["img"],
+            dynamic_axes={"img": {0: "n"}},
+        )
+    wrong.write_bytes(buffer.getvalue())
+    with pytest.raises(IdentikitError, match=r"shape .*expected \(N, 1, 28, 28\)"):
+        load_classifier(wrong, device="cpu")
+    (tmp_path / "junk.onnx").write_bytes(os.urandom(300))
+    with pytest.raises(IdentikitError, match="not a usable ONNX model"):
+        load_classifier(tmp_path / "junk.onnx", device="cpu")
+    (tmp_path / "junk.bin").write_bytes(os.urandom(300))
+    with pytest.raises(IdentikitError, match="not an identikit checkpoint, a TorchScript"):
+        load_classifier(tmp_path / "junk.bin", device="cpu")
+    with pytest.raises(IdentikitError, match="returns 10 classes, expected 5"):
+        load_classifier(tiny_model, device="cpu", expect=Expected(classes=5))
+    proc = run_cli("search", "--model", str(wrong), "--out", str(tmp_path / "o"))
+    assert_one_line_error(proc, "rgb.onnx")
+    proc = run_cli(
+        "search", "--model", str(tiny_model), "--classes", "7", "--out", str(tmp_path / "o")
+    )
+    assert_one_line_error(proc, "expected 7")
+    proc = run_cli(
+        "search", "--model", str(tiny_model), "--class-names", "a,b", "--out", str(tmp_path / "o")
+    )
+    assert_one_line_error(proc, "2 class names for a model of 10 classes")

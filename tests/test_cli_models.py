@@ -1,0 +1,118 @@
+"""The model commands (train, evaluate, export): their help, their checks of settings before any
+work, and real training on MNIST."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from identikit.cli import main
+from tests.helpers import assert_refused, run_cli, run_main
+
+
+def test_train_precision_is_the_training_arithmetic(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "the arithmetic of training" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (("--lr", "nan"), "--lr"),
+        (("--lr", "inf"), "--lr"),
+        (("--lr", "0"), "--lr"),
+        (("--epochs", "0"), "--epochs"),
+        (("--batch-size", "0"), "--batch-size"),
+    ],
+)
+def test_train_refuses_bad_settings_at_once(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, extra: tuple[str, ...], named: str
+) -> None:
+    out = tmp_path / "m.pt"
+    result = run_main(capsys, "train", "--model", "softmax", "--out", str(out), *extra)
+    assert_refused(result, "identikit train: error: argument", named)
+    assert not out.exists()
+
+
+def test_evaluate_says_which_axis_is_the_true_class(
+    model_file: Path, tiny_dataset: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_main(
+        capsys,
+        "evaluate",
+        "--model",
+        str(model_file),
+        "--dataset",
+        "tiny",
+        "--root",
+        str(tiny_dataset),
+        "--backend",
+        "eager",
+        "--chunk-size",
+        "64",
+        "--device",
+        "cpu",
+    )
+    assert code == 0
+    assert "rows are the true class, columns the predicted class" in out
+
+
+def test_export_defaults_to_onnx_and_help_names_trust_code(
+    model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "model.onnx"
+    code, stdout, _ = run_main(capsys, "export", "--model", str(model_file), "--out", str(out))
+    assert code == 0 and "(onnx)" in stdout and out.stat().st_size > 0
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--trust-code" in text and "default: onnx" in text
+
+
+@pytest.mark.mnist
+def test_softmax_one_epoch_on_real_mnist(mnist_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "softmax.pt"
+    runs = [
+        run_cli(
+            "train",
+            "--model",
+            "softmax",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            "--root",
+            str(mnist_root),
+            "--json",
+            "--seed",
+            "7",
+        )
+        for _ in range(2)
+    ]
+    summaries = []
+    for proc in runs:
+        assert proc.returncode == 0, proc.stderr
+        summaries.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    summary = summaries[0]
+    assert summary["model"] == "softmax" and summary["epochs"] == 1
+    assert summary["test_accuracy"] >= 0.90
+    assert summaries[1]["test_accuracy"] == summary["test_accuracy"]  # same seed, same accuracy
+    payload = torch.load(out, weights_only=True)
+    assert payload["architecture"] == "softmax"
+    assert payload["metadata"]["test_accuracy"] == summary["test_accuracy"]
+    assert set(payload["metadata"]["data_checksums"]) == {
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    }
+    evaluated = run_cli("evaluate", "--model", str(out), "--root", str(mnist_root), "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    assert report["accuracy"] == summary["test_accuracy"]
+    assert len(report["per_class"]) == 10
+    assert sum(map(sum, report["confusion"])) == 10000

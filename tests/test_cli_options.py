@@ -1,0 +1,97 @@
+"""Options shared by the commands: the scoring engine said, --precision only where candidates are
+ranked and refused for white-box strategies, patience in queries, and an empty --out refused."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from identikit.cli import build_parser, main
+from identikit.sweeps.experiment import SweepConfig
+from tests.helpers import EAGER_CPU, run_main, search_args, the_error_line
+
+
+def test_search_patience_default_is_in_queries() -> None:
+    args = build_parser().parse_args(["search", "--model", "m.pt", "--out", "o"])
+    assert args.patience == 25_000 == SweepConfig().patience
+
+
+def test_gradient_search_says_pytorch_computes_the_gradients(
+    model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_main(
+        capsys,
+        "search",
+        "--model",
+        str(model_file),
+        "--out",
+        str(tmp_path / "gradient"),
+        "--strategy",
+        "gradient",
+        "--digits",
+        "3",
+        "--runs",
+        "1",
+        "--max-queries",
+        "20",
+        *EAGER_CPU,
+    )
+    assert code == 0
+    assert "softmax.pt: gradients with PyTorch (fp32, eager" in err
+    assert "scoring with" not in err
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_low_precision_is_refused_for_a_white_box_strategy(
+    precision: str, model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_main(
+        capsys,
+        "search",
+        "--model",
+        str(model_file),
+        "--out",
+        str(tmp_path / "out"),
+        "--strategy",
+        "gradient",
+        "--precision",
+        precision,
+        *EAGER_CPU,
+    )
+    line = the_error_line(code, err)
+    assert f"--precision {precision} does not apply to --strategy gradient" in line
+    assert "fp32 with PyTorch" in line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "has_precision"),
+    [("evaluate", False), ("certainty", False), ("search", True), ("compare", True)],
+)
+def test_precision_only_where_candidates_are_ranked(
+    command: str, has_precision: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert ("--precision" in text) == has_precision
+    if has_precision:
+        assert "candidates are ranked in" in text
+
+
+def test_an_empty_out_is_refused(
+    model_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = search_args(model_file, tmp_path)
+    args[args.index("--out") + 1] = ""
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    assert "--out" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == []  # nothing written into the current folder

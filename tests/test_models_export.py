@@ -1,0 +1,141 @@
+"""Exported models (ONNX, TorchScript) give the same identikits as the checkpoint, whatever their
+input range, normalisation and outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from identikit.base.errors import IdentikitError
+from identikit.classifier import Classifier, load_classifier
+from identikit.models import build_model
+from identikit.models.checkpoint import load_checkpoint, save_checkpoint
+from identikit.models.export import export_model
+from identikit.models.preprocessing import Preprocessing
+from identikit.strategies import (
+    Budget,
+    Converged,
+    SearchState,
+    Stuck,
+    advance,
+    initial_state,
+    make_strategy,
+)
+from tests.helpers import run_cli, toy_linear
+
+VARIANTS = [
+    {"input_range": "0,1", "outputs": "logits"},
+    {"input_range": "-1,1", "outputs": "probabilities"},
+    {"input_range": "0,255", "mean": 33.3, "std": 78.6, "outputs": "log-probabilities"},
+    {"input_range": "0,1", "mean": 0.1307, "std": 0.3081, "outputs": "logits"},
+]
+
+
+def small_search(classifier: Classifier) -> SearchState:
+    state = initial_state(classifier, [0, 4, 9], [1, 2, 3])
+    advance(
+        state,
+        make_strategy("random-masks", candidates=30),
+        classifier,
+        [Converged(0.99), Stuck(10 * 30), Budget(1500)],  # 10 iterations of 30 queries
+    )
+    return state
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SearchState]:
+    path = tmp_path_factory.mktemp("ref") / "toy.pt"
+    softmax = build_model("softmax")
+    softmax.get_submodule("linear").load_state_dict(toy_linear(scale=0.03)[1].state_dict())
+    save_checkpoint(path, softmax, architecture="softmax", metadata={})
+    return path, small_search(load_classifier(path, device="cpu"))
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(map(str, v.values())))
+def test_exported_models_give_the_same_identikits(
+    reference: tuple[Path, SearchState],
+    tmp_path: Path,
+    fmt: str,
+    variant: dict[str, Any],
+) -> None:
+    checkpoint, expected = reference
+    model, _ = load_checkpoint(checkpoint)
+    out = tmp_path / ("m.onnx" if fmt == "onnx" else "m.ts")
+    export_model(model, out, fmt=fmt, preprocessing=Preprocessing(**variant))
+    detected = load_classifier(
+        out,
+        device="cpu",
+        preprocessing=Preprocessing(**{k: v for k, v in variant.items() if k != "outputs"}),
+        trust_code=fmt == "torchscript",  # a program: loaded only when asked for
+    )
+    assert detected.outputs == variant["outputs"]  # detected from the outputs themselves
+    state = small_search(detected)
+    assert torch.allclose(state.images, expected.images, atol=1e-4)
+    assert torch.allclose(state.confidences, expected.confidences, atol=1e-4)
+
+
+def test_fixed_batch_and_flat_onnx(reference: tuple[Path, SearchState], tmp_path: Path) -> None:
+    checkpoint, expected = reference
+    model, _ = load_checkpoint(checkpoint)
+    out = tmp_path / "fixed.onnx"
+    export_model(model, out, fmt="onnx", flatten=True, fixed_batch=True)
+    classifier = load_classifier(out, device="cpu")
+    assert classifier.model.fixed_batch == 1 and classifier.model.flat  # type: ignore[attr-defined]
+    state = small_search(classifier)
+    assert torch.allclose(state.images, expected.images, atol=1e-4)
+
+
+def test_onnx_has_no_gradients(reference: tuple[Path, SearchState], tmp_path: Path) -> None:
+    model, _ = load_checkpoint(reference[0])
+    export_model(model, tmp_path / "m.onnx", fmt="onnx")
+    classifier = load_classifier(tmp_path / "m.onnx", device="cpu")
+    state = initial_state(classifier, [1], [0])
+    with pytest.raises(IdentikitError, match="no gradients"):
+        advance(state, make_strategy("gradient"), classifier, [Budget(10)])
+
+
+def test_cli_export_and_search_round_trip(tiny_model: Path, tmp_path: Path) -> None:
+    onnx = tmp_path / "m.onnx"
+    made = run_cli(
+        "export",
+        "--model",
+        str(tiny_model),
+        "--format",
+        "onnx",
+        "--out",
+        str(onnx),
+        "--input-range",
+        "-1,1",
+        "--outputs",
+        "probabilities",
+    )
+    assert made.returncode == 0, made.stderr
+    runs = {}
+    for name, model, extra in (("pt", tiny_model, []), ("onnx", onnx, ["--input-range", "-1,1"])):
+        proc = run_cli(
+            "search",
+            "--model",
+            str(model),
+            "--out",
+            str(tmp_path / name),
+            "--digits",
+            "2,5",
+            "--runs",
+            "1",
+            "--candidates",
+            "40",
+            "--max-queries",
+            "2000",
+            "--no-progress",
+            *extra,
+        )
+        assert proc.returncode == 0, proc.stderr
+        runs[name] = json.loads((tmp_path / name / "results.json").read_text())["runs"]
+    assert "detected as probabilities" in proc.stderr
+    for a, b in zip(runs["pt"], runs["onnx"], strict=True):
+        assert abs(a["confidence"] - b["confidence"]) < 1e-4 and a["queries"] == b["queries"]

@@ -1,0 +1,352 @@
+"""Resumable sweeps: pause anywhere, kill -9, a full disk, resume to identical results; refusals to
+mix sweeps or engines; a finished sweep rebuilds what it lost; and the manifold prior given its
+subspace."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from identikit.base.errors import DifferentSweepError, IdentikitError
+from identikit.base.safe_files import read_regular
+from identikit.classifier import load_classifier
+from identikit.classifier.classifier import Classifier
+from identikit.engines.options import EngineOptions
+from identikit.models import build_model
+from identikit.models.checkpoint import save_checkpoint
+from identikit.models.info import ModelInfo
+from identikit.strategies import PriorInputs, PriorNeeds, RunHooks, Subspace, base
+from identikit.sweeps.experiment import SweepConfig
+from identikit.sweeps.records import read_identikits, read_results
+from identikit.sweeps.sweep import SweepOptions, sweep_to_folder
+from identikit.sweeps.sweep_state import STATE_FILE
+from identikit.sweeps.training_data import prior_inputs
+from tests.helpers import (
+    CONFIG,
+    assert_clean_error,
+    classifier,
+    make_digits,
+    run_main,
+    same_results,
+    search_args,
+    stop_after,
+    toy_linear,
+    write_idx_folder,
+)
+
+QUIET = SweepOptions(progress=False)
+
+
+def test_pause_anywhere_then_resume_gives_identical_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(base, "GROUP_IMAGES", 60)  # 2 runs per group: pauses fall mid-iteration
+    whole = sweep_to_folder(classifier(), CONFIG, tmp_path / "whole", options=QUIET)
+    assert whole.results is not None and not whole.resumed
+    total_commits = sum(r["iterations"] for r in whole.results["runs"]) // 2
+    for pause_after in (1, 4, total_commits // 2):
+        folder = tmp_path / f"paused-{pause_after}"
+        paused = sweep_to_folder(
+            classifier(),
+            CONFIG,
+            folder,
+            hooks=RunHooks(should_stop=stop_after(pause_after)),
+            options=QUIET,
+        )
+        assert paused.results is None and (folder / STATE_FILE).is_file()
+        assert not (folder / "results.json").exists()
+        resumed = sweep_to_folder(classifier(), CONFIG, folder, options=QUIET)
+        assert resumed.resumed and resumed.results is not None
+        same_results(tmp_path / "whole", folder)
+
+
+def test_finished_sweep_is_not_redone(tmp_path: Path) -> None:
+    sweep_to_folder(classifier(), CONFIG, tmp_path, options=QUIET)
+    again = classifier()
+    outcome = sweep_to_folder(again, CONFIG, tmp_path, options=QUIET)
+    assert outcome.already_done and outcome.results is not None
+    assert again.queries == 0
+    (tmp_path / STATE_FILE).unlink()  # results alone still identify the sweep
+    assert sweep_to_folder(classifier(), CONFIG, tmp_path, options=QUIET).already_done
+
+
+def test_different_settings_are_refused(tmp_path: Path) -> None:
+    sweep_to_folder(
+        classifier(), CONFIG, tmp_path, hooks=RunHooks(should_stop=stop_after(2)), options=QUIET
+    )
+    other = SweepConfig(**{**CONFIG.__dict__, "runs": 4, "strategy_settings": {"candidates": 31}})
+    with pytest.raises(
+        DifferentSweepError, match=r"different sweep .*--candidates: 30 -> 31.*--runs: 3 -> 4"
+    ):
+        sweep_to_folder(classifier(), other, tmp_path, options=QUIET)
+    with pytest.raises(IdentikitError, match=r"--model: toy -> other"):
+        another = Classifier(toy_linear(scale=0.02), ModelInfo(sha256="other"))
+        sweep_to_folder(another, CONFIG, tmp_path, options=QUIET)
+    # The refused calls left the saved state as it was: the original sweep still resumes.
+    assert sweep_to_folder(classifier(), CONFIG, tmp_path, options=QUIET).resumed
+
+
+def test_corrupt_state_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / STATE_FILE).write_bytes(os.urandom(100))
+    with pytest.raises(IdentikitError, match=r"unreadable.*delete it"):
+        sweep_to_folder(classifier(), CONFIG, tmp_path, options=QUIET)
+
+
+def test_output_folder_that_cannot_be_created(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    c = classifier()
+    with pytest.raises(IdentikitError, match="cannot create output folder"):
+        sweep_to_folder(c, CONFIG, tmp_path / "file" / "sub", options=QUIET)
+    assert c.queries == 0  # refused before any work
+
+
+def test_full_disk_mid_sweep_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = tmp_path / "whole"
+    quiet = SweepOptions(progress=False)
+    sweep_to_folder(classifier(), CONFIG, whole, options=quiet)
+    folder = tmp_path / "cut"
+    stop = RunHooks(should_stop=stop_after(3))
+    sweep_to_folder(classifier(), CONFIG, folder, hooks=stop, options=quiet)
+    saved = (folder / STATE_FILE).read_bytes()
+    real_fsync, calls = os.fsync, iter(range(10**6))
+
+    def fills_up(fd: int) -> None:
+        if next(calls) >= 1:  # the write probe passes, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr("identikit.base.atomic.os.fsync", fills_up)
+    with pytest.raises(IdentikitError, match="No space left on device"):
+        sweep_to_folder(
+            classifier(), CONFIG, folder, options=SweepOptions(progress=False, save_every=0.0)
+        )
+    assert (folder / STATE_FILE).read_bytes() == saved  # the last good state is intact
+    monkeypatch.setattr("identikit.base.atomic.os.fsync", real_fsync)
+    assert sweep_to_folder(classifier(), CONFIG, folder, options=quiet).resumed
+    same_results(whole, folder)
+
+
+# --- A finished or paused folder, resumed ----------------------------------------------------
+
+
+SWEEP = SweepConfig(
+    digits=(0, 1),
+    runs=2,
+    strategy_settings={"candidates": 20},
+    max_queries=400,
+    patience=5 * 20,  # 5 iterations of 20 candidates
+    seed=3,
+)
+
+
+def test_resuming_with_another_engine_is_refused_unless_allowed(
+    model_file: Path, tmp_path: Path
+) -> None:
+    def classifier(chunk: int) -> Any:
+        return load_classifier(
+            model_file, device="cpu", engine=EngineOptions(backend="eager", chunk_size=chunk)
+        )
+
+    out = tmp_path / "out"
+    quiet = SweepOptions(progress=False)
+    paused = sweep_to_folder(
+        classifier(64), SWEEP, out, hooks=RunHooks(should_stop=stop_after(1)), options=quiet
+    )
+    assert paused.results is None
+    with pytest.raises(DifferentSweepError, match=r"--chunk-size 64.*--allow-engine-change"):
+        sweep_to_folder(classifier(32), SWEEP, out, options=quiet)
+    # The same engine resumes as before.
+    allowed = SweepOptions(progress=False, allow_engine_change=True)
+    done = sweep_to_folder(classifier(32), SWEEP, out, options=allowed)
+    assert done.results is not None and done.resumed
+    assert done.rebuilt == []  # a resumed sweep writes its outputs; it rebuilds nothing
+    assert [e["chunk_size"] for e in done.results["engines"]] == [64, 32]
+    assert read_results(out)["engines"] == done.results["engines"]
+
+
+@pytest.mark.parametrize("lost", ["grid.png", "identikits.npz", "results.json", "all"])
+def test_a_finished_sweep_rebuilds_what_is_missing(
+    copy: Path, model_file: Path, finished: Path, lost: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sweep = copy / "sweep"
+    names = ["grid.png", "identikits.npz", "results.json"] if lost == "all" else [lost]
+    for name in names:
+        (sweep / name).unlink()
+    code, _, err = run_main(capsys, *search_args(model_file, sweep))
+    assert code == 0, err
+    assert f"rebuilt {', '.join(sorted(names))} of the finished sweep" in err
+    for name in names:
+        assert (sweep / name).is_file()
+    results = read_results(sweep)
+    images, _ = read_identikits(sweep, results)
+    original = read_results(finished / "sweep")
+    assert [r["confidence"] for r in results["runs"]] == [r["confidence"] for r in original["runs"]]
+    assert np.array_equal(images, read_identikits(finished / "sweep", original)[0])
+    assert read_regular(sweep / "grid.png").startswith(b"\x89PNG")
+
+
+def test_a_damaged_grid_is_rebuilt_without_state(
+    copy: Path, model_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sweep = copy / "sweep"
+    (sweep / STATE_FILE).unlink()
+    (sweep / "grid.png").write_bytes(b"half a png")
+    code, _, err = run_main(capsys, *search_args(model_file, sweep))
+    assert code == 0, err
+    assert read_regular(sweep / "grid.png").startswith(b"\x89PNG")
+
+
+def test_lost_identikits_without_state_are_a_clear_error(
+    copy: Path, model_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sweep = copy / "sweep"
+    (sweep / STATE_FILE).unlink()
+    (sweep / "identikits.npz").unlink()
+    code, _, err = run_main(capsys, *search_args(model_file, sweep))
+    assert_clean_error(code, err, "identikits.npz", "delete")
+
+
+# --- The real thing: a CLI sweep killed with SIGKILL or paused with Ctrl-C, then resumed ---
+
+
+@pytest.fixture(scope="module")
+def slow_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained CNN: slow enough on CPU for a sweep to be interrupted mid-way."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "cnn.pt"
+    save_checkpoint(path, build_model("cnn"), architecture="cnn", metadata={})
+    return path
+
+
+def slow_search_argv(model: Path, out: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "identikit",
+        "search",
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        "--digits",
+        "0-9",
+        "--runs",
+        "1",
+        "--candidates",
+        "50",
+        "--max-queries",
+        "1001",
+        "--patience",
+        "50000",  # 1000 iterations of 50 candidates
+        "--target",
+        "0.999999",
+        "--save-every",
+        "0.1",
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
+
+
+def start_and_interrupt(model: Path, out: Path, sig: int) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.Popen(
+        slow_search_argv(model, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    state = out / STATE_FILE
+    deadline = time.monotonic() + 120
+    while not state.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)  # a few more saves
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+@pytest.fixture(scope="module")
+def whole_sweep(slow_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The uninterrupted sweep every interrupted one is compared with."""
+    out = tmp_path_factory.mktemp("whole")
+    whole = subprocess.run(
+        slow_search_argv(slow_model, out), capture_output=True, text=True, timeout=300, check=False
+    )
+    assert whole.returncode == 0, whole.stderr
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
+def test_interrupted_cli_sweep_resumes_to_identical_results(
+    slow_model: Path, whole_sweep: Path, tmp_path: Path, sig: int
+) -> None:
+    cut = start_and_interrupt(slow_model, tmp_path / "cut", sig)
+    assert cut.returncode != 0, "the sweep finished before it could be interrupted"
+    assert not (tmp_path / "cut" / "results.json").exists()
+    if sig != signal.SIGKILL:  # Ctrl-C and SIGTERM alike: saved, the resume command said
+        assert cut.returncode == 128 + sig
+        assert "Resume with" in cut.stderr and "identikit search" in cut.stderr
+        assert "Traceback" not in cut.stderr
+    resumed = subprocess.run(
+        slow_search_argv(slow_model, tmp_path / "cut"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed" in resumed.stderr
+    same_results(whole_sweep, tmp_path / "cut")
+
+
+# --- The priors' inputs -----------------------------------------------------------------------
+
+
+MANIFOLD = SweepConfig(
+    digits=(0, 1),
+    runs=1,
+    strategy="gradient",
+    strategy_settings={"priors": "manifold,blur", "manifold_components": 3},
+    max_queries=5,
+)
+
+
+def test_a_sweep_gives_the_manifold_prior_its_subspace(tmp_path: Path) -> None:
+    c = classifier()
+    with pytest.raises(IdentikitError, match="manifold prior needs"):
+        sweep_to_folder(c, MANIFOLD, tmp_path / "none", options=QUIET)
+    assert c.queries == 0 and not (tmp_path / "none").exists()  # refused before any work
+    subspace = Subspace(torch.zeros(28 * 28), torch.eye(28 * 28)[:, :3])
+    heard: list[int] = []
+    outcome = sweep_to_folder(
+        classifier(),
+        MANIFOLD,
+        tmp_path / "given",
+        hooks=RunHooks(on_commit=lambda state: heard.append(int(state.iterations.sum()))),
+        priors=PriorInputs(subspace),
+        options=QUIET,
+    )
+    assert outcome.results is not None and heard[-1] == 8  # 2 runs x 4 steps of 1 query
+    # Recorded as the user gave it: the subspace is an input, not a setting.
+    assert outcome.results["settings"]["strategy_settings"]["priors"] == "manifold,blur"
+    assert "subspace" not in outcome.results["settings"]["strategy_settings"]
+
+
+def test_prior_inputs_read_the_training_data_only_when_asked(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert prior_inputs(PriorNeeds(), "mnist", empty) == PriorInputs()  # nothing read
+    folder = write_idx_folder(tmp_path / "digits", train=120)
+    inputs = prior_inputs(MANIFOLD.spec.needs(), f"idx:{folder}")
+    images, _ = make_digits(120)
+    assert inputs.subspace is not None
+    torch.testing.assert_close(inputs.subspace.mean, Subspace.of_images(images, 3).mean)
+    assert inputs.subspace.components == 3

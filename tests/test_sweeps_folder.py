@@ -1,0 +1,68 @@
+"""The sweep folder's one reader: what a sweep writes reads back the same, a newer record is
+refused, and identikits must have the model's image shape."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from identikit.base.shapes import ImageShape
+from identikit.data.datasets import MNIST_SHAPE
+from identikit.sweeps.folder import GRID_FILE, SweepFolder, read_sweep_folder
+from identikit.sweeps.records import IDENTIKITS_FILE, RESULTS_FILE, read_results
+from identikit.sweeps.sweep import SweepOptions, sweep_to_folder
+from tests.helpers import CONFIG, classifier, one_line_refusal, rewrite_json
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished sweep of the toy classifier, written by the sweep's own writer."""
+    folder = tmp_path_factory.mktemp("sweep") / "s"
+    outcome = sweep_to_folder(classifier(), CONFIG, folder, options=SweepOptions(progress=False))
+    assert outcome.results is not None
+    return folder
+
+
+def test_a_sweep_folder_reads_back_as_written(sweep: Path) -> None:
+    read = read_sweep_folder(sweep)
+    assert isinstance(read, SweepFolder) and read.path == sweep
+    written = json.loads((sweep / RESULTS_FILE).read_text())
+    assert read.results == written  # the summary recomputed from the runs is the one written
+    with np.load(sweep / IDENTIKITS_FILE) as npz:
+        assert np.array_equal(read.images, npz["images"])
+        assert read.digits.tolist() == npz["digits"].tolist()
+    assert read.images.dtype == np.float32 and read.shape == MNIST_SHAPE
+    assert read.config.layout() == CONFIG.layout()
+    assert read.config.strategy == CONFIG.strategy and read.config.target == CONFIG.target
+    assert read.confidences == [run["confidence"] for run in written["runs"]]
+    assert (sweep / GRID_FILE).read_bytes().startswith(b"\x89PNG")
+    assert read_results(sweep) == read.results  # the record's reader alone agrees
+
+
+def test_no_sweep_is_a_clear_error(tmp_path: Path) -> None:
+    one_line_refusal(lambda: read_sweep_folder(tmp_path), "no finished sweep", RESULTS_FILE)
+
+
+def test_a_newer_sweep_record_is_refused(sweep: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "s"
+    copy.mkdir()
+    for name in (RESULTS_FILE, IDENTIKITS_FILE):
+        (copy / name).write_bytes((sweep / name).read_bytes())
+    rewrite_json(copy / RESULTS_FILE, lambda r: {**r, "version": 2})
+    one_line_refusal(lambda: read_sweep_folder(copy), RESULTS_FILE, "newer identikit", "version 2")
+    # results.json always carried its version: one without is damaged, not old.
+    rewrite_json(copy / RESULTS_FILE, lambda r: {k: v for k, v in r.items() if k != "version"})
+    one_line_refusal(lambda: read_sweep_folder(copy), RESULTS_FILE, "format version")
+    rewrite_json(copy / RESULTS_FILE, lambda r: {**r, "version": 0})
+    one_line_refusal(lambda: read_sweep_folder(copy), RESULTS_FILE, "version = 0 is out of range")
+
+
+def test_identikits_must_have_the_models_image_shape(sweep: Path) -> None:
+    one_line_refusal(
+        lambda: read_sweep_folder(sweep, shape=ImageShape(1, 14, 14)),
+        IDENTIKITS_FILE,
+        "expected (9, 14, 14)",
+    )

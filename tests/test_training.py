@@ -1,0 +1,245 @@
+"""Training: fit is deterministic with a seed and closes its bar on failure, train ties a recipe to
+a dataset and a checkpoint and checks its settings and its output file before any work, and
+evaluate counts right."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from identikit.base.errors import IdentikitError
+from identikit.classifier.classifier import Classifier
+from identikit.data import datasets as data
+from identikit.data.datasets import MNIST_SHAPE
+from identikit.models import build_model, get_architecture
+from identikit.models.checkpoint import load_checkpoint
+from identikit.models.training_config import TrainConfig
+from identikit.training.evaluation import evaluate, evaluate_classifier
+from identikit.training.fitting import FitHooks, fit, one_cycle
+from identikit.training.trainer import TrainSpec, check_output_file, train
+from tests.helpers import NAN, assert_refused, run_main
+
+QUIET = FitHooks(progress=False)
+
+
+@pytest.fixture(scope="module")
+def mnist_slice() -> tuple[np.ndarray, np.ndarray]:
+    """The first 600 MNIST training digits and their labels."""
+    images, labels = data.load_dataset("mnist", "train")
+    return images[:600], labels[:600]
+
+
+def weights(model: nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def fitted(seed: int, examples: tuple[np.ndarray, np.ndarray]) -> tuple[nn.Module, list[float]]:
+    torch.manual_seed(0)  # the same initial weights every time
+    model = build_model("softmax")
+    config = TrainConfig(epochs=2, batch_size=50, lr=5e-3)
+    losses = fit(model, *examples, config, seed=seed, hooks=QUIET)
+    return model, losses
+
+
+@pytest.mark.mnist
+def test_fit_on_real_digits_is_deterministic_with_a_seed(
+    mnist_slice: tuple[np.ndarray, np.ndarray],
+) -> None:
+    (a, losses_a), (b, losses_b) = fitted(4, mnist_slice), fitted(4, mnist_slice)
+    assert torch.equal(weights(a), weights(b)) and losses_a == losses_b
+    assert losses_a[1] < losses_a[0]
+    other, _ = fitted(5, mnist_slice)  # another order of batches
+    assert not torch.equal(weights(a), weights(other))
+    assert not a.training  # left in eval mode
+    assert evaluate(a, *mnist_slice).accuracy > 0.8
+
+
+@pytest.mark.mnist
+def test_fit_calls_back_after_each_epoch(mnist_slice: tuple[np.ndarray, np.ndarray]) -> None:
+    seen: list[tuple[int, float]] = []
+    model = build_model("softmax")
+    config = TrainConfig(epochs=3, batch_size=200, lr=1e-3)
+    hooks = FitHooks(progress=False, on_epoch=lambda epoch, loss: seen.append((epoch, loss)))
+    losses = fit(model, *mnist_slice, config, hooks=hooks)
+    assert [e for e, _ in seen] == [1, 2, 3] and [loss for _, loss in seen] == losses
+
+
+class Failing(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(784, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("boom")
+
+
+def test_training_bar_is_closed_when_training_fails() -> None:
+    images = np.zeros((8, 28, 28), np.uint8)
+    labels = np.zeros(8, np.uint8)
+    with pytest.raises(RuntimeError, match="boom"):
+        fit(Failing(), images, labels, TrainConfig(epochs=1, batch_size=4, lr=1e-3))
+    assert not [bar for bar in getattr(tqdm, "_instances", ()) if not bar.disable]
+
+
+def test_train_is_deterministic_and_records_its_run(tiny_dataset: Path, tmp_path: Path) -> None:
+    spec = TrainSpec("softmax", dataset="tiny", root=tiny_dataset, epochs=2, seed=3, device="cpu")
+    lines: list[str] = []
+    first = train(spec, out=tmp_path / "a.pt", progress=False, log=lines.append)
+    second = train(spec, progress=False)
+    assert torch.equal(weights(first.model), weights(second.model))
+    assert first.test_accuracy == second.test_accuracy and first.epochs == 2 and first.seed == 3
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
+    model, meta = load_checkpoint(tmp_path / "a.pt")
+    assert torch.equal(weights(model), weights(first.model))
+    assert meta["architecture"] == "softmax" and meta["input_shape"] == MNIST_SHAPE
+    assert (meta["dataset"], meta["epochs"], meta["seed"]) == ("tiny", 2, 3)
+    assert meta["test_accuracy"] == first.test_accuracy
+    recipe = get_architecture("softmax").training
+    assert first.config.batch_size == recipe.batch_size and first.config.lr == recipe.lr
+
+
+def test_train_spec_takes_the_architectures_recipe_unless_told() -> None:
+    recipe = get_architecture("cnn").training
+    assert TrainSpec().config() == recipe
+    assert TrainSpec(epochs=7, lr=0.5).config() == TrainConfig(
+        **{**recipe.__dict__, "epochs": 7, "lr": 0.5}
+    )
+    with pytest.raises(IdentikitError, match="--batch-size must be a whole number >= 1"):
+        TrainSpec(batch_size=0).config()
+    with pytest.raises(IdentikitError, match="unknown model architecture 'resnet'"):
+        train(TrainSpec("resnet"))
+
+
+def test_training_uses_the_recipes_thread_count_and_restores_it(tiny_dataset: Path) -> None:
+    """The linear model trains on one thread (its batches are too small to split; a busy
+    second core made two threads three times slower); the process's count is restored."""
+    assert get_architecture("softmax").training.threads == 1
+    seen: list[int] = []
+    before = torch.get_num_threads()
+    train(
+        TrainSpec("softmax", dataset="tiny", root=tiny_dataset, epochs=1),
+        progress=False,
+        log=lambda _: seen.append(torch.get_num_threads()),
+    )
+    assert seen == [1]
+    assert torch.get_num_threads() == before
+
+
+def test_train_library_refuses_nan_before_reading_data(tmp_path: Path) -> None:
+    # A dataset that does not exist: the learning rate must be refused before it is looked for.
+    with pytest.raises(IdentikitError, match="--lr must be a finite number"):
+        missing = "idx:" + str(tmp_path / "none")
+        train(TrainSpec("softmax", dataset=missing, lr=NAN))
+
+
+def _unwritable_outputs(tmp_path: Path) -> list[tuple[Path, str]]:
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    plain = tmp_path / "plain.txt"
+    plain.write_text("not a folder")
+    return [(folder, "is a folder"), (plain / "sub" / "m.pt", "is not a folder")]
+
+
+def test_train_checks_out_before_training(
+    capsys: pytest.CaptureFixture[str], tiny_dataset: Path, tmp_path: Path
+) -> None:
+    for out, why in _unwritable_outputs(tmp_path):
+        args = ("train", "--model", "softmax", "--dataset", "tiny", "--root", str(tiny_dataset))
+        result = run_main(capsys, *args, "--out", str(out), "--epochs", "1", "--no-progress")
+        assert_refused(result, "identikit: error: --out", why)
+        assert result[1] == "", "trained before refusing the output"
+
+
+def test_train_library_checks_out_before_reading_data(tmp_path: Path) -> None:
+    for out, why in _unwritable_outputs(tmp_path):
+        with pytest.raises(IdentikitError, match=f"--out .*{why}"):
+            train(TrainSpec("softmax", dataset="idx:" + str(tmp_path / "none")), out=out)
+
+
+def test_train_output_in_a_new_folder_is_fine(tmp_path: Path) -> None:
+    assert check_output_file(tmp_path / "new" / "deeper" / "m.pt").name == "m.pt"
+    assert not (tmp_path / "new").exists()  # checked, not made
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes in read-only folders")
+def test_train_refuses_a_read_only_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(IdentikitError, match="cannot write there"):
+            check_output_file(folder / "m.pt")
+    finally:
+        folder.chmod(0o700)
+
+
+def test_check_output_file_refuses_what_it_could_not_write(tmp_path: Path) -> None:
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    with pytest.raises(IdentikitError, match="is a folder; name the file"):
+        check_output_file(folder)
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    with pytest.raises(IdentikitError, match="is not a regular file; refusing to replace it"):
+        check_output_file(pipe)
+    plain = tmp_path / "plain.txt"
+    plain.write_text("a file, not a folder")
+    with pytest.raises(IdentikitError, match=r"plain\.txt is not a folder"):
+        check_output_file(plain / "sub" / "m.pt")
+    assert check_output_file(tmp_path / "new" / "m.pt") == tmp_path / "new" / "m.pt"
+    assert not (tmp_path / "new").exists()
+    existing = tmp_path / "old.pt"
+    existing.write_bytes(b"old")
+    assert check_output_file(existing) == existing and existing.read_bytes() == b"old"
+
+
+class Always(nn.Module):
+    """Predicts ``label`` for every image (a parameter, so that it has a device)."""
+
+    def __init__(self, label: int) -> None:
+        super().__init__()
+        self.scores = nn.Parameter(torch.eye(10)[label])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scores.expand(x.shape[0], 10) + 0 * x.flatten(1)[:, :1]
+
+
+def test_evaluate_counts_right() -> None:
+    images = np.zeros((6, *MNIST_SHAPE.dims[1:]), np.uint8)
+    labels = np.array([3, 3, 3, 1, 2, 2])
+    result = evaluate(Always(3), images, labels)
+    assert result.accuracy == 0.5
+    assert result.per_class[3] == 1.0 and result.per_class[1] == 0.0 and result.per_class[0] == 0
+    confusion = np.array(result.confusion)
+    assert confusion.shape == (10, 10) and confusion.sum() == 6
+    assert confusion[3, 3] == 3 and confusion[2, 3] == 2 and confusion[1, 3] == 1
+    empty = evaluate(Always(3), images[:0], labels[:0])
+    assert empty.accuracy == 0.0 and np.array(empty.confusion).sum() == 0
+
+
+@pytest.mark.mnist
+def test_evaluate_classifier_agrees_with_evaluate(
+    mnist_slice: tuple[np.ndarray, np.ndarray],
+) -> None:
+    model, _ = fitted(4, mnist_slice)
+    direct = evaluate(model, *mnist_slice)
+    classifier = Classifier(model)
+    through = evaluate_classifier(classifier, *mnist_slice)
+    assert through.confusion == direct.confusion and through.accuracy == direct.accuracy
+    assert classifier.queries == 600
+    with pytest.raises(IdentikitError, match="has 10 classes; the data has labels up to 12"):
+        evaluate_classifier(classifier, mnist_slice[0][:2], np.array([1, 12]))
+
+
+def test_one_cycle_warms_up_then_decays() -> None:
+    factor = one_cycle(100)
+    assert factor(0) == pytest.approx(1 / 25) and factor(24) == 1.0
+    assert factor(99) < 0.01 and all(factor(s) >= factor(s + 1) for s in range(24, 99))
+    assert math.isclose(one_cycle(1)(0), 1.0)
