@@ -10,16 +10,15 @@ import os
 import shutil
 from pathlib import Path
 
+from identikit import api
 from identikit.base.errors import CheckpointError, DifferentSweepError
 from identikit.classifier import Classifier, load_classifier
 from identikit.cli.tables import format_certainty, format_summary
 from identikit.data.datasets import load_mnist
 from identikit.engines.options import EngineOptions
 from identikit.models.checkpoint import load_checkpoint
-from identikit.reports.page import build_report
-from identikit.studies.certainty import certainty_report, max_probabilities, write_certainty
 from identikit.sweeps.experiment import SweepConfig
-from identikit.sweeps.sweep import SweepOptions, SweepOutcome, sweep_to_folder
+from identikit.sweeps.sweep import SweepOptions
 from identikit.training.trainer import TrainSpec, train
 
 DEMO_MODELS = ("softmax", "cnn")
@@ -51,16 +50,16 @@ def ensure_model(
     return result.test_accuracy
 
 
-def demo_sweep(classifier: Classifier, folder: Path, checkpoint: Path) -> SweepOutcome:
+def demo_sweep(classifier: Classifier, folder: Path, checkpoint: Path) -> api.SearchResult:
     """Every digit, DEMO_RUNS runs each; a sweep left by an earlier version is redone."""
     config = SweepConfig(runs=DEMO_RUNS)
     options = SweepOptions(model_path=str(checkpoint))
     try:
-        return sweep_to_folder(classifier, config, folder, options=options)
+        return api.search(classifier, config, out=folder, options=options)
     except DifferentSweepError:
         # Other settings than today's defaults: the demo's own folder, so start it afresh.
         shutil.rmtree(folder)
-        return sweep_to_folder(classifier, config, folder, options=options)
+        return api.search(classifier, config, out=folder, options=options)
 
 
 def run_demo(out: Path, *, device: str = "auto", root: str | os.PathLike[str] | None = None) -> int:
@@ -77,18 +76,16 @@ def run_demo(out: Path, *, device: str = "auto", root: str | os.PathLike[str] | 
             checkpoint, device=device, engine=EngineOptions(backend="auto", log=print)
         )
         print(f"{name}: scoring with {classifier.choice.summary()}")
-        maxima = max_probabilities(classifier, test_images)
-        write_certainty(classifier, maxima, out / name)
-        print(format_certainty(name, certainty_report(maxima)))
+        certainty = api.certainty(classifier, root=root, out=out / name)
+        print(format_certainty(name, certainty.statistics))
         print(f"searching identikits: {name}, every digit, {DEMO_RUNS} runs each ...")
-        outcome = demo_sweep(classifier, out / name / "search", checkpoint)
-        if outcome.results is not None:
-            print(format_summary(outcome.results))
+        result = demo_sweep(classifier, out / name / "search", checkpoint)
+        print(format_summary(result.record))
     # The demo's own checkpoints, just trained or checked: the only models its report replays.
     print(f"writing the report {out / 'report.html'}: figures, and an animation per model ...")
-    report = build_report(
+    report = api.report(
         out, models=[out / f"{name}.pt" for name in DEMO_MODELS], log=print, progress=True
-    )
+    ).path
     print()
     for name, accuracy in accuracies.items():
         print(f"{name:8s} test accuracy {accuracy:.2%}   checkpoint {out / (name + '.pt')}")

@@ -1,0 +1,36 @@
+"""``make demo``'s pipeline (``identikit demo``) on the real MNIST, with the softmax model only
+(the CNN's two epochs would take minutes): every step writes its files, and a second run reuses
+the checkpoint and the finished sweep."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from identikit.cli import demo
+from identikit.sweeps.folder import read_sweep_folder
+from identikit.sweeps.result_files import read_certainty
+
+
+@pytest.mark.mnist
+@pytest.mark.slow
+def test_the_demo_runs_every_step_and_reuses_its_work(
+    mnist_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(demo, "DEMO_MODELS", ("softmax",))
+    out = tmp_path / "demo"
+    assert demo.run_demo(out, device="cpu", root=mnist_root) == 0
+    first = capsys.readouterr().out
+    assert "training softmax" in first and "softmax: largest softmax output" in first
+    sweep = read_sweep_folder(out / "softmax" / "search")
+    assert sweep.config.runs == demo.DEMO_RUNS and len(sweep.images) == 10 * demo.DEMO_RUNS
+    assert set(read_certainty(out / "softmax")) >= {"mnist-test", "uniform-noise"}
+    assert (out / "report.html").is_file() and (out / "softmax" / "certainty.png").is_file()
+    assert demo.run_demo(out, device="cpu", root=mnist_root) == 0
+    again = capsys.readouterr().out
+    assert f"softmax: reusing {out / 'softmax.pt'}" in again and "training softmax" not in again
+    assert read_sweep_folder(out / "softmax" / "search").results["runs"] == sweep.results["runs"]
