@@ -63,6 +63,16 @@ def test_search_takes_a_classifier_or_a_module_and_needs_no_folder(tmp_path: Pat
     assert from_module.record["model"]["name"] == type(module).__name__
 
 
+def test_a_module_is_known_by_its_weights(tmp_path: Path) -> None:
+    """A module has no file to hash: its weights stand for it, so another module's search does
+    not take over its folder."""
+    identikit.search(softmax_model(seed=0), SMALL, out=tmp_path / "sweep")
+    again = identikit.search(softmax_model(seed=0), SMALL, out=tmp_path / "sweep")
+    assert again.already_done
+    with pytest.raises(identikit.IdentikitError, match=r"holds a different sweep \(--model"):
+        identikit.search(softmax_model(seed=1), SMALL, out=tmp_path / "sweep")
+
+
 def test_a_stopped_search_raises_and_resumes_to_the_same_result(tmp_path: Path) -> None:
     model = identikit.Classifier(softmax_model(), identikit.ModelInfo(sha256="toy"))
     hooks = identikit.RunHooks(should_stop=stop_after(2))

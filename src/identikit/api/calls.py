@@ -38,6 +38,7 @@ from identikit.base.limits import SAMPLES
 from identikit.classifier.classifier import Classifier
 from identikit.classifier.loading import load_classifier
 from identikit.data.datasets import load_dataset
+from identikit.engines.scorers import module_digest
 from identikit.models.info import ModelInfo
 from identikit.reports.page import build_report
 from identikit.strategies.base import NO_HOOKS, RunHooks
@@ -71,7 +72,10 @@ def classifier_of(model: ModelLike) -> Classifier:
     if isinstance(model, Classifier):
         return model
     if isinstance(model, nn.Module):
-        return Classifier(model, ModelInfo(name=type(model).__name__))
+        # No file to hash: the module's structure and weights stand for it, so that a sweep
+        # folder refuses to be resumed by another module.
+        info = ModelInfo(name=type(model).__name__, sha256=module_digest(model, weights=True))
+        return Classifier(model, info)
     return load_classifier(model)
 
 
