@@ -177,3 +177,10 @@ def test_the_readme_example_runs(
     assert isinstance(result, identikit.SearchResult) and len(result.runs) == 4
     assert (tmp_path / "runs" / "py" / "judge.json").is_file()
     assert (tmp_path / "runs" / "py" / "report.html").is_file()
+
+
+def test_datasets_of_any_shape_load_from_the_package() -> None:
+    images = identikit.load_images("shapes:3")
+    assert isinstance(images, identikit.ImageSet)
+    assert images.shape == identikit.ImageShape(3, 32, 32)
+    assert images.train_images.shape[1:] == images.shape.dims

@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("api", ("api",)),
     ("cli", ("cli", "__main__", "")),  # "" is the package itself: its public API
 ]
-OPTIONAL = ("onnxruntime", "onnx")
+OPTIONAL = ("onnxruntime", "onnx", "sklearn")
 
 
 def module_name(path: Path) -> str:

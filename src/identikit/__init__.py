@@ -29,6 +29,8 @@ from identikit.base.errors import IdentikitError
 from identikit.base.shapes import ImageShape
 from identikit.classifier import Classifier, load_classifier
 from identikit.data.datasets import load_dataset, load_mnist
+from identikit.data.image_set import ImageSet
+from identikit.data.images import load_images
 from identikit.engines.options import EngineOptions
 from identikit.models.checkpoint import load_checkpoint, load_model
 from identikit.models.info import Expected, ModelInfo
@@ -49,6 +51,7 @@ __all__ = [
     "EngineOptions",
     "Expected",
     "IdentikitError",
+    "ImageSet",
     "ImageShape",
     "JudgeResult",
     "JudgeSetup",
@@ -69,6 +72,7 @@ __all__ = [
     "load_checkpoint",
     "load_classifier",
     "load_dataset",
+    "load_images",
     "load_mnist",
     "load_model",
     "report",
