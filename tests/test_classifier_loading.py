@@ -14,11 +14,14 @@ import torch
 from torch import nn
 
 from identikit.base.errors import IdentikitError
+from identikit.base.shapes import ImageShape
 from identikit.classifier import Classifier, load_classifier
 from identikit.classifier.loading import model_format
 from identikit.classifier.probe import probe_pixels
 from identikit.data.datasets import MNIST_SHAPE
 from identikit.engines.options import EngineOptions
+from identikit.models import build_model
+from identikit.models.checkpoint import load_checkpoint, save_checkpoint
 from identikit.models.export import export_model
 from identikit.models.info import Expected, ModelInfo
 from tests.helpers import (
@@ -122,3 +125,21 @@ def test_bad_models_give_clear_errors(tiny_model: Path, tmp_path: Path) -> None:
         "search", "--model", str(tiny_model), "--class-names", "a,b", "--out", str(tmp_path / "o")
     )
     assert_one_line_error(proc, "2 class names for a model of 10 classes")
+
+
+def test_a_colour_checkpoint_loads_as_a_classifier_of_its_shape(tmp_path: Path) -> None:
+    shape = ImageShape(3, 32, 32)
+    torch.manual_seed(0)
+    model = build_model("colour-cnn", 10, shape).eval()
+    path = tmp_path / "colour.pt"
+    save_checkpoint(path, model, architecture="colour-cnn", metadata={}, input_shape=shape)
+    loaded, meta = load_checkpoint(path)
+    assert meta["input_shape"] == shape
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)
+    classifier = load_classifier(path, device="cpu", engine=EngineOptions(backend="eager"))
+    assert classifier.info.input_shape == shape and classifier.num_classes == 10
+    images = torch.rand(5, *shape.dims)
+    scores = classifier.log_probabilities(images)
+    assert scores.shape == (5, 10)
+    assert torch.allclose(scores, torch.log_softmax(model(images), 1), atol=1e-5)

@@ -116,3 +116,20 @@ def test_softmax_one_epoch_on_real_mnist(mnist_root: Path, tmp_path: Path) -> No
     assert report["accuracy"] == summary["test_accuracy"]
     assert len(report["per_class"]) == 10
     assert sum(map(sum, report["confusion"])) == 10000
+
+
+def test_train_and_evaluate_on_coloured_shapes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "shapes.pt"
+    trained = ("train", "--model", "softmax", "--dataset", "shapes", "--epochs", "1")
+    code, stdout, _ = run_main(capsys, *trained, "--out", str(out), "--json", "--no-progress")
+    assert code == 0
+    accuracy = json.loads(stdout.strip().splitlines()[-1])["test_accuracy"]
+    checkpoint = torch.load(out, weights_only=True)
+    assert checkpoint["input_shape"] == [3, 32, 32]
+    assert checkpoint["metadata"]["class_names"][:2] == ["circle", "square"]
+    evaluated = ("evaluate", "--model", str(out), "--dataset", "shapes", "--backend", "eager")
+    code, stdout, _ = run_main(capsys, *evaluated, "--json")
+    assert code == 0
+    assert json.loads(stdout.strip().splitlines()[-1])["accuracy"] == pytest.approx(accuracy)

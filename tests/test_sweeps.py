@@ -19,6 +19,7 @@ import torch
 
 from identikit.base.errors import DifferentSweepError, IdentikitError
 from identikit.base.safe_files import read_regular
+from identikit.base.shapes import ImageShape
 from identikit.classifier import load_classifier
 from identikit.classifier.classifier import Classifier
 from identikit.engines.options import EngineOptions
@@ -350,3 +351,14 @@ def test_prior_inputs_read_the_training_data_only_when_asked(tmp_path: Path) -> 
     assert inputs.subspace is not None
     torch.testing.assert_close(inputs.subspace.mean, Subspace.of_images(images, 3).mean)
     assert inputs.subspace.components == 3
+
+
+def test_a_model_of_another_shape_is_refused_before_any_query(tmp_path: Path) -> None:
+    """Sweep folders hold grey 1 x 28 x 28 identikits for now: a colour model is refused in
+    one line before the folder is made, not after a sweep whose files would be wrong."""
+    colour = ImageShape(3, 32, 32)
+    model = build_model("softmax", 10, colour)
+    classifier = Classifier(model, ModelInfo(name="colour.pt", input_shape=colour))
+    with pytest.raises(IdentikitError, match=r"colour.pt takes images of 3x32x32; sweeps"):
+        sweep_to_folder(classifier, CONFIG, tmp_path / "sweep", options=QUIET)
+    assert classifier.queries == 0 and not (tmp_path / "sweep").exists()

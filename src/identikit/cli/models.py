@@ -19,7 +19,8 @@ from identikit.cli.options import (
     positive_int,
     print_json,
 )
-from identikit.data.datasets import SPLITS, ensure_files, get_spec, load_dataset, refetch_files
+from identikit.data.datasets import SPLITS, ensure_files, load_dataset, refetch_files
+from identikit.data.images import load_images
 from identikit.models import ARCHITECTURES
 from identikit.models.checkpoint import load_checkpoint
 from identikit.models.export import EXPORTED_SHAPE, export_model
@@ -94,12 +95,16 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     classifier = make_classifier(args)
-    spec = get_spec(args.dataset)
-    images, labels = load_dataset(args.dataset, "test", args.root)
-    if classifier.num_classes != len(spec.class_names):
+    data = load_images(args.dataset, args.root)
+    images, labels = data.split("test")
+    if classifier.num_classes != data.classes:
         raise IdentikitError(
-            f"{args.model} has {classifier.num_classes} classes, {args.dataset} "
-            f"has {len(spec.class_names)}"
+            f"{args.model} has {classifier.num_classes} classes, {args.dataset} has {data.classes}"
+        )
+    if classifier.info.input_shape != data.shape:
+        raise IdentikitError(
+            f"{args.model} takes images of {classifier.info.input_shape}, {args.dataset} "
+            f"has {data.shape}"
         )
     result = evaluate_classifier(classifier, images, labels)
     if args.json:
@@ -113,7 +118,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             }
         )
         return 0
-    names = spec.class_names
+    names = data.class_names
     print(f"{args.model} on {args.dataset} test: accuracy {result.accuracy:.2%}")
     print("confusion: rows are the true class, columns the predicted class")
     print("true   accuracy   " + " ".join(f"{n[:5]:>5}" for n in names))
@@ -202,7 +207,7 @@ def _add_train(commands: Any, common: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help="print one JSON summary as the last line of stdout"
     )
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    add_data_options(train)
+    add_data_options(train, any_shape=True)
     add_device(train)
     train.set_defaults(handler=cmd_train)
 
@@ -213,7 +218,7 @@ def _add_evaluate(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     evaluate.add_argument("--model", required=True, type=Path, help="checkpoint file")
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
-    add_data_options(evaluate)
+    add_data_options(evaluate, any_shape=True)
     add_device(evaluate)
     add_model_options(evaluate, precision=False)  # evaluation scores in fp32
     evaluate.set_defaults(handler=cmd_evaluate)

@@ -34,12 +34,22 @@ def output_path(text: str) -> Path:
     return Path(text)
 
 
-def add_data_options(parser: argparse.ArgumentParser) -> None:
+def add_data_options(parser: argparse.ArgumentParser, *, any_shape: bool = False) -> None:
+    """``--dataset`` and ``--root``; ``any_shape``: the command takes every dataset spec of
+    :func:`~identikit.data.images.load_images`, not only the IDX ones."""
+    names = ", ".join(sorted(DATASETS))
+    if any_shape:
+        what = (
+            f"{names}, idx:DIR (a folder of IDX files under MNIST's names), npz:FILE, "
+            "folder:DIR (one subfolder of pictures per class), cifar10:DIR, sklearn-digits or "
+            "shapes[:SEED]"
+        )
+    else:
+        what = f"{names}, or idx:DIR for any folder of IDX files under MNIST's names"
     parser.add_argument(
         "--dataset",
         default="mnist",
-        help=f"{', '.join(sorted(DATASETS))}, or idx:DIR for any folder of IDX "
-        "files under MNIST's names (default: %(default)s)",
+        help=f"{what} (default: %(default)s)",
     )
     parser.add_argument(
         "--root",

@@ -9,7 +9,8 @@ claims four million classes is refused, not given a model of four million rows.
 The format has one writer (:func:`save_checkpoint`) and one reader (:func:`read_checkpoint`).
 Its version (``VERSION``) is checked on reading: a checkpoint of a newer identikit is refused
 in one line; one without a version reads as version 1. A checkpoint records the shape of the
-images its model takes (``input_shape``, C x H x W); one written before it did holds MNIST's.
+images its model takes (``input_shape``, C x H x W, any shape the architecture can be built
+for); one written before it did holds MNIST's.
 """
 
 from __future__ import annotations
@@ -209,16 +210,9 @@ def recorded_shape(file: Path, payload: dict[str, Any]) -> ImageShape:
     if not isinstance(dims, list | tuple) or len(dims) != 3 or not all(map(is_whole, dims)):
         raise CheckpointError(f"{file}: 'input_shape' must be C, H, W, got {_shown(dims)}")
     try:
-        shape = ImageShape.of(dims)
+        return ImageShape.of(dims)
     except IdentikitError as exc:
         raise CheckpointError(f"{file}: {exc}") from None
-    # Checked before any image of the shape is made: the architectures take MNIST's today.
-    if shape != MNIST_SHAPE:
-        raise CheckpointError(
-            f"{file}: 'input_shape' {shape} is not one identikit's architectures take "
-            f"({MNIST_SHAPE})"
-        )
-    return shape
 
 
 def _is_bare_state_dict(payload: Any) -> bool:
@@ -286,24 +280,54 @@ def load_checkpoint(
     ``architecture``, ``num_classes`` and ``input_shape`` (an ImageShape) added (``data``: as
     for :func:`read_checkpoint`)."""
     payload = read_checkpoint(path, data=data)
-    try:
-        model = build_model(payload["architecture"], payload["num_classes"])
-    except IdentikitError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except (RuntimeError, TypeError, KeyError) as exc:
-        first = str(exc).strip().splitlines()
-        detail = first[1].strip() if len(first) > 1 else first[0] if first else "mismatch"
-        raise CheckpointError(
-            f"{path}: weights do not fit architecture {payload['architecture']!r}: {detail}"
-        ) from None
+    shape = recorded_shape(Path(path), payload)
+    model = _rebuilt(Path(path), payload, shape)
     model.eval()
     metadata = dict(payload.get("metadata") or {})
     metadata["architecture"] = payload["architecture"]
     metadata["num_classes"] = payload["num_classes"]
-    metadata["input_shape"] = recorded_shape(Path(path), payload)
+    metadata["input_shape"] = shape
     return model, metadata
+
+
+def _rebuilt(file: Path, payload: dict[str, Any], shape: ImageShape) -> nn.Module:
+    """The checkpoint's architecture built for ``shape``, holding its weights.
+
+    The model is first built without memory (on PyTorch's ``meta`` device) and its tensors'
+    shapes compared with the file's: a small file that declares a huge image shape is refused
+    before a layer of that size is allocated. Only then is memory given and the weights put in.
+    """
+    architecture, state = payload["architecture"], payload["state_dict"]
+    try:
+        with torch.device("meta"):
+            model = build_model(architecture, payload["num_classes"], shape)
+    except IdentikitError as exc:
+        raise CheckpointError(f"{file}: {exc}") from None
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != found:
+        raise CheckpointError(
+            f"{file}: weights do not fit architecture {architecture!r} for images of {shape}: "
+            f"{_difference(expected, found)}"
+        )
+    model.to_empty(device="cpu")
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError) as exc:  # e.g. a tensor of a kind that cannot be copied
+        first = str(exc).strip().splitlines() or ["mismatch"]
+        raise CheckpointError(f"{file}: weights do not fit {architecture!r}: {first[-1]}") from None
+    return model
+
+
+def _difference(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> str:
+    """The first way ``found`` tensor shapes differ from the ``expected`` ones, in words."""
+    for key, dims in expected.items():
+        if key not in found:
+            return f"missing {key!r}"
+        if found[key] != dims:
+            return f"{key!r} is {list(found[key])}, the model's is {list(dims)}"
+    extra = next(k for k in found if k not in expected)
+    return f"unexpected {extra!r}"
 
 
 def load_model(path: str | os.PathLike[str]) -> nn.Module:

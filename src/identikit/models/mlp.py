@@ -10,18 +10,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from identikit.base.shapes import ImageShape
+from identikit.data.datasets import MNIST_SHAPE
 from identikit.models import register
 from identikit.models.training_config import TrainConfig
 
 
 class MLP(nn.Module):
-    """784 -> 512 -> 512 -> classes, ReLU, dropout 0.2 while training; returns logits."""
+    """C*H*W (784 for MNIST) -> 512 -> 512 -> classes, ReLU, dropout 0.2 while training;
+    returns logits."""
 
-    def __init__(self, num_classes: int = 10) -> None:
+    def __init__(self, num_classes: int = 10, shape: ImageShape = MNIST_SHAPE) -> None:
         super().__init__()
         self.layers = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(784, 512),
+            nn.Linear(shape.size, 512),
             nn.ReLU(),
             nn.Dropout(0.2),
             nn.Linear(512, 512),

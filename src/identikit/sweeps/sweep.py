@@ -32,7 +32,13 @@ from identikit.sweeps.experiment import (
     sweep_results,
 )
 from identikit.sweeps.folder import GRID_FILE, grid_png, write_sweep_folder
-from identikit.sweeps.records import IDENTIKITS_FILE, RESULTS_FILE, read_identikits, read_results
+from identikit.sweeps.records import (
+    IDENTIKITS_FILE,
+    RESULTS_FILE,
+    SWEEP_SHAPE,
+    read_identikits,
+    read_results,
+)
 from identikit.sweeps.sweep_state import STATE_FILE, load_state, save_state
 
 SAVE_EVERY = 5.0  # seconds between saves: what a kill -9 can lose, plus one group
@@ -234,6 +240,17 @@ class SweepOptions:
 DEFAULT_OPTIONS = SweepOptions()
 
 
+def check_shape(classifier: Classifier) -> None:
+    """Refuse, before any query, a model whose images a sweep folder cannot hold yet: its
+    files (identikits.npz, grid.png) are written for grey images of SWEEP_SHAPE."""
+    shape = classifier.info.input_shape
+    if shape != SWEEP_SHAPE:
+        raise IdentikitError(
+            f"{classifier.name} takes images of {shape}; sweeps of models of other shapes "
+            f"than {SWEEP_SHAPE} are not supported yet (issue #16)"
+        )
+
+
 def sweep_to_folder(
     classifier: Classifier,
     config: SweepConfig,
@@ -254,6 +271,7 @@ def sweep_to_folder(
     from its saved state where one is missing or damaged.
     """
     folder = Path(out)
+    check_shape(classifier)
     check_targets(classifier, config.digits)
     strategy = config.spec.build(priors)  # before any work: refuses missing prior inputs
     with locked_folder(folder):

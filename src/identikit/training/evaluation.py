@@ -16,8 +16,12 @@ EVAL_BATCH = 1000
 
 
 def to_pixels(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 images (N, H, W) -> float pixels in [0, 1], shape (N, 1, H, W), on ``device``."""
-    return torch.from_numpy(images).to(device).unsqueeze(1).float().div_(255.0)
+    """uint8 images (N, C, H, W), or (N, H, W) of one channel, -> float pixels in [0, 1], shape
+    (N, C, H, W), on ``device``."""
+    pixels = torch.from_numpy(images).to(device)
+    if pixels.dim() == 3:
+        pixels = pixels.unsqueeze(1)
+    return pixels.float().div_(255.0)
 
 
 @dataclass
@@ -43,10 +47,11 @@ def _evaluation(predicted: np.ndarray, labels: np.ndarray, num_classes: int) -> 
 def evaluate(
     model: nn.Module, images: np.ndarray, labels: np.ndarray, *, device: torch.device | None = None
 ) -> Evaluation:
-    """Evaluate ``model`` (in eval mode) on uint8 ``images`` and their ``labels``."""
+    """Evaluate ``model`` (in eval mode) on uint8 ``images`` (N, C, H, W) or (N, H, W) and
+    their ``labels``."""
     device = device or next(model.parameters()).device
     model.eval()
-    num_classes = int(model(torch.zeros(1, 1, *images.shape[1:], device=device)).shape[1])
+    num_classes = int(model(to_pixels(images[:1], device).zero_()).shape[1])
     predictions = [
         model(to_pixels(images[start : start + EVAL_BATCH], device)).argmax(1).cpu()
         for start in range(0, len(images), EVAL_BATCH)

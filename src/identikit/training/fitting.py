@@ -63,8 +63,8 @@ def fit(
     seed: int = 0,
     hooks: FitHooks | None = None,
 ) -> list[float]:
-    """Train ``model`` in place, on the device it is on, on uint8 ``images``; return the mean
-    loss of each epoch.
+    """Train ``model`` in place, on the device it is on, on uint8 ``images`` (N, C, H, W) or
+    (N, H, W); return the mean loss of each epoch.
 
     Batches are drawn by a generator seeded with ``seed``, so the same seed gives the same
     model on CPU.

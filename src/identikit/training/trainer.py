@@ -22,7 +22,9 @@ from torch import nn
 
 from identikit.base.device import resolve_device
 from identikit.base.errors import IdentikitError
-from identikit.data.datasets import checksums, get_spec, load_dataset
+from identikit.data.datasets import DATASETS, checksums
+from identikit.data.image_set import ImageSet
+from identikit.data.images import load_images
 from identikit.models import build_model, get_architecture
 from identikit.models.checkpoint import save_checkpoint
 from identikit.models.training_config import TrainConfig
@@ -71,8 +73,9 @@ def check_output_file(out: str | os.PathLike[str]) -> Path:
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """One training run: the architecture (``model``), the dataset (and the folder ``root``
-    that holds it), changes to the architecture's own recipe (None: its own), the seed and the
+    """One training run: the architecture (``model``), the dataset (any spec
+    :func:`~identikit.data.images.load_images` takes, and the folder ``root`` that holds the IDX
+    datasets), changes to the architecture's own recipe (None: its own), the seed and the
     device (``auto``, ``cpu``, ``cuda``)."""
 
     model: str = "cnn"
@@ -129,10 +132,10 @@ def train(
         check_output_file(out)
     device = resolve_device(spec.device)
     config = dataclasses.replace(config, precision=training_precision(config.precision, device))
-    train_x, train_y = load_dataset(spec.dataset, "train", spec.root)
-    test_x, test_y = load_dataset(spec.dataset, "test", spec.root)
+    data = load_images(spec.dataset, spec.root)
+    (train_x, train_y), (test_x, test_y) = data.split("train"), data.split("test")
     torch.manual_seed(spec.seed)
-    net = build_model(spec.model, len(get_spec(spec.dataset).class_names)).to(device)
+    net = build_model(spec.model, data.classes, data.shape).to(device)
     accuracies: list[float] = []
     started = time.perf_counter()
 
@@ -149,28 +152,38 @@ def train(
     net.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     result = TrainResult(net, spec.model, accuracies[-1], config.epochs, spec.seed, seconds, config)
     if out is not None:
-        _save(out, result, spec)
+        _save(out, result, spec.dataset, data)
     return result
 
 
-def _save(out: str | os.PathLike[str], result: TrainResult, spec: TrainSpec) -> None:
-    """Write the trained model's checkpoint, with what the training recorded."""
+def _data_checksums(spec: str) -> dict[str, str] | None:
+    """The MD5s of an IDX dataset's files; None for a dataset of another kind."""
+    return checksums(spec) if spec in DATASETS or spec.startswith("idx:") else None
+
+
+def _save(out: str | os.PathLike[str], result: TrainResult, dataset: str, data: ImageSet) -> None:
+    """Write the trained model's checkpoint, with what the training recorded (``dataset``:
+    the spec ``data`` was read from)."""
     config = result.config
+    metadata = {
+        "dataset": dataset,
+        "test_accuracy": result.test_accuracy,
+        "epochs": config.epochs,
+        "seed": result.seed,
+        "batch_size": config.batch_size,
+        "lr": config.lr,
+        "precision": config.precision,
+        "data_checksums": _data_checksums(dataset),
+        "torch_version": str(torch.__version__),
+        "seconds": result.seconds,
+        "class_names": list(data.class_names),
+    }
+    if metadata["data_checksums"] is None:
+        del metadata["data_checksums"]
     save_checkpoint(
         out,
         result.model,
         architecture=result.architecture,
-        metadata={
-            "dataset": spec.dataset,
-            "test_accuracy": result.test_accuracy,
-            "epochs": config.epochs,
-            "seed": result.seed,
-            "batch_size": config.batch_size,
-            "lr": config.lr,
-            "precision": config.precision,
-            "data_checksums": checksums(spec.dataset),
-            "torch_version": str(torch.__version__),
-            "seconds": result.seconds,
-        },
-        input_shape=get_spec(spec.dataset).shape,
+        metadata=metadata,
+        input_shape=data.shape,
     )
