@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import identikit
+from identikit.models import build_model
 from identikit.sweeps.compare import THRESHOLDS
 from identikit.sweeps.result_files import read_certainty, read_comparison
 from tests.helpers import CONFIG, run_cli, same_results, small_model, softmax_model, stop_after
@@ -184,3 +186,20 @@ def test_datasets_of_any_shape_load_from_the_package() -> None:
     assert isinstance(images, identikit.ImageSet)
     assert images.shape == identikit.ImageShape(3, 32, 32)
     assert images.train_images.shape[1:] == images.shape.dims
+
+
+def test_search_of_a_colour_model_gives_colour_identikits(tmp_path: Path) -> None:
+    """A colour model's identikits come back as (N, C, H, W) images, drawn in colour."""
+    shape = identikit.ImageShape(3, 12, 10)
+    torch.manual_seed(2)
+    model = identikit.Classifier(
+        build_model("softmax", 10, shape),
+        identikit.ModelInfo(name="colour", sha256="colour", input_shape=shape),
+    )
+    result = identikit.search(model, SMALL, out=tmp_path / "colour")
+    assert result.images.shape == (9, 3, 12, 10)
+    assert result.record["model"]["input_shape"] == [3, 12, 10]
+    page = result._repr_html_()
+    assert page.count('<img src="data:image/png;base64,') == 1
+    again = identikit.search(model, SMALL, out=tmp_path / "colour")
+    assert again.already_done and np.array_equal(again.images, result.images)

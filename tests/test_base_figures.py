@@ -14,6 +14,8 @@ from identikit.base.figures import (
     confidence_label,
     convergence_curves,
     identikit_grid,
+    identikit_png,
+    nearest_pairs,
     transfer_matrix,
 )
 
@@ -78,3 +80,55 @@ def test_confidence_labels_tell_near_certain_runs_apart() -> None:
     assert confidence_label(0.99997) == "1-3.0e-5"
     assert confidence_label(1 - 2.5e-9) == "1-2.5e-9"
     assert confidence_label(1.0) == "1"
+
+
+def colour_images(count: int, height: int, width: int) -> np.ndarray:
+    """Images (count, 3, H, W) of pure red: a colour no grey picture has."""
+    images = np.zeros((count, 3, height, width), np.float32)
+    images[:, 0] = 1.0
+    return images
+
+
+def reds(picture: Image.Image) -> int:
+    pixels = np.asarray(picture.convert("RGB")).astype(int)
+    return int(((pixels[..., 0] > 200) & (pixels[..., 1] < 60) & (pixels[..., 2] < 60)).sum())
+
+
+def test_colour_grids_are_drawn_in_colour_and_small_images_enlarged() -> None:
+    for digits in ([0, 0, 1, 1], [0, 1, 2, 3]):  # a mosaic, and a single row
+        grid = Image.open(io.BytesIO(identikit_grid(colour_images(4, 8, 8), digits, [0.5] * 4)))
+        assert reds(grid) >= 4 * 24 * 24  # every image red, at least 3 screen pixels a pixel
+    grey = Image.open(io.BytesIO(identikit_grid(np.ones((4, 1, 8, 8)), [0, 0, 1, 1], [0.99] * 4)))
+    assert reds(grey) == 0  # one channel first is grey, as (H, W) is
+
+
+def test_large_images_keep_their_labels_clear_of_the_images() -> None:
+    images = np.zeros((4, 3, 96, 96), np.float32)  # black images: labels above them, not on them
+    grid = np.asarray(
+        Image.open(io.BytesIO(identikit_grid(images, [0, 0, 1, 1], [0.5] * 4))).convert("RGB")
+    )
+    red: np.ndarray = (grid[..., 0] > 150) & (grid[..., 1] < 100)
+    black = np.all(grid < 30, axis=2)
+    assert red.any()  # the labels (below target: red)
+    rows = set(np.flatnonzero(red.any(axis=1)).tolist())
+    assert not rows & set(np.flatnonzero(black.any(axis=1)).tolist())  # none crosses an image
+
+
+def test_colour_animation_png_and_pairs() -> None:
+    trajectories = [colour_images(3, 8, 8), colour_images(2, 8, 8) * 0.5]
+    gif = Image.open(io.BytesIO(animation_gif(trajectories, ["0", "1"])))
+    # 8 x 8 images at 14 screen pixels a pixel (112 // 8), red in every frame.
+    assert gif.size == (2 * (112 + 4) + 4, 112 + 18)
+    for frame in range(gif.n_frames):  # type: ignore[attr-defined]
+        gif.seek(frame)
+        assert reds(gif) >= 112 * 112
+    png = Image.open(io.BytesIO(identikit_png(colour_images(1, 8, 8)[0])))
+    assert png.mode == "RGB" and png.size == (224, 224) and reds(png) == 224 * 224
+    wide = Image.open(io.BytesIO(identikit_png(colour_images(1, 32, 64)[0], scale=2)))
+    assert wide.size == (128, 64)  # width x height, the scale asked for
+    grey = Image.open(io.BytesIO(identikit_png(np.full((28, 28), 0.5))))
+    assert grey.mode == "L" and grey.size == (224, 224)  # MNIST's as ever: 8 x 8 a pixel
+    pairs = Image.open(
+        io.BytesIO(nearest_pairs(colour_images(2, 8, 8), [0, 1], colour_images(2, 8, 8), [0, 0]))
+    )
+    assert reds(pairs) >= 4 * 80 * 80  # identikits and real images alike in colour

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from identikit.base.errors import IdentikitError
+from identikit.base.shapes import ImageShape
 from identikit.classifier import Classifier, load_classifier
 from identikit.classifier.engine_choice import CPU_CHUNK, place
 from identikit.classifier.probe import describe, probe_pixels
@@ -195,7 +196,8 @@ def test_the_probe_refuses_what_is_no_classifier() -> None:
     with pytest.raises(IdentikitError) as error:
         Classifier(Failing(), ModelInfo(name="f.pt"))
     assert str(error.value) == (
-        "f.pt fails on images of shape (N, 1, 28, 28): mat1 and mat2 shapes cannot be multiplied"
+        "f.pt fails on images of shape (N, 1, 28, 28) (--input-shape C,H,W gives another): "
+        "mat1 and mat2 shapes cannot be multiplied"
     )
     with pytest.raises(IdentikitError, match=r"expected outputs of shape \(N, classes\)"):
         Classifier(OneScore())
@@ -217,3 +219,16 @@ def test_default_engine_options_give_the_channels_last_cpu_scorer() -> None:
     assert conv.is_contiguous(memory_format=torch.channels_last)
     given = Classifier(build_model("cnn"), engine=EngineOptions(chunk_size=32))
     assert given.chunk_size == 32 and given.choice.how == "default"
+
+
+def test_a_mean_per_channel_must_fit_the_channels() -> None:
+    per_channel = Preprocessing(mean=(0.1, 0.2, 0.3), std=(0.5, 0.5, 0.5))
+    with pytest.raises(IdentikitError, match=r"--mean has 3 values.*\(1x28x28\) have 1 channel"):
+        Classifier(build_model("softmax"), ModelInfo(preprocessing=per_channel))
+    shape = ImageShape(3, 8, 8)
+    model = build_model("softmax", 10, shape)
+    classifier = Classifier(model, ModelInfo(preprocessing=per_channel, input_shape=shape))
+    images = torch.rand(4, *shape.dims)
+    with torch.no_grad():
+        expected = model(per_channel.to_model(images)).log_softmax(1)
+    assert torch.allclose(classifier.log_probabilities(images), expected, atol=1e-6)

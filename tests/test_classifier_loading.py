@@ -24,6 +24,7 @@ from identikit.models import build_model
 from identikit.models.checkpoint import load_checkpoint, save_checkpoint
 from identikit.models.export import export_model
 from identikit.models.info import Expected, ModelInfo
+from identikit.models.preprocessing import Preprocessing
 from tests.helpers import (
     assert_clean_error,
     assert_one_line_error,
@@ -105,8 +106,13 @@ def test_bad_models_give_clear_errors(tiny_model: Path, tmp_path: Path) -> None:
             dynamic_axes={"img": {0: "n"}},
         )
     wrong.write_bytes(buffer.getvalue())
-    with pytest.raises(IdentikitError, match=r"shape .*expected \(N, 1, 28, 28\)"):
-        load_classifier(wrong, device="cpu")
+    assert load_classifier(wrong, device="cpu").info.input_shape == ImageShape(3, 32, 32)
+    with pytest.raises(IdentikitError) as error:
+        load_classifier(wrong, device="cpu", expect=Expected(input_shape=MNIST_SHAPE))
+    assert str(error.value) == (
+        "rgb.onnx: --input-shape 1x28x28 does not fit the model's input Nx3x32x32 "
+        "(layout nchw, images 3x32x32)"
+    )
     (tmp_path / "junk.onnx").write_bytes(os.urandom(300))
     with pytest.raises(IdentikitError, match="not a usable ONNX model"):
         load_classifier(tmp_path / "junk.onnx", device="cpu")
@@ -115,8 +121,10 @@ def test_bad_models_give_clear_errors(tiny_model: Path, tmp_path: Path) -> None:
         load_classifier(tmp_path / "junk.bin", device="cpu")
     with pytest.raises(IdentikitError, match="returns 10 classes, expected 5"):
         load_classifier(tiny_model, device="cpu", expect=Expected(classes=5))
-    proc = run_cli("search", "--model", str(wrong), "--out", str(tmp_path / "o"))
-    assert_one_line_error(proc, "rgb.onnx")
+    proc = run_cli(
+        "search", "--model", str(wrong), "--input-shape", "1,28,28", "--out", str(tmp_path / "o")
+    )
+    assert_one_line_error(proc, "rgb.onnx", "1x28x28", "Nx3x32x32")
     proc = run_cli(
         "search", "--model", str(tiny_model), "--classes", "7", "--out", str(tmp_path / "o")
     )
@@ -143,3 +151,58 @@ def test_a_colour_checkpoint_loads_as_a_classifier_of_its_shape(tmp_path: Path) 
     scores = classifier.log_probabilities(images)
     assert scores.shape == (5, 10)
     assert torch.allclose(scores, torch.log_softmax(model(images), 1), atol=1e-5)
+
+
+def test_a_checkpoint_says_its_shape_and_class_names(tmp_path: Path) -> None:
+    shape = ImageShape(3, 16, 16)
+    path = tmp_path / "shapes.pt"
+    names = ["circle", "square", "triangle"]
+    model = build_model("colour-cnn", 3, shape)
+    save_checkpoint(
+        path, model, architecture="colour-cnn", metadata={"class_names": names}, input_shape=shape
+    )
+    classifier = load_classifier(path, device="cpu", expect=Expected(input_shape=shape))
+    assert classifier.class_names == names and classifier.info.input_shape == shape
+    given = load_classifier(path, device="cpu", expect=Expected(class_names=("a", "b", "c")))
+    assert given.class_names == ["a", "b", "c"]  # the user's names win
+    with pytest.raises(IdentikitError) as error:
+        load_classifier(path, device="cpu", expect=Expected(input_shape=ImageShape(3, 32, 32)))
+    assert str(error.value) == (
+        "shapes.pt takes images of 3x16x16 (its checkpoint records it), not --input-shape 3x32x32"
+    )
+    with pytest.raises(IdentikitError, match="--layout nhwc is for TorchScript and ONNX"):
+        load_classifier(path, device="cpu", preprocessing=Preprocessing(layout="nhwc"))
+    # Names that are not one text per class are not shown: the numbers are.
+    save_checkpoint(
+        path, model, architecture="colour-cnn", metadata={"class_names": ["a"]}, input_shape=shape
+    )
+    assert load_classifier(path, device="cpu").class_names == ["0", "1", "2"]
+
+
+class ColourMeans(nn.Module):
+    """Ten scores from the mean of each channel: takes images of three channels only."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3)).reshape(-1, 3).repeat(1, 4)[:, :10] * 5
+
+
+def test_a_torchscript_model_takes_the_shape_given(tmp_path: Path) -> None:
+    path = tmp_path / "colour.ts"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript's deprecation
+        torch.jit.save(torch.jit.script(ColourMeans()), str(path))
+    shape = ImageShape(3, 20, 24)
+    classifier = load_classifier(
+        path, device="cpu", expect=Expected(input_shape=shape), trust_code=True
+    )
+    assert classifier.info.input_shape == shape
+    images = torch.rand(3, *shape.dims)
+    expected = ColourMeans()(images).log_softmax(1)
+    assert torch.allclose(classifier.log_probabilities(images), expected, atol=1e-6)
+    with pytest.raises(IdentikitError) as error:
+        load_classifier(path, device="cpu", trust_code=True)  # MNIST's shape, by default
+    message = str(error.value)
+    assert message.startswith(
+        "colour.ts fails on images of shape (N, 1, 28, 28) (--input-shape C,H,W gives another): "
+    )
+    assert "\n" not in message

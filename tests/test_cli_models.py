@@ -1,5 +1,6 @@
 """The model commands (train, evaluate, export): their help, their checks of settings before any
-work, and real training on MNIST."""
+work, real training on MNIST, and a colour checkpoint exported channels last, normalised per
+channel, and evaluated as it was."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from identikit.base.shapes import ImageShape
 from identikit.cli import main
-from tests.helpers import assert_refused, run_cli, run_main
+from identikit.models import build_model
+from identikit.models.checkpoint import save_checkpoint
+from tests.helpers import assert_clean_error, assert_refused, run_cli, run_main
 
 
 def test_train_precision_is_the_training_arithmetic(capsys: pytest.CaptureFixture[str]) -> None:
@@ -133,3 +137,47 @@ def test_train_and_evaluate_on_coloured_shapes(
     code, stdout, _ = run_main(capsys, *evaluated, "--json")
     assert code == 0
     assert json.loads(stdout.strip().splitlines()[-1])["accuracy"] == pytest.approx(accuracy)
+
+
+def test_export_a_colour_checkpoint_channels_last_and_evaluate_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shape = ImageShape(3, 32, 32)
+    checkpoint = tmp_path / "colour.pt"
+    torch.manual_seed(0)
+    save_checkpoint(
+        checkpoint,
+        build_model("colour-cnn", 10, shape),
+        architecture="colour-cnn",
+        metadata={},
+        input_shape=shape,
+    )
+    out = tmp_path / "colour.onnx"
+    norm = ("--mean", "0.49,0.48,0.45", "--std", "0.25,0.24,0.26")
+    code, stdout, _ = run_main(
+        capsys, "export", "--model", str(checkpoint), "--out", str(out), "--layout", "nhwc", *norm
+    )
+    assert code == 0
+    assert stdout.strip().endswith(
+        "use it with: --input-range 0,1 --mean 0.49,0.48,0.45 --std 0.25,0.24,0.26 "
+        "--layout nhwc --outputs logits"
+    )
+    accuracies = []
+    for model, extra in ((checkpoint, ()), (out, norm)):
+        code, stdout, err = run_main(
+            capsys, "evaluate", "--model", str(model), "--dataset", "shapes", "--json", *extra
+        )
+        assert code == 0, err
+        accuracies.append(json.loads(stdout.strip().splitlines()[-1])["accuracy"])
+    assert "colour.onnx: input is NHWC (Nx32x32x3), read as layout nhwc" in err
+    assert accuracies[0] == accuracies[1]
+    wrong = run_main(
+        capsys, "evaluate", "--model", str(out), "--dataset", "shapes", "--mean", "1,2"
+    )
+    assert_clean_error(wrong[0], wrong[2], "--mean has 2 values", "(3x32x32) have 3 channels")
+    mismatched = run_main(
+        capsys, "evaluate", "--model", str(out), "--dataset", "shapes", "--input-shape", "3,28,28"
+    )
+    assert_clean_error(
+        mismatched[0], mismatched[2], "colour.onnx: --input-shape 3x28x28", "Nx32x32x3"
+    )

@@ -1,5 +1,6 @@
 """Options shared by the commands: the scoring engine said, --precision only where candidates are
-ranked and refused for white-box strategies, patience in queries, and an empty --out refused."""
+ranked and refused for white-box strategies, patience in queries, an empty --out refused, and
+model conventions (per-channel mean and std, layout, input shape) parsed or refused in one line."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from identikit.base.shapes import ImageShape
 from identikit.cli import build_parser, main
 from identikit.sweeps.experiment import SweepConfig
-from tests.helpers import EAGER_CPU, run_main, search_args, the_error_line
+from tests.helpers import EAGER_CPU, assert_refused, run_main, search_args, the_error_line
 
 
 def test_search_patience_default_is_in_queries() -> None:
@@ -95,3 +97,31 @@ def test_an_empty_out_is_refused(
     assert exit_.value.code == 2
     assert "--out" in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == []  # nothing written into the current folder
+
+
+def test_model_conventions_parse_per_channel_values_and_a_shape() -> None:
+    conventions = ["--mean", "0.485,0.456,0.406", "--std", "0.5", "--layout", "nhwc"]
+    args = build_parser().parse_args(
+        ["search", "--model", "m.onnx", "--out", "o", *conventions, "--input-shape", "3,32,32"]
+    )
+    assert args.mean == (0.485, 0.456, 0.406) and args.std == 0.5 and args.layout == "nhwc"
+    assert args.input_shape == ImageShape(3, 32, 32)
+    defaults = build_parser().parse_args(["search", "--model", "m.onnx", "--out", "o"])
+    assert defaults.mean == 0.0 and defaults.layout is None and defaults.input_shape is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (("--input-shape", "3,32"), "argument --input-shape: expected C,H,W"),
+        (("--input-shape", "0,2,2"), "argument --input-shape: must be at least 1, got '0'"),
+        (("--input-shape", "3,x,2"), "argument --input-shape: expected a whole number"),
+        (("--mean", "0.5,nan"), "argument --mean: must be a finite number, got 'nan'"),
+        (("--std", "0.5,0"), "argument --std: must be a finite number > 0, got '0'"),
+        (("--layout", "chw"), "argument --layout: invalid choice"),
+    ],
+)
+def test_malformed_conventions_are_refused_in_one_line(
+    extra: tuple[str, ...], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert_refused(run_main(capsys, "search", "--model", "m.onnx", "--out", "o", *extra), fragment)

@@ -12,13 +12,27 @@ import pytest
 import torch
 from PIL import Image
 
+from identikit.base.shapes import ImageShape
 from identikit.classifier import load_classifier
 from identikit.cli import main
+from identikit.engines.options import EngineOptions
+from identikit.models import build_model
+from identikit.models.checkpoint import save_checkpoint
 from identikit.strategies import (
     STRATEGIES,
 )
+from identikit.strategies.base import RunHooks
 from identikit.strategies.priors import PRIORS
-from tests.helpers import assert_one_line_error, assert_refused, run_cli, run_main
+from identikit.sweeps.experiment import SweepConfig
+from identikit.sweeps.sweep import SweepOptions, sweep_to_folder
+from tests.helpers import (
+    assert_one_line_error,
+    assert_refused,
+    run_cli,
+    run_main,
+    same_results,
+    stop_after,
+)
 
 
 def test_search_help_is_readable(capsys: pytest.CaptureFixture[str]) -> None:
@@ -38,7 +52,7 @@ def test_strategies_command_lists_every_strategy(capsys: pytest.CaptureFixture[s
     assert set(listed) == set(STRATEGIES)
     square = listed["square"]
     assert "Square Attack" in square["source"] and square["description"]
-    assert {"name": "side", "type": "int", "default": 14} in square["options"]
+    assert {"name": "side", "type": "int", "default": 0} in square["options"]  # half the image
     assert all(entry["source"] for entry in listed.values())
     assert listed["gradient"]["white_box"] and not listed["random-masks"]["white_box"]
     code, out, _ = run_main(capsys, "strategies")
@@ -262,3 +276,75 @@ def test_search_flags_must_be_finite_and_in_range(
     result = run_main(capsys, *quick_search_args(models, tmp_path / "sweep", *extra))
     assert_refused(result, "identikit search: error: argument", named)
     assert not (tmp_path / "sweep").exists()
+
+
+# --- Models of any shape ----------------------------------------------------------------------
+
+SHAPED_MODELS = {
+    "colour": ("colour-cnn", ImageShape(3, 32, 32)),
+    "small-grey": ("cnn", ImageShape(1, 8, 8)),
+}
+
+
+def shaped_checkpoint(folder: Path, kind: str) -> Path:
+    """A checkpoint of the registry's architecture for the shape, random weights (seeded)."""
+    architecture, shape = SHAPED_MODELS[kind]
+    torch.manual_seed(6)
+    path = folder / f"{kind}.pt"
+    model = build_model(architecture, 10, shape)
+    save_checkpoint(path, model, architecture=architecture, metadata={}, input_shape=shape)
+    return path
+
+
+def shaped_search(model: Path, out: Path) -> list[str]:
+    return [
+        *("search", "--model", str(model), "--out", str(out), "--strategy", "random-masks"),
+        *("--runs", "1", "--digits", "0-2", "--max-queries", "400", "--seed", "5"),
+        *("--candidates", "50"),
+        *("--backend", "eager", "--chunk-size", "64", "--device", "cpu", "--no-progress"),
+    ]
+
+
+@pytest.mark.parametrize("kind", sorted(SHAPED_MODELS))
+def test_search_resume_and_report_a_model_of_any_shape(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """identikit search, resume and report, end to end, on a colour 3 x 32 x 32 network and a
+    grey 8 x 8 one: the shape is read from the checkpoint and recorded, identikits.npz holds
+    the images of that shape, and grid.png shows them (in colour for the colour model)."""
+    _, shape = SHAPED_MODELS[kind]
+    model = shaped_checkpoint(tmp_path, kind)
+    code, _, err = run_main(capsys, *shaped_search(model, tmp_path / "whole"))
+    assert code == 0, err
+    # The same sweep stopped after a group (as Ctrl-C stops it), then resumed by the command.
+    classifier = load_classifier(
+        model, device="cpu", engine=EngineOptions(backend="eager", chunk_size=64)
+    )
+    config = SweepConfig(
+        digits=(0, 1, 2), runs=1, max_queries=400, seed=5, strategy_settings={"candidates": 50}
+    )
+    stopped = sweep_to_folder(
+        classifier,
+        config,
+        tmp_path / "cut",
+        hooks=RunHooks(should_stop=stop_after(1)),
+        options=SweepOptions(progress=False, model_path=str(model)),
+    )
+    assert stopped.results is None
+    code, _, err = run_main(capsys, *shaped_search(model, tmp_path / "cut"))
+    assert code == 0 and "resumed" in err, err
+    same_results(tmp_path / "whole", tmp_path / "cut")
+    results = json.loads((tmp_path / "cut" / "results.json").read_text())
+    assert results["model"]["input_shape"] == list(shape.dims)
+    stored = (3, *shape.dims) if shape.channels > 1 else (3, shape.height, shape.width)
+    with np.load(tmp_path / "cut" / "identikits.npz") as npz:
+        assert npz["images"].shape == stored
+    with Image.open(tmp_path / "cut" / "grid.png") as grid:
+        pixels = np.asarray(grid.convert("RGB")).astype(int)
+    assert pixels.shape[1] >= 3 * 110  # three classes in a row, 1.1 inches each
+    coloured = int((abs(pixels[..., 1] - pixels[..., 2]) > 30).sum())  # not red labels
+    assert (coloured > shape.height * shape.width) == (shape.channels == 3)
+    code, _, err = run_main(capsys, "report", str(tmp_path / "cut"), "--model", str(model))
+    assert code == 0, err
+    page = (tmp_path / "cut" / "report.html").read_text()
+    assert f"images {shape} (C x H x W" in page and "image/gif" in page

@@ -1,5 +1,6 @@
 """Exported models (ONNX, TorchScript) give the same identikits as the checkpoint, whatever their
-input range, normalisation and outputs."""
+input range, normalisation (one value or one per channel), layout and outputs, and whatever the
+checkpoint's image shape."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ import pytest
 import torch
 
 from identikit.base.errors import IdentikitError
+from identikit.base.shapes import ImageShape
 from identikit.classifier import Classifier, load_classifier
+from identikit.engines.options import EngineOptions
 from identikit.models import build_model
 from identikit.models.checkpoint import load_checkpoint, save_checkpoint
 from identikit.models.export import export_model
+from identikit.models.info import Expected
 from identikit.models.preprocessing import Preprocessing
 from identikit.strategies import (
     Budget,
@@ -139,3 +143,93 @@ def test_cli_export_and_search_round_trip(tiny_model: Path, tmp_path: Path) -> N
     assert "detected as probabilities" in proc.stderr
     for a, b in zip(runs["pt"], runs["onnx"], strict=True):
         assert abs(a["confidence"] - b["confidence"]) < 1e-4 and a["queries"] == b["queries"]
+
+
+COLOUR = ImageShape(3, 32, 32)
+MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
+COLOUR_VARIANTS = {
+    "onnx-nchw": ("onnx", Preprocessing(mean=MEAN, std=STD, layout="nchw")),
+    "onnx-nhwc": ("onnx", Preprocessing(mean=MEAN, std=STD, layout="nhwc")),
+    "onnx-nhwc-range": ("onnx", Preprocessing(input_range="-1,1", mean=0.2, layout="nhwc")),
+    "torchscript-nhwc": ("torchscript", Preprocessing(mean=MEAN, std=STD, layout="nhwc")),
+}
+
+
+@pytest.fixture(scope="module")
+def colour(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Classifier, SearchState]:
+    """A colour-cnn checkpoint of random weights for 3 x 32 x 32 images, its classifier and
+    a small search of it."""
+    path = tmp_path_factory.mktemp("colour") / "colour.pt"
+    torch.manual_seed(0)
+    model = build_model("colour-cnn", 10, COLOUR)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(3.0)  # confident outputs: searches that move
+    names = [f"class {c}" for c in range(10)]
+    save_checkpoint(
+        path, model, architecture="colour-cnn", metadata={"class_names": names}, input_shape=COLOUR
+    )
+    classifier = load_classifier(path, device="cpu")
+    assert classifier.class_names == names  # the checkpoint's own
+    return path, classifier, small_search(classifier)
+
+
+@pytest.mark.parametrize("variant", COLOUR_VARIANTS)
+def test_a_colour_checkpoint_exports_for_its_shape_and_conventions(
+    colour: tuple[Path, Classifier, SearchState], tmp_path: Path, variant: str
+) -> None:
+    checkpoint, reference, _ = colour
+    fmt, preprocessing = COLOUR_VARIANTS[variant]
+    out = tmp_path / ("m.onnx" if fmt == "onnx" else "m.ts")
+    export_model(checkpoint, out, fmt=fmt, preprocessing=preprocessing)
+    loaded = load_classifier(
+        out,
+        device="cpu",
+        preprocessing=preprocessing,
+        # TorchScript says nothing of its shape: the user does.
+        expect=Expected(input_shape=COLOUR) if fmt == "torchscript" else None,
+        trust_code=fmt == "torchscript",
+    )
+    assert loaded.info.input_shape == COLOUR
+    images = torch.rand(16, *COLOUR.dims, generator=torch.Generator().manual_seed(1))
+    expected = reference.log_probabilities(images)
+    assert (loaded.log_probabilities(images) - expected).abs().max() <= 1e-4
+
+
+def test_a_colour_nhwc_export_gives_the_same_identikits(
+    colour: tuple[Path, Classifier, SearchState], tmp_path: Path
+) -> None:
+    checkpoint, _, expected = colour
+    conventions = Preprocessing(mean=MEAN, std=STD, layout="nhwc")
+    export_model(checkpoint, tmp_path / "m.onnx", fmt="onnx", preprocessing=conventions)
+    told: list[str] = []
+    # Told only the normalisation: the layout is read from the exported input (N, 32, 32, 3).
+    loaded = load_classifier(
+        tmp_path / "m.onnx",
+        device="cpu",
+        preprocessing=Preprocessing(mean=MEAN, std=STD),
+        engine=EngineOptions(log=told.append),
+    )
+    assert loaded.preprocessing.describe() == (
+        "pixels 0,1; mean 0.49,0.48,0.45; std 0.25,0.24,0.26; layout nhwc; outputs logits"
+    )
+    assert any("input is NHWC (Nx32x32x3), read as layout nhwc" in line for line in told)
+    state = small_search(loaded)
+    assert torch.allclose(state.images, expected.images, atol=1e-4)
+    assert torch.allclose(state.confidences, expected.confidences, atol=1e-4)
+
+
+def test_export_refuses_a_mean_of_another_length_than_the_channels(
+    colour: tuple[Path, Classifier, SearchState],
+    reference: tuple[Path, SearchState],
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(IdentikitError, match=r"--std has 2 values.*\(3x32x32\) have 3 channels"):
+        export_model(
+            colour[0], tmp_path / "m.onnx", fmt="onnx", preprocessing=Preprocessing(std=(1, 2))
+        )
+    with pytest.raises(IdentikitError, match=r"--mean has 3 values.*\(1x28x28\) have 1 channel"):
+        export_model(
+            reference[0], tmp_path / "m.onnx", fmt="onnx", preprocessing=Preprocessing(mean=MEAN)
+        )
+    assert not (tmp_path / "m.onnx").exists()

@@ -101,7 +101,7 @@ def test_ceiling_writes_a_record_and_the_page_shows_it(
     # One card: the checkpoint found in the folder, merged with the ceiling's record of it.
     cards = page.table("models")
     assert len(cards) == 1 and cards[0][0] == "linear.pt"
-    assert cards[0][7:] == ["linear.pt", "c"]
+    assert cards[0][8:] == ["linear.pt", "c"]
     assert any("exact optimum" in i.get("alt", "") for i in page.images)
 
 

@@ -9,10 +9,21 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from tests.helpers import hostile_torchscript, read_page, run_main, small_model
+from identikit.base.shapes import ImageShape
+from identikit.models import build_model
+from identikit.models.checkpoint import save_checkpoint
+from tests.helpers import (
+    hostile_torchscript,
+    read_page,
+    report_search_args,
+    run_main,
+    small_model,
+)
 
 
 def test_report_never_loads_the_model_a_folder_names(
@@ -59,3 +70,51 @@ def test_replay_says_which_sweep_and_gif_counts_confidence(
     gif = next(i["src"] for i in page.images if i["src"].startswith("data:image/gif"))
     frames = Image.open(io.BytesIO(base64.b64decode(gif.split(",", 1)[1])))
     assert frames.size[1] == 28 * 4 + 18 + 14  # room for the counter under the images
+
+
+def colour_checkpoint(path: Path, shape: ImageShape) -> Path:
+    """A seeded colour network of the registry, saved by the checkpoint writer."""
+    torch.manual_seed(4)
+    save_checkpoint(
+        path,
+        build_model("colour-cnn", 10, shape),
+        architecture="colour-cnn",
+        metadata={},
+        input_shape=shape,
+    )
+    return path
+
+
+def colourful(picture: Image.Image) -> int:
+    """Pixels whose green and blue differ: none in a grey picture, nor in its red labels."""
+    pixels = np.asarray(picture.convert("RGB")).astype(int)
+    return int((abs(pixels[..., 1] - pixels[..., 2]) > 30).sum())
+
+
+def test_a_colour_sweep_is_reported_and_replayed_in_colour(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shape = ImageShape(3, 16, 16)
+    model = colour_checkpoint(tmp_path / "colour.pt", shape)
+    out = tmp_path / "results"
+    code, _, err = run_main(capsys, *report_search_args(model, out / "sweep", "--start", "noise"))
+    assert code == 0, err
+    code, _, err = run_main(
+        capsys, "report", str(out), "--model", str(model), "--pngs", str(tmp_path / "pngs")
+    )
+    assert code == 0, err
+    page = read_page(out)
+    grid, gif = (
+        next(i["src"] for i in page.images if i["src"].startswith(f"data:image/{kind}"))
+        for kind in ("png", "gif")
+    )
+    assert colourful(Image.open(io.BytesIO(base64.b64decode(grid.split(",", 1)[1])))) > 16 * 16
+    frames = Image.open(io.BytesIO(base64.b64decode(gif.split(",", 1)[1])))
+    # 16 x 16 images at 7 screen pixels a pixel (112 // 16), replayed in colour to the end.
+    assert frames.size[1] == 16 * 7 + 18 + 14 and colourful(frames) > 16 * 16
+    assert "it ends on the identikit shown above" in page.text
+    cards = {row[0]: row for row in page.table("models")}
+    assert cards["colour.pt"][2].replace("3x16x16", "", 1).startswith("pixels 0,1")
+    assert "images 3x16x16 (C x H x W; conventions: pixels 0,1" in " ".join(page.text.split())
+    png = Image.open(tmp_path / "pngs" / "sweep" / "0-0.png")
+    assert png.mode == "RGB" and png.size == (16 * 14, 16 * 14)

@@ -9,7 +9,10 @@ import pytest
 import torch
 
 from identikit.base.errors import IdentikitError
+from identikit.base.shapes import ImageShape
 from identikit.classifier.classifier import Classifier
+from identikit.models import build_model
+from identikit.models.info import ModelInfo
 from identikit.strategies import (
     STATUS_NAMES,
     STRATEGIES,
@@ -150,3 +153,96 @@ def test_progress_on_the_priors_is_not_stalling() -> None:
     )
     assert STATUS_NAMES[int(state.status[0])] == "stuck"
     assert int(state.iterations[0]) > 5
+
+
+# --- any image shape: colour and grey, small and large ------------------------------------------
+
+SHAPES = {
+    "colour 3x32x32": ("colour-cnn", ImageShape(3, 32, 32)),
+    "grey 1x8x8": ("cnn", ImageShape(1, 8, 8)),
+}
+# Every strategy, and gradient ascent with each prior that works on any image (colour ones on
+# colour images only).
+VARIANTS: list[tuple[str, dict[str, object]]] = [(name, {}) for name in ALL] + [
+    ("gradient", {"priors": "fourier"}),
+    ("gradient", {"priors": "transforms"}),
+    ("gradient", {"priors": "tv,l2,blur,jitter,fourier,transforms"}),
+]
+COLOUR_VARIANTS: list[tuple[str, dict[str, object]]] = [
+    ("gradient", {"priors": "colour"}),
+    ("gradient", {"priors": "colour,fourier,transforms,tv,blur"}),
+]
+
+
+def shaped_classifier(architecture: str, shape: ImageShape) -> Classifier:
+    """A real model of the architecture for images of ``shape``, with random weights."""
+    torch.manual_seed(0)
+    model = build_model(architecture, 10, shape).eval()
+    return Classifier(model, ModelInfo(sha256="random", input_shape=shape))
+
+
+def shaped_run(
+    classifier: Classifier,
+    name: str,
+    settings: dict[str, object],
+    targets: list[int],
+    seeds: list[int],
+) -> SearchState:
+    strategy = make_strategy(name, **{**FAST[name], **settings})
+    state = initial_state(classifier, targets, seeds, start="gray")
+    advance(state, strategy, classifier, [Budget(6 * strategy.queries_per_step + 1)])
+    return state
+
+
+def check_shaped_run(classifier: Classifier, name: str, settings: dict[str, object]) -> None:
+    shape = classifier.info.input_shape
+    state = shaped_run(classifier, name, settings, [3, 7, 3], [11, 12, 13])
+    assert state.images.shape == shape.batch(3)
+    assert float(state.images.min()) >= 0.0 and float(state.images.max()) <= 1.0
+    assert (state.iterations == 6).all()
+    for history in state.history:
+        assert all(b >= a for a, b in itertools.pairwise(history))
+    # A run depends on its own seed alone, not on the runs that share its batch (up to the
+    # rounding of a model that computes a batch of 3 otherwise than a batch of 1).
+    alone = shaped_run(classifier, name, settings, [7], [12])
+    assert torch.allclose(alone.images[0], state.images[1], atol=1e-3)
+    assert alone.history[0] == pytest.approx(state.history[1], rel=1e-4)
+
+
+@pytest.mark.parametrize("shape_name", list(SHAPES))
+@pytest.mark.parametrize(("name", "settings"), VARIANTS, ids=lambda v: str(v))
+def test_every_strategy_searches_images_of_any_shape(
+    shape_name: str, name: str, settings: dict[str, object]
+) -> None:
+    check_shaped_run(shaped_classifier(*SHAPES[shape_name]), name, settings)
+
+
+@pytest.mark.parametrize(("name", "settings"), COLOUR_VARIANTS, ids=lambda v: str(v))
+def test_colour_priors_search_colour_images(name: str, settings: dict[str, object]) -> None:
+    check_shaped_run(shaped_classifier(*SHAPES["colour 3x32x32"]), name, settings)
+
+
+def test_a_strategy_refuses_a_shape_it_cannot_search_before_any_query() -> None:
+    grey = shaped_classifier(*SHAPES["grey 1x8x8"])
+    strategy = make_strategy("gradient", priors="colour,tv")
+    with pytest.raises(IdentikitError) as error:
+        strategy.check_shape(grey.info.input_shape)
+    assert str(error.value) == (
+        "gradient: the colour prior needs images of 3 channels (RGB); the model takes 1x8x8"
+    )
+    manifold = make_strategy("gradient", priors="manifold", manifold_components=65)
+    with pytest.raises(IdentikitError, match=r"manifold_components must be at most 64 \("):
+        manifold.check_shape(grey.info.input_shape)
+    make_strategy("gradient", priors="manifold", manifold_components=64).check_shape(
+        grey.info.input_shape
+    )
+    # Components beyond MNIST's 784 are a setting like any other on larger images.
+    many = make_strategy("gradient", priors="manifold", manifold_components=3072)
+    many.check_shape(ImageShape(3, 32, 32))
+    for name in ALL:
+        make_strategy(name).check_shape(ImageShape(3, 17, 5))  # every other shape will do
+    # advance asks too, before its strategy's first query.
+    state = initial_state(grey, [0], [1])
+    with pytest.raises(IdentikitError, match="colour prior needs"):
+        advance(state, strategy, grey, [Budget(10)])
+    assert grey.queries == 1  # the start image only

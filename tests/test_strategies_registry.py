@@ -35,7 +35,7 @@ BAD_SETTINGS = [
     ("gradient", {"blur_sigma": NAN}, "--option blur_sigma"),
     ("gradient", {"blur_sigma": 0.0}, "--option blur_sigma"),
     ("gradient", {"manifold_components": 0}, "--option manifold_components"),
-    ("gradient", {"manifold_components": 785}, "--option manifold_components"),
+    ("square", {"side": -1}, "--option side"),
     ("square", {"side": 1.5}, "--option side"),
     ("square", {"schedule_queries": 0}, "--option schedule_queries"),
     ("random-masks", {"candidates": 2.0}, "--candidates"),

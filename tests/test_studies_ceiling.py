@@ -1,5 +1,5 @@
-"""The exact ceiling of a linear model, checked against brute force, and shown by ``identikit
-ceiling`` and ``identikit compare``."""
+"""The exact ceiling of a linear model of any image shape, checked against brute force, written for
+grey and colour models, and shown by ``identikit ceiling`` and ``identikit compare``."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ import pytest
 import torch
 
 from identikit.base.errors import IdentikitError
+from identikit.base.shapes import ImageShape
 from identikit.models import build_model
 from identikit.models.checkpoint import save_checkpoint
-from identikit.studies.ceiling import linear_ceiling, model_ceiling
-from tests.helpers import assert_one_line_error, run_cli
+from identikit.studies.ceiling import linear_ceiling, model_ceiling, write_ceiling
+from identikit.sweeps.result_files import read_ceiling
+from tests.helpers import assert_one_line_error, one_line_message, run_cli
 
 
 def test_matches_brute_force_on_a_tiny_linear_model() -> None:
@@ -79,3 +81,31 @@ def test_compare_shows_the_ceiling_of_a_linear_model(
     assert proc.returncode == 0, proc.stderr
     line = next(x for x in proc.stdout.splitlines() if x.startswith("exact ceiling"))
     assert "thresholds within reach" in line
+
+
+@pytest.mark.parametrize("shape", [ImageShape(3, 8, 6), ImageShape(1, 8, 8)])
+def test_the_ceiling_of_a_linear_model_of_any_shape(
+    shape: ImageShape, tmp_path: Path, torch_threads: None
+) -> None:
+    torch.set_num_threads(1)  # tiny matrices: threads only wait on each other
+    torch.manual_seed(3)
+    model = build_model("softmax", 4, shape)
+    ceiling = model_ceiling(model)
+    assert ceiling.images.shape == (4, shape.size)
+    # The optimum is a real image of the model's shape: the model gives it what was found.
+    with torch.no_grad():
+        logp = torch.log_softmax(model(ceiling.images.view(-1, *shape.dims)).double(), dim=1)
+    torch.testing.assert_close(logp.diagonal(), ceiling.log_probability, rtol=1e-5, atol=1e-5)
+    write_ceiling(tmp_path, ceiling, name="colour.pt", sha256="0" * 64, shape=shape)
+    record = read_ceiling(tmp_path)
+    assert record["model"]["name"] == "colour.pt" and set(record["classes"]) == set("0123")
+    assert (tmp_path / "ceiling.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_shape_that_does_not_fit_the_linear_model_is_refused(tmp_path: Path) -> None:
+    ceiling = linear_ceiling(torch.randn(3, 144), torch.zeros(3), steps=5)
+    with pytest.raises(IdentikitError) as error:
+        write_ceiling(tmp_path, ceiling, name="m.pt", sha256="0" * 64, shape=ImageShape(1, 8, 6))
+    message = one_line_message(error)
+    assert "144 values" in message and "1x8x6" in message and "48 values" in message
+    assert not (tmp_path / "ceiling.json").exists()

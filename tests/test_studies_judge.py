@@ -1,10 +1,15 @@
 """Judging identikits: transfer to independent models, the nearest real digits, a comparison judged
-sweep by sweep, and the user's own models as judges."""
+sweep by sweep, the user's own models as judges, and identikits of any shape judged by judges
+trained on their model's dataset (the 8 x 8 digits, shapes in colour, an npz file), a judge or
+dataset of another shape refused in one line."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,16 +17,39 @@ import torch
 from torch import nn
 
 from identikit.base.errors import IdentikitError
+from identikit.base.shapes import ImageShape
 from identikit.classifier.classifier import Classifier
 from identikit.cli import main
 from identikit.data import datasets as data
+from identikit.data.image_set import ImageSet
+from identikit.data.images import load_images
 from identikit.models import build_model
-from identikit.models.checkpoint import save_checkpoint
-from identikit.studies.judge import _file_token, comparison_sweeps, nearest_neighbours, transfer
+from identikit.models.checkpoint import load_checkpoint, save_checkpoint
+from identikit.studies.judge import (
+    JUDGES,
+    Identikits,
+    JudgeSetup,
+    _file_token,
+    comparison_sweeps,
+    judge_all,
+    judge_file,
+    judge_identikits,
+    judge_sweep,
+    load_judges,
+    nearest_neighbours,
+    transfer,
+)
 from identikit.sweeps.folder import read_sweep_folder
 from identikit.sweeps.records import read_results
 from identikit.sweeps.result_files import check_judge
-from tests.helpers import assert_one_line_error, make_digits, run_cli
+from tests.helpers import (
+    assert_one_line_error,
+    make_digits,
+    one_line_message,
+    rewrite_json,
+    rewrite_npz,
+    run_cli,
+)
 
 
 def test_nearest_neighbours_of_real_digits_are_themselves() -> None:
@@ -239,3 +267,165 @@ def test_judge_cli_on_real_mnist(mnist_root: Path, mnist_softmax: Path, tmp_path
     assert (tmp_path / "judges" / "mnist-softmax-seed1.pt").is_file()  # cached for next time
     full = json.loads((sweep / "judge.json").read_text())
     assert np.array(full["transfer_matrices"]["softmax"]).sum() == 20
+
+
+# --- Judges and real images of any dataset, identikits of any shape ----------------------------
+
+needs_sklearn = pytest.mark.skipif(
+    importlib.util.find_spec("sklearn") is None, reason="scikit-learn is not installed"
+)
+
+
+def reshaped_sweep(finished: Path, out: Path, data: ImageSet) -> tuple[Path, list[int]]:
+    """A copy of a finished sweep whose identikits are real training images of ``data`` (the
+    first of each run's class, by its index in the training split), of ``data``'s shape: a
+    sweep of a model of that shape, as far as judging goes."""
+    shutil.copytree(finished / "sweep", out)
+    train_images, train_labels = data.split("train")
+    chosen: list[int] = []
+    for digit in read_results(out)["runs"]:
+        candidates = np.flatnonzero(train_labels == digit["digit"])
+        chosen.append(int(next(i for i in candidates if i not in chosen)))
+    pixels = train_images[chosen].astype(np.float32) / 255
+    images = pixels[:, 0] if data.shape.channels == 1 else pixels  # grey kept as (N, H, W)
+    rewrite_npz(out / "identikits.npz", lambda arrays: {**arrays, "images": images})
+
+    def recorded(results: dict[str, Any]) -> dict[str, Any]:
+        results["model"]["input_shape"] = list(data.shape.dims)
+        return results
+
+    rewrite_json(out / "results.json", recorded)
+    return out, chosen
+
+
+def write_pictures(path: Path, count: int = 120) -> Path:
+    """A real .npz dataset of 8 x 8 grey pictures in ten classes (a bright row per class)."""
+    rng = np.random.default_rng(4)
+    labels = np.arange(count) % 10
+    images = rng.integers(0, 60, (count, 8, 8), dtype=np.uint8)
+    for image, label in zip(images, labels, strict=True):
+        image[label % 8, :] = 255 if label < 8 else 0
+        image[:, 3] = 200 if label >= 8 else image[:, 3]
+    np.savez(path, images=images, labels=labels)
+    return path
+
+
+def quick(dataset: str, cache: Path, heard: list[str] | None = None) -> JudgeSetup:
+    """Built-in judges trained one epoch on ``dataset``, on the CPU, cached in ``cache``."""
+    log = None if heard is None else heard.append
+    return JudgeSetup(dataset=dataset, cache=cache, device="cpu", epochs=1, log=log)
+
+
+def test_a_judges_file_names_its_dataset_shape_and_epochs(tmp_path: Path) -> None:
+    spec = JUDGES["softmax"]
+    assert judge_file(spec, JudgeSetup()) == "mnist-softmax-seed1.pt"  # as cached before
+    colour = judge_file(spec, JudgeSetup(dataset="shapes"), ImageShape(3, 32, 32))
+    assert colour == "shapes-3x32x32-softmax-seed1.pt"
+    quick_one = judge_file(spec, JudgeSetup(dataset="shapes", epochs=1), ImageShape(3, 32, 32))
+    assert quick_one == "shapes-3x32x32-softmax-seed1-epochs1.pt"
+    npz = judge_file(spec, JudgeSetup(dataset=f"npz:{tmp_path}/a.npz"), ImageShape(1, 8, 8))
+    assert "/" not in npz and "-1x8x8-softmax-seed1.pt" in npz
+
+
+def test_built_in_judges_are_trained_for_the_datasets_colour_shape_and_cached(
+    tmp_path: Path,
+) -> None:
+    heard: list[str] = []
+    setup = quick("shapes", tmp_path / "judges", heard)
+    judges = load_judges(["softmax", "mlp"], setup)
+    assert [j.classifier.info.input_shape for j in judges] == [ImageShape(3, 32, 32)] * 2
+    softmax = tmp_path / "judges" / "shapes-3x32x32-softmax-seed1-epochs1.pt"
+    assert load_checkpoint(softmax)[1]["dataset"] == "shapes" and len(heard) == 2
+    load_judges(["softmax", "mlp"], setup)
+    assert len(heard) == 2  # cached: nothing trained again
+    # A file of another shape under the judge's name (written by hand) is trained again.
+    save_checkpoint(softmax, build_model("softmax"), architecture="softmax", metadata={})
+    (again,) = load_judges(["softmax"], setup)
+    assert again.classifier.info.input_shape == ImageShape(3, 32, 32) and len(heard) == 3
+
+
+def test_colour_identikits_are_judged_by_colour_judges_and_real_colour_images(
+    tmp_path: Path,
+) -> None:
+    data = load_images("shapes")
+    train_images, train_labels = data.split("train")
+    images = train_images[:20].astype(np.float32) / 255
+    judges = load_judges(["softmax", "mlp"], quick("shapes", tmp_path), data.shape)
+    real = (train_images, train_labels)
+    record = judge_identikits(Identikits(images, train_labels[:20], 10), judges, real)
+    assert record["nearest_neighbour"] == 1.0 and record["nearest_index"] == list(range(20))
+    for name in ("softmax", "mlp"):
+        assert np.array(record["transfer_matrices"][name]).sum() == 20
+        assert 0 <= record["judges"][name] <= 1
+    grey = own_model(tmp_path / "grey.pt")
+    with pytest.raises(IdentikitError) as error:
+        judge_identikits(
+            Identikits(images, train_labels[:20], 10, source="mine"),
+            load_judges([str(grey)]),
+            real,
+        )
+    assert one_line_message(error) == (
+        "judge grey.pt takes 1x28x28 images; the identikits of mine are 3x32x32"
+    )
+
+
+@needs_sklearn
+def test_a_sweep_of_8x8_digits_is_judged_by_judges_of_the_8x8_digits(
+    finished: Path, tmp_path: Path
+) -> None:
+    data = load_images("sklearn-digits")
+    sweep, chosen = reshaped_sweep(finished, tmp_path / "sweep", data)
+    setup = quick("sklearn-digits", tmp_path / "judges")
+    ((folder, record),) = judge_all(sweep, ["softmax", "cnn-seed1"], setup)
+    assert folder == sweep and record["dataset"] == "sklearn-digits"
+    assert record["nearest_neighbour"] == 1.0 and record["nearest_index"] == chosen
+    assert set(record["judges"]) == {"softmax", "cnn-seed1"}
+    assert np.array(record["transfer_matrices"]["cnn-seed1"]).sum() == len(chosen)
+    written = json.loads((sweep / "judge.json").read_text())
+    train_size = len(data.split("train")[1])
+    checked = check_judge(written, "judge.json", 10, identikits=len(chosen), train_size=train_size)
+    assert checked["nearest_index"] == chosen
+    assert (tmp_path / "judges" / "sklearn-digits-1x8x8-cnn-seed1-epochs1.pt").is_file()
+
+
+def test_a_sweep_is_judged_with_the_images_of_an_npz_file(finished: Path, tmp_path: Path) -> None:
+    spec = f"npz:{write_pictures(tmp_path / 'pictures.npz')}"
+    sweep, chosen = reshaped_sweep(finished, tmp_path / "sweep", load_images(spec))
+    record = judge_sweep(sweep, ["softmax"], quick(spec, tmp_path / "judges"))
+    assert record["dataset"] == spec and record["nearest_index"] == chosen
+    assert record["nearest_neighbour"] == 1.0 and set(record["judges"]) == {"softmax"}
+    assert not (sweep / "judge.json").exists()  # judge_sweep writes nothing
+
+
+def test_a_dataset_of_another_shape_is_refused_before_any_judge_is_trained(
+    finished: Path, tmp_path: Path
+) -> None:
+    spec = f"npz:{write_pictures(tmp_path / 'pictures.npz')}"
+    sweep, _ = reshaped_sweep(finished, tmp_path / "sweep", load_images(spec))
+    for judging in (judge_all, judge_sweep):
+        with pytest.raises(IdentikitError) as error:
+            judging(sweep, ["softmax"], quick("shapes", tmp_path / "judges"))
+        message = one_line_message(error)
+        assert "1x8x8" in message and "3x32x32" in message and "shapes" in message
+    assert not (tmp_path / "judges").exists()
+    mine = own_model(tmp_path / "mine.pt")  # a judge file of MNIST's shape
+    with pytest.raises(IdentikitError) as error:
+        judge_all(sweep, [str(mine)], quick(spec, tmp_path / "judges"))
+    assert one_line_message(error) == (
+        f"judge mine.pt takes 1x28x28 images; the identikits of {sweep} are 1x8x8"
+    )
+    assert not (sweep / "judge.json").exists()
+    # A folder without a sweep is refused before the dataset is even looked for.
+    nowhere = JudgeSetup(dataset="mnist", root=tmp_path / "no-data", cache=tmp_path / "judges")
+    with pytest.raises(IdentikitError, match="no finished sweep"):
+        judge_all(tmp_path / "empty", ["softmax"], nowhere)
+    assert not (tmp_path / "no-data").exists()
+
+
+def test_a_colour_sweep_folder_is_judged_with_colour_judges(finished: Path, tmp_path: Path) -> None:
+    sweep, chosen = reshaped_sweep(finished, tmp_path / "sweep", load_images("shapes"))
+    ((_, record),) = judge_all(sweep, ["softmax"], quick("shapes", tmp_path / "judges"))
+    assert record["dataset"] == "shapes" and record["nearest_index"] == chosen
+    assert record["nearest_neighbour"] == 1.0
+    assert np.array(record["transfer_matrices"]["softmax"]).sum() == len(chosen)
+    assert json.loads((sweep / "judge.json").read_text())["nearest_index"] == chosen

@@ -5,6 +5,7 @@ subspace."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -16,18 +17,21 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from identikit.base.errors import DifferentSweepError, IdentikitError
 from identikit.base.safe_files import read_regular
 from identikit.base.shapes import ImageShape
 from identikit.classifier import load_classifier
 from identikit.classifier.classifier import Classifier
+from identikit.data.datasets import MNIST_SHAPE
 from identikit.engines.options import EngineOptions
 from identikit.models import build_model
 from identikit.models.checkpoint import save_checkpoint
 from identikit.models.info import ModelInfo
-from identikit.strategies import PriorInputs, PriorNeeds, RunHooks, Subspace, base
+from identikit.strategies import STRATEGIES, PriorInputs, PriorNeeds, RunHooks, Subspace, base
 from identikit.sweeps.experiment import SweepConfig
+from identikit.sweeps.folder import read_sweep_folder
 from identikit.sweeps.records import read_identikits, read_results
 from identikit.sweeps.sweep import SweepOptions, sweep_to_folder
 from identikit.sweeps.sweep_state import STATE_FILE
@@ -353,12 +357,118 @@ def test_prior_inputs_read_the_training_data_only_when_asked(tmp_path: Path) -> 
     assert inputs.subspace.components == 3
 
 
-def test_a_model_of_another_shape_is_refused_before_any_query(tmp_path: Path) -> None:
-    """Sweep folders hold grey 1 x 28 x 28 identikits for now: a colour model is refused in
-    one line before the folder is made, not after a sweep whose files would be wrong."""
-    colour = ImageShape(3, 32, 32)
-    model = build_model("softmax", 10, colour)
-    classifier = Classifier(model, ModelInfo(name="colour.pt", input_shape=colour))
-    with pytest.raises(IdentikitError, match=r"colour.pt takes images of 3x32x32; sweeps"):
-        sweep_to_folder(classifier, CONFIG, tmp_path / "sweep", options=QUIET)
-    assert classifier.queries == 0 and not (tmp_path / "sweep").exists()
+# --- Any image shape --------------------------------------------------------------------------
+
+
+def shaped_classifier(shape: ImageShape, seed: int = 0) -> Classifier:
+    """A seeded softmax model of ``shape`` as a classifier (the registry's, built for it)."""
+    torch.manual_seed(seed)
+    model = build_model("softmax", 10, shape)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(20.0)  # sure enough to converge on within a small budget
+    return Classifier(model, ModelInfo(name=f"{shape}.pt", sha256=str(shape), input_shape=shape))
+
+
+SHAPED = SweepConfig(digits=(0, 4), runs=2, strategy_settings={"candidates": 20}, max_queries=600)
+
+
+@pytest.mark.parametrize(
+    ("shape", "stored"),
+    [
+        (ImageShape(3, 8, 8), (4, 3, 8, 8)),
+        (ImageShape(1, 8, 8), (4, 8, 8)),  # grey: the one channel implied, as for MNIST
+        (ImageShape(2, 5, 7), (4, 2, 5, 7)),
+    ],
+)
+def test_sweeps_of_any_shape_pause_resume_and_read_back(
+    shape: ImageShape, stored: tuple[int, ...], tmp_path: Path
+) -> None:
+    whole = sweep_to_folder(shaped_classifier(shape), SHAPED, tmp_path / "whole", options=QUIET)
+    assert whole.results is not None
+    assert whole.results["version"] == 2 and whole.results["model"]["input_shape"] == [*shape.dims]
+    with np.load(tmp_path / "whole" / "identikits.npz") as npz:
+        assert npz["images"].shape == stored and npz["images"].dtype == np.float32
+    read = read_sweep_folder(tmp_path / "whole")
+    assert read.shape == shape and read.images.shape == stored
+    assert read.pixels.shape == shape.batch(4)
+    # Paused after two groups, resumed: the same identikits and results.
+    cut = tmp_path / "cut"
+    paused = sweep_to_folder(
+        shaped_classifier(shape),
+        SHAPED,
+        cut,
+        hooks=RunHooks(should_stop=stop_after(2)),
+        options=QUIET,
+    )
+    assert paused.results is None and (cut / STATE_FILE).exists()
+    resumed = sweep_to_folder(shaped_classifier(shape), SHAPED, cut, options=QUIET)
+    assert resumed.resumed and resumed.results is not None
+    same_results(tmp_path / "whole", cut)
+
+
+def test_a_colour_sweep_draws_its_grid_in_colour(tmp_path: Path) -> None:
+    shape = ImageShape(3, 8, 8)
+    outcome = sweep_to_folder(shaped_classifier(shape), SHAPED, tmp_path / "s", options=QUIET)
+    assert outcome.results is not None
+    with Image.open(tmp_path / "s" / "grid.png") as grid:
+        pixels = np.asarray(grid.convert("RGB")).astype(int)
+    # Coloured pixels: channels that differ, which no grey picture has.
+    assert (np.ptp(pixels, axis=2) > 40).sum() > 4 * 8 * 8
+
+
+def test_every_strategy_sweeps_a_colour_model(tmp_path: Path) -> None:
+    shape = ImageShape(3, 6, 10)
+    for name in sorted(STRATEGIES):
+        config = SweepConfig(digits=(0, 1), runs=1, strategy=name, max_queries=100)
+        outcome = sweep_to_folder(shaped_classifier(shape), config, tmp_path / name, options=QUIET)
+        assert outcome.results is not None, name
+        assert read_sweep_folder(tmp_path / name).images.shape == (2, 3, 6, 10), name
+
+
+def test_a_strategy_that_cannot_do_a_shape_is_refused_before_any_query(tmp_path: Path) -> None:
+    colour = shaped_classifier(ImageShape(3, 8, 8), seed=1)
+    config = SweepConfig(
+        digits=(0,),
+        runs=1,
+        strategy="gradient",
+        strategy_settings={"priors": "colour"},
+        max_queries=20,
+    )
+    grey = shaped_classifier(ImageShape(1, 8, 8), seed=1)
+    with pytest.raises(IdentikitError, match="colour prior needs images of 3 channels"):
+        sweep_to_folder(grey, config, tmp_path / "grey", options=QUIET)
+    assert grey.queries == 0 and not (tmp_path / "grey").exists()
+    assert sweep_to_folder(colour, config, tmp_path / "colour", options=QUIET).results
+
+
+def test_settings_that_depend_on_the_image_are_recorded_for_its_shape(tmp_path: Path) -> None:
+    """The square's side is half the image's shorter side unless given: 14 on MNIST, as it
+    always was, 3 on 7 x 9 images; the record says which."""
+    config = SweepConfig(digits=(0,), runs=1, strategy="square", max_queries=30)
+    mnist = sweep_to_folder(classifier(), config, tmp_path / "mnist", options=QUIET).results
+    small = sweep_to_folder(
+        shaped_classifier(ImageShape(3, 7, 9)), config, tmp_path / "small", options=QUIET
+    ).results
+    assert mnist is not None and small is not None
+    assert mnist["settings"]["strategy_settings"]["side"] == 14
+    assert small["settings"]["strategy_settings"]["side"] == 3
+    # Read back, the recorded settings are a valid sweep that resumes as the same one.
+    assert read_sweep_folder(tmp_path / "small").config.strategy_settings["side"] == 3
+    again = sweep_to_folder(
+        shaped_classifier(ImageShape(3, 7, 9)), config, tmp_path / "small", options=QUIET
+    )
+    assert again.already_done
+
+
+def test_a_version_1_folder_is_read_and_recalled_as_mnist_shaped(tmp_path: Path) -> None:
+    """results.json written before shapes were recorded: its sweeps were of MNIST's images."""
+    folder = tmp_path / "old"
+    outcome = sweep_to_folder(classifier(), CONFIG, folder, options=QUIET)
+    assert outcome.results is not None
+    old = {**outcome.results, "version": 1}
+    old["model"] = {k: v for k, v in old["model"].items() if k != "input_shape"}
+    (folder / "results.json").write_text(json.dumps(old))
+    assert read_sweep_folder(folder).shape == MNIST_SHAPE
+    again = sweep_to_folder(classifier(), CONFIG, folder, options=QUIET)
+    assert again.already_done and again.results is not None and again.results["version"] == 1

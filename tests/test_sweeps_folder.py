@@ -11,6 +11,8 @@ import pytest
 
 from identikit.base.shapes import ImageShape
 from identikit.data.datasets import MNIST_SHAPE
+from identikit.models.preprocessing import Preprocessing
+from identikit.sweeps.experiment import RESULTS_VERSION, recorded_conventions
 from identikit.sweeps.folder import GRID_FILE, SweepFolder, read_sweep_folder
 from identikit.sweeps.records import IDENTIKITS_FILE, RESULTS_FILE, read_results
 from identikit.sweeps.sweep import SweepOptions, sweep_to_folder
@@ -51,8 +53,13 @@ def test_a_newer_sweep_record_is_refused(sweep: Path, tmp_path: Path) -> None:
     copy.mkdir()
     for name in (RESULTS_FILE, IDENTIKITS_FILE):
         (copy / name).write_bytes((sweep / name).read_bytes())
-    rewrite_json(copy / RESULTS_FILE, lambda r: {**r, "version": 2})
-    one_line_refusal(lambda: read_sweep_folder(copy), RESULTS_FILE, "newer identikit", "version 2")
+    rewrite_json(copy / RESULTS_FILE, lambda r: {**r, "version": RESULTS_VERSION + 1})
+    one_line_refusal(
+        lambda: read_sweep_folder(copy),
+        RESULTS_FILE,
+        "newer identikit",
+        f"version {RESULTS_VERSION + 1}",
+    )
     # results.json always carried its version: one without is damaged, not old.
     rewrite_json(copy / RESULTS_FILE, lambda r: {k: v for k, v in r.items() if k != "version"})
     one_line_refusal(lambda: read_sweep_folder(copy), RESULTS_FILE, "format version")
@@ -60,9 +67,30 @@ def test_a_newer_sweep_record_is_refused(sweep: Path, tmp_path: Path) -> None:
     one_line_refusal(lambda: read_sweep_folder(copy), RESULTS_FILE, "version = 0 is out of range")
 
 
-def test_identikits_must_have_the_models_image_shape(sweep: Path) -> None:
+def test_identikits_must_have_the_models_image_shape(sweep: Path, tmp_path: Path) -> None:
     one_line_refusal(
         lambda: read_sweep_folder(sweep, shape=ImageShape(1, 14, 14)),
         IDENTIKITS_FILE,
-        "expected (9, 14, 14)",
+        "are 1x28x28 images",
+        "not 1x14x14",
     )
+    assert read_sweep_folder(sweep, shape=MNIST_SHAPE).shape == MNIST_SHAPE
+    # The shape results.json records is the one identikits.npz must hold.
+    copy = tmp_path / "s"
+    copy.mkdir()
+    for name in (RESULTS_FILE, IDENTIKITS_FILE):
+        (copy / name).write_bytes((sweep / name).read_bytes())
+    rewrite_json(
+        copy / RESULTS_FILE, lambda r: {**r, "model": {**r["model"], "input_shape": [3, 28, 28]}}
+    )
+    one_line_refusal(lambda: read_sweep_folder(copy), IDENTIKITS_FILE, "expected (9, 3, 28, 28)")
+
+
+def test_the_record_states_the_shape_and_only_other_conventions(sweep: Path) -> None:
+    """Version 2 records the image shape; identikit's own conventions (pixels in [0, 1] as
+    given) are not written, so their wording never changes a sweep's bytes."""
+    model = read_results(sweep)["model"]
+    assert model["input_shape"] == [1, 28, 28] and "preprocessing" not in model
+    assert recorded_conventions(Preprocessing(outputs="logits")) is None
+    scaled = recorded_conventions(Preprocessing(input_range="-1,1", mean=0.5, std=0.25))
+    assert scaled is not None and "-1,1" in scaled and "0.5" in scaled and "0.25" in scaled

@@ -43,6 +43,12 @@ RESULTS_CASES: dict[str, Callable[[Any], Any]] = {
     "history too short": lambda r: set_path(r, ["runs", 1, "history"], []),
     "unknown status": lambda r: set_path(r, ["runs", 0, "status"], "bored"),
     "unknown setting": lambda r: set_path(r, ["settings", "colour"], "red"),
+    "shape a string": lambda r: set_path(r, ["model", "input_shape"], "3x32x32"),
+    "shape of two numbers": lambda r: set_path(r, ["model", "input_shape"], [28, 28]),
+    "shape of no channels": lambda r: set_path(r, ["model", "input_shape"], [0, 28, 28]),
+    "shape a fraction": lambda r: set_path(r, ["model", "input_shape"], [1, 28.5, 28]),
+    "no shape in version 2": lambda r: set_path(r, ["model", "input_shape"], DELETE),
+    "conventions a list": lambda r: set_path(r, ["model", "preprocessing"], ["0,1"]),
     "card accuracy a list": lambda r: set_path(r, ["model", "card", "test_accuracy"], [1]),
     # Valid JSON, but too large for a float: float() overflows where nan checks are made.
     "confidence of 400 digits": lambda r: set_path(r, ["runs", 0, "confidence"], 10**400),

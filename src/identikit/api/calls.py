@@ -8,8 +8,10 @@ prints their results.
 
 A ``model`` may be a :class:`~identikit.classifier.classifier.Classifier` (from
 :func:`~identikit.classifier.loading.load_classifier`, which takes the model's conventions and
-the engine options), a model file (loaded with the defaults), or a ``torch.nn.Module`` taking
-pixels in [0, 1] of the default input shape (MNIST's) and returning logits.
+the engine options), a model file (loaded with the defaults; an identikit checkpoint says its
+image shape), or a ``torch.nn.Module`` taking pixels in [0, 1] of the default input shape
+(MNIST's) and returning logits; a module of another shape is handed over as a Classifier
+whose ``ModelInfo`` gives its ``input_shape``. Searches and their files take any shape.
 """
 
 from __future__ import annotations
@@ -37,14 +39,13 @@ from identikit.base.folder_lock import locked_folder
 from identikit.base.limits import SAMPLES
 from identikit.classifier.classifier import Classifier
 from identikit.classifier.loading import load_classifier
-from identikit.data.datasets import load_dataset
 from identikit.engines.scorers import module_digest
 from identikit.models.info import ModelInfo
 from identikit.reports.page import build_report
 from identikit.strategies.base import NO_HOOKS, RunHooks
 from identikit.strategies.registry import is_white_box
-from identikit.studies.certainty import certainty_report, max_probabilities, write_certainty
-from identikit.studies.judge import JudgeSetup, comparison_sweeps, judge_folders, load_judges
+from identikit.studies.certainty import certainty_report, dataset_maxima, write_certainty
+from identikit.studies.judge import JudgeSetup, judge_all
 from identikit.sweeps.compare import Comparison, curves, run_comparison, summarise_strategy
 from identikit.sweeps.experiment import SweepConfig
 from identikit.sweeps.folder import read_sweep_folder
@@ -163,8 +164,7 @@ def certainty(
     # Before the model is loaded and the data read: a wrong number of samples costs nothing.
     SAMPLES.check(samples, "samples")
     classifier = classifier_of(model)
-    test_images, _ = load_dataset(dataset, "test", root)
-    maxima = max_probabilities(classifier, test_images, samples=samples, seed=seed)
+    maxima = dataset_maxima(classifier, dataset, root, samples=samples, seed=seed)
     if out is not None:
         with locked_folder(Path(out)):
             write_certainty(classifier, maxima, out)
@@ -221,15 +221,8 @@ def judge(
     """Judge the sweep in ``folder`` (or every sweep of a comparison's folder), as
     ``identikit judge`` does: each judge's agreement and the nearest real images, written to
     each sweep's ``judge.json``. Built-in judges are trained on first use and cached."""
-    setup = setup or JudgeSetup()
-    sweeps = comparison_sweeps(folder)
-    for sweep in sweeps:
-        read_sweep_folder(sweep)  # every sweep is checked before any judge is trained
-    loaded = load_judges(list(judges), setup)
-    # A comparison's folder is locked as well as its sweeps, so that no compare writes meanwhile.
-    with locked_folder(Path(folder), create=False):
-        verdicts = judge_folders(sweeps, loaded, dataset=setup.dataset, root=setup.root)
-    return [JudgeResult(sweep, v) for sweep, v in zip(sweeps, verdicts, strict=True)]
+    verdicts = judge_all(folder, judges, setup or JudgeSetup())
+    return [JudgeResult(sweep, verdict) for sweep, verdict in verdicts]
 
 
 def report(

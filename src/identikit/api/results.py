@@ -71,8 +71,9 @@ class Run:
 class SearchResult:
     """A finished sweep: its identikits, its runs and its per-class summary.
 
-    ``images[i]`` (H x W, float32 in [0, 1]) is the best image of ``runs[i]``; ``folder`` is
-    where the sweep's files are (None when the search ran in a temporary folder).
+    ``images[i]`` (float32 in [0, 1]; H x W for a grey model, C x H x W otherwise, as
+    identikits.npz holds them) is the best image of ``runs[i]``; ``folder`` is where the
+    sweep's files are (None when the search ran in a temporary folder).
     """
 
     config: SweepConfig

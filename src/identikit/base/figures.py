@@ -2,12 +2,18 @@
 
 Functions take results (arrays, numbers) and return PNG bytes; they never compute results and
 never show windows, so callers decide where pictures go (atomically written files, HTML pages).
+
+An image is grey, ``(H, W)`` or ``(1, H, W)``, or in colour, ``(3, H, W)`` channels first as
+identikit keeps them (red, green, blue); images of another number of channels are shown as the
+grey mean of their channels. Grey images are drawn exactly as before colour existed (the same
+bytes). Small images are enlarged by whole pixels so that an 8 x 8 image is still seen.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 
 import matplotlib
 
@@ -21,6 +27,51 @@ from PIL import Image, ImageDraw
 # Pixels between images in a grid, across and above (room for the label).
 _GAP = 3
 _LABEL = 9
+# The side below which an image is enlarged by whole pixels in a grid (an 8 x 8 image becomes
+# 24 x 24); from twice that side on, the gaps and labels grow with the image. Images of 24 to
+# 47 pixels a side are drawn as they are.
+_GRID_SIDE = 24
+# The side, in pixels, that a single identikit, an animation's tile and a nearest pair's tile
+# aim at when no scale is given: 8, 4 and 3 screen pixels a pixel for MNIST's images.
+_PNG_SIDE = 224
+_GIF_SIDE = 112
+_PAIR_SIDE = 84
+
+
+def _display(image: np.ndarray) -> np.ndarray:
+    """One image as matplotlib and Pillow take it: ``(H, W)`` grey or ``(H, W, 3)`` colour,
+    clipped to [0, 1]."""
+    array = np.asarray(image)
+    if array.ndim == 3:
+        # Channels first: one channel is grey, three are red, green, blue, others are averaged.
+        if array.shape[0] == 3:
+            array = np.moveaxis(array, 0, -1)
+        else:
+            array = array[0] if array.shape[0] == 1 else array.mean(axis=0)
+    clipped: np.ndarray = np.clip(array, 0, 1)
+    return clipped
+
+
+def _is_colour(image: np.ndarray) -> bool:
+    return bool(np.ndim(image) == 3 and np.shape(image)[0] == 3)
+
+
+def _tile(image: np.ndarray, width: int, height: int, *, rounded: bool = False) -> Image.Image:
+    """One image as a Pillow image of ``width`` x ``height`` pixels, enlarged by nearest
+    neighbours: mode "L" for a grey image, "RGB" for a colour one. Levels are truncated, or
+    ``rounded`` (as the single identikit PNGs have always been)."""
+    levels = _display(image) * 255
+    pixels = (levels.round() if rounded else levels).astype(np.uint8)
+    tile = Image.fromarray(pixels, "RGB" if pixels.ndim == 3 else "L")
+    return tile.resize((width, height), Image.Resampling.NEAREST)
+
+
+def _scale(image: np.ndarray, side: int, scale: int | None) -> int:
+    """Screen pixels per image pixel: ``scale`` when given, else as many as bring the image's
+    longer side nearest ``side`` from below (at least one)."""
+    if scale is not None:
+        return scale
+    return max(1, side // int(max(np.shape(image)[-2:])))
 
 
 def _png(figure: Figure, *, tight: bool = True) -> bytes:
@@ -67,12 +118,16 @@ def identikit_grid(
     # One axes holding every image in a single mosaic, labels as text: one axes per image took
     # 2.5 s to draw for 10 x 10 images and 27 s for 10 x 100; this takes 0.23 s and 2.8 s.
     # Every image has the same height and width, read from the images themselves.
-    image_h, image_w = np.shape(images[0])[-2:]
-    cell_w, cell_h = image_w + _GAP, image_h + _LABEL
-    mosaic = np.full((len(rows) * cell_h, columns * cell_w), np.nan, dtype=np.float32)
-    # Sizes in inches: 1.1 inches an image across, the height that keeps pixels square, and
-    # margins that do not grow with the grid (room for the title above).
-    width = 1.1 * columns
+    cells = _Cells.of(images[0])
+    colour = _is_colour(images[0])
+    size = (len(rows) * cells.height, columns * cells.width)
+    # White where no image is (grey: nan, drawn white).
+    mosaic = np.ones((*size, 3), np.float32) if colour else np.full(size, np.nan, np.float32)
+    # Sizes in inches: 1.1 inches an image across (twice that and more for images of 192
+    # pixels and more, so that they are not shrunk past one screen pixel a pixel or two), the
+    # height that keeps pixels square, and margins that do not grow with the grid (room for
+    # the title above).
+    width = 1.1 * columns * max(1, cells.image_w // (4 * _GRID_SIDE))
     height = width * mosaic.shape[0] / mosaic.shape[1]
     margin, top_margin = 0.1, 0.5 if title else 0.1
     figure = plt.figure(figsize=(width + 2 * margin, height + margin + top_margin))
@@ -83,24 +138,60 @@ def identikit_grid(
     ax.axis("off")
     seen = dict.fromkeys(rows, 0)
     for image, digit, confidence in zip(images, digit_list, confidences, strict=True):
-        row, column = rows.index(digit), seen[digit]
+        top, left = cells.corner(rows.index(digit), seen[digit])
         seen[digit] += 1
-        top, left = row * cell_h + _LABEL, column * cell_w + _GAP // 2
-        mosaic[top : top + image_h, left : left + image_w] = np.clip(image, 0, 1)
+        mosaic[top : top + cells.image_h, left : left + cells.image_w] = cells.pixels(image)
         ax.text(
-            left + (image_w - 1) / 2,
-            top - 1.5,
+            left + (cells.image_w - 1) / 2,
+            top - 1.5 * cells.unit,
             f"{digit}: {confidence_label(confidence)}",
             fontsize=8,
             ha="center",
             va="bottom",
             color="black" if confidence >= target else "red",
         )
-    cmap = plt.get_cmap("gray").with_extremes(bad="white")
-    ax.imshow(mosaic, cmap=cmap, vmin=0, vmax=1, interpolation="nearest", aspect="auto")
+    if colour:
+        ax.imshow(mosaic, interpolation="nearest", aspect="auto")
+    else:
+        cmap = plt.get_cmap("gray").with_extremes(bad="white")
+        ax.imshow(mosaic, cmap=cmap, vmin=0, vmax=1, interpolation="nearest", aspect="auto")
     if title:
         figure.suptitle(title, fontsize=10, y=1 - 0.1 / figure_h, va="top")
     return _png(figure, tight=False)
+
+
+@dataclass(frozen=True)
+class _Cells:
+    """The cells of a grid's mosaic, in mosaic pixels: small images are enlarged by whole
+    pixels (``enlarge``); around large ones the gaps and labels grow (``unit``)."""
+
+    enlarge: int
+    unit: int
+    image_h: int  # as drawn, enlarged
+    image_w: int
+
+    @classmethod
+    def of(cls, image: np.ndarray) -> _Cells:
+        height, width = (int(d) for d in np.shape(image)[-2:])
+        side = max(height, width)
+        enlarge = max(1, _GRID_SIDE // side)
+        return cls(enlarge, max(1, side // (2 * _GRID_SIDE)), height * enlarge, width * enlarge)
+
+    @property
+    def width(self) -> int:
+        return self.image_w + _GAP * self.unit
+
+    @property
+    def height(self) -> int:
+        return self.image_h + _LABEL * self.unit
+
+    def corner(self, row: int, column: int) -> tuple[int, int]:
+        """The top left pixel of the image in ``row``, ``column`` (its label above it)."""
+        return row * self.height + _LABEL * self.unit, column * self.width + _GAP * self.unit // 2
+
+    def pixels(self, image: np.ndarray) -> np.ndarray:
+        enlarged: np.ndarray = _display(image).repeat(self.enlarge, 0).repeat(self.enlarge, 1)
+        return enlarged
 
 
 def _single_row(
@@ -116,7 +207,7 @@ def _single_row(
     )
     for ax, image, digit, confidence in zip(axes[0], images, digits, confidences, strict=True):
         ax.axis("off")
-        ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.imshow(_display(image), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(
             f"{digit}: {confidence_label(confidence)}",
             fontsize=8,
@@ -199,36 +290,48 @@ def animation_gif(
     *,
     confidences: Sequence[Sequence[float]] | None = None,
     frames: int = 48,
-    scale: int = 4,
+    scale: int | None = None,
     milliseconds: int = 120,
 ) -> bytes:
     """An animated GIF of several runs side by side, each evolving from its start image.
 
-    ``trajectories[i]`` is run i's best image after each iteration (T_i, H, W); the runs are
-    sampled at ``frames`` evenly spaced moments of the longest one (a finished run holds its
-    last image), and the last frame is held for a second. ``confidences[i]``, when given, is
-    run i's best confidence after each iteration (T_i values), written under its image.
+    ``trajectories[i]`` is run i's best image after each iteration (T_i, H, W) grey or
+    (T_i, 3, H, W) colour; the runs are sampled at ``frames`` evenly spaced moments of the
+    longest one (a finished run holds its last image), and the last frame is held for a second.
+    ``confidences[i]``, when given, is run i's best confidence after each iteration (T_i
+    values), written under its image. ``scale``: screen pixels per image pixel (default: 4
+    for MNIST's 28 x 28, more for smaller images, fewer for larger).
     """
     longest = max(len(t) for t in trajectories)
     moments = np.unique(np.linspace(0, longest - 1, min(frames, longest)).round().astype(int))
-    image_h, image_w = np.shape(trajectories[0])[-2:]
+    first = trajectories[0][0]
+    image_h, image_w = np.shape(first)[-2:]
+    scale = _scale(first, _GIF_SIDE, scale)
     width, size = image_w * scale, image_h * scale
     counter = 14 if confidences is not None else 0  # room for the confidence under each image
+    colour = _is_colour(first)
     pictures = []
     for moment in moments:
-        canvas = Image.new("L", (len(trajectories) * (width + 4) + 4, size + 18 + counter), 255)
+        canvas = Image.new(
+            "RGB" if colour else "L",
+            (len(trajectories) * (width + 4) + 4, size + 18 + counter),
+            "white" if colour else 255,
+        )
         draw = ImageDraw.Draw(canvas)
+        ink = "black" if colour else 0
         for i, (trajectory, label) in enumerate(zip(trajectories, labels, strict=True)):
             at = min(moment, len(trajectory) - 1)
-            tile = Image.fromarray((np.clip(trajectory[at], 0, 1) * 255).astype(np.uint8), "L")
             left = 4 + i * (width + 4)
-            canvas.paste(tile.resize((width, size), Image.Resampling.NEAREST), (left, 16))
-            draw.text((left, 2), label, fill=0)
+            canvas.paste(_tile(trajectory[at], width, size), (left, 16))
+            draw.text((left, 2), label, fill=ink)
             if confidences is not None:
                 history = confidences[i]
                 value = history[min(at, len(history) - 1)]
-                draw.text((left, size + 19), confidence_label(value), fill=0)
-        pictures.append(canvas.convert("P"))
+                draw.text((left, size + 19), confidence_label(value), fill=ink)
+        # A colour frame gets a palette of its own colours; a grey one the fixed palette.
+        pictures.append(
+            canvas.convert("P", palette=Image.Palette.ADAPTIVE) if colour else canvas.convert("P")
+        )
     buffer = io.BytesIO()
     durations = [milliseconds] * (len(pictures) - 1) + [1000]
     pictures[0].save(
@@ -237,12 +340,13 @@ def animation_gif(
     return buffer.getvalue()
 
 
-def identikit_png(image: np.ndarray, *, scale: int = 8) -> bytes:
-    """One grey image (H x W) as a PNG, each pixel a ``scale`` x ``scale`` square."""
-    pixels = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
-    picture = Image.fromarray(pixels, "L")
-    height, width = pixels.shape
-    picture = picture.resize((width * scale, height * scale), Image.Resampling.NEAREST)
+def identikit_png(image: np.ndarray, *, scale: int | None = None) -> bytes:
+    """One image, grey (H x W) or colour (3 x H x W), as a PNG, each pixel a ``scale`` x
+    ``scale`` square (default: 8 for MNIST's 28 x 28, more for smaller images, fewer for
+    larger)."""
+    height, width = np.shape(image)[-2:]
+    scale = _scale(image, _PNG_SIDE, scale)
+    picture = _tile(image, width * scale, height * scale, rounded=True)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -254,16 +358,19 @@ def nearest_pairs(
     nearest: np.ndarray,
     nearest_labels: Sequence[int],
     *,
-    scale: int = 3,
+    scale: int | None = None,
 ) -> bytes:
-    """Each identikit beside its nearest real training digit: digits as rows, runs as columns.
+    """Each identikit beside its nearest real training image: classes as rows, runs as columns.
 
-    ``nearest`` are the real digits (N, H, W) in [0, 1], ``nearest_labels`` their classes;
-    a pair whose real digit is of another class is labelled in red.
+    ``images`` and ``nearest`` (the real images, in [0, 1]) are (N, H, W) grey or
+    (N, 3, H, W) colour; ``nearest_labels`` are the real images' classes; a pair whose real
+    image is of another class is labelled in red. ``scale``: screen pixels per image pixel
+    (default: 3 for MNIST's 28 x 28).
     """
     rows = sorted(set(int(d) for d in digits))
     columns = max(list(digits).count(d) for d in rows)
     image_h, image_w = np.shape(images[0])[-2:]
+    scale = _scale(images[0], _PAIR_SIDE, scale)
     width, size, gap = image_w * scale, image_h * scale, 8
     cell_w, cell_h = 2 * width + 2 + gap, size + 14
     canvas = Image.new("RGB", (columns * cell_w + gap, len(rows) * cell_h + 4), "white")
@@ -274,9 +381,7 @@ def nearest_pairs(
         seen[int(digit)] += 1
         left, top = gap + column * cell_w, 4 + row * cell_h
         for offset, picture in ((0, image), (width + 2, real)):
-            tile = Image.fromarray((np.clip(picture, 0, 1) * 255).astype(np.uint8), "L")
-            tile = tile.resize((width, size), Image.Resampling.NEAREST).convert("RGB")
-            canvas.paste(tile, (left + offset, top + 12))
+            canvas.paste(_tile(picture, width, size).convert("RGB"), (left + offset, top + 12))
         colour = "black" if int(label) == int(digit) else "red"
         draw.text((left, top), f"{digit}  nearest: {label}", fill=colour)
     buffer = io.BytesIO()

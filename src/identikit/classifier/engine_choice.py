@@ -24,9 +24,11 @@ import torch
 from torch import nn
 
 from identikit.base.errors import IdentikitError
+from identikit.base.shapes import ImageShape
 from identikit.classifier.probe import probe_pixels
 from identikit.engines.channels_last import CHANNELS_LAST
 from identikit.engines.choices import Choice
+from identikit.engines.chunks import fit_chunk
 from identikit.engines.eager import EAGER
 from identikit.engines.options import EngineOptions
 from identikit.engines.precision import check_precision
@@ -110,7 +112,7 @@ class Engines:
 
 def choose_engines(placed: PlacedModel, info: ModelInfo, options: EngineOptions) -> Engines:
     """The scorers for the probed model ``info`` describes, as ``options`` ask."""
-    default = _default_scorer(placed, options.chunk_size)
+    default = _default_scorer(placed, options.chunk_size, info.input_shape)
     with _quiet_module_moves():  # engines are built on copies of the module
         ranking, choice = _ranking_scorer(placed, info, options, default)
     return Engines(ranking if options.precision == "fp32" else default, ranking, choice)
@@ -122,7 +124,7 @@ def _torch_default(device: torch.device) -> tuple[TorchRecipe, int]:
     return (EAGER, CUDA_CHUNK) if device.type == "cuda" else (CHANNELS_LAST, CPU_CHUNK)
 
 
-def _default_scorer(placed: PlacedModel, chunk_size: int | None) -> Scorer:
+def _default_scorer(placed: PlacedModel, chunk_size: int | None, shape: ImageShape) -> Scorer:
     """The model as given, in float32: ONNX Runtime for an ONNX model, else the PyTorch engine
     of :func:`_torch_default`."""
     if placed.module is None:
@@ -130,6 +132,8 @@ def _default_scorer(placed: PlacedModel, chunk_size: int | None) -> Scorer:
     else:
         recipe, chunk = _torch_default(placed.device)
         backend = recipe.name
+    # The defaults are MNIST's: fewer images of a larger shape make a chunk.
+    chunk = fit_chunk(chunk, shape, placed.device)
     return Scorer(backend, "fp32", chunk_size or chunk, torch.get_num_threads(), placed.forward)
 
 
@@ -139,7 +143,9 @@ def _ranking_scorer(
     precision = options.precision
     if options.backend is None and precision == "int8":  # int8 runs on ONNX Runtime
         options = dataclasses.replace(
-            options, backend="onnx", chunk_size=options.chunk_size or ONNX_CHUNK
+            options,
+            backend="onnx",
+            chunk_size=options.chunk_size or fit_chunk(ONNX_CHUNK, info.input_shape, placed.device),
         )
     if options.backend is not None:
         return choose(tuning_target(placed, info, options), options)

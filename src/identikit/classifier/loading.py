@@ -2,9 +2,11 @@
 
 The file is read once: its hash (recorded in results) is the hash of the very bytes the model is
 built from. What the file says about the model (its architecture and card, the shape of its
-input images, the number of classes a checkpoint declares) goes into its
-:class:`~identikit.models.info.ModelInfo`; TorchScript files are programs, so they load only
-with ``trust_code`` (the CLI's ``--trust-code``).
+input images, the number and names of the classes a checkpoint declares, an ONNX input's
+static dimensions and layout) goes into its :class:`~identikit.models.info.ModelInfo`; what the
+user says (``Expected.input_shape``, the CLI's ``--input-shape``) must agree with it. A
+TorchScript file says nothing of its shape: the user's, else MNIST's. TorchScript files are
+programs, so they load only with ``trust_code`` (the CLI's ``--trust-code``).
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from identikit.base.device import resolve_device
 from identikit.base.errors import IdentikitError, first_line
 from identikit.base.limits import MODEL_BYTES
 from identikit.base.safe_files import display_name, read_regular
+from identikit.base.shapes import ImageShape
 from identikit.classifier.classifier import Classifier
 from identikit.classifier.engine_choice import Model
+from identikit.data.datasets import MNIST_SHAPE
 from identikit.engines.options import EngineOptions
 from identikit.models.checkpoint import load_checkpoint
 from identikit.models.info import Expected, ModelInfo
-from identikit.models.onnx_model import OnnxModel
+from identikit.models.onnx_model import OnnxModel, dims_text, onnx_input
 from identikit.models.preprocessing import Preprocessing
 
 TORCHSCRIPT_WARNING = (
@@ -66,9 +70,11 @@ def load_classifier(
 ) -> Classifier:
     """A Classifier for a model file: identikit checkpoint, TorchScript or ONNX.
 
-    ``preprocessing`` gives the model's conventions (input range, normalisation, kind of
-    outputs; detected when not given), ``expect`` the classes it must return, ``engine`` how
-    its scoring engines are chosen; ``engine.log`` is told when a TorchScript file is loaded.
+    ``preprocessing`` gives the model's conventions (input range, normalisation, layout, kind
+    of outputs; the kind detected when not given, the layout read from an ONNX input), ``expect``
+    the classes it must return and the shape of its images, ``engine`` how its scoring engines
+    are chosen; ``engine.log`` is told when a TorchScript file is loaded and when an ONNX
+    input is read as channels last.
     """
     file = Path(path)
     data = read_regular(file, limit=MODEL_BYTES)
@@ -80,34 +86,79 @@ def load_classifier(
         classes=expected.classes,
         class_names=expected.class_names,
         preprocessing=preprocessing or Preprocessing(),
+        input_shape=expected.input_shape or MNIST_SHAPE,
     )
     kind = model_format(file, data)
     torch_device = resolve_device(device)
     model: Model
     if kind == "checkpoint":
-        model, info = _checkpoint(file, data, info)
+        model, info = _checkpoint(file, data, info, given=expected.input_shape)
     elif kind == "torchscript":
         model = _torchscript(
             file, data, info.name, torch_device, trust_code=trust_code, options=options
         )
         info = replace(info, card={"architecture": "TorchScript"})
     else:
-        model = OnnxModel(file, data=data, input_shape=info.input_shape)
-        info = replace(info, card={"architecture": "ONNX"})
+        model, info = _onnx(file, data, info, given=expected.input_shape, options=options)
         torch_device = torch.device("cpu")  # ONNX Runtime's CPU provider
+    if info.preprocessing.layout is None:
+        info = replace(info, preprocessing=replace(info.preprocessing, layout="nchw"))
     return Classifier(model, info, device=torch_device, engine=options)
 
 
-def _checkpoint(file: Path, data: bytes, info: ModelInfo) -> tuple[torch.nn.Module, ModelInfo]:
-    """The checkpoint's model, and ``info`` with what the checkpoint records."""
+def _onnx(
+    file: Path, data: bytes, info: ModelInfo, *, given: ImageShape | None, options: EngineOptions
+) -> tuple[OnnxModel, ModelInfo]:
+    """The ONNX model, and ``info`` with the shape and layout its input says; the user is
+    told when the input is read as channels last without being told so."""
+    model = OnnxModel(file, data=data)
+    told = info.preprocessing.layout
+    shape, layout = onnx_input(info.name, model.input_dims, given=given, layout=told)
+    preprocessing = replace(info.preprocessing, layout=layout)
+    info.preprocessing.check(shape)  # before the input is checked: names the option at fault
+    model.expect(ImageShape.of(preprocessing.model_dims(shape)))
+    if told is None and layout == "nhwc":
+        options.tell(
+            f"{info.name}: input is NHWC ({dims_text(model.input_dims)}), read as layout nhwc "
+            "(set --layout nchw to override)"
+        )
+    card = {"architecture": "ONNX"}
+    return model, replace(info, input_shape=shape, preprocessing=preprocessing, card=card)
+
+
+def _checkpoint(
+    file: Path, data: bytes, info: ModelInfo, *, given: ImageShape | None
+) -> tuple[torch.nn.Module, ModelInfo]:
+    """The checkpoint's model, and ``info`` with what the checkpoint records: its shape (which
+    ``given`` must be, where given), classes, class names and card."""
+    if info.preprocessing.channels_last:
+        raise IdentikitError(
+            f"{info.name} is an identikit checkpoint, whose models take images (N, C, H, W): "
+            "--layout nhwc is for TorchScript and ONNX models"
+        )
     model, meta = load_checkpoint(file, data=data)
+    recorded: ImageShape = meta["input_shape"]
+    if given is not None and given != recorded:
+        raise IdentikitError(
+            f"{info.name} takes images of {recorded} (its checkpoint records it), "
+            f"not --input-shape {given}"
+        )
     card: dict[str, Any] = {
         "architecture": meta["architecture"],
         "parameters": sum(p.numel() for p in model.parameters()),
         **{k: meta[k] for k in ("test_accuracy", "epochs", "seed") if k in meta},
     }
     classes = int(meta["num_classes"]) if info.classes is None else info.classes
-    return model, replace(info, classes=classes, input_shape=meta["input_shape"], card=card)
+    names = info.class_names or _recorded_names(meta.get("class_names"), int(meta["num_classes"]))
+    return model, replace(info, classes=classes, class_names=names, input_shape=recorded, card=card)
+
+
+def _recorded_names(names: Any, classes: int) -> tuple[str, ...] | None:
+    """The class names a checkpoint records (training writes the dataset's), where they are
+    one text per class; None otherwise (the numbers are shown instead)."""
+    if not (isinstance(names, list | tuple) and len(names) == classes):
+        return None
+    return tuple(names) if all(isinstance(n, str) and n for n in names) else None
 
 
 def _torchscript(

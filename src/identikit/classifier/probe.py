@@ -42,15 +42,19 @@ def probe_pixels(shape: ImageShape, random: int, *, seed: int) -> torch.Tensor:
 def probe_outputs(forward: Forward, info: ModelInfo, device: torch.device) -> torch.Tensor:
     """The model's outputs (N, classes) on the probe images; a one-line error naming the model
     for anything else."""
+    info.preprocessing.check(info.input_shape)
     probes = probe_pixels(info.input_shape, 2, seed=0).to(device)
     try:
         out = forward(info.preprocessing.to_model(probes))
     except IdentikitError:
         raise
     except Exception as exc:  # whatever the user's model raises on a well-formed input
+        # The shape is the user's (--input-shape) or MNIST's: the likeliest fault is a model
+        # made for another, which the user can name.
+        layout = " channels last" if info.preprocessing.channels_last else ""
         raise IdentikitError(
-            f"{info.name} fails on images of shape {batch_text(info.input_shape)}: "
-            f"{first_line(exc, limit=1000)}"
+            f"{info.name} fails on images of shape {batch_text(info.input_shape)}{layout} "
+            f"(--input-shape C,H,W gives another): {first_line(exc, limit=1000)}"
         ) from None
     if out.dim() != 2 or out.shape[0] != len(probes) or out.shape[1] < 2:
         raise IdentikitError(

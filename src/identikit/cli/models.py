@@ -13,6 +13,7 @@ from identikit.cli.options import (
     add_data_options,
     add_device,
     add_model_options,
+    conventions,
     make_classifier,
     output_path,
     positive_float,
@@ -22,9 +23,8 @@ from identikit.cli.options import (
 from identikit.data.datasets import SPLITS, ensure_files, load_dataset, refetch_files
 from identikit.data.images import load_images
 from identikit.models import ARCHITECTURES
-from identikit.models.checkpoint import load_checkpoint
-from identikit.models.export import EXPORTED_SHAPE, export_model
-from identikit.models.preprocessing import Preprocessing
+from identikit.models.export import export_model
+from identikit.models.preprocessing import values_text
 from identikit.training.evaluation import evaluate_classifier
 from identikit.training.trainer import TrainSpec, train
 
@@ -129,12 +129,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     # The conventions first: a wrong --std costs no reading of the checkpoint.
-    preprocessing = Preprocessing(
-        input_range=args.input_range, mean=args.mean, std=args.std, outputs=args.outputs or "logits"
-    )
-    model, _ = load_checkpoint(args.model)
+    preprocessing = conventions(args, outputs="logits")
     export_model(
-        model,
+        args.model,  # exported for the image shape the checkpoint records
         args.out,
         fmt=args.format,
         preprocessing=preprocessing,
@@ -142,7 +139,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         fixed_batch=args.fixed_batch,
     )
     flags = (
-        f"--input-range {args.input_range} --mean {args.mean} --std {args.std} "
+        f"--input-range {args.input_range} --mean {values_text(preprocessing.mean)} "
+        f"--std {values_text(preprocessing.std)} --layout {preprocessing.layout or 'nchw'} "
         f"--outputs {preprocessing.outputs}"
     )
     print(f"wrote {args.out} ({args.format}); use it with: {flags}")
@@ -256,11 +254,11 @@ def _add_export(commands: Any, common: argparse.ArgumentParser) -> None:
         "program: identikit loads it back only with --trust-code) (default: %(default)s)",
     )
     export.add_argument("--out", required=True, type=output_path, help="file to write")
-    add_convention_options(export, outputs_default="logits")
+    add_convention_options(export, outputs_default="logits", layout_default="nchw")
     export.add_argument(
         "--flatten",
         action="store_true",
-        help=f"take inputs of shape (N, {EXPORTED_SHAPE.size})",
+        help="take flattened images, inputs of shape (N, C x H x W)",
     )
     export.add_argument(
         "--fixed-batch",

@@ -11,12 +11,19 @@ from typing import Any, NoReturn
 
 from identikit.base.device import DEVICE_CHOICES
 from identikit.base.errors import IdentikitError
+from identikit.base.shapes import ImageShape
 from identikit.classifier import Classifier, load_classifier
 from identikit.data.datasets import DATASETS
 from identikit.engines import BACKENDS, PRECISIONS
 from identikit.engines.options import EngineOptions
 from identikit.models.info import Expected
-from identikit.models.preprocessing import INPUT_RANGES, OUTPUT_KINDS, Preprocessing
+from identikit.models.preprocessing import (
+    INPUT_RANGES,
+    LAYOUTS,
+    OUTPUT_KINDS,
+    Preprocessing,
+    Values,
+)
 from identikit.strategies import STRATEGIES
 
 
@@ -59,8 +66,12 @@ def add_data_options(parser: argparse.ArgumentParser, *, any_shape: bool = False
     )
 
 
-def add_convention_options(parser: argparse.ArgumentParser | Any, *, outputs_default: str) -> None:
-    """A model's input range, normalisation and kind of outputs (see ``Preprocessing``)."""
+def add_convention_options(
+    parser: argparse.ArgumentParser | Any, *, outputs_default: str, layout_default: str
+) -> None:
+    """A model's input range, normalisation, layout and kind of outputs (see
+    ``Preprocessing``); the defaults of ``--outputs`` and ``--layout`` as the help states them
+    (the options themselves default to None)."""
     parser.add_argument(
         "--input-range",
         default="0,1",
@@ -72,15 +83,24 @@ def add_convention_options(parser: argparse.ArgumentParser | Any, *, outputs_def
     )
     parser.add_argument(
         "--mean",
-        type=finite_float,
+        type=channel_values,
         default=0.0,
-        help="subtracted after scaling (default: %(default)s)",
+        help="subtracted after scaling: one value, or one per channel such as "
+        "0.485,0.456,0.406 (default: %(default)s)",
     )
     parser.add_argument(
         "--std",
-        type=positive_float,
+        type=positive_channel_values,
         default=1.0,
-        help="divided by after subtracting the mean (default: %(default)s)",
+        help="divided by after subtracting the mean: one value, or one per channel "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--layout",
+        default=None,
+        choices=LAYOUTS,
+        help="how the model's input is laid out: nchw (channels first) or nhwc (channels "
+        f"last, as Keras and TensorFlow models take) (default: {layout_default})",
     )
     parser.add_argument(
         "--outputs",
@@ -94,7 +114,19 @@ def add_model_options(parser: argparse.ArgumentParser, *, precision: bool = True
     """How to read a model file (checkpoint, TorchScript or ONNX) and its conventions;
     ``precision=False`` for commands that score in fp32 only (see :func:`add_backend_options`)."""
     group = parser.add_argument_group("model conventions (for TorchScript and ONNX models)")
-    add_convention_options(group, outputs_default="detected")
+    add_convention_options(
+        group,
+        outputs_default="detected",
+        layout_default="an ONNX model's own where its input says, else nchw",
+    )
+    group.add_argument(
+        "--input-shape",
+        type=image_shape,
+        default=None,
+        metavar="C,H,W",
+        help="the shape of the model's images, e.g. 3,32,32 (default: what the model file "
+        "says: a checkpoint's recorded shape, an ONNX input's static dimensions; else 1,28,28)",
+    )
     group.add_argument(
         "--classes",
         type=class_count,
@@ -207,10 +239,8 @@ def make_classifier(args: argparse.Namespace) -> Classifier:
     classifier = load_classifier(
         args.model,
         device=args.device,
-        preprocessing=Preprocessing(
-            input_range=args.input_range, mean=args.mean, std=args.std, outputs=args.outputs
-        ),
-        expect=Expected(args.classes, names),
+        preprocessing=conventions(args),
+        expect=Expected(args.classes, names, args.input_shape),
         engine=engine,
         trust_code=args.trust_code,
     )
@@ -222,6 +252,18 @@ def make_classifier(args: argparse.Namespace) -> Classifier:
             file=sys.stderr,
         )
     return classifier
+
+
+def conventions(args: argparse.Namespace, *, outputs: str | None = None) -> Preprocessing:
+    """The model conventions of a command's options (``outputs``: the kind of outputs when
+    ``--outputs`` is not given)."""
+    return Preprocessing(
+        input_range=args.input_range,
+        mean=args.mean,
+        std=args.std,
+        outputs=args.outputs or outputs,
+        layout=args.layout,
+    )
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
@@ -289,6 +331,26 @@ def positive_float(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
     return value
+
+
+def channel_values(text: str) -> Values:
+    """One finite number, or one per channel separated by commas (``0.485,0.456,0.406``)."""
+    values = tuple(finite_float(part) for part in text.split(","))
+    return values[0] if len(values) == 1 else values
+
+
+def positive_channel_values(text: str) -> Values:
+    """As :func:`channel_values`, each > 0 (a standard deviation)."""
+    values = tuple(positive_float(part) for part in text.split(","))
+    return values[0] if len(values) == 1 else values
+
+
+def image_shape(text: str) -> ImageShape:
+    """An image shape written C,H,W (``3,32,32``): three whole numbers >= 1."""
+    parts = text.split(",")
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected C,H,W (three whole numbers), got {text!r}")
+    return ImageShape(*(_int_at_least(part, 1) for part in parts))
 
 
 def open_fraction(text: str) -> float:

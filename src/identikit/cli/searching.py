@@ -233,13 +233,13 @@ def _linear_ceiling(classifier: Classifier) -> float | None:
 def cmd_ceiling(args: argparse.Namespace) -> int:
     # The hash recorded is that of the very bytes the model is built from.
     data = read_regular(args.model, limit=MODEL_BYTES)
-    model, _ = load_checkpoint(args.model, data=data)
+    model, meta = load_checkpoint(args.model, data=data)
     ceiling = model_ceiling(model)
     rows = ceiling_rows(ceiling)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         name, sha256 = display_name(args.model), hashlib.sha256(data).hexdigest()
-        write_ceiling(args.out, ceiling, name=name, sha256=sha256)
+        write_ceiling(args.out, ceiling, name=name, sha256=sha256, shape=meta["input_shape"])
     if args.json:
         print_json(rows)
         return 0
@@ -255,6 +255,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
         device=args.device,
         trust_code=args.trust_code,
         log=lambda line: print(line, file=sys.stderr, flush=True),
+        epochs=args.judge_epochs,
     )
     names = [j.strip() for j in args.judges.split(",") if j.strip()]
     results = api.judge(args.sweep, names, setup)
@@ -442,8 +443,14 @@ def _add_judge(commands: Any, common: argparse.ArgumentParser) -> None:
         default=None,
         help="folder of trained judges (default: <data root>/judges)",
     )
+    judge.add_argument(
+        "--judge-epochs",
+        type=positive_int,
+        default=None,
+        help="epochs to train the built-in judges for (default: each architecture's own)",
+    )
     judge.add_argument("--json", action="store_true", help="print a JSON summary last")
-    add_data_options(judge)
+    add_data_options(judge, any_shape=True)
     add_device(judge)
     judge.set_defaults(handler=cmd_judge)
 
@@ -469,7 +476,7 @@ def _add_certainty(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     certainty.add_argument("--seed", type=int, default=0, help="seed of the random images")
     certainty.add_argument("--json", action="store_true", help="print the result as JSON")
-    add_data_options(certainty)
+    add_data_options(certainty, any_shape=True)
     add_device(certainty)
     add_model_options(certainty, precision=False)  # every score of certainty is fp32
     certainty.set_defaults(handler=cmd_certainty)

@@ -33,6 +33,7 @@ from identikit.engines.choices import (
     remember,
     save_choices,
 )
+from identikit.engines.chunks import fit_chunks, timing_images
 from identikit.engines.options import EngineOptions
 from identikit.engines.registry import Build, get_engine, registered
 from identikit.engines.scorers import BackendUnavailable, Scorer
@@ -135,7 +136,9 @@ class _Bench:
         """Time ``names`` at ``chunk_size`` (None: at each of the device's chunk sizes); the
         fastest engine and the choice that records every rate."""
         cuda = self.target.device.type == "cuda"
-        chunks = (chunk_size,) if chunk_size else (CUDA_CHUNKS if cuda else CPU_CHUNKS)
+        device, shape = self.target.device, self.target.input_shape
+        tried = CUDA_CHUNKS if cuda else CPU_CHUNKS
+        chunks = (chunk_size,) if chunk_size else fit_chunks(tried, shape, device)
         self.batch = _timing_batch(self.target, max(chunks))
         compiling = [name for name in names if get_engine(name).compiles]
         for name in [n for n in names if n not in compiling]:
@@ -326,7 +329,7 @@ def _difference(target: Target, outputs: torch.Tensor, *, worst: bool = True) ->
 
 def _timing_batch(target: Target, chunk: int) -> torch.Tensor:
     """Inputs to time with: the probes repeated to a few chunks' worth."""
-    need = max(1024, 2 * chunk)
+    need = timing_images(chunk, target.input_shape)
     reps = -(-need // len(target.probes))
     return target.probes.repeat(reps, *([1] * (target.probes.dim() - 1)))[:need]
 

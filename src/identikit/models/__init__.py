@@ -73,4 +73,4 @@ def smallest_side(name: str, shape: ImageShape, side: int) -> None:
 
 
 # Importing the modules registers their architectures.
-from identikit.models import cnn, colour_cnn, mlp, softmax  # noqa: E402,F401
+from identikit.models import cnn, colour_cnn, mlp, resnet, softmax  # noqa: E402,F401

@@ -1,9 +1,10 @@
 """Exporting a checkpoint to ONNX or TorchScript, with a chosen input convention.
 
 The exported model expects its inputs the way ``preprocessing`` describes (e.g. pixels in
-[-1, 1], normalised by a mean and std) and returns the chosen kind of outputs, so that loading
-it back with the same options reproduces the original model exactly: a round trip that tests
-every preprocessing path, and a way to hand identikit's models to other tools.
+[-1, 1], normalised by a mean and std per channel, laid out channels last) and returns the
+chosen kind of outputs, so that loading it back with the same options reproduces the original
+model exactly: a round trip that tests every preprocessing path, and a way to hand identikit's
+models to other tools. A checkpoint is exported for the image shape it records.
 """
 
 from __future__ import annotations
@@ -19,18 +20,19 @@ from identikit.base.atomic import atomic_write_bytes
 from identikit.base.errors import IdentikitError
 from identikit.base.shapes import ImageShape
 from identikit.data.datasets import MNIST_SHAPE
+from identikit.models.checkpoint import load_checkpoint
 from identikit.models.preprocessing import Preprocessing
 
 FORMATS = ("onnx", "torchscript")
-# The image shape of the models exported: every identikit checkpoint's today (checkpoints record
-# theirs; exporting another shape is for when the architectures take one).
+# The image shape a bare module (not a checkpoint, which records its own) is exported for.
 EXPORTED_SHAPE = MNIST_SHAPE
 
 
 class _Exported(nn.Module):
     """model inputs -> pixels -> the wrapped model -> outputs of the chosen kind.
 
-    ``flatten``: the inputs are images of ``shape`` flattened to rows, made images again here.
+    ``flatten``: the inputs are images of ``shape`` flattened to rows (in the layout of
+    ``preprocessing``), made images again here.
     """
 
     def __init__(
@@ -39,7 +41,7 @@ class _Exported(nn.Module):
         super().__init__()
         self.model = model
         self.preprocessing = preprocessing
-        self.dims = shape.dims
+        self.dims = preprocessing.model_dims(shape)
         self.flatten = flatten
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -55,7 +57,7 @@ class _Exported(nn.Module):
 
 
 def export_model(
-    model: nn.Module,
+    model: nn.Module | str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
     fmt: str,
@@ -65,17 +67,23 @@ def export_model(
 ) -> None:
     """Write ``model`` (pixels in [0, 1] -> logits) as ONNX or TorchScript, atomically.
 
-    ``flatten`` makes the input a batch of flattened images (N, C x H x W); ``fixed_batch``
-    fixes the batch size to 1 (ONNX). The images are of :data:`EXPORTED_SHAPE`, the shape of
-    every identikit checkpoint today.
+    ``model`` is a checkpoint file, exported for the image shape it records, or a module,
+    exported for :data:`EXPORTED_SHAPE`. The exported model takes inputs as ``preprocessing``
+    says (range, mean and std, layout) and returns its kind of outputs. ``flatten`` makes the
+    input a batch of flattened images (N, C x H x W); ``fixed_batch`` fixes the batch size to
+    1 (ONNX).
     """
     if fmt not in FORMATS:
         raise IdentikitError(f"--format must be one of {', '.join(FORMATS)}")
+    preprocessing = preprocessing or Preprocessing()
     shape = EXPORTED_SHAPE
-    wrapped = _Exported(
-        model.eval().cpu(), preprocessing or Preprocessing(), shape=shape, flatten=flatten
-    )
-    example = torch.rand(1 if fixed_batch else 2, *((shape.size,) if flatten else shape.dims))
+    if not isinstance(model, nn.Module):
+        model, meta = load_checkpoint(model)
+        shape = meta["input_shape"]
+    preprocessing.check(shape)
+    wrapped = _Exported(model.eval().cpu(), preprocessing, shape=shape, flatten=flatten)
+    dims = (shape.size,) if flatten else preprocessing.model_dims(shape)
+    example = torch.rand(1 if fixed_batch else 2, *dims)
     if fmt == "onnx":
         atomic_write_bytes(out, onnx_bytes(wrapped, example, fixed_batch=fixed_batch))
         return

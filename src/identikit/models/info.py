@@ -20,10 +20,12 @@ from identikit.models.preprocessing import Preprocessing
 
 @dataclass(frozen=True)
 class Expected:
-    """What a user says a model must be: its number of classes and their names (None: any)."""
+    """What a user says a model must be: its number of classes, their names and the shape of
+    its images (None: any, or what the model file says)."""
 
     classes: int | None = None
     class_names: tuple[str, ...] | None = None
+    input_shape: ImageShape | None = None
 
     def __post_init__(self) -> None:
         if self.classes is not None and self.classes < 2:
@@ -38,11 +40,13 @@ class ModelInfo:
         name: how results and messages refer to the model (its file name).
         sha256: hash of the model file's bytes, recorded in results (None: not from a file).
         classes: the number of classes (None until the model is probed, when not expected).
-        class_names: names of the classes for tables and reports (None: the numbers).
+        class_names: names of the classes for tables and reports (None: the numbers; a
+            checkpoint's own when it records them).
         preprocessing: the model's input range, normalisation and kind of outputs (outputs
             None until detected).
-        input_shape: the shape of one image the model takes (MNIST's for every model today; a
-            checkpoint records it).
+        input_shape: the shape of one image the model takes, C x H x W (a checkpoint records
+            it, an ONNX file's static dimensions say it, else the user does; MNIST's when
+            nothing says).
         outputs_detected: whether the kind of outputs was detected rather than given.
         card: what results record about the model beyond its hash (architecture, parameters,
             test accuracy, epochs, seed), so that a report never has to open the model file.

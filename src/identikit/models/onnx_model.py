@@ -1,10 +1,13 @@
 """Scoring with ONNX Runtime: any model exported to ONNX, from any framework.
 
-The model's first input may be a batch of images (N, C, H, W) or of flattened images
-(N, C x H x W), with any name and a dynamic or fixed batch size; a model fixed to batch 1 is run
-image by image over each chunk (slower, still correct). The first output must be (N, classes):
-one row per input, whatever the number of classes (a 100,000-class model is scored a chunk of
-images at a time like any other).
+The model's first input may be a batch of images (N, C, H, W), of images laid out channels
+last (N, H, W, C), or of flattened images (N, C x H x W), with any name and a dynamic or fixed
+batch size; a model fixed to batch 1 is run image by image over each chunk (slower, still
+correct). The first output must be (N, classes): one row per input, whatever the number of
+classes (a 100,000-class model is scored a chunk of images at a time like any other).
+
+:func:`onnx_input` reads the shape of the model's images, and its layout, from the input's
+static dimensions, or takes the user's where they are dynamic.
 """
 
 from __future__ import annotations
@@ -20,22 +23,30 @@ import torch
 from identikit.base.errors import IdentikitError, first_line
 from identikit.base.safe_files import display_name
 from identikit.base.shapes import ImageShape
+from identikit.data.datasets import MNIST_SHAPE
 from identikit.models.info import batch_text
+
+# Channel counts that mark a last dimension as channels (grey, RGB): an input (N, 32, 32, 3) is
+# laid out channels last, (N, 3, 32, 32) channels first.
+_CHANNEL_COUNTS = (1, 3)
 
 
 class OnnxModel:
-    """An ONNX model as a callable from a float tensor of images (N, C, H, W) of
-    ``input_shape`` to its first output.
+    """An ONNX model as a callable from a float tensor of model inputs (N, *``input_shape``)
+    to its first output.
 
-    ``data`` is the file's content when the caller has read it already (so that the model run
-    is the very one whose hash is recorded); ``path`` then only names it.
+    ``input_shape`` is the shape of one input as the model lays it out ((C, H, W), or (H, W, C)
+    for a model that takes channels last); None: checked later, with :meth:`expect`, once
+    :func:`onnx_input` has read it from :attr:`input_dims`. ``data`` is the file's content when
+    the caller has read it already (so that the model run is the very one whose hash is
+    recorded); ``path`` then only names it.
     """
 
     def __init__(
         self,
         path: str | os.PathLike[str],
         *,
-        input_shape: ImageShape,
+        input_shape: ImageShape | None = None,
         threads: int | None = None,
         data: bytes | None = None,
     ) -> None:
@@ -64,20 +75,28 @@ class OnnxModel:
         first = self.session.get_inputs()[0]
         self.input_name = first.name
         self.output_name = self.session.get_outputs()[0].name
-        shape: list[Any] = list(first.shape)
-        flat = _flat(shape, input_shape)
-        if flat is None:
-            raise IdentikitError(
-                f"{name}: input {self.input_name!r} has shape {shape}; expected "
-                f"{batch_text(input_shape)} or (N, {input_shape.size})"
-            )
-        self.flat = flat
-        self.fixed_batch = _dim(shape[0])
+        self.input_dims: list[int | None] = [_dim(d) for d in first.shape]
+        self.flat = len(self.input_dims) == 2
+        if input_shape is not None:
+            self.expect(input_shape)
+        self.fixed_batch = self.input_dims[0] if self.input_dims else None
         if self.fixed_batch not in (None, 1):
             raise IdentikitError(
                 f"{name}: fixed batch size {self.fixed_batch}; identikit needs a "
                 "dynamic batch or a batch of 1"
             )
+
+    def expect(self, input_shape: ImageShape) -> None:
+        """Check that the model's input takes inputs of ``input_shape`` (in the model's own
+        layout), whole or flattened; a one-line error otherwise."""
+        flat = _flat(self.input_dims, input_shape)
+        if flat is None:
+            raise IdentikitError(
+                f"{display_name(self.path)}: input {self.input_name!r} has shape "
+                f"{dims_text(self.input_dims)}; expected {batch_text(input_shape)} or "
+                f"(N, {input_shape.size})"
+            )
+        self.flat = flat
 
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
         array = inputs.detach().cpu().numpy().astype(np.float32, copy=False)
@@ -100,11 +119,11 @@ class OnnxModel:
         return out
 
 
-def _flat(shape: list[Any], image: ImageShape) -> bool | None:
+def _flat(shape: list[int | None], image: ImageShape) -> bool | None:
     """Whether an input of ``shape`` takes flattened images of shape ``image`` (False: whole
-    ones; None: neither). Batch and channel dimensions may be dynamic (named, not numbered)."""
-    dims = [_dim(d) for d in shape[1:]]
-    if len(shape) == 4 and dims in (list(image.dims), [None, image.height, image.width]):
+    ones; None: neither). Any dimension may be dynamic (None)."""
+    dims = shape[1:]
+    if len(shape) == 4 and all(d in (None, e) for d, e in zip(dims, image.dims, strict=True)):
         return False
     if len(shape) == 2 and dims[0] in (image.size, None):
         return True
@@ -112,7 +131,83 @@ def _flat(shape: list[Any], image: ImageShape) -> bool | None:
 
 
 def _dim(value: Any) -> int | None:
-    return value if isinstance(value, int) else None
+    """A static dimension; None for a dynamic one (named, or not positive)."""
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def dims_text(dims: list[int | None]) -> str:
+    """An input's dimensions as messages write them, ``N`` for a dynamic one: ``Nx32x32x3``."""
+    return "x".join("N" if d is None else str(d) for d in dims)
+
+
+def onnx_input(
+    name: str, dims: list[int | None], *, given: ImageShape | None, layout: str | None
+) -> tuple[ImageShape, str]:
+    """The shape (C x H x W) of the images an ONNX input of ``dims`` takes, and its layout.
+
+    Static dimensions say the shape; ``given`` (``--input-shape``) must agree with them, and
+    says the dynamic ones. Without it, a dynamic input that fits MNIST's images is taken for
+    MNIST's (what identikit has always done); any other is a one-line error asking for it.
+    ``layout`` None: channels last where the dimensions say so unambiguously (see
+    :func:`detect_layout`), else channels first.
+    """
+    if len(dims) == 2:
+        return _flat_input(name, dims[1], given), layout or "nchw"
+    if len(dims) != 4:
+        raise IdentikitError(
+            f"{name}: input has shape {dims_text(dims)}; expected (N, C, H, W), (N, H, W, C) "
+            "or (N, values)"
+        )
+    chosen = layout or detect_layout(dims)
+    body = dims[1:]
+    c, h, w = body if chosen == "nchw" else (body[2], body[0], body[1])
+    if given is not None:
+        if any(d not in (None, g) for d, g in zip((c, h, w), given.dims, strict=True)):
+            raise IdentikitError(
+                f"{name}: --input-shape {given} does not fit the model's input "
+                f"{dims_text(dims)} (layout {chosen}, images {_image_text(c, h, w)})"
+            )
+        return given, chosen
+    if c is not None and h is not None and w is not None:
+        return ImageShape(c, h, w), chosen
+    if all(d in (None, m) for d, m in zip((c, h, w), MNIST_SHAPE.dims, strict=True)):
+        return MNIST_SHAPE, chosen
+    raise IdentikitError(
+        f"{name}: input {dims_text(dims)} has dynamic dimensions; give its image shape with "
+        "--input-shape C,H,W"
+    )
+
+
+def _flat_input(name: str, size: int | None, given: ImageShape | None) -> ImageShape:
+    """The image shape of a flat input (N, ``size``): ``given``'s if its size fits, MNIST's
+    if it fits and nothing is given."""
+    if given is not None:
+        if size not in (None, given.size):
+            raise IdentikitError(
+                f"{name}: --input-shape {given} ({given.size} values) does not fit the "
+                f"model's input Nx{size}"
+            )
+        return given
+    if size in (None, MNIST_SHAPE.size):
+        return MNIST_SHAPE
+    raise IdentikitError(
+        f"{name}: input takes flat images of {size} values; give their shape with "
+        "--input-shape C,H,W"
+    )
+
+
+def detect_layout(dims: list[int | None]) -> str:
+    """``nhwc`` for an input (N, H, W, C) whose static dimensions say so unambiguously (the
+    last is 1 or 3 channels, the first after the batch is not), else ``nchw``."""
+    if len(dims) == 4 and None not in dims[1:]:
+        first, last = dims[1], dims[3]
+        if last in _CHANNEL_COUNTS and first not in _CHANNEL_COUNTS:
+            return "nhwc"
+    return "nchw"
+
+
+def _image_text(*dims: int | None) -> str:
+    return "x".join("?" if d is None else str(d) for d in dims)
 
 
 def _shape(shape: tuple[int, ...]) -> str:

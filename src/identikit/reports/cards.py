@@ -19,8 +19,11 @@ from typing import Any
 from identikit.base.errors import IdentikitError
 from identikit.base.limits import FILE_BYTES
 from identikit.base.safe_files import display_name, read_regular
+from identikit.base.shapes import ImageShape
 from identikit.models import ARCHITECTURES
 from identikit.models.checkpoint import load_checkpoint
+from identikit.models.preprocessing import Preprocessing
+from identikit.sweeps.records import SWEEP_SHAPE
 
 MODEL_SUFFIXES = (".pt", ".pth")
 
@@ -36,6 +39,8 @@ class ModelCard:
     test_accuracy: float | None = None
     epochs: int | None = None
     seed: int | None = None
+    input_shape: str = ""  # C x H x W, e.g. "3x32x32"
+    conventions: str = ""  # how pixels in [0, 1] become its inputs, e.g. "pixels 0,1; ..."
     file: str = ""  # the checkpoint under the folder, relative to it, when one is there
     results: list[str] = field(default_factory=list)  # folders of the results that used it
 
@@ -49,6 +54,20 @@ def _describe(card: ModelCard, facts: dict[str, Any]) -> None:
     for name in ("parameters", "test_accuracy", "epochs", "seed"):
         if getattr(card, name) is None and facts.get(name) is not None:
             setattr(card, name, facts[name])
+    for name in ("input_shape", "conventions"):
+        if not getattr(card, name) and facts.get(name):
+            setattr(card, name, str(facts[name]))
+
+
+def recorded_input(record: dict[str, Any]) -> tuple[str, str]:
+    """A sweep's model's input shape and conventions as its results record them: a record
+    without a shape predates shapes (MNIST's, conventions not recorded); one with a shape and
+    no conventions had identikit's own."""
+    dims = record.get("input_shape")
+    if dims is None:
+        return str(SWEEP_SHAPE), "not recorded"
+    conventions = record.get("preprocessing") or Preprocessing().describe()
+    return str(ImageShape.of(dims)), str(conventions)
 
 
 def card_of_record(record: dict[str, Any]) -> ModelCard:
@@ -58,6 +77,7 @@ def card_of_record(record: dict[str, Any]) -> ModelCard:
         path=str(record.get("path") or ""),
         sha256=record.get("sha256") or "",
     )
+    card.input_shape, card.conventions = recorded_input(record)
     _describe(card, record.get("card") or {})
     return card
 

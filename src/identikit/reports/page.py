@@ -209,9 +209,9 @@ def _replay_all(
 
 
 def write_pngs(folder: str | os.PathLike[str], out: str | os.PathLike[str]) -> list[Path]:
-    """Every identikit under ``folder`` as ``out/<sweep folder>/<digit>-<run>.png`` (the
-    identikit's own size, each pixel 8 x 8, grayscale), each file atomic; returns the files
-    written."""
+    """Every identikit under ``folder`` as ``out/<sweep folder>/<digit>-<run>.png``, grey or in
+    colour, each pixel a square (8 x 8 for MNIST's images, larger for smaller ones), each file
+    atomic; returns the files written."""
     root, target = Path(folder), Path(out)
     written = []
     for results_file in _files(root, RESULTS_FILE):

@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from identikit.classifier.classifier import Classifier
@@ -32,10 +33,16 @@ class Replay:
     """Best image after each iteration of one run, and whether it ends where the sweep did."""
 
     digit: int
-    frames: np.ndarray  # (iterations + 1, H, W)
+    frames: np.ndarray  # (iterations + 1, H, W) grey, (iterations + 1, C, H, W) otherwise
     faithful: bool
     confidences: list[float]  # best confidence after each iteration, as the replay found it
     complete: bool = True  # False: the run was longer than the replay's iterations
+
+
+def _frame(image: torch.Tensor) -> np.ndarray:
+    """One best image as the sweep's folder holds it: (H, W) grey, (C, H, W) otherwise."""
+    pixels = image.detach().cpu().numpy()
+    return (pixels[0] if pixels.shape[0] == 1 else pixels).copy()
 
 
 class _Frames:
@@ -43,9 +50,7 @@ class _Frames:
     them (on stderr, shown on a terminal only)."""
 
     def __init__(self, state: SearchState, total: int, *, progress: bool) -> None:
-        self.frames: list[list[np.ndarray]] = [
-            [image[0].cpu().numpy().copy()] for image in state.images
-        ]
+        self.frames: list[list[np.ndarray]] = [[_frame(image)] for image in state.images]
         self.total = total
         self.bar = tqdm(
             total=total,
@@ -60,7 +65,7 @@ class _Frames:
         """Keep the new best image of every run that finished an iteration."""
         for row, iterations in enumerate(state.iterations.tolist()):
             if len(self.frames[row]) <= iterations:
-                self.frames[row].append(state.images[row, 0].cpu().numpy().copy())
+                self.frames[row].append(_frame(state.images[row]))
         done = sum(len(f) - 1 for f in self.frames)
         self.bar.update(min(done, self.total) - self.bar.n)
 
@@ -92,6 +97,7 @@ def replay_first_runs(
     keep = _Frames(state, total, progress=progress)
     # The sweeps identikit makes learn their priors from MNIST's training images.
     strategy = config.spec.build(prior_inputs(config.spec.needs()))
+    strategy = strategy.for_shape(classifier.info.input_shape)
     with keep.bar:
         advance(
             state,

@@ -21,6 +21,7 @@ from identikit.base import figures
 from identikit.base.errors import IdentikitError
 from identikit.base.safe_files import display_name, read_regular
 from identikit.data.datasets import DATASETS, default_root, find_file, load_dataset
+from identikit.reports.cards import recorded_input
 from identikit.strategies.registry import is_white_box
 from identikit.sweeps.compare import NO_STALLING, curves
 from identikit.sweeps.folder import SweepFolder, read_sweep_folder
@@ -53,6 +54,8 @@ class SweepSection:
     grid: str
     curve: str
     patience: str = ""
+    input_shape: str = ""  # C x H x W of the sweep's images
+    conventions: str = ""  # the model's, as results.json records them
     white_box: bool = False
     animation: str | None = None
     animation_note: str = ""
@@ -103,6 +106,7 @@ def sweep_section(folder: Path, root: Path, datasets: dict[str, Any]) -> Sweep:
         patience=_patience(settings),
         white_box=is_white_box(settings["strategy"]),
     )
+    section.input_shape, section.conventions = recorded_input(results["model"])
     sweep = Sweep(section, read)
     judged = folder / JUDGE_FILE
     if os.path.lexists(judged):

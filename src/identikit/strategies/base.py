@@ -222,6 +222,19 @@ class Strategy(ABC):
             if f.metadata != PRIOR_INPUT
         }
 
+    def check_shape(self, shape: ImageShape) -> None:
+        """Refuse, in one line, images of a shape the strategy cannot search (e.g. a colour
+        prior on a grey model); by default every shape is accepted. Callers ask before any
+        query; :func:`advance` asks too."""
+        del shape  # every shape will do
+
+    def for_shape(self, shape: ImageShape) -> Strategy:
+        """The strategy for images of ``shape``: settings that depend on the image (e.g. a
+        square's side) filled in, after :meth:`check_shape`. Sweeps record the settings of
+        this value; by default the strategy itself."""
+        self.check_shape(shape)
+        return self
+
     def needs(self) -> PriorNeeds:
         """What the strategy's priors must be given from the training data (see
         :meth:`with_inputs`); by default nothing."""
@@ -365,6 +378,7 @@ def advance(
     that iteration's remaining runs, in the same groups as an uninterrupted search would have
     used, so a paused and resumed search computes exactly what an uninterrupted one does.
     """
+    strategy.check_shape(classifier.info.input_shape)
     cost = step_cost(strategy, classifier)
     group = group_runs(cost, classifier.num_classes, state.images[0].numel())
     if not state.memory:

@@ -2,12 +2,17 @@
 
 Each prior is a small value, and priors compose with ``+`` into one :class:`Prior`, as the
 objectives of feature-visualisation libraries do (lucent's ``optvis.objectives``). There are
-three kinds, by where they act:
+four kinds, by where they act:
 
 - penalties (:class:`TotalVariation`, :class:`SquaredNorm`, :class:`ManifoldDistance`) are
   subtracted from a white-box objective, in the order they were added;
 - transforms (:class:`Blur`) act on the iterate after each step;
-- views (:class:`Jitter`) change what the model sees when the gradient is taken.
+- views (:class:`Jitter`, :class:`~identikit.strategies.transforms.RandomAffine`) change what
+  the model sees when the gradient is taken;
+- parameterisations (:mod:`identikit.strategies.parameterisations`: a decorrelated colour
+  basis, a frequency-scaled Fourier basis) change what the optimiser moves: its iterate is
+  their parameters, mapped to the image each step (Olah, Mordvintsev & Schubert 2017,
+  "Feature Visualization", Distill).
 
 Feature-visualisation work found each of them to move optimised images towards recognisable
 ones: total variation (Mahendran & Vedaldi 2015), L2 decay, Gaussian blur and random jitter
@@ -25,6 +30,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -32,7 +38,7 @@ import torch.nn.functional as F
 
 from identikit.base.errors import IdentikitError
 
-PRIORS = ("tv", "l2", "blur", "jitter", "manifold")
+PRIORS = ("tv", "l2", "blur", "jitter", "manifold", "colour", "fourier", "transforms")
 # Metadata of a strategy's dataclass field that holds a prior input (see PriorInputs), which is
 # none of its settings: never recorded, never set by a user.
 PRIOR_INPUT = {"prior_input": True}
@@ -65,6 +71,7 @@ class PriorTerm(ABC):
             penalties=first.penalties + second.penalties,
             transforms=first.transforms + second.transforms,
             views=first.views + second.views,
+            parameterisations=first.parameterisations + second.parameterisations,
         )
 
 
@@ -176,7 +183,13 @@ class Transform(PriorTerm):
 
 
 class View(PriorTerm):
-    """A random change of what the model sees when the gradient is taken (e.g. a jitter)."""
+    """A random change of what the model sees when the gradient is taken (e.g. a jitter).
+
+    ``chained``: whether the gradient is chained back through the view to the image. A jitter's
+    is not: the gradient at the shifted image stands for the image's own, as it always has.
+    """
+
+    chained: ClassVar[bool] = False
 
     @abstractmethod
     def __call__(self, images: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
@@ -222,14 +235,37 @@ class Jitter(View):
         return jitter(images, shifts)
 
 
+class Parameterisation(PriorTerm):
+    """What the optimiser moves instead of the pixels: parameters that map to the image.
+
+    Both maps are linear and invertible here, so the box [0, 1] is kept by mapping the
+    clipped image back to its parameters, and gradients chain through :meth:`to_image` by
+    autograd.
+    """
+
+    @abstractmethod
+    def to_image(self, parameters: torch.Tensor) -> torch.Tensor:
+        """The images (N, C, H, W) of parameters (N, ...); differentiable."""
+
+    @abstractmethod
+    def from_image(self, images: torch.Tensor) -> torch.Tensor:
+        """The parameters (N, ...) whose image is ``images`` (N, C, H, W)."""
+
+    def as_prior(self) -> Prior:
+        return Prior(parameterisations=(self,))
+
+
 @dataclass(frozen=True)
 class Prior(PriorTerm):
     """Priors composed: ``penalties`` subtracted in order, ``transforms`` applied in order to
-    the iterate, ``views`` applied in order to the image the gradient is taken at."""
+    the iterate, ``views`` applied in order to the image the gradient is taken at, and the
+    image made of parameters by ``parameterisations``: the first is the image's own, each next
+    one makes the parameters of the one before."""
 
     penalties: tuple[Penalty, ...] = ()
     transforms: tuple[Transform, ...] = ()
     views: tuple[View, ...] = ()
+    parameterisations: tuple[Parameterisation, ...] = ()
 
     def as_prior(self) -> Prior:
         return self
@@ -253,6 +289,33 @@ class Prior(PriorTerm):
         for step in self.views:
             images = step(images, generators)
         return images
+
+    @property
+    def chained(self) -> bool:
+        """Whether the gradient is chained back through the views (any of them asks)."""
+        return any(step.chained for step in self.views)
+
+    def to_image(self, parameters: torch.Tensor) -> torch.Tensor:
+        """The images of the optimiser's parameters (the parameters themselves if none)."""
+        for basis in reversed(self.parameterisations):
+            parameters = basis.to_image(parameters)
+        return parameters
+
+    def from_image(self, images: torch.Tensor) -> torch.Tensor:
+        """The optimiser's parameters of ``images`` (the images themselves if none)."""
+        for basis in self.parameterisations:
+            images = basis.from_image(images)
+        return images
+
+    def pull_back(self, images: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+        """A gradient with respect to ``images`` as one with respect to their parameters
+        (the chain rule, by autograd through :meth:`to_image`); itself if none."""
+        if not self.parameterisations:
+            return gradient
+        with torch.enable_grad():
+            parameters = self.from_image(images).detach().requires_grad_(True)
+            (pulled,) = torch.autograd.grad(self.to_image(parameters), parameters, gradient)
+        return pulled
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ linearly with the distance from the segment). The candidate the model likes best
 improves on the base. A stroke prior for black-box search: where square updates paint blocks,
 strokes can only draw what a pen could, in the spirit of stroke-based models of handwriting
 (Lake, Salakhutdinov & Tenenbaum 2015, "Human-level concept learning through probabilistic
-program induction").
+program induction"). On a colour image each stroke has a colour of its own, drawn from the run's
+generator: its ink scales each channel by that colour's value there. A grey image's strokes
+draw no colour, so they are what they always were.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch
 from identikit.strategies.base import Group, Strategy
 from identikit.strategies.registry import check_settings, register, require
 
-MAX_LENGTH = 100.0  # pixels
+MAX_LENGTH = 10_000.0  # pixels
 MARGIN = 2  # pixels
 
 
@@ -50,8 +52,8 @@ class Strokes(Strategy):
         check_settings(self)  # types, and every float finite
         require(self, "candidates", self.candidates >= 1, "at least 1")
         require(self, "min_length", self.min_length > 0, "a finite number > 0")
-        # Beyond the image's diagonal (40 pixels) a stroke only leaves it; far beyond, the
-        # distance arithmetic overflows.
+        # Beyond the image's diagonal (40 pixels for MNIST) a stroke only leaves it; far
+        # beyond any image's, the distance arithmetic overflows.
         require(
             self,
             "max_length",
@@ -74,13 +76,17 @@ class Strokes(Strategy):
             indexing="ij",
         )
         grid = torch.stack([ys.flatten(), xs.flatten()], dim=1)  # (H x W, 2)
-        strokes = torch.stack([self._strokes(g, grid) for g in group.generators])
-        # (G, K, 1, H, W): a pen draws the same stroke on every channel.
-        strokes = strokes.view(len(group.generators), self.candidates, 1, height, width)
+        channels = group.images.shape[1]
+        strokes = torch.stack([self._strokes(g, grid, channels) for g in group.generators])
+        # (G, K, C or 1, H, W): a grey pen draws the same stroke on every channel.
+        strokes = strokes.view(len(group.generators), self.candidates, -1, height, width)
         return (group.images.unsqueeze(1) + strokes).clamp_(0.0, 1.0)
 
-    def _strokes(self, generator: torch.Generator, grid: torch.Tensor) -> torch.Tensor:
-        """``candidates`` strokes (K, H x W) on the pixels of ``grid``."""
+    def _strokes(
+        self, generator: torch.Generator, grid: torch.Tensor, channels: int
+    ) -> torch.Tensor:
+        """``candidates`` strokes on the pixels of ``grid``: (K, H x W) for a grey image,
+        (K, C, H x W) for a colour one."""
         k, device = self.candidates, grid.device
         u = torch.rand(k, 5, generator=generator, device=device)
         # Strokes start at least MARGIN pixels inside the image.
@@ -97,4 +103,8 @@ class Strokes(Strategy):
         distance = (grid.unsqueeze(0) - nearest).norm(dim=2)
         ink = (1 - distance / self.width).clamp(min=0)
         strokes: torch.Tensor = ink * sign.unsqueeze(1)
-        return strokes
+        if channels == 1:
+            return strokes
+        # Drawn after the strokes' own numbers, so that those are a grey image's.
+        colour = torch.rand(k, channels, generator=generator, device=device)
+        return strokes.unsqueeze(1) * colour.unsqueeze(2)

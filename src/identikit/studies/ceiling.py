@@ -123,17 +123,21 @@ def write_ceiling(
     shape: ImageShape = MNIST_SHAPE,
 ) -> None:
     """Write ``ceiling.json`` and ``ceiling.png`` into ``out``, each atomically; ``shape`` is
-    the image shape of the model, whose pixels the linear layer reads flattened."""
+    the image shape of the model (any C x H x W: a checkpoint records it), whose pixels the
+    linear layer reads flattened."""
     folder = Path(out)
-    if shape.channels != 1 or shape.size != ceiling.images.shape[1]:
+    if shape.size != ceiling.images.shape[1]:
         raise IdentikitError(
-            f"the linear model reads {ceiling.images.shape[1]} pixels, not images of {shape}"
+            f"the linear model reads {ceiling.images.shape[1]} values, not images of {shape} "
+            f"({shape.size} values)"
         )
-    images = ceiling.images.view(-1, shape.height, shape.width).numpy()
+    images = ceiling.images.view(-1, *shape.dims).numpy()
+    # Grey images are drawn as (N, H, W), as every grey identikit is; colour ones channel-first.
+    drawn = images[:, 0] if shape.channels == 1 else images
     atomic_write_bytes(
         folder / "ceiling.png",
         identikit_grid(
-            images,
+            drawn,
             list(range(len(images))),
             ceiling.probability.tolist(),
             title=f"{name}: exact optimum of the linear model",

@@ -10,8 +10,11 @@ tests of that:
 * *nearest neighbour*: the closest real training digit in pixel space (Euclidean), and the
   distances to the closest digit of the intended class and of any other class.
 
-A judge is a built-in name (trained on first use) or a model file of the user's own. A
-``compare`` folder is judged sweep by sweep, with the same judges and real digits.
+A judge is a built-in name (trained on first use, on the dataset the sweep's model was trained
+on, for that dataset's image shape) or a model file of the user's own. A ``compare`` folder is
+judged sweep by sweep, with the same judges and real images. Identikits of any shape C x H x W
+are judged, the shape read from the identikits themselves; a judge or a dataset of another
+shape is refused in one line naming both.
 """
 
 from __future__ import annotations
@@ -29,11 +32,15 @@ import torch
 
 from identikit.base.errors import CheckpointError, IdentikitError
 from identikit.base.folder_lock import locked_folder
+from identikit.base.safe_files import read_npz
+from identikit.base.shapes import ImageShape
 from identikit.classifier import Classifier, load_classifier
-from identikit.data.datasets import default_root, load_dataset
+from identikit.data.datasets import MNIST_SHAPE, default_root
+from identikit.data.image_set import ImageSet
+from identikit.data.images import load_images
 from identikit.models.checkpoint import load_checkpoint
-from identikit.sweeps.folder import read_sweep_folder
-from identikit.sweeps.records import RESULTS_FILE
+from identikit.sweeps.folder import SweepFolder, read_sweep_folder
+from identikit.sweeps.records import IDENTIKITS_FILE, RESULTS_FILE, SWEEP_SHAPE
 from identikit.sweeps.result_files import COMPARE_FILE, compared_strategies, write_verdict
 from identikit.training.trainer import TrainSpec, train
 
@@ -51,17 +58,22 @@ JUDGES = {
     "cnn-seed1": JudgeSpec("cnn-seed1", "cnn", 1),
     "mlp": JudgeSpec("mlp", "mlp", 1),
     "softmax": JudgeSpec("softmax", "softmax", 1),
+    # For colour data (the MLP and softmax see no shapes, only pixels: 15% on `shapes`).
+    "colour-cnn-seed1": JudgeSpec("colour-cnn-seed1", "colour-cnn", 1),
+    "colour-cnn-seed2": JudgeSpec("colour-cnn-seed2", "colour-cnn", 2),
 }
 
 
 @dataclass(frozen=True)
 class JudgeSetup:
-    """Where judges and real digits come from, and how judges are loaded.
+    """Where judges and real images come from, and how judges are loaded.
 
-    ``dataset`` (in ``root``, default: where identikit keeps its data) trains the built-in
-    judges and gives the nearest real digits; trained judges are cached in ``cache`` (default:
-    ``<data root>/judges``); ``trust_code`` allows a TorchScript judge; ``log`` hears what takes
-    time (a judge being trained).
+    ``dataset`` (any spec :func:`~identikit.data.images.load_images` reads; IDX datasets in
+    ``root``, default: where identikit keeps its data) trains the built-in judges, for its
+    image shape, and gives the nearest real images; trained judges are cached in ``cache``
+    (default: ``<data root>/judges``); ``trust_code`` allows a TorchScript judge; ``log`` hears
+    what takes time (a judge being trained); ``epochs`` trains the built-in judges that many
+    epochs instead of their architecture's own (None), for quick judges of small datasets.
     """
 
     dataset: str = "mnist"
@@ -70,6 +82,7 @@ class JudgeSetup:
     device: str = "auto"
     trust_code: bool = False
     log: Callable[[str], None] | None = None
+    epochs: int | None = None
 
 
 def _file_token(dataset: str) -> str:
@@ -81,16 +94,39 @@ def _file_token(dataset: str) -> str:
     return f"{clean}-{hashlib.sha256(dataset.encode()).hexdigest()[:10]}"
 
 
-def judge_checkpoint(spec: JudgeSpec, setup: JudgeSetup) -> Path:
-    """The judge's checkpoint, trained with default settings on first use and cached."""
+def judge_file(spec: JudgeSpec, setup: JudgeSetup, shape: ImageShape = MNIST_SHAPE) -> str:
+    """The judge's file name in the cache: the dataset, the image shape, the architecture, the
+    seed, and the epochs when not the architecture's own. MNIST's shape is left out, so that
+    the judges cached before other shapes existed (``mnist-cnn-seed1.pt``) are used still."""
+    parts = [_file_token(setup.dataset)]
+    if shape != MNIST_SHAPE:
+        parts.append(str(shape))
+    parts += [spec.architecture, f"seed{spec.seed}"]
+    if setup.epochs is not None:
+        parts.append(f"epochs{setup.epochs}")
+    return "-".join(parts) + ".pt"
+
+
+def _cached(path: Path, shape: ImageShape) -> bool:
+    """Whether ``path`` holds a readable judge for images of ``shape`` (a file of another
+    shape, written by hand or by an older identikit, is trained again)."""
+    if not path.is_file():
+        return False
+    try:
+        _, metadata = load_checkpoint(path)
+    except CheckpointError:
+        return False  # an unreadable cache entry is trained again
+    return bool(metadata.get("input_shape") == shape)
+
+
+def judge_checkpoint(spec: JudgeSpec, setup: JudgeSetup, shape: ImageShape = MNIST_SHAPE) -> Path:
+    """The judge's checkpoint for ``setup.dataset``, whose images are of ``shape``: trained
+    with the architecture's recipe (``setup.epochs`` epochs when given) on first use and
+    cached."""
     cache = setup.cache or default_root() / "judges"
-    path = cache / f"{_file_token(setup.dataset)}-{spec.architecture}-seed{spec.seed}.pt"
-    if path.is_file():
-        try:
-            load_checkpoint(path)
-            return path
-        except CheckpointError:
-            pass  # an unreadable cache entry is trained again
+    path = cache / judge_file(spec, setup, shape)
+    if _cached(path, shape):
+        return path
     if setup.log is not None:
         setup.log(f"training judge {spec.name} ({spec.architecture}, seed {spec.seed}) ...")
     train(
@@ -98,6 +134,7 @@ def judge_checkpoint(spec: JudgeSpec, setup: JudgeSetup) -> Path:
             spec.architecture,
             dataset=setup.dataset,
             root=setup.root,
+            epochs=setup.epochs,
             seed=spec.seed,
             device=setup.device,
         ),
@@ -107,9 +144,20 @@ def judge_checkpoint(spec: JudgeSpec, setup: JudgeSetup) -> Path:
     return path
 
 
+def channels_first(images: np.ndarray) -> np.ndarray:
+    """Images ``(N, C, H, W)``; grey ``(N, H, W)`` ones (as sweeps keep them) given their one
+    channel."""
+    if images.ndim == 3:
+        return images[:, None]
+    if images.ndim != 4:
+        raise IdentikitError(f"images must be (N, C, H, W) or (N, H, W), got {images.shape}")
+    return images
+
+
 def transfer(classifier: Classifier, images: np.ndarray, digits: np.ndarray) -> dict[str, Any]:
-    """The share of identikits a judge calls their digit, and the digit-by-digit matrix."""
-    pixels = torch.from_numpy(images).unsqueeze(1)
+    """The share of identikits a judge calls their digit, and the digit-by-digit matrix;
+    ``images`` are ``(N, C, H, W)``, or ``(N, H, W)`` grey."""
+    pixels = torch.from_numpy(channels_first(images))
     predicted = classifier.probabilities(pixels).argmax(1).cpu().numpy()
     classes = classifier.num_classes
     matrix = np.zeros((classes, classes), dtype=np.int64)
@@ -128,11 +176,15 @@ def nearest_neighbours(
     *,
     block: int = 256,
 ) -> dict[str, Any]:
-    """Nearest real training digit of every identikit, in Euclidean pixel distance."""
+    """Nearest real training image of every identikit, in Euclidean pixel distance (over all
+    channels); images ``(N, C, H, W)``, or ``(N, H, W)`` grey, the identikits in [0, 1], the
+    real ones uint8."""
+    images, train_images = channels_first(images), channels_first(train_images)
     if images.shape[1:] != train_images.shape[1:]:
+        ours, theirs = ImageShape.of(images.shape[1:]), ImageShape.of(train_images.shape[1:])
         raise IdentikitError(
-            f"the identikits are {images.shape[1:]} images, the real digits "
-            f"{train_images.shape[1:]}: the sweep's model was not trained on this dataset"
+            f"the identikits are {ours} images, the real ones {theirs}: the sweep's model "
+            "was not trained on this dataset"
         )
     real = torch.from_numpy(train_images.reshape(len(train_images), -1)).float().div_(255.0)
     labels = torch.from_numpy(train_labels.astype(np.int64))
@@ -169,17 +221,23 @@ class Judge:
     classifier: Classifier
 
 
-def load_judges(names: Sequence[str], setup: JudgeSetup = JudgeSetup()) -> list[Judge]:
+def load_judges(
+    names: Sequence[str], setup: JudgeSetup = JudgeSetup(), shape: ImageShape | None = None
+) -> list[Judge]:
     """The judges named: built-in ones (trained on first use and cached) or model files.
 
-    Any other entry that is an existing file is the user's own model (a checkpoint or ONNX
-    file; TorchScript only with ``setup.trust_code``), named by its file name.
+    Built-in judges are trained on ``setup.dataset``, whose images are of ``shape`` (None: read
+    from the dataset when a built-in judge is named). Any other entry that is an existing file
+    is the user's own model (a checkpoint or ONNX file; TorchScript only with
+    ``setup.trust_code``), named by its file name.
     """
     judges = []
     device = setup.device
     for entry in names:
         if entry in JUDGES:
-            path = judge_checkpoint(JUDGES[entry], setup)
+            if shape is None:
+                shape = load_images(setup.dataset, setup.root).shape
+            path = judge_checkpoint(JUDGES[entry], setup, shape)
             judges.append(Judge(entry, load_classifier(path, device=device)))
         elif Path(entry).is_file():
             classifier = load_classifier(entry, device=device, trust_code=setup.trust_code)
@@ -216,45 +274,109 @@ def comparison_sweeps(folder: str | os.PathLike[str]) -> list[Path]:
     return sweeps
 
 
+def identikit_shape(folder: str | os.PathLike[str]) -> ImageShape:
+    """The shape of one identikit of the sweep in ``folder``, read from its identikits
+    themselves: ``(N, H, W)`` arrays are grey, ``(N, C, H, W)`` ones have C channels. An
+    archive that holds no such array is left to :func:`read_sweep_folder` to refuse."""
+    path = Path(folder) / IDENTIKITS_FILE
+    if not path.is_file():
+        return SWEEP_SHAPE
+    images = read_npz(path).get("images")
+    if images is None or images.ndim not in (3, 4) or 0 in images.shape[1:]:
+        return SWEEP_SHAPE
+    dims = images.shape[1:]
+    return ImageShape(1, *dims) if len(dims) == 2 else ImageShape.of(dims)
+
+
+def read_judged_sweep(folder: str | os.PathLike[str]) -> SweepFolder:
+    """The finished sweep in ``folder``, of whatever shape its identikits are."""
+    return read_sweep_folder(folder, shape=identikit_shape(folder))
+
+
+def check_dataset_shape(sweep: SweepFolder, data: ImageSet) -> None:
+    """Refuse a dataset whose images are not of the sweep's identikits' shape, naming both:
+    its judges and real images could not be compared with them."""
+    shape = ImageShape.of(channels_first(sweep.images).shape[1:])
+    if shape != data.shape:
+        raise IdentikitError(
+            f"the identikits of {sweep.path} are {shape} images, the images of "
+            f"{data.name} {data.shape}: judge with the dataset the sweep's model was trained on"
+        )
+
+
 def judge_sweep(
     folder: str | os.PathLike[str], judges: Sequence[str], setup: JudgeSetup = JudgeSetup()
 ) -> dict[str, Any]:
     """Every judge's verdict and the nearest-neighbour test for the identikits of a sweep,
     the judges named as :func:`load_judges` takes them (nothing is written)."""
-    read_sweep_folder(folder)  # a folder without a sweep is refused before any judge is trained
-    loaded = load_judges(judges, setup)
-    real = load_dataset(setup.dataset, "train", setup.root)
-    return verdict(folder, loaded, dataset=setup.dataset, real=real)
+    # A folder without a sweep, or of another shape than the dataset, is refused before any
+    # judge is trained.
+    sweep = read_judged_sweep(folder)
+    data = load_images(setup.dataset, setup.root)
+    check_dataset_shape(sweep, data)
+    loaded = load_judges(judges, setup, data.shape)
+    return verdict(folder, loaded, dataset=setup.dataset, real=data.split("train"))
 
 
-def verdict(
-    folder: str | os.PathLike[str],
-    judges: Sequence[Judge],
-    *,
-    dataset: str,
-    real: tuple[np.ndarray, np.ndarray],
+def judge_all(
+    folder: str | os.PathLike[str], judges: Sequence[str], setup: JudgeSetup = JudgeSetup()
+) -> list[tuple[Path, dict[str, Any]]]:
+    """Judge the sweep in ``folder``, or every sweep of a comparison's folder, and write each
+    sweep's ``judge.json``: every sweep is read and its shape checked against the dataset's
+    before any judge is trained; the comparison's folder is locked as well as its sweeps, so
+    that no ``compare`` writes meanwhile. Returns (sweep folder, verdict) pairs."""
+    sweeps = comparison_sweeps(folder)
+    read = [read_judged_sweep(sweep) for sweep in sweeps]  # before any data is fetched
+    data = load_images(setup.dataset, setup.root)
+    for sweep in read:
+        check_dataset_shape(sweep, data)
+    loaded = load_judges(list(judges), setup, data.shape)
+    with locked_folder(Path(folder), create=False):
+        verdicts = judge_folders(sweeps, loaded, dataset=setup.dataset, data=data)
+    return list(zip(sweeps, verdicts, strict=True))
+
+
+@dataclass(frozen=True)
+class Identikits:
+    """Identikits to judge: ``images`` ``(N, C, H, W)`` (or ``(N, H, W)`` grey) in [0, 1],
+    the class each was made for (``digits``), how many classes the model that made them has,
+    that model's SHA-256 (None: unknown) and where they are from (for messages)."""
+
+    images: np.ndarray
+    digits: np.ndarray
+    classes: int
+    drawn_by: str | None = None
+    source: str = "the sweep"
+
+    @property
+    def shape(self) -> ImageShape:
+        return ImageShape.of(channels_first(self.images).shape[1:])
+
+
+def judge_identikits(
+    identikits: Identikits, judges: Sequence[Judge], real: tuple[np.ndarray, np.ndarray]
 ) -> dict[str, Any]:
-    """The judge.json record of a sweep: ``judges``' verdicts and the nearest digits of
-    ``real``, the training split (images, labels) of ``dataset``."""
-    sweep = read_sweep_folder(folder)
-    results, images, digits = sweep.results, sweep.images, sweep.digits
-    classes = int(results["model"]["classes"])
+    """``judges``' verdicts on ``identikits`` and their nearest images among ``real`` (the
+    training split, images and labels, of the dataset their model was trained on). A judge of
+    other classes or another image shape is refused in one line naming both."""
+    images, digits, shape = channels_first(identikits.images), identikits.digits, identikits.shape
     verdicts: dict[str, Any] = {}
     for judge in judges:
-        if judge.classifier.sha256 == results["model"].get("sha256"):
+        if judge.classifier.sha256 == identikits.drawn_by:
             continue  # the model that drew the identikits is no independent judge
-        if judge.classifier.num_classes != classes:
+        if judge.classifier.num_classes != identikits.classes:
             raise IdentikitError(
                 f"judge {judge.name} has {judge.classifier.num_classes} classes; the "
-                f"identikits of {folder} are of a model of {classes}"
+                f"identikits of {identikits.source} are of a model of {identikits.classes}"
+            )
+        if judge.classifier.info.input_shape != shape:
+            raise IdentikitError(
+                f"judge {judge.name} takes {judge.classifier.info.input_shape} images; the "
+                f"identikits of {identikits.source} are {shape}"
             )
         verdicts[judge.name] = transfer(judge.classifier, images, digits)
     neighbours = nearest_neighbours(images, digits, *real)
     return {
-        "sweep": str(folder),
-        "strategy": results.get("settings", {}).get("strategy"),
-        "identikits": len(digits),
-        "dataset": dataset,
         "judges": {name: v["agreement"] for name, v in verdicts.items()},
         "nearest_neighbour": neighbours["share"],
         "transfer_matrices": {name: v["matrix"] for name, v in verdicts.items()},
@@ -265,16 +387,46 @@ def verdict(
     }
 
 
+def verdict(
+    folder: str | os.PathLike[str],
+    judges: Sequence[Judge],
+    *,
+    dataset: str,
+    real: tuple[np.ndarray, np.ndarray],
+) -> dict[str, Any]:
+    """The judge.json record of a sweep: ``judges``' verdicts and the nearest images of
+    ``real``, the training split (images, labels) of ``dataset``."""
+    sweep = read_judged_sweep(folder)
+    results = sweep.results
+    identikits = Identikits(
+        sweep.images,
+        sweep.digits,
+        int(results["model"]["classes"]),
+        drawn_by=results["model"].get("sha256"),
+        source=str(folder),
+    )
+    return {
+        "sweep": str(folder),
+        "strategy": results.get("settings", {}).get("strategy"),
+        "identikits": len(sweep.digits),
+        "dataset": dataset,
+        **judge_identikits(identikits, judges, real),
+    }
+
+
 def judge_folders(
     sweeps: Sequence[Path],
     judges: Sequence[Judge],
     *,
     dataset: str = "mnist",
     root: str | os.PathLike[str] | None = None,
+    data: ImageSet | None = None,
 ) -> list[dict[str, Any]]:
     """Judge each sweep and write its ``judge.json``, each under its folder's lock (not while
-    another process works in it); the dataset is read once for all."""
-    real = load_dataset(dataset, "train", root)
+    another process works in it); the dataset (``data``, else read from ``dataset`` in
+    ``root``) is read once for all."""
+    data = data or load_images(dataset, root)
+    real = data.split("train")
     verdicts = []
     for folder in sweeps:
         with locked_folder(folder, create=False):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import platform
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -17,7 +17,9 @@ import torch
 from identikit.base.analysis import summarise_runs
 from identikit.base.errors import IdentikitError
 from identikit.base.limits import CANDIDATES, CLASSES, RUNS
+from identikit.base.shapes import ImageShape
 from identikit.classifier.classifier import Classifier
+from identikit.models.preprocessing import Preprocessing
 from identikit.strategies import (
     STATUS_NAMES,
     Budget,
@@ -28,6 +30,12 @@ from identikit.strategies import (
 )
 from identikit.strategies.base import START_IMAGES, derive_seed, step_cost
 from identikit.strategies.stopping import PATIENCE, StoppingRule
+
+# The newest version of results.json this code writes (and reads, in identikit.sweeps.records):
+# 2 records the image shape (model.input_shape) and, where they are not identikit's own, the
+# model's conventions (model.preprocessing); identikits.npz then holds (N, C, H, W) images
+# where C > 1. Version 1 records neither: its sweeps are of MNIST's 1 x 28 x 28.
+RESULTS_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -97,9 +105,11 @@ def parse_digits(text: str) -> tuple[int, ...]:
     return tuple(sorted(digits))
 
 
-def sweep_settings(config: SweepConfig) -> dict[str, Any]:
-    """The sweep's settings as recorded, with every strategy setting made explicit."""
-    strategy = config.spec.make()
+def sweep_settings(config: SweepConfig, shape: ImageShape) -> dict[str, Any]:
+    """The sweep's settings as recorded, with every strategy setting made explicit, as the
+    strategy takes them for images of ``shape`` (e.g. the square's side, half the shorter side
+    unless given)."""
+    strategy = config.spec.make().for_shape(shape)
     return {
         **asdict(config),
         "strategy_settings": strategy.settings(),
@@ -108,9 +118,10 @@ def sweep_settings(config: SweepConfig) -> dict[str, Any]:
 
 
 def sweep_identity(classifier: Classifier, config: SweepConfig) -> dict[str, Any]:
-    """What makes two sweeps the same: their settings and the model's hash."""
+    """What makes two sweeps the same: their settings and the model's hash (which fixes the
+    image shape)."""
     identity: dict[str, Any] = {
-        "settings": sweep_settings(config),
+        "settings": sweep_settings(config, classifier.info.input_shape),
         "model_sha256": classifier.sha256,
     }
     if classifier.precision != "fp32":  # bf16 ranks candidates differently: another search
@@ -135,6 +146,30 @@ def identity_differences(saved: dict[str, Any], current: dict[str, Any]) -> list
         for key in sorted(set(before) | set(after))
         if before.get(key) != after.get(key)
     ]
+
+
+def recorded_conventions(preprocessing: Preprocessing) -> str | None:
+    """The conventions results record: None where they are identikit's own (pixels in [0, 1]
+    given as they are), so that a sweep of such a model records the same bytes whatever words
+    describe them."""
+    described = preprocessing.describe()
+    default = replace(Preprocessing(), outputs=preprocessing.outputs).describe()
+    return None if described == default else described
+
+
+def _model_record(classifier: Classifier, model_path: str | None) -> dict[str, Any]:
+    """What results.json says of the model: file, hash, classes, shape, conventions, card."""
+    conventions = recorded_conventions(classifier.preprocessing)
+    return {
+        "path": model_path,
+        "name": classifier.name,
+        "sha256": classifier.sha256,
+        "classes": classifier.num_classes,
+        "class_names": classifier.class_names,
+        "input_shape": list(classifier.info.input_shape.dims),
+        **({"preprocessing": conventions} if conventions is not None else {}),
+        "card": classifier.card,
+    }
 
 
 def sweep_results(
@@ -165,16 +200,9 @@ def sweep_results(
     total_queries = int(state.queries.sum())
     return {
         "format": "identikit-sweep",
-        "version": 1,
-        "settings": sweep_settings(config),
-        "model": {
-            "path": model_path,
-            "name": classifier.name,
-            "sha256": classifier.sha256,
-            "classes": classifier.num_classes,
-            "class_names": classifier.class_names,
-            "card": classifier.card,
-        },
+        "version": RESULTS_VERSION,
+        "settings": sweep_settings(config, classifier.info.input_shape),
+        "model": _model_record(classifier, model_path),
         "environment": {
             "torch": str(torch.__version__),
             "device": str(classifier.device),

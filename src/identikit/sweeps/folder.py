@@ -28,9 +28,10 @@ from identikit.sweeps.experiment import SweepConfig
 from identikit.sweeps.records import (
     IDENTIKITS_FILE,
     RESULTS_FILE,
-    SWEEP_SHAPE,
     checked_results,
+    identikit_dims,
     read_identikits,
+    sweep_shape,
 )
 
 GRID_FILE = "grid.png"
@@ -43,13 +44,20 @@ class SweepFolder:
     path: Path
     results: dict[str, Any]  # the validated results.json record, summary recomputed
     config: SweepConfig  # the settings it was run with
-    images: np.ndarray  # (N, H, W) float32 in [0, 1], one per run, in the order of the runs
+    # float32 in [0, 1], one per run, in the order of the runs: (N, H, W) for grey images,
+    # (N, C, H, W) otherwise, as identikits.npz holds them; ``pixels`` is always (N, C, H, W).
+    images: np.ndarray
     digits: np.ndarray  # (N,) int64, the class each run searched for
 
     @property
     def shape(self) -> ImageShape:
-        """The shape of one identikit (grey: one channel)."""
-        return ImageShape(1, int(self.images.shape[1]), int(self.images.shape[2]))
+        """The shape of one identikit, as results.json records it (MNIST's before version 2)."""
+        return sweep_shape(self.results)
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """The identikits as (N, C, H, W), whatever their number of channels."""
+        return self.images.reshape(self.shape.batch(len(self.images)))
 
     @property
     def confidences(self) -> list[float]:
@@ -58,10 +66,10 @@ class SweepFolder:
 
 
 def read_sweep_folder(
-    folder: str | os.PathLike[str], *, root: Path | None = None, shape: ImageShape = SWEEP_SHAPE
+    folder: str | os.PathLike[str], *, root: Path | None = None, shape: ImageShape | None = None
 ) -> SweepFolder:
     """The finished sweep in ``folder``, every file checked (inside ``root`` when given);
-    ``shape`` is the image shape of the sweep's model."""
+    ``shape``: the image shape the caller expects (None: whichever results.json records)."""
     path = Path(folder)
     if not os.path.lexists(path / RESULTS_FILE):
         raise IdentikitError(f"{path} holds no finished sweep (no {RESULTS_FILE})")
@@ -88,8 +96,10 @@ def write_sweep_folder(
     """Write ``identikits.npz``, ``grid.png`` and, last, ``results.json`` into ``out``,
     atomically: ``results.json`` marks a finished sweep, so it is written once the rest is."""
     folder = Path(out)
-    # Grey images are kept as (N, H, W): the one channel is implied.
-    images = state.images.detach().cpu().numpy()[:, 0].astype(np.float32)
+    # Grey images are kept as (N, H, W), the one channel implied (as before colour); others
+    # as (N, C, H, W).
+    pixels = state.images.detach().cpu().numpy().astype(np.float32)
+    images = pixels.reshape(identikit_dims(sweep_shape(results), len(pixels)))
     digits = np.array([r["digit"] for r in results["runs"]], dtype=np.int64)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, images=images, digits=digits)

@@ -26,14 +26,15 @@ from identikit.base.shapes import ImageShape
 from identikit.base.values import is_finite, is_number, is_whole
 from identikit.data.datasets import MNIST_SHAPE
 from identikit.strategies import STATUS_NAMES
-from identikit.sweeps.experiment import SweepConfig
+from identikit.sweeps.experiment import RESULTS_VERSION, SweepConfig
 
 RESULTS_FILE = "results.json"
 IDENTIKITS_FILE = "identikits.npz"
 RESULTS_FORMAT = "identikit-sweep"
-RESULTS_VERSION = 1  # the newest version of results.json this code reads and writes
-# results.json does not record the image shape: every model searched so far takes MNIST's.
+# The shape of a sweep whose results.json predates version 2: every model searched then took
+# MNIST's images.
 SWEEP_SHAPE = MNIST_SHAPE
+_LONGEST_DIM = 1 << 16  # channels or pixels a side of a recorded shape: past it, a damaged file
 
 
 class Fields:
@@ -140,9 +141,12 @@ def checked_results(value: Any, source: str | Path) -> tuple[dict[str, Any], Swe
     record = fields.mapping(value, "the record")
     if record.get("format") != RESULTS_FORMAT or "version" not in record:
         fields.fail("the record", f"is not an {RESULTS_FORMAT} record with a format version")
-    check_version(record, fields, RESULTS_VERSION)
+    version = check_version(record, fields, RESULTS_VERSION)
     config = sweep_config(fields.mapping(record.get("settings"), "settings"), fields)
     model = fields.mapping(record.get("model"), "model")
+    if version >= 2 or "input_shape" in model:
+        _check_shape(fields, model.get("input_shape"))
+    fields.optional_text(model.get("preprocessing"), "model.preprocessing")
     fields.text(model.get("name"), "model.name")
     fields.optional_text(model.get("sha256"), "model.sha256")
     fields.optional_text(model.get("path"), "model.path")
@@ -171,6 +175,28 @@ def checked_results(value: Any, source: str | Path) -> tuple[dict[str, Any], Swe
         fields.text(scoring.get("precision"), "scoring.precision")
         fields.integer(scoring.get("chunk_size"), "scoring.chunk_size", 1, 1 << 20)
     return {**record, "summary": summarise_runs(runs, config.digits)}, config
+
+
+def _check_shape(fields: Fields, value: Any) -> ImageShape:
+    dims = fields.sequence(value, "model.input_shape", 3)
+    for i, dim in enumerate(dims):
+        fields.integer(dim, f"model.input_shape[{i}]", 1, _LONGEST_DIM)
+    return ImageShape.of(dims)
+
+
+def sweep_shape(results: dict[str, Any]) -> ImageShape:
+    """The image shape of a validated results record: the one it records, or MNIST's for a
+    record written before shapes were recorded (format version 1)."""
+    dims = results["model"].get("input_shape")
+    return SWEEP_SHAPE if dims is None else ImageShape.of(dims)
+
+
+def identikit_dims(shape: ImageShape, count: int) -> tuple[int, ...]:
+    """The shape of ``count`` identikits in identikits.npz: (N, H, W) for grey images (the one
+    channel implied, as before colour), (N, C, H, W) otherwise."""
+    if shape.channels == 1:
+        return (count, shape.height, shape.width)
+    return shape.batch(count)
 
 
 def _check_card(fields: Fields, card: dict[str, Any]) -> None:
@@ -212,18 +238,25 @@ def read_identikits(
     results: dict[str, Any],
     *,
     root: Path | None = None,
-    shape: ImageShape = SWEEP_SHAPE,
+    shape: ImageShape | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, H, W) float32 in [0, 1], one per run, and digits (N,), checked against
-    ``results``; ``shape`` is the one grey image's shape the sweep's model takes."""
+    """Images float32 in [0, 1], one per run, (N, H, W) grey or (N, C, H, W), and digits (N,),
+    checked against ``results``; ``shape``: the image shape the caller expects (None: the one
+    ``results`` records)."""
     path = folder / IDENTIKITS_FILE
+    recorded = sweep_shape(results)
+    if shape is not None and shape != recorded:
+        raise IdentikitError(
+            f"{path}: the identikits are {recorded} images (as {RESULTS_FILE} records), "
+            f"not {shape} as expected"
+        )
     arrays = read_npz(path, root=root)
     fields = Fields(path)
     if "images" not in arrays or "digits" not in arrays:
         fields.fail("the archive", "lacks the arrays 'images' and 'digits'")
     images, digits = arrays["images"], arrays["digits"]
     expected = [run["digit"] for run in results["runs"]]
-    wanted = (len(expected), shape.height, shape.width)
+    wanted = identikit_dims(recorded, len(expected))
     if images.dtype.kind != "f" or images.shape != wanted:
         fields.fail(
             "images", f"have shape {images.shape} ({images.dtype}), expected {wanted} floats"

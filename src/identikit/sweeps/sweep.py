@@ -35,7 +35,6 @@ from identikit.sweeps.folder import GRID_FILE, grid_png, write_sweep_folder
 from identikit.sweeps.records import (
     IDENTIKITS_FILE,
     RESULTS_FILE,
-    SWEEP_SHAPE,
     read_identikits,
     read_results,
 )
@@ -240,17 +239,6 @@ class SweepOptions:
 DEFAULT_OPTIONS = SweepOptions()
 
 
-def check_shape(classifier: Classifier) -> None:
-    """Refuse, before any query, a model whose images a sweep folder cannot hold yet: its
-    files (identikits.npz, grid.png) are written for grey images of SWEEP_SHAPE."""
-    shape = classifier.info.input_shape
-    if shape != SWEEP_SHAPE:
-        raise IdentikitError(
-            f"{classifier.name} takes images of {shape}; sweeps of models of other shapes "
-            f"than {SWEEP_SHAPE} are not supported yet (issue #16)"
-        )
-
-
 def sweep_to_folder(
     classifier: Classifier,
     config: SweepConfig,
@@ -271,9 +259,10 @@ def sweep_to_folder(
     from its saved state where one is missing or damaged.
     """
     folder = Path(out)
-    check_shape(classifier)
     check_targets(classifier, config.digits)
-    strategy = config.spec.build(priors)  # before any work: refuses missing prior inputs
+    # Before any work: refuses missing prior inputs, and (Strategy.check_shape) a shape the
+    # strategy cannot search; settings that depend on the image are filled in for its shape.
+    strategy = config.spec.build(priors).for_shape(classifier.info.input_shape)
     with locked_folder(folder):
         remove_leftovers(folder)
         check_writable(folder)

@@ -1,0 +1,50 @@
+"""Chunk sizes that scale with the image: how many images one forward pass may take.
+
+The engines' chunk sizes were chosen for MNIST's 784 pixels, where 512 images are 1.6 MB of
+input and a few MB of activations. An ImageNet-sized input (3 x 224 x 224) is 192 times larger,
+and a ResNet-18's first activation alone is 3.2 MB per image, so 512 of them would need
+gigabytes. A chunk is therefore held to a number of input values per device (a proxy for the
+activations, which grow with the input); every MNIST-sized chunk fits, so MNIST's choices stay
+as they were.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from identikit.base.shapes import ImageShape
+
+# Input values of one chunk, at most: 2 MiB of float32 pixels on a CPU (512 MNIST images fit),
+# 32 MiB on a GPU (8,192 MNIST images fit).
+CPU_CHUNK_VALUES = 2**19
+CUDA_CHUNK_VALUES = 2**23
+# Images that timing an engine scores per measurement, at most (MNIST's timing batch) ...
+TIMING_IMAGES = 1024
+# ... and input values, at most: two CPU chunks' worth.
+TIMING_VALUES = 2 * CPU_CHUNK_VALUES
+
+
+def chunk_values(device: torch.device) -> int:
+    """Input values one chunk may hold on ``device``."""
+    return CUDA_CHUNK_VALUES if device.type == "cuda" else CPU_CHUNK_VALUES
+
+
+def fit_chunk(chunk: int, shape: ImageShape, device: torch.device) -> int:
+    """``chunk``, or fewer images where ``chunk`` images of ``shape`` would exceed the
+    device's :func:`chunk_values` (at least one)."""
+    return max(1, min(chunk, chunk_values(device) // shape.size))
+
+
+def fit_chunks(chunks: Sequence[int], shape: ImageShape, device: torch.device) -> tuple[int, ...]:
+    """The chunk sizes to try for images of ``shape``: those of ``chunks`` that fit, or where
+    none does, the largest that fits."""
+    fitting = tuple(c for c in chunks if fit_chunk(c, shape, device) == c)
+    return fitting or (fit_chunk(min(chunks), shape, device),)
+
+
+def timing_images(chunk: int, shape: ImageShape) -> int:
+    """Images to time an engine with: two chunks at least, else TIMING_IMAGES or
+    TIMING_VALUES' worth, whichever is fewer."""
+    return max(2 * chunk, min(TIMING_IMAGES, TIMING_VALUES // shape.size))
