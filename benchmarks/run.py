@@ -8,20 +8,24 @@ from pathlib import Path
 
 BENCHMARKS = [
     "search_throughput.py",
+    "search_throughput.py --architecture colour-cnn --shape 3,32,32",
     "strategies.py",
     "recognisability.py",
     "sweep_vs_plain.py",
     "sweep_memory.py",
     "training.py",
     "certainty_seeds.py",
+    "any_shape.py",
+    "large_images.py",
 ]
 
 
 def main() -> None:
     here = Path(__file__).parent
-    for name in BENCHMARKS:
-        print(f"== {name}", flush=True)
-        sys.argv = [name]
+    for command in BENCHMARKS:
+        print(f"== {command}", flush=True)
+        name, *arguments = command.split()
+        sys.argv = [name, *arguments]
         runpy.run_path(str(here / name), run_name="__main__")
 
 

@@ -25,9 +25,11 @@ from identikit.base.shapes import ImageShape
 from identikit.classifier import load_classifier
 from identikit.classifier.classifier import Classifier
 from identikit.data.datasets import MNIST_SHAPE
+from identikit.engines.chunks import CPU_CHUNK_VALUES
 from identikit.engines.options import EngineOptions
 from identikit.models import build_model
 from identikit.models.checkpoint import save_checkpoint
+from identikit.models.export import onnx_bytes
 from identikit.models.info import ModelInfo
 from identikit.strategies import STRATEGIES, PriorInputs, PriorNeeds, RunHooks, Subspace, base
 from identikit.sweeps.experiment import SweepConfig
@@ -472,3 +474,38 @@ def test_a_version_1_folder_is_read_and_recalled_as_mnist_shaped(tmp_path: Path)
     assert read_sweep_folder(folder).shape == MNIST_SHAPE
     again = sweep_to_folder(classifier(), CONFIG, folder, options=QUIET)
     assert again.already_done and again.results is not None and again.results["version"] == 1
+
+
+def test_a_square_sweep_of_an_imagenet_sized_onnx_model(tmp_path: Path) -> None:
+    """Issue 16, item 7's mechanics: 3 x 224 x 224 and 1,000 classes, read from the ONNX file's
+    static dimensions, swept by square over 10 classes x 1 run within a fixed budget, in small
+    chunks. (The ResNet-18's peak memory is in benchmarks/large_images.py.)"""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 8, stride=8),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(4),
+        torch.nn.Flatten(),
+        torch.nn.Linear(128, 1000),
+    ).eval()
+    path = tmp_path / "imagenet-shaped.onnx"
+    path.write_bytes(onnx_bytes(model, torch.rand(2, 3, 224, 224)))
+    loaded = load_classifier(path)
+    assert loaded.info.input_shape == ImageShape(3, 224, 224) and loaded.num_classes == 1000
+    assert loaded.chunk_size * loaded.info.input_shape.size <= CPU_CHUNK_VALUES
+    config = SweepConfig(digits=tuple(range(10)), runs=1, strategy="square", max_queries=40)
+    outcome = sweep_to_folder(loaded, config, tmp_path / "sweep", options=QUIET)
+    assert outcome.results is not None
+    runs = outcome.results["runs"]
+    assert [r["digit"] for r in runs] == list(range(10))
+    assert all(r["queries"] <= 40 for r in runs) and loaded.queries == sum(
+        r["queries"] for r in runs
+    )
+    assert outcome.results["model"]["input_shape"] == [3, 224, 224]
+    assert outcome.results["settings"]["strategy_settings"]["side"] == 112
+    folder = read_sweep_folder(tmp_path / "sweep")
+    assert folder.images.shape == (10, 3, 224, 224)
+    # The images are those the model scored: the recorded confidences are theirs.
+    recorded = torch.tensor([r["confidence"] for r in runs])
+    scored = loaded.probabilities(torch.from_numpy(folder.pixels).float())
+    assert torch.allclose(scored[torch.arange(10), torch.arange(10)], recorded, atol=1e-5)

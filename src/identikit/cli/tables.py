@@ -98,9 +98,9 @@ def format_verdict(verdict: dict[str, Any], folder: Path) -> str:
     """The verdict on one sweep: each judge's agreement and the nearest real digits."""
     lines = [f"{verdict['identikits']} identikits of {folder} ({verdict['strategy']})"]
     for name, share in verdict["judges"].items():
-        lines.append(f"  {name:12s} calls {share:6.1%} of them their digit")
+        lines.append(f"  {name:12s} calls {share:6.1%} of them their class")
     lines.append(
-        f"  nearest real training digit has their class: {verdict['nearest_neighbour']:.1%} "
+        f"  nearest real training image has their class: {verdict['nearest_neighbour']:.1%} "
         f"(median distance {verdict['median_distance_own_class']:.2f} to their class, "
         f"{verdict['median_distance_other_classes']:.2f} to others)"
     )
@@ -124,7 +124,7 @@ def format_verdict_table(verdicts: Sequence[dict[str, Any]], folder: Path) -> st
         strategy = str(verdict["strategy"] or Path(verdict["sweep"]).name)
         lines.append(f"{strategy:14s}{cells}{verdict['nearest_neighbour']:>{width}.1%}")
     lines.append(
-        "(share of identikits each judge calls their digit; nearest: share whose nearest real "
-        f"training digit has their class); judge.json in each sweep of {folder}"
+        "(share of identikits each judge calls their class; nearest: share whose nearest real "
+        f"training image has their class); judge.json in each sweep of {folder}"
     )
     return "\n".join(lines)
