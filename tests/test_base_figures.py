@@ -11,6 +11,7 @@ from PIL import Image
 from identikit.base.figures import (
     animation_gif,
     certainty_histogram,
+    class_label,
     confidence_label,
     convergence_curves,
     identikit_grid,
@@ -132,3 +133,14 @@ def test_colour_animation_png_and_pairs() -> None:
         io.BytesIO(nearest_pairs(colour_images(2, 8, 8), [0, 1], colour_images(2, 8, 8), [0, 0]))
     )
     assert reds(pairs) >= 4 * 80 * 80  # identikits and real images alike in colour
+
+
+def test_grids_name_their_classes_and_mnists_names_are_its_numbers() -> None:
+    images = np.random.default_rng(0).random((4, 3, 8, 8)).astype(np.float32)
+    digits, confidences = [0, 0, 1, 1], [0.5, 0.995, 0.9, 0.999]
+    plain = identikit_grid(images, digits, confidences, title="t")
+    assert identikit_grid(images, digits, confidences, title="t", names=["0", "1"]) == plain
+    named = identikit_grid(images, digits, confidences, title="t", names=["circle", "square"])
+    assert named != plain
+    assert class_label(1, ["circle", "square"]) == "square"
+    assert class_label(7, ["circle", "square"]) == "7"  # a class without a name: its number

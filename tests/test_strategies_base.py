@@ -34,6 +34,7 @@ from identikit.strategies.base import (
     GROUP_IMAGES,
     START_IMAGES,
     RunHooks,
+    Scratch,
     SearchState,
     derive_seed,
     group_runs,
@@ -268,3 +269,14 @@ def test_a_100000_class_onnx_model_searches(many_classes: nn.Module, tmp_path: P
     state, scored = search_once(classifier, runs=4)
     assert scored == [3 * 50, 50] and (state.iterations == 1).all()
     assert torch.isfinite(state.scores).all()
+
+
+def test_scratch_lends_one_block_to_every_group() -> None:
+    scratch = Scratch()
+    first = scratch.take((2, 3, 4), torch.device("cpu"))
+    again = scratch.take((2, 3, 4), torch.device("cpu"))
+    smaller = scratch.take((5,), torch.device("cpu"))
+    assert first.data_ptr() == again.data_ptr() == smaller.data_ptr()
+    larger = scratch.take((4, 3, 4), torch.device("cpu"))
+    assert larger.shape == (4, 3, 4) and larger.is_contiguous()
+    assert scratch.take((1, 2), torch.device("cpu")).data_ptr() == larger.data_ptr()

@@ -14,6 +14,7 @@ from identikit.strategies import (
 from identikit.strategies.base import (
     Group,
 )
+from identikit.strategies.random_masks import most_selected
 
 
 @pytest.mark.parametrize("bad", [{"candidates": 0}, {"mask_density": 0.0}, {"mask_amplitude": 1.5}])
@@ -60,3 +61,63 @@ def test_masks_perturb_every_channel_of_colour_images_apart() -> None:
     assert not torch.equal(changed[:, :, 0], changed[:, :, 1])
     tiny = dataclasses.replace(group, images=torch.full((2, 1, 8, 8), 0.5))
     assert strategy.propose(tiny).shape == (2, 50, 1, 8, 8)
+
+
+def colour_group(runs: int, shape: tuple[int, int, int] = (3, 32, 32), value: float = 0.5) -> Group:
+    return Group(
+        images=torch.full((runs, *shape), value),
+        scores=torch.zeros(runs),
+        targets=torch.zeros(runs, dtype=torch.long),
+        iterations=torch.zeros(runs, dtype=torch.long),
+        generators=[torch.Generator().manual_seed(s) for s in range(runs)],
+        memory={},
+    )
+
+
+def test_colour_masks_drawn_sparsely_follow_the_same_distribution_as_grey_ones() -> None:
+    """Colour images draw the positions of the selected values (geometric gaps): each value is
+    still selected on its own with the mask density, its offset uniform, the image clipped."""
+    strategy = make_strategy("random-masks", candidates=2000, mask_density=0.05, mask_amplitude=0.5)
+    values = 3 * 32 * 32
+    assert 2 * most_selected(values, 0.05) < values  # the sparse draw is the one taken
+    offsets = strategy.propose(colour_group(1)) - 0.5
+    changed = offsets != 0
+    counts = changed.flatten(2).sum(2).float()  # selected values per candidate
+    # Binomial(3072, 0.05): mean 153.6, variance 145.9.
+    assert abs(counts.mean().item() - 153.6) < 1.0
+    assert abs(counts.var().item() - 145.9) < 15
+    # Every position alike: no channel, row or column favoured, and the channels apart.
+    share = changed.float().mean(dim=(0, 1))
+    assert abs(share.mean(dim=(1, 2)) - 0.05).max() < 0.002
+    assert abs(share.mean(dim=(0, 2)) - 0.05).max() < 0.005
+    assert abs(share.mean(dim=(0, 1)) - 0.05).max() < 0.005
+    both = (changed[:, :, 0] & changed[:, :, 1]).float().mean().item()
+    assert abs(both - 0.05**2) < 0.0005
+    # Offsets uniform on [-0.5, 0.5]: mean 0, variance 1/12.
+    assert offsets.abs().max().item() <= 0.5
+    assert abs(offsets[changed].mean().item()) < 0.01
+    assert abs(offsets[changed].var().item() - 1 / 12) < 0.005
+
+
+def test_sparse_colour_masks_clip_and_depend_on_the_run_alone() -> None:
+    strategy = make_strategy("random-masks", candidates=100, mask_amplitude=1.0)
+    group = colour_group(3, value=0.9)
+    candidates = strategy.propose(group)
+    assert candidates.min().item() >= 0.0 and candidates.max().item() <= 1.0
+    assert (candidates == 1.0).any()  # offsets past 1 are clipped to it
+    alone = strategy.propose(
+        dataclasses.replace(
+            group,
+            images=group.images[1:2],
+            generators=[torch.Generator().manual_seed(1)],
+        )
+    )
+    assert torch.equal(alone[0], candidates[1])
+
+
+def test_a_run_whose_masks_outgrow_the_room_made_draws_them_one_number_per_value() -> None:
+    strategy = make_strategy("random-masks", candidates=20, mask_density=0.3)
+    # Room for 2 selected values where about 58 are: every run falls back to the dense draw.
+    candidates = strategy._sparse(colour_group(2, (3, 8, 8)), most=2)
+    counts = (candidates != 0.5).flatten(2).sum(2).float()
+    assert abs(counts.mean().item() - 0.3 * 192) < 8

@@ -87,6 +87,7 @@ def grid_png(results: dict[str, Any], images: np.ndarray, digits: np.ndarray) ->
         [r["confidence"] for r in results["runs"]],
         target=results["settings"]["target"],
         title=f"{results['model']['name']}: {results['settings']['strategy']}",
+        names=results["model"].get("class_names") or (),
     )
 
 
