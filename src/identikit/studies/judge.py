@@ -32,7 +32,6 @@ import torch
 
 from identikit.base.errors import CheckpointError, IdentikitError
 from identikit.base.folder_lock import locked_folder
-from identikit.base.safe_files import read_npz
 from identikit.base.shapes import ImageShape
 from identikit.classifier import Classifier, load_classifier
 from identikit.data.datasets import MNIST_SHAPE, default_root
@@ -40,7 +39,7 @@ from identikit.data.image_set import ImageSet
 from identikit.data.images import load_images
 from identikit.models.checkpoint import load_checkpoint
 from identikit.sweeps.folder import SweepFolder, read_sweep_folder
-from identikit.sweeps.records import IDENTIKITS_FILE, RESULTS_FILE, SWEEP_SHAPE
+from identikit.sweeps.records import RESULTS_FILE
 from identikit.sweeps.result_files import COMPARE_FILE, compared_strategies, write_verdict
 from identikit.training.trainer import TrainSpec, train
 
@@ -274,29 +273,10 @@ def comparison_sweeps(folder: str | os.PathLike[str]) -> list[Path]:
     return sweeps
 
 
-def identikit_shape(folder: str | os.PathLike[str]) -> ImageShape:
-    """The shape of one identikit of the sweep in ``folder``, read from its identikits
-    themselves: ``(N, H, W)`` arrays are grey, ``(N, C, H, W)`` ones have C channels. An
-    archive that holds no such array is left to :func:`read_sweep_folder` to refuse."""
-    path = Path(folder) / IDENTIKITS_FILE
-    if not path.is_file():
-        return SWEEP_SHAPE
-    images = read_npz(path).get("images")
-    if images is None or images.ndim not in (3, 4) or 0 in images.shape[1:]:
-        return SWEEP_SHAPE
-    dims = images.shape[1:]
-    return ImageShape(1, *dims) if len(dims) == 2 else ImageShape.of(dims)
-
-
-def read_judged_sweep(folder: str | os.PathLike[str]) -> SweepFolder:
-    """The finished sweep in ``folder``, of whatever shape its identikits are."""
-    return read_sweep_folder(folder, shape=identikit_shape(folder))
-
-
 def check_dataset_shape(sweep: SweepFolder, data: ImageSet) -> None:
     """Refuse a dataset whose images are not of the sweep's identikits' shape, naming both:
     its judges and real images could not be compared with them."""
-    shape = ImageShape.of(channels_first(sweep.images).shape[1:])
+    shape = sweep.shape
     if shape != data.shape:
         raise IdentikitError(
             f"the identikits of {sweep.path} are {shape} images, the images of "
@@ -311,7 +291,7 @@ def judge_sweep(
     the judges named as :func:`load_judges` takes them (nothing is written)."""
     # A folder without a sweep, or of another shape than the dataset, is refused before any
     # judge is trained.
-    sweep = read_judged_sweep(folder)
+    sweep = read_sweep_folder(folder)
     data = load_images(setup.dataset, setup.root)
     check_dataset_shape(sweep, data)
     loaded = load_judges(judges, setup, data.shape)
@@ -326,7 +306,7 @@ def judge_all(
     before any judge is trained; the comparison's folder is locked as well as its sweeps, so
     that no ``compare`` writes meanwhile. Returns (sweep folder, verdict) pairs."""
     sweeps = comparison_sweeps(folder)
-    read = [read_judged_sweep(sweep) for sweep in sweeps]  # before any data is fetched
+    read = [read_sweep_folder(sweep) for sweep in sweeps]  # before any data is fetched
     data = load_images(setup.dataset, setup.root)
     for sweep in read:
         check_dataset_shape(sweep, data)
@@ -396,7 +376,7 @@ def verdict(
 ) -> dict[str, Any]:
     """The judge.json record of a sweep: ``judges``' verdicts and the nearest images of
     ``real``, the training split (images, labels) of ``dataset``."""
-    sweep = read_judged_sweep(folder)
+    sweep = read_sweep_folder(folder)
     results = sweep.results
     identikits = Identikits(
         sweep.images,
