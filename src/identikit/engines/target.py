@@ -18,8 +18,9 @@ class Target:
 
     ``module`` is the PyTorch model (None for an ONNX file, ``onnx_path``); ``reference`` gives
     the float32 eager outputs that engines are checked against, and ``probabilities`` turns
-    outputs into class probabilities. ``probes`` are model inputs (N, C, H, W) to check and time
-    with; ``cache_dir`` holds the cached choices and the exported and quantized model files.
+    outputs into class probabilities. ``probes`` are model inputs, laid out as the model takes
+    them ((N, C, H, W), or (N, H, W, C) for an NHWC model), to check and time with;
+    ``cache_dir`` holds the cached choices and the exported and quantized model files.
     """
 
     module: nn.Module | None
@@ -35,5 +36,6 @@ class Target:
 
     @property
     def input_shape(self) -> ImageShape:
-        """The shape of one model input, as the probes have it."""
+        """The shape of one model input, as the probes have it (H, W, C for an NHWC model: its
+        size, which chunk sizes are held to, is the same)."""
         return ImageShape.of(tuple(self.probes.shape[1:]))
