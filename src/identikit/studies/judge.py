@@ -395,17 +395,11 @@ def verdict(
 
 
 def judge_folders(
-    sweeps: Sequence[Path],
-    judges: Sequence[Judge],
-    *,
-    dataset: str = "mnist",
-    root: str | os.PathLike[str] | None = None,
-    data: ImageSet | None = None,
+    sweeps: Sequence[Path], judges: Sequence[Judge], *, dataset: str, data: ImageSet
 ) -> list[dict[str, Any]]:
     """Judge each sweep and write its ``judge.json``, each under its folder's lock (not while
-    another process works in it); the dataset (``data``, else read from ``dataset`` in
-    ``root``) is read once for all."""
-    data = data or load_images(dataset, root)
+    another process works in it), against the training images of ``data`` (read once for all
+    by the caller, from the spec ``dataset``)."""
     real = data.split("train")
     verdicts = []
     for folder in sweeps:
