@@ -121,3 +121,27 @@ def test_a_run_whose_masks_outgrow_the_room_made_draws_them_one_number_per_value
     candidates = strategy._sparse(colour_group(2, (3, 8, 8)), most=2)
     counts = (candidates != 0.5).flatten(2).sum(2).float()
     assert abs(counts.mean().item() - 0.3 * 192) < 8
+
+
+def test_sparse_masks_do_not_depend_on_how_many_runs_a_block_takes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    strategy = make_strategy("random-masks", candidates=30, mask_density=0.05)
+    group = dataclasses.replace(colour_group(5, (3, 16, 16)), images=torch.rand(5, 3, 16, 16))
+    most = most_selected(3 * 16 * 16, 0.05)
+    # The whole group in one block (this size's default) ...
+    together = strategy._sparse(dataclasses.replace(group, generators=generators(5)), most)
+    # ... against one run per block; and both with room for 38 selected values, about as many
+    # as a mask has, so that some runs overflow and draw theirs again.
+    monkeypatch.setattr("identikit.strategies.random_masks.SPARSE_BLOCK_VALUES", 1)
+    apart = strategy._sparse(dataclasses.replace(group, generators=generators(5)), most)
+    assert torch.equal(together, apart)
+    tight = strategy._sparse(dataclasses.replace(group, generators=generators(5)), 38)
+    monkeypatch.setattr("identikit.strategies.random_masks.SPARSE_BLOCK_VALUES", 2**30)
+    tight_together = strategy._sparse(dataclasses.replace(group, generators=generators(5)), 38)
+    assert torch.equal(tight, tight_together)
+
+
+def generators(runs: int) -> list[torch.Generator]:
+    """Fresh generators of seeds 0 .. runs - 1."""
+    return [torch.Generator().manual_seed(seed) for seed in range(runs)]

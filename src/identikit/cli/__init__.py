@@ -16,7 +16,7 @@ from identikit.base.errors import IdentikitError
 from identikit.cli import models, reporting, searching
 from identikit.cli.options import Parser
 
-DESCRIPTION = "What does a trained image classifier believe a digit looks like?"
+DESCRIPTION = "What does a trained image classifier believe a class looks like?"
 Handler = Callable[[argparse.Namespace], int]
 
 

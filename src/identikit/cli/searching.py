@@ -306,7 +306,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
 def _add_search(commands: Any, common: argparse.ArgumentParser) -> None:
     """The search command: a sweep of one strategy."""
     search = commands.add_parser(
-        "search", parents=[common], help="draw identikits: search every digit, several runs each"
+        "search", parents=[common], help="draw identikits: search every class, several runs each"
     )
     search.add_argument(
         "--strategy",
@@ -379,9 +379,9 @@ def _add_strategy_settings(search: argparse.ArgumentParser) -> None:
 
 
 def _add_compare(commands: Any, common: argparse.ArgumentParser) -> None:
-    """The compare command: strategies on every digit under one query budget."""
+    """The compare command: strategies on every class under one query budget."""
     compare = commands.add_parser(
-        "compare", parents=[common], help="strategies on every digit under one query budget"
+        "compare", parents=[common], help="strategies on every class under one query budget"
     )
     compare.add_argument(
         "--strategies",
@@ -419,9 +419,9 @@ def _add_ceiling(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _add_judge(commands: Any, common: argparse.ArgumentParser) -> None:
-    """The judge command: do independent models and real digits agree?"""
+    """The judge command: do independent models and real images agree?"""
     judge = commands.add_parser(
-        "judge", parents=[common], help="do independent models and real digits agree?"
+        "judge", parents=[common], help="do independent models and real images agree?"
     )
     judge.add_argument(
         "sweep", type=Path, help="folder of a finished sweep, or of a compare (every sweep in it)"
@@ -456,9 +456,9 @@ def _add_judge(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _add_certainty(commands: Any, common: argparse.ArgumentParser) -> None:
-    """The certainty command: largest softmax output, real digits vs random images."""
+    """The certainty command: largest softmax output, real images vs random ones."""
     certainty = commands.add_parser(
-        "certainty", parents=[common], help="largest softmax output: real digits vs random images"
+        "certainty", parents=[common], help="largest softmax output: real images vs random ones"
     )
     certainty.add_argument("--model", required=True, type=Path, help="checkpoint file")
     certainty.add_argument(

@@ -27,6 +27,10 @@ import torch
 from identikit.strategies.base import Group, Strategy, uniform
 from identikit.strategies.registry import check_settings, register, require
 
+# Uniform numbers one block of runs of a sparse draw takes at most on a CPU: 1 MiB of float32
+# (a core's L2 cache here is 2 MiB). See RandomMasks._sparse.
+SPARSE_BLOCK_VALUES = 2**18
+
 
 @register
 @dataclass(frozen=True, kw_only=True)
@@ -85,8 +89,33 @@ class RandomMasks(Strategy):
         """Masks from the positions of their ``most`` first selected values: geometric gaps,
         then an offset for each (two uniform numbers per selected value)."""
         runs, images = len(group.generators), group.images.flatten(1)  # (G, P)
-        values = images.shape[1]
         u = uniform(group.generators, (self.candidates, 2 * most), images.device)
+        out = group.candidate_storage((runs, self.candidates, images.shape[1]))
+        # On a CPU the runs are taken a block at a time, each block's draws about 1 MiB, so that
+        # they and the arrays made from them stay in a core's cache: 5% more of the search
+        # loop's rate on 3 x 32 x 32 images than one pass over a group's 24 MB of draws. A GPU
+        # takes the group at once (a block per run would be a dozen kernel launches each).
+        block = runs if u.is_cuda else max(1, SPARSE_BLOCK_VALUES // u[0].numel())
+        overflowed = torch.cat(
+            [
+                self._sparse_rows(images[rows], u[rows], out[rows], most)
+                for rows in (slice(r, r + block) for r in range(0, runs, block))
+            ]
+        )
+        out = out.view(runs, self.candidates, *group.images.shape[1:])
+        # A run with a mask that used every gap without passing the image's end may have had
+        # more values selected than room was made for (see most_selected): its masks are drawn
+        # again, one number per value, from its own generator, which goes on where it stopped.
+        for run in overflowed.nonzero().flatten().tolist():
+            out[run] = self._dense(_one_run(group, run))[0]
+        return out
+
+    def _sparse_rows(
+        self, images: torch.Tensor, u: torch.Tensor, out: torch.Tensor, most: int
+    ) -> torch.Tensor:
+        """Fill ``out`` (R, K, P) with the masked images of ``images`` (R, P) from the draws
+        ``u`` (R, K, 2 most); return which of the R runs overflowed (see :meth:`_sparse`)."""
+        runs, values = images.shape
         # Values skipped before each selected one; u = 0 gives an infinite gap, past the image.
         # Positions are whole numbers, exact in float32 below 2^24 (4 times faster than
         # float64 here), in float64 beyond.
@@ -100,16 +129,10 @@ class RandomMasks(Strategy):
         # What each selected value changes by once clipped; 0 for positions past the image
         # (clamped onto its last value, where adding 0 changes nothing).
         change = (current + offsets).clamp_(0.0, 1.0).sub_(current).masked_fill_(~inside, 0.0)
-        out = group.candidate_storage((runs, self.candidates, values))
         out.copy_(images.unsqueeze(1).expand_as(out))
         out.scatter_add_(2, index.view_as(change), change)
-        out = out.view(runs, self.candidates, *group.images.shape[1:])
-        # A run with a mask that used every gap without passing the image's end may have had
-        # more values selected than room was made for (see most_selected): its masks are drawn
-        # again, one number per value, from its own generator, which goes on where it stopped.
-        for run in inside[..., -1].any(dim=1).nonzero().flatten().tolist():
-            out[run] = self._dense(_one_run(group, run))[0]
-        return out
+        overflowed: torch.Tensor = inside[..., -1].any(dim=1)
+        return overflowed
 
 
 def _one_run(group: Group, run: int) -> Group:
