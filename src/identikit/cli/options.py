@@ -294,7 +294,9 @@ def add_sweep_options(parser: argparse.ArgumentParser, *, runs: int, max_queries
         help="resume a sweep with another scoring engine, chunk size or device than it began "
         "with (results may then differ in the last bits; every engine is recorded)",
     )
-    parser.add_argument("--digits", default="0-9", help="classes to search, e.g. 0-9, 3,7 (default: %(default)s)")
+    parser.add_argument(
+        "--digits", default="0-9", help="classes to search, e.g. 0-9, 3,7 (default: %(default)s)"
+    )
     parser.add_argument(
         "--runs", type=int, default=runs, help="runs per class (default: %(default)s)"
     )
