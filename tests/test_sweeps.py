@@ -19,25 +19,28 @@ import pytest
 import torch
 from PIL import Image
 
+from identikit import api
 from identikit.base.errors import DifferentSweepError, IdentikitError
 from identikit.base.safe_files import read_regular
 from identikit.base.shapes import ImageShape
 from identikit.classifier import load_classifier
 from identikit.classifier.classifier import Classifier
 from identikit.data.datasets import MNIST_SHAPE
+from identikit.data.images import load_images
 from identikit.engines.chunks import CPU_CHUNK_VALUES
 from identikit.engines.options import EngineOptions
 from identikit.models import build_model
 from identikit.models.checkpoint import save_checkpoint
 from identikit.models.export import onnx_bytes
 from identikit.models.info import ModelInfo
+from identikit.reports.replay import replay_first_runs
 from identikit.strategies import STRATEGIES, PriorInputs, PriorNeeds, RunHooks, Subspace, base
 from identikit.sweeps.experiment import SweepConfig
 from identikit.sweeps.folder import read_sweep_folder
 from identikit.sweeps.records import read_identikits, read_results
 from identikit.sweeps.sweep import SweepOptions, sweep_to_folder
 from identikit.sweeps.sweep_state import STATE_FILE
-from identikit.sweeps.training_data import prior_inputs
+from identikit.sweeps.training_data import prior_inputs, training_dataset
 from tests.helpers import (
     CONFIG,
     assert_clean_error,
@@ -357,6 +360,52 @@ def test_prior_inputs_read_the_training_data_only_when_asked(tmp_path: Path) -> 
     assert inputs.subspace is not None
     torch.testing.assert_close(inputs.subspace.mean, Subspace.of_images(images, 3).mean)
     assert inputs.subspace.components == 3
+
+
+def test_the_manifold_prior_learns_from_the_data_a_checkpoint_was_trained_on(
+    tmp_path: Path,
+) -> None:
+    """A colour model's checkpoint records its dataset (an npz file here); the manifold prior
+    learns its subspace from that file's training images, not MNIST's 784-value digits (which
+    the 3 x 8 x 8 model would refuse), in a search and in its replay alike."""
+    shape = ImageShape(3, 8, 8)
+    rng = np.random.default_rng(0)
+    data = tmp_path / "colour.npz"
+    np.savez(
+        data,
+        images=rng.integers(0, 256, (60, 8, 8, 3), dtype=np.uint8),
+        labels=np.arange(60) % 10,
+    )
+    path = tmp_path / "colour.pt"
+    torch.manual_seed(0)
+    model = build_model("softmax", 10, shape)
+    metadata = {"dataset": f"npz:{data}"}
+    save_checkpoint(path, model, architecture="softmax", metadata=metadata, input_shape=shape)
+    colour = load_classifier(path)
+    assert training_dataset(colour.info) == f"npz:{data}"
+    assert training_dataset(ModelInfo()) == "mnist"  # a model that records none: MNIST
+    config = SweepConfig(
+        digits=(0, 1),
+        runs=1,
+        strategy="gradient",
+        strategy_settings={"priors": "manifold", "manifold_components": 3},
+        max_queries=4,
+    )
+    result = api.search(colour, config, out=tmp_path / "sweep")
+    assert result.images.shape == (2, 3, 8, 8)
+    inputs = prior_inputs(config.spec.needs(), training_dataset(colour.info))
+    assert inputs.subspace is not None and inputs.subspace.pixels == shape.size
+    learnt = Subspace.of_images(load_images(f"npz:{data}").train_images, 3)
+    torch.testing.assert_close(inputs.subspace.mean, learnt.mean)
+    # The replay rebuilds the same prior from the same model and draws the same identikits.
+    replays = replay_first_runs(colour, read_sweep_folder(tmp_path / "sweep"))
+    assert [r.digit for r in replays] == [0, 1] and all(r.faithful for r in replays)
+
+
+def test_the_manifold_prior_refuses_images_too_large_to_learn_from() -> None:
+    images = np.zeros((4, 3, 40, 40), dtype=np.uint8)  # 4,800 values
+    with pytest.raises(IdentikitError, match="at most 4,096 values; these have 4,800"):
+        Subspace.of_images(images, 3)
 
 
 # --- Any image shape --------------------------------------------------------------------------

@@ -51,7 +51,7 @@ from identikit.sweeps.experiment import SweepConfig
 from identikit.sweeps.folder import read_sweep_folder
 from identikit.sweeps.result_files import write_comparison
 from identikit.sweeps.sweep import SweepOptions, sweep_to_folder
-from identikit.sweeps.training_data import prior_inputs
+from identikit.sweeps.training_data import prior_inputs, training_dataset
 
 ModelLike = Classifier | nn.Module | str | os.PathLike[str]
 
@@ -126,9 +126,9 @@ def search(
     """
     classifier = classifier_of(model)
     config = config or SweepConfig()
-    # What the priors learn from (the manifold prior's subspace): MNIST's training images,
-    # read only when the strategy's priors ask for them.
-    priors = prior_inputs(config.spec.needs())
+    # What the priors learn from (the manifold prior's subspace): the training images of the
+    # dataset the model was trained on, read only when the strategy's priors ask for them.
+    priors = prior_inputs(config.spec.needs(), training_dataset(classifier.info))
     with _folder(out) as folder:
         outcome = sweep_to_folder(
             classifier,

@@ -150,7 +150,15 @@ def _checkpoint(
     }
     classes = int(meta["num_classes"]) if info.classes is None else info.classes
     names = info.class_names or _recorded_names(meta.get("class_names"), int(meta["num_classes"]))
-    return model, replace(info, classes=classes, class_names=names, input_shape=recorded, card=card)
+    dataset = meta.get("dataset")
+    return model, replace(
+        info,
+        classes=classes,
+        class_names=names,
+        input_shape=recorded,
+        card=card,
+        trained_on=dataset if isinstance(dataset, str) and dataset else None,
+    )
 
 
 def _recorded_names(names: Any, classes: int) -> tuple[str, ...] | None:

@@ -50,6 +50,8 @@ class ModelInfo:
         outputs_detected: whether the kind of outputs was detected rather than given.
         card: what results record about the model beyond its hash (architecture, parameters,
             test accuracy, epochs, seed), so that a report never has to open the model file.
+        trained_on: the dataset (a ``load_images`` spec) a checkpoint records it was trained
+            on, which data-driven search priors learn from (None: not recorded).
     """
 
     name: str = "model"
@@ -60,6 +62,7 @@ class ModelInfo:
     input_shape: ImageShape = MNIST_SHAPE
     outputs_detected: bool = False
     card: dict[str, Any] = field(default_factory=dict, compare=False)
+    trained_on: str | None = field(default=None, compare=False)
 
     @property
     def outputs(self) -> str:

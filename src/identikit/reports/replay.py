@@ -19,7 +19,7 @@ from tqdm import tqdm
 from identikit.classifier.classifier import Classifier
 from identikit.strategies import RunHooks, SearchState, advance, initial_state
 from identikit.sweeps.folder import SweepFolder
-from identikit.sweeps.training_data import prior_inputs
+from identikit.sweeps.training_data import prior_inputs, training_dataset
 
 # Iterations replayed per run at most. A GIF shows 48 moments, so a longer replay adds little
 # to see but costs in proportion (a square sweep spends one query an iteration and runs for
@@ -95,8 +95,9 @@ def replay_first_runs(
     # The recorded runs say how long each replay will be, so the bar knows its end.
     total = sum(min(r["iterations"], max_iterations) for _, r in chosen)
     keep = _Frames(state, total, progress=progress)
-    # The sweeps identikit makes learn their priors from MNIST's training images.
-    strategy = config.spec.build(prior_inputs(config.spec.needs()))
+    # The priors learn from what the sweep's did: the model's training images.
+    needs = config.spec.needs()
+    strategy = config.spec.build(prior_inputs(needs, training_dataset(classifier.info)))
     strategy = strategy.for_shape(classifier.info.input_shape)
     with keep.bar:
         advance(

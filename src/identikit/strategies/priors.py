@@ -42,6 +42,9 @@ PRIORS = ("tv", "l2", "blur", "jitter", "manifold", "colour", "fourier", "transf
 # Metadata of a strategy's dataclass field that holds a prior input (see PriorInputs), which is
 # none of its settings: never recorded, never set by a user.
 PRIOR_INPUT = {"prior_input": True}
+# Values of one image, at most, that the manifold prior's subspace is learnt for (see
+# Subspace.of_images).
+SUBSPACE_VALUES = 4096
 # The 5 x 5 blur kernel, and the jitter's padding, reach this many pixels beyond an image's edge.
 _REACH = 2
 
@@ -143,7 +146,14 @@ class Subspace:
         # vectors[:, -0:] would be every direction: a subspace of 0 components is the whole space.
         if not 1 <= components <= pixels:
             raise IdentikitError(
-                f"the digit subspace takes 1..{pixels} components, got {components}"
+                f"the manifold prior's subspace takes 1..{pixels} components, got {components}"
+            )
+        # The covariance is P x P in float64 and its eigendecomposition O(P^3): 75 MB and a
+        # few seconds for 3 x 32 x 32, 1.2 GB and minutes for 3 x 64 x 64.
+        if pixels > SUBSPACE_VALUES:
+            raise IdentikitError(
+                f"the manifold prior learns from images of at most {SUBSPACE_VALUES:,} values; "
+                f"these have {pixels:,}"
             )
         x = torch.from_numpy(images.reshape(len(images), -1)).double().div_(255.0)
         mean = x.mean(0)
@@ -156,7 +166,8 @@ class Subspace:
         if images[0].numel() != self.pixels:
             raise IdentikitError(
                 f"the manifold prior's subspace is of images of {self.pixels} values; the "
-                f"model takes {'x'.join(map(str, images.shape[1:]))}"
+                f"model takes {'x'.join(map(str, images.shape[1:]))} (the prior learns from the "
+                "dataset a checkpoint records it was trained on, else from MNIST)"
             )
         return manifold_distance(images, self.mean, self.basis)
 

@@ -12,11 +12,19 @@ import functools
 import os
 from pathlib import Path
 
-from identikit.data.datasets import default_root, load_dataset
+from identikit.data.datasets import default_root
+from identikit.data.images import load_images
+from identikit.models.info import ModelInfo
 from identikit.strategies.priors import PriorInputs, PriorNeeds, Subspace
 
-# The dataset priors learn from unless the caller knows another: the models identikit trains.
+# The dataset priors learn from where the model does not say what it was trained on.
 DEFAULT_DATASET = "mnist"
+
+
+def training_dataset(info: ModelInfo) -> str:
+    """The dataset a model's priors learn from: the one its checkpoint records it was trained
+    on, else MNIST (ONNX and TorchScript files, and checkpoints that record none)."""
+    return info.trained_on or DEFAULT_DATASET
 
 
 def prior_inputs(
@@ -24,7 +32,8 @@ def prior_inputs(
     dataset: str = DEFAULT_DATASET,
     root: str | os.PathLike[str] | None = None,
 ) -> PriorInputs:
-    """What ``needs`` asks for, from the training split of ``dataset`` (read only if asked)."""
+    """What ``needs`` asks for, from the training images of ``dataset`` (any
+    :func:`~identikit.data.images.load_images` spec; read only if asked)."""
     if not needs.subspace_components:
         return PriorInputs()
     folder = Path(root) if root is not None else default_root()
@@ -35,5 +44,4 @@ def prior_inputs(
 def principal_subspace(dataset: str, root: Path, components: int) -> Subspace:
     """The principal subspace of the training images of ``dataset`` (kept: a sweep, its replay
     and a comparison ask for the same one)."""
-    images, _ = load_dataset(dataset, "train", root)
-    return Subspace.of_images(images, components)
+    return Subspace.of_images(load_images(dataset, root).train_images, components)
