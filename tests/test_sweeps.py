@@ -384,16 +384,9 @@ def test_the_manifold_prior_learns_from_the_data_a_checkpoint_was_trained_on(
     colour = load_classifier(path)
     assert training_dataset(colour.info) == f"npz:{data}"
     assert training_dataset(ModelInfo()) == "mnist"  # a model that records none: MNIST
-    config = SweepConfig(
-        digits=(0, 1),
-        runs=1,
-        strategy="gradient",
-        strategy_settings={"priors": "manifold", "manifold_components": 3},
-        max_queries=4,
-    )
-    result = api.search(colour, config, out=tmp_path / "sweep")
+    result = api.search(colour, MANIFOLD, out=tmp_path / "sweep")
     assert result.images.shape == (2, 3, 8, 8)
-    inputs = prior_inputs(config.spec.needs(), training_dataset(colour.info))
+    inputs = prior_inputs(MANIFOLD.spec.needs(), training_dataset(colour.info))
     assert inputs.subspace is not None and inputs.subspace.pixels == shape.size
     learnt = Subspace.of_images(load_images(f"npz:{data}").train_images, 3)
     torch.testing.assert_close(inputs.subspace.mean, learnt.mean)

@@ -95,9 +95,9 @@ def replay_first_runs(
     # The recorded runs say how long each replay will be, so the bar knows its end.
     total = sum(min(r["iterations"], max_iterations) for _, r in chosen)
     keep = _Frames(state, total, progress=progress)
-    # The priors learn from what the sweep's did: the model's training images.
-    needs = config.spec.needs()
-    strategy = config.spec.build(prior_inputs(needs, training_dataset(classifier.info)))
+    # The priors learn from the same training images as the sweep's did: the model's.
+    inputs = prior_inputs(config.spec.needs(), training_dataset(classifier.info))
+    strategy = config.spec.build(inputs)
     strategy = strategy.for_shape(classifier.info.input_shape)
     with keep.bar:
         advance(
