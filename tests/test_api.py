@@ -11,6 +11,8 @@ import pytest
 import torch
 
 import identikit
+from identikit.classifier import load_classifier
+from identikit.engines.options import EngineOptions
 from identikit.models import build_model
 from identikit.sweeps.compare import THRESHOLDS
 from identikit.sweeps.result_files import read_certainty, read_comparison
@@ -100,13 +102,19 @@ def test_search_result_draws_itself_in_a_notebook() -> None:
 
 def test_certainty_gives_what_the_command_prints(tiny_dataset: Path, tmp_path: Path) -> None:
     model = small_model(tmp_path / "m.pt")
+    # One engine and chunk for both: left to measure, the two processes may each pick another
+    # (a busy machine times them differently), whose float32 sums differ in the last digits.
     proc = run_cli(
         "certainty", "--model", str(model), "--dataset", f"idx:{tiny_dataset}",
-        "--samples", "40", "--json",
+        "--samples", "40", "--json", "--backend", "eager", "--chunk-size", "64",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+    engine = EngineOptions(backend="eager", chunk_size=64)
     result = identikit.certainty(
-        str(model), samples=40, dataset=f"idx:{tiny_dataset}", out=tmp_path / "c"
+        load_classifier(model, engine=engine),
+        samples=40,
+        dataset=f"idx:{tiny_dataset}",
+        out=tmp_path / "c",
     )
     assert result.statistics == json.loads(proc.stdout)
     assert read_certainty(tmp_path / "c") == result.statistics
