@@ -1,7 +1,8 @@
 """Search-loop throughput of the default `cnn` against ONNX Runtime's own rate, in one run.
 
 ONNX Runtime's rate is the best of one batch of the model scored again and again (batches of
-64, 128, 256 and 500; its default settings and identikit's, same thread count). The search
+64, 128, 256 and 500; its default settings, identikit's, and one one-thread session per thread
+side by side, each scoring its own batches, as identikit's search lanes do). The search
 loop is the original method (random masks, 500 candidates a step, 10 digits x ``--runs`` runs)
 with the scoring engine identikit picks itself (``backend="auto"``, measured in this run), in
 fp32, in int8 (ONNX Runtime on a quantized copy) and, where the CPU has bfloat16 instructions,
@@ -23,6 +24,7 @@ import argparse
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -43,30 +45,48 @@ BATCH_SIZES = (64, 128, 256, 500)
 def onnx_runtime_scorers(
     model: torch.nn.Module, shape: ImageShape
 ) -> dict[str, Callable[[np.ndarray], object]]:
-    """ONNX Runtime sessions of ``model``: its default settings, and without thread spinning."""
+    """ONNX Runtime sessions of ``model``: its default settings, without thread spinning, and
+    one one-thread session per thread, side by side (each scores the whole batch: the rate
+    counts every thread's images)."""
     import onnxruntime as ort
 
     exported = onnx_bytes(model, torch.rand(2, *shape.dims))
+
+    def session(threads: int, spinning: str) -> ort.InferenceSession:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+        return ort.InferenceSession(exported, options, providers=["CPUExecutionProvider"])
+
+    threads = torch.get_num_threads()
     scorers: dict[str, Callable[[np.ndarray], object]] = {}
     for label, spinning in (("default", "1"), ("no spinning", "0")):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
-        session = ort.InferenceSession(exported, options, providers=["CPUExecutionProvider"])
-        scorers[label] = lambda x, s=session: s.run(None, {"input": x})
+        alone = session(threads, spinning)
+        scorers[label] = lambda x, s=alone: s.run(None, {"input": x})
+    if threads > 1:
+        singles = [session(1, "0") for _ in range(threads)]
+        pool = ThreadPoolExecutor(max_workers=threads)
+        scorers[f"{threads} one-thread sessions"] = lambda x: list(
+            pool.map(lambda s: s.run(None, {"input": x}), singles)
+        )
     return scorers
 
 
 def isolated_rate(
-    score: Callable[[np.ndarray], object], batch_size: int, seconds: float, shape: ImageShape
+    score: Callable[[np.ndarray], object],
+    batch_size: int,
+    seconds: float,
+    shape: ImageShape,
+    copies: int = 1,
 ) -> float:
-    """Images per second scoring one batch of ``batch_size`` images again and again."""
+    """Images per second scoring one batch of ``batch_size`` images again and again (``copies``
+    times per call, side by side)."""
     batch = np.random.default_rng(0).random(shape.batch(batch_size), dtype=np.float32)
     score(batch)  # warm-up
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         score(batch)
-        done += batch_size
+        done += batch_size * copies
     return done / (time.perf_counter() - started)
 
 
@@ -111,7 +131,8 @@ def main() -> None:
         for _ in range(args.rounds):
             for label, score in ort_scorers.items():
                 for size in BATCH_SIZES:
-                    rate = isolated_rate(score, size, args.seconds / 4, shape)
+                    copies = torch.get_num_threads() if "one-thread" in label else 1
+                    rate = isolated_rate(score, size, args.seconds / 4, shape, copies)
                     alone[label, size] = max(alone[label, size], rate)
             for precision, classifier in loops.items():
                 loop[precision] = max(

@@ -18,7 +18,10 @@ from identikit.base.errors import IdentikitError
 from identikit.base.shapes import ImageShape
 from identikit.classifier import load_classifier
 from identikit.classifier.classifier import Classifier
+from identikit.engines.choices import PROCESS_THREADS
 from identikit.engines.options import EngineOptions
+from identikit.models import build_model
+from identikit.models.info import ModelInfo
 from identikit.strategies import (
     CONVERGED,
     STATUS_NAMES,
@@ -280,3 +283,44 @@ def test_scratch_lends_one_block_to_every_group() -> None:
     larger = scratch.take((4, 3, 4), torch.device("cpu"))
     assert larger.shape == (4, 3, 4) and larger.is_contiguous()
     assert scratch.take((1, 2), torch.device("cpu")).data_ptr() == larger.data_ptr()
+
+
+@pytest.mark.skipif(PROCESS_THREADS < 2, reason="lanes need two threads")
+@pytest.mark.parametrize(
+    ("name", "precision"),
+    [("random-masks", "fp32"), ("random-masks", "int8"), ("square", "fp32"), ("strokes", "int8")],
+)
+def test_runs_stepped_in_lanes_compute_what_each_computes_alone(
+    name: str, precision: str, tmp_path: Path
+) -> None:
+    # A colour model on ONNX Runtime: its groups are split among one-core lanes side by side,
+    # while a search of one run steps it on the engine itself. Every run must end as it does
+    # alone, and the meter must count every image either way.
+    shape = ImageShape(3, 12, 12)
+    torch.manual_seed(0)
+    model = build_model("colour-cnn", 10, shape).eval()
+    engine = EngineOptions(backend="onnx", precision=precision, chunk_size=64, cache_dir=tmp_path)
+    classifier = Classifier(model, ModelInfo(input_shape=shape), engine=engine)
+    assert len(classifier.lanes()) == PROCESS_THREADS
+    strategy = make_strategy(name)
+    rules: list[StoppingRule] = [Converged(0.999), Stuck(100), Budget(10**6)]
+    targets, seeds = [0, 3, 3, 7, 9], [11, 12, 13, 14, 15]
+    before = classifier.queries
+    together = initial_state(classifier, targets, seeds)
+    advance(together, strategy, classifier, rules, max_iterations=4)
+    assert classifier.queries - before == int(together.queries.sum())
+    for row, (target, seed) in enumerate(zip(targets, seeds, strict=True)):
+        alone = initial_state(classifier, [target], [seed])
+        advance(alone, strategy, classifier, rules, max_iterations=4)
+        assert torch.equal(alone.images[0], together.images[row])
+        assert torch.equal(alone.scores[0], together.scores[row])
+        assert alone.history[0] == together.history[row]
+        assert int(alone.queries[0]) == int(together.queries[row])
+
+
+def test_pytorch_engines_and_white_box_strategies_keep_to_one_lane() -> None:
+    # PyTorch's engines have no one-core copy: a search steps each group on the engine itself.
+    classifier = Classifier(toy_linear(), engine=EngineOptions(backend="eager"))
+    assert classifier.lanes() == []
+    _, state = search(toy_linear(), [1, 2, 3], [1, 2, 3])
+    assert all(len(history) > 1 for history in state.history)

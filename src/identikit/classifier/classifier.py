@@ -16,6 +16,7 @@ confidence is a float32 value.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,7 @@ from torch import nn
 from identikit.base.errors import IdentikitError
 from identikit.classifier.engine_choice import Model, check_options, choose_engines, place
 from identikit.classifier.probe import describe
-from identikit.engines.choices import Choice
+from identikit.engines.choices import PROCESS_THREADS, Choice
 from identikit.engines.options import EngineOptions
 from identikit.engines.scorers import Scorer
 from identikit.models.info import ModelInfo, batch_text
@@ -74,6 +75,7 @@ class Classifier:
         self.exact_scorer = engines.exact
         self.ranking_scorer = engines.ranking
         self.choice: Choice = engines.choice
+        self._lanes: list[Classifier] | None = None
 
     # --- What other layers read of the model's description -------------------------------
 
@@ -135,6 +137,41 @@ class Classifier:
     def rescores(self) -> bool:
         """Whether searches must re-score kept candidates in float32 (bf16 or int8 scoring)."""
         return self.precision != "fp32"
+
+    def lanes(self) -> list[Classifier]:
+        """Copies of the classifier that each compute on one core, one per thread of the
+        process's budget (:data:`~identikit.engines.choices.PROCESS_THREADS`); empty where its
+        ranking engine has no one-core copy (PyTorch's engines, a GPU) or the budget is one
+        thread.
+
+        A search steps disjoint groups of runs on them side by side, each lane on a thread of
+        its own. Two cores that each score their own images never wait for one another, where
+        one engine on both meets the other core at every layer: ONNX Runtime scored 3 x 32 x
+        32 images 5% faster as two one-thread sessions side by side than as one of two threads
+        (and its outputs do not depend on its threads). A lane counts its own :attr:`queries`;
+        the search adds them to the classifier's. Lanes are made once, on first use.
+        """
+        if self._lanes is None:
+            one_core = self.ranking_scorer.one_core
+            if one_core is None or self.device.type != "cpu" or PROCESS_THREADS < 2:
+                self._lanes = []
+            else:
+                self._lanes = [self._lane(one_core()) for _ in range(PROCESS_THREADS)]
+        return self._lanes
+
+    def _lane(self, ranking: Scorer) -> Classifier:
+        """This classifier ranking with ``ranking``; its float32 engine a one-core copy where
+        it has one (else shared: a PyTorch module or an ONNX Runtime session may be called from
+        several threads at once), no queries counted yet, and no lanes of its own."""
+        lane = copy.copy(self)
+        lane.ranking_scorer = ranking
+        if self.exact_scorer is self.ranking_scorer:
+            lane.exact_scorer = ranking
+        elif self.exact_scorer.one_core is not None:
+            lane.exact_scorer = self.exact_scorer.one_core()
+        lane.queries = 0
+        lane._lanes = []
+        return lane
 
     # --- Scoring, counting, differentiating ----------------------------------------------
 

@@ -39,7 +39,13 @@ def onnx_scorer(
         model = OnnxModel(path, threads=threads, input_shape=input_shape)
     except IdentikitError as exc:
         raise BackendUnavailable(str(exc)) from None
-    return Scorer("onnx", precision, chunk_size, threads, model)
+
+    def one_core() -> Scorer:
+        return onnx_scorer(
+            path, chunk_size=chunk_size, threads=1, precision=precision, input_shape=input_shape
+        )
+
+    return Scorer("onnx", precision, chunk_size, threads, model, one_core=one_core)
 
 
 def onnx_engine(spec: Build) -> Scorer:

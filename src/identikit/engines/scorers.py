@@ -26,7 +26,10 @@ class Scorer:
     """A model under one engine: model inputs (N, ...) float32 -> outputs (N, classes) float32.
 
     ``threads`` is the thread count the engine was measured with; ``fixed_batch`` engines
-    (compiled graphs) are padded to ``chunk_size``.
+    (compiled graphs) are padded to ``chunk_size``. ``one_core`` makes a copy of the scorer
+    that computes on the calling thread alone, for searches that run several groups of runs
+    side by side, one per core (see :meth:`identikit.classifier.Classifier.lanes`); None
+    where the engine has none.
     """
 
     backend: str
@@ -35,6 +38,7 @@ class Scorer:
     threads: int
     run: Callable[[torch.Tensor], torch.Tensor]
     fixed_batch: bool = False
+    one_core: Callable[[], Scorer] | None = None
 
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
         n = inputs.shape[0]

@@ -419,7 +419,9 @@ def advance(
     if not state.memory:
         state.memory = strategy.init_memory(state)
     apply_rules(state, rules, cost)
-    scratch = Scratch()
+    # Black-box steps only score: on a CPU engine with one-core copies they run side by side.
+    lanes = [] if strategy.white_box else classifier.lanes()
+    scratch = [Scratch() for _ in range(max(1, len(lanes)))]
     done = 0
     while max_iterations is None or done < max_iterations:
         active = (state.status == ACTIVE).nonzero().flatten()
@@ -430,7 +432,11 @@ def advance(
         for start in range(0, len(pending), group):
             if hooks.stop_requested():
                 return state
-            _step_group(state, strategy, classifier, pending[start : start + group], scratch)
+            runs = pending[start : start + group]
+            if len(lanes) > 1 and len(runs) > 1:
+                _step_in_lanes(state, strategy, classifier, lanes, runs, scratch)
+            else:
+                _step_group(state, strategy, classifier, runs, scratch[0])
             apply_rules(state, rules, cost)
             hooks.committed(state)
         done += 1
@@ -445,20 +451,90 @@ def _step_group(
     scratch: Scratch,
 ) -> None:
     """One iteration of the given runs, committed to ``state``: each keeps its best image."""
-    group = Group(
+    group = _group(state, runs, classifier.device, scratch)
+    candidates, scores = strategy.step(classifier, group)
+    _commit(state, strategy, classifier, runs, group, candidates, scores)
+
+
+def _step_in_lanes(
+    state: SearchState,
+    strategy: Strategy,
+    classifier: Classifier,
+    lanes: list[Classifier],
+    runs: torch.Tensor,
+    scratch: list[Scratch],
+) -> None:
+    """One iteration of the given runs, split among ``lanes`` (see :meth:`Classifier.lanes`)
+    that step their parts side by side, each on a thread of one core; then committed in
+    order, as :func:`_step_group` commits.
+
+    A run's step depends on its own image, score, memory and generator alone, and the
+    engine's scores of an image on nothing else in its batch, so the lanes compute what one
+    group would have.
+    """
+    parts = [part for part in torch.tensor_split(runs, len(lanes)) if len(part)]
+    groups = [
+        _group(state, part, classifier.device, room)
+        for part, room in zip(parts, scratch, strict=False)
+    ]
+    futures = [
+        _lane_pool(len(lanes)).submit(strategy.step, lane, group)
+        for lane, group in zip(lanes, groups, strict=False)
+    ]
+    try:
+        steps = [future.result() for future in futures]
+    finally:
+        for future in futures:  # every lane is done with its group before any is reused
+            future.exception()
+        for lane in lanes:
+            classifier.queries += lane.queries
+            lane.queries = 0
+    for part, group, (candidates, scores) in zip(parts, groups, steps, strict=True):
+        _commit(state, strategy, classifier, part, group, candidates, scores)
+
+
+@functools.cache
+def _lane_pool(lanes: int) -> ThreadPoolExecutor:
+    """Threads for :func:`_step_in_lanes`, each computing with one PyTorch thread (PyTorch's
+    thread count is the calling thread's own), so that a lane keeps to its core."""
+    return ThreadPoolExecutor(
+        max_workers=lanes,
+        thread_name_prefix="identikit-lane",
+        initializer=torch.set_num_threads,
+        initargs=(1,),
+    )
+
+
+os.register_at_fork(after_in_child=_lane_pool.cache_clear)
+
+
+def _group(state: SearchState, runs: torch.Tensor, device: torch.device, scratch: Scratch) -> Group:
+    """The rows ``runs`` of ``state`` as a group, with the generators of their iterations."""
+    return Group(
         images=state.images[runs],
         scores=state.scores[runs],
         targets=state.targets[runs],
         iterations=state.iterations[runs],
         generators=[
             # one transfer of the iteration counts, not one per run (each a GPU sync)
-            run_generator(state.seeds[r], iteration, classifier.device)
+            run_generator(state.seeds[r], iteration, device)
             for r, iteration in zip(runs.tolist(), state.iterations[runs].tolist(), strict=True)
         ],
         memory={key: value[runs] for key, value in state.memory.items()},
         scratch=scratch,
     )
-    candidates, scores = strategy.step(classifier, group)
+
+
+def _commit(
+    state: SearchState,
+    strategy: Strategy,
+    classifier: Classifier,
+    runs: torch.Tensor,
+    group: Group,
+    candidates: torch.Tensor,
+    scores: torch.Tensor,
+) -> None:
+    """Commit the step of ``group`` (rows ``runs``) to ``state``: each run keeps its best."""
     improved = scores > state.scores[runs]
     state.images[runs] = torch.where(improved.view(-1, 1, 1, 1), candidates, group.images)
     state.scores[runs] = torch.where(improved, scores, group.scores)
