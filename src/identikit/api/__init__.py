@@ -7,6 +7,7 @@ from identikit.api.calls import (
     classifier_of,
     compare,
     judge,
+    reconstruct,
     report,
     search,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "classifier_of",
     "compare",
     "judge",
+    "reconstruct",
     "report",
     "search",
 ]

@@ -34,6 +34,8 @@ from identikit.api.results import (
     SearchResult,
 )
 from identikit.base.atomic import atomic_write_bytes
+from identikit.base.data_free import data_free
+from identikit.base.errors import IdentikitError
 from identikit.base.figures import convergence_curves
 from identikit.base.folder_lock import locked_folder
 from identikit.base.limits import SAMPLES
@@ -49,6 +51,7 @@ from identikit.studies.judge import JudgeSetup, judge_all
 from identikit.sweeps.compare import Comparison, curves, run_comparison, summarise_strategy
 from identikit.sweeps.experiment import SweepConfig
 from identikit.sweeps.folder import read_sweep_folder
+from identikit.sweeps.reconstruction import RECONSTRUCT, reconstruction_config
 from identikit.sweeps.result_files import write_comparison
 from identikit.sweeps.sweep import SweepOptions, sweep_to_folder
 from identikit.sweeps.training_data import prior_inputs, training_dataset
@@ -147,6 +150,29 @@ def search(
         already_done=outcome.already_done,
         rebuilt=tuple(outcome.rebuilt),
     )
+
+
+def reconstruct(
+    model: ModelLike,
+    config: SweepConfig | None = None,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    options: SweepOptions = QUIET,
+    hooks: RunHooks = NO_HOOKS,
+) -> SearchResult:
+    """A data-free reconstruction of every class, as ``identikit reconstruct`` makes it: the
+    ``reconstruct`` strategy (default: :func:`~identikit.sweeps.reconstruction.
+    reconstruction_config`), run while no dataset may be read or fetched
+    (:func:`~identikit.base.data_free.data_free`), so that the identikits come from the model
+    alone; ``results.json`` records ``"uses_data": false``. Otherwise :func:`search`."""
+    config = config or reconstruction_config()
+    if config.strategy != RECONSTRUCT or config.spec.needs().data:
+        raise IdentikitError(
+            f"a reconstruction runs the {RECONSTRUCT} strategy, which reads no data; "
+            f"got {config.strategy!r}"
+        )
+    with data_free("the reconstruction"):
+        return search(model, config, out=out, options=options, hooks=hooks)
 
 
 def certainty(

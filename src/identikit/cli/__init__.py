@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from tqdm import tqdm
 
 from identikit.base.errors import IdentikitError
-from identikit.cli import models, reporting, searching
+from identikit.cli import models, reconstructing, reporting, searching
 from identikit.cli.options import Parser
 
 DESCRIPTION = "What does a trained image classifier believe a class looks like?"
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    for module in (models, searching, reporting):
+    for module in (models, searching, reconstructing, reporting):
         module.register(commands, common)
     return parser
 

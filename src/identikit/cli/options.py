@@ -279,8 +279,11 @@ def print_json(obj: Any) -> None:
     print(json.dumps(obj, separators=(",", ":")))
 
 
-def add_sweep_options(parser: argparse.ArgumentParser, *, runs: int, max_queries: int) -> None:
-    """What every sweep takes: model, output folder, digits, runs, seed, budget, output form."""
+def add_sweep_options(
+    parser: argparse.ArgumentParser, *, runs: int, max_queries: int | None
+) -> None:
+    """What every sweep takes: model, output folder, digits, runs, seed, budget (unless
+    ``max_queries`` is None: a sweep whose budget is set otherwise), output form."""
     parser.add_argument(
         "--model",
         required=True,
@@ -301,12 +304,13 @@ def add_sweep_options(parser: argparse.ArgumentParser, *, runs: int, max_queries
         "--runs", type=int, default=runs, help="runs per class (default: %(default)s)"
     )
     parser.add_argument("--seed", type=int, default=0, help="sweep seed (default: %(default)s)")
-    parser.add_argument(
-        "--max-queries",
-        type=int,
-        default=max_queries,
-        help="model queries allowed per run (default: %(default)s)",
-    )
+    if max_queries is not None:
+        parser.add_argument(
+            "--max-queries",
+            type=int,
+            default=max_queries,
+            help="model queries allowed per run (default: %(default)s)",
+        )
     parser.add_argument("--json", action="store_true", help="print a JSON summary last")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 

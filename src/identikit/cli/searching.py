@@ -124,11 +124,11 @@ def cmd_search(args: argparse.Namespace) -> int:
             seconds=result.record["seconds"],
             log=lambda line: print(line, file=sys.stderr),
         )
-    _report_search(args, result)
+    report_sweep(args, result)
     return 0
 
 
-def _report_search(args: argparse.Namespace, outcome: api.SearchResult) -> None:
+def report_sweep(args: argparse.Namespace, outcome: api.SearchResult) -> None:
     """What a finished search prints: what was rebuilt or resumed, then its summary."""
     results = outcome.record
     if outcome.rebuilt:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from identikit.base.atomic import atomic_write_bytes
+from identikit.base.data_free import check_data_allowed
 from identikit.base.errors import DataError
 from identikit.base.shapes import ImageShape
 from identikit.data.idx import parse_idx, read_bytes
@@ -217,6 +218,7 @@ def ensure_files(
     name: str = "mnist", root: str | os.PathLike[str] | None = None
 ) -> dict[str, Path]:
     """Locate every file of dataset ``name``, fetching them when absent and a fetcher exists."""
+    check_data_allowed(f"the dataset {name!r}")
     spec = get_spec(name)
     base = Path(root) if root is not None else default_root()
     wanted = [f for pair in spec.files.values() for f in pair]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from identikit.base.data_free import check_data_allowed
 from identikit.base.errors import DataError
 from identikit.data.cifar import load_cifar10
 from identikit.data.datasets import DATASETS, get_spec, load_dataset
@@ -46,6 +47,7 @@ def known_specs() -> tuple[str, ...]:
 def load_images(spec: str, root: str | os.PathLike[str] | None = None) -> ImageSet:
     """The dataset ``spec`` names (see the module notes); ``root`` is where the IDX datasets'
     files are looked for (default ``$IDENTIKIT_DATA``, else ``~/.cache/identikit``)."""
+    check_data_allowed(f"the dataset {spec!r}")
     prefix, colon, rest = spec.partition(":")
     if colon and prefix in FILE_SOURCES:
         what, read = FILE_SOURCES[prefix]

@@ -6,6 +6,7 @@ from identikit.strategies import (  # noqa: F401  (importing registers the strat
     evolution,
     gradient,
     random_masks,
+    reconstruction,
     square,
     strokes,
 )

@@ -339,6 +339,11 @@ class PriorNeeds:
 
     subspace_components: int = 0
 
+    @property
+    def data(self) -> bool:
+        """Whether the priors learn anything from data."""
+        return self.subspace_components > 0
+
 
 @dataclass(frozen=True)
 class PriorInputs:

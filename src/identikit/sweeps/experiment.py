@@ -210,6 +210,9 @@ def sweep_results(
         },
         "scoring": classifier.choice.record(),
         **({"engines": engines} if engines else {}),
+        # Whether the search read any data (its priors' inputs): a data-free run reads the
+        # model alone, and `identikit reconstruct` enforces it (base.data_free).
+        "uses_data": config.spec.needs().data,
         "queries_per_step": step_cost(config.spec.make(), classifier),
         "seconds": round(seconds, 3),
         "total_queries": total_queries,

@@ -1,0 +1,95 @@
+"""The reconstruct command: what every class looks like, from the model alone (issue 17)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from identikit import api
+from identikit.base.interrupt import PauseOnInterrupt
+from identikit.cli.options import (
+    add_device,
+    add_model_options,
+    add_sweep_options,
+    make_classifier,
+    open_fraction,
+    positive_float,
+    positive_int,
+)
+from identikit.cli.searching import paused, report_sweep
+from identikit.strategies import RunHooks
+from identikit.strategies.registry import parse_option
+from identikit.sweeps.experiment import parse_digits
+from identikit.sweeps.reconstruction import RECONSTRUCT, STEPS, TARGET, reconstruction_config
+from identikit.sweeps.sweep import SweepOptions
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    settings = dict(parse_option(RECONSTRUCT, option) for option in args.option)
+    config = reconstruction_config(
+        digits=parse_digits(args.digits),
+        runs=args.runs,
+        seed=args.seed,
+        steps=args.steps,
+        target=args.target,
+        settings=settings,
+    )
+    classifier = make_classifier(args)
+    options = SweepOptions(
+        progress=not args.no_progress,
+        model_path=str(args.model),
+        save_every=args.save_every,
+        allow_engine_change=args.allow_engine_change,
+    )
+    with PauseOnInterrupt() as pause:
+        try:
+            result = api.reconstruct(
+                classifier, config, out=args.out, options=options, hooks=RunHooks(should_stop=pause)
+            )
+        except api.Stopped:
+            return paused(args, pause)
+    report_sweep(args, result)
+    return 0
+
+
+def register(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Add the reconstruct command to the parser."""
+    reconstruct = commands.add_parser(
+        "reconstruct",
+        parents=[common],
+        help="draw every class from the model alone: pen strokes, no data read",
+        description="A data-free reconstruction: gradient ascent on a few pen strokes, robust "
+        "to random shifts, scalings and rotations, reading nothing but the model (no dataset "
+        "is read or fetched; results.json records uses_data: false). Its folder is a sweep "
+        "folder: identikit judge and identikit report read it; the same command resumes it.",
+    )
+    reconstruct.add_argument(
+        "--steps",
+        type=positive_int,
+        default=STEPS,
+        help="gradient steps per run at most (default: %(default)s)",
+    )
+    reconstruct.add_argument(
+        "--target",
+        type=open_fraction,
+        default=TARGET,
+        help="confidence on the model at which a run stops drawing (default: %(default)s)",
+    )
+    reconstruct.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of the reconstruct strategy, e.g. strokes=5 "
+        "(identikit strategies lists them; repeatable)",
+    )
+    reconstruct.add_argument(
+        "--save-every",
+        type=positive_float,
+        default=5.0,
+        help="seconds between saves of the resumable state (default: %(default)s)",
+    )
+    add_sweep_options(reconstruct, runs=10, max_queries=None)
+    add_device(reconstruct)
+    add_model_options(reconstruct, precision=False)
+    reconstruct.set_defaults(handler=cmd_reconstruct, strategy=RECONSTRUCT)

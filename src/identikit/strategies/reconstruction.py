@@ -1,0 +1,212 @@
+"""Data-free reconstruction: what a class looks like to the model, asked with the model alone.
+
+Gradient ascent, as in :mod:`identikit.strategies.gradient`, with the robustness that makes the
+answer an image rather than adversarial noise, and nothing learnt from data:
+
+- **Expectation over transformation** (Athalye et al. 2018, "Synthesizing Robust Adversarial
+  Examples"; transformation robustness in Olah, Mordvintsev & Schubert 2017, "Feature
+  Visualization", Distill): each step the objective is the mean over ``views`` random affine
+  views of the image (shift, scale, rotation; :class:`~identikit.strategies.transforms.
+  RandomAffine`) and, with ``noise``, Gaussian pixel noise on each view (robustness to pixel
+  noise, as in randomized smoothing: Cohen, Rosenfeld & Kolter 2019).
+- **A canvas that can only draw plausible things**: ``strokes`` pen strokes
+  (:mod:`identikit.strategies.pen_strokes`), or ``pixels`` through a sigmoid (every value in
+  (0, 1) without clipping, so that the gradient never stops at the box's walls).
+- **Penalties**: the mean ink (a digit is a few strokes on a dark page) and total variation
+  (Mahendran & Vedaldi 2015, "Understanding Deep Image Representations by Inverting Them").
+- **Objective**: the target's log-probability, or its logit margin over the strongest other
+  class (Carlini & Wagner 2017), which pushes the runner-up down as well.
+
+A run depends on its own seed alone (its starting strokes or pixels, and every view, come from
+its generator), so runs resume, group and split among threads like any others. Each step spends
+``views`` queries on the views and one on the image itself, which is what the runner keeps and
+the stopping rules read. Reads nothing but the model: no prior here needs data
+(:meth:`Strategy.needs` is empty), which ``identikit reconstruct`` records and enforces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from identikit.base.errors import IdentikitError
+from identikit.base.shapes import ImageShape
+from identikit.classifier.classifier import Classifier
+from identikit.strategies.base import Group, SearchState, Strategy, run_generator
+from identikit.strategies.pen_strokes import PenStrokes
+from identikit.strategies.priors import total_variation
+from identikit.strategies.registry import check_settings, register, require
+from identikit.strategies.transforms import RandomAffine
+
+CANVASES = ("strokes", "pixels")
+OBJECTIVES = ("log-prob", "margin")
+# Adam's moment decay rates (Kingma & Ba 2015).
+BETA1, BETA2 = 0.9, 0.999
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class Reconstruction(Strategy):
+    """Gradient ascent over random views of a pen-stroke (or sigmoid-pixel) canvas.
+
+    Args:
+        canvas: ``strokes`` (default) or ``pixels``.
+        strokes: pen strokes of a ``strokes`` canvas (default 4).
+        pen: the pen's radius, a share of the image's height (default 0.08: 2.2 pixels of 28).
+        views: random views averaged per step (default 16).
+        shift, scale, degrees: the views' largest shift (a share of the side), change of
+            size and rotation (defaults 0.1, 0.1, 15).
+        noise: standard deviation of Gaussian pixel noise added to each view (default 0).
+        objective: ``log-prob`` (default) or ``margin``.
+        lr: Adam step size (default 0.03; control points span [-1, 1]).
+        ink_weight: penalty on the mean ink (default 0.5).
+        tv_weight: penalty on total variation (default 0).
+    """
+
+    name = "reconstruct"
+    source = (
+        "expectation over transformation (Athalye et al. 2018) on pen strokes (Li et al. 2020, "
+        "diffvg); Olah et al. (2017), Feature Visualization"
+    )
+    white_box = True
+    canvas: str = "strokes"
+    strokes: int = 4
+    pen: float = 0.08
+    views: int = 16
+    shift: float = 0.1
+    scale: float = 0.1
+    degrees: float = 15.0
+    noise: float = 0.0
+    objective: str = "log-prob"
+    lr: float = 0.03
+    ink_weight: float = 0.5
+    tv_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_settings(self)  # types, and every float finite
+        require(self, "canvas", self.canvas in CANVASES, " or ".join(CANVASES))
+        require(self, "objective", self.objective in OBJECTIVES, " or ".join(OBJECTIVES))
+        require(self, "strokes", 1 <= self.strokes <= 32, "1 to 32")
+        require(self, "pen", 0 < self.pen <= 0.5, "in (0, 0.5]")
+        require(self, "views", 1 <= self.views <= 256, "1 to 256")
+        require(self, "shift", 0 <= self.shift <= 0.5, "in [0, 0.5]")
+        require(self, "scale", 0 <= self.scale < 1, "in [0, 1)")
+        require(self, "degrees", 0 <= self.degrees <= 180, "in [0, 180]")
+        for name in ("noise", "ink_weight", "tv_weight"):
+            require(self, name, getattr(self, name) >= 0, "a finite number >= 0")
+        require(self, "lr", self.lr > 0, "a finite number > 0")
+
+    @property
+    def queries_per_step(self) -> int:
+        return self.views + 1
+
+    def check_shape(self, shape: ImageShape) -> None:
+        if min(shape.height, shape.width) < 4:
+            raise IdentikitError(f"reconstruct: images of {shape} are too small to draw on")
+
+    @property
+    def pen_strokes(self) -> PenStrokes:
+        return PenStrokes(strokes=self.strokes, radius=self.pen)
+
+    @property
+    def affine(self) -> RandomAffine:
+        return RandomAffine(shift=self.shift, scale=self.scale, degrees=self.degrees)
+
+    def init_memory(self, state: SearchState) -> dict[str, torch.Tensor]:
+        # p: the canvas's parameters (strokes, or pixel logits); m, v, t: Adam's moments and
+        # step count; best: the best mean objective so far. The runs' generators of iteration 0
+        # draw their starts, so a run's start depends on its seed alone.
+        device = state.images.device
+        generators = [run_generator(seed, -1, device) for seed in state.seeds]
+        if self.canvas == "strokes":
+            p = self.pen_strokes.start(generators, 0.5, device)
+        else:
+            shape = state.images.shape[1:]
+            noise = torch.stack(
+                [torch.randn(shape, generator=g, device=device) for g in generators]
+            )
+            # A dark page (sigmoid(-2) = 0.12) with a little noise to break the symmetry.
+            p = (noise * 0.1 - 2.0).flatten(1)
+        return {
+            "p": p,
+            "m": torch.zeros_like(p),
+            "v": torch.zeros_like(p),
+            "t": torch.zeros_like(state.iterations),
+            "best": torch.full_like(state.scores, float("-inf")),
+        }
+
+    def draw(self, parameters: torch.Tensor, shape: ImageShape) -> torch.Tensor:
+        """The images (N, C, H, W) of the canvas parameters (N, ...)."""
+        if self.canvas == "strokes":
+            return self.pen_strokes.render(parameters, shape.dims)
+        return torch.sigmoid(parameters.view(-1, *shape.dims))
+
+    def step(self, classifier: Classifier, group: Group) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = ImageShape.of(group.images.shape[1:])
+        memory = group.memory
+        runs = len(group.generators)
+        with torch.enable_grad():
+            p = memory["p"].detach().requires_grad_(True)
+            x = self.draw(p, shape)
+            views = self._views(x, group.generators)
+            targets = group.targets.repeat_interleave(self.views)
+
+            def value(images: torch.Tensor, logp: torch.Tensor, rows: slice) -> torch.Tensor:
+                del images  # the objective is the model's alone; penalties are added below
+                mine = targets[rows].view(-1, 1)
+                own = logp.gather(1, mine).squeeze(1)
+                if self.objective == "margin":
+                    own = own - logp.scatter(1, mine, float("-inf")).max(dim=1).values
+                return own
+
+            seen, grad_views = classifier.value_and_grad(views.detach(), value)
+            objective = seen.view(runs, self.views).mean(dim=1)
+            penalty = self.ink_weight * x.mean(dim=(1, 2, 3))
+            if self.tv_weight:
+                penalty = penalty + self.tv_weight * total_variation(x)
+            # Ascend the mean over views minus the penalties: the views' gradients, averaged,
+            # chained back through the views and the canvas to its parameters.
+            total = (views * grad_views).sum() / self.views - penalty.sum()
+            (gradient,) = torch.autograd.grad(total, p)
+        memory["p"] = self._adam(memory, p.detach(), gradient)
+        image = self.draw(memory["p"], shape).detach().clamp(0.0, 1.0)
+        scores = classifier.log_probabilities(image).gather(1, group.targets.view(-1, 1))
+        gain = objective.detach() - penalty.detach()
+        # Progress on the mean over views: the image itself may stand still meanwhile.
+        group.progressed = gain > memory["best"]
+        memory["best"] = torch.maximum(memory["best"], gain)
+        return image, scores.squeeze(1)
+
+    def _views(self, x: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+        """``views`` random views of each image, run by run: (N * views, C, H, W)."""
+        repeated = x.repeat_interleave(self.views, dim=0)
+        draws = torch.stack(
+            [torch.rand(self.views, 4, generator=g, device=x.device) for g in generators]
+        ).flatten(0, 1)
+        theta = self.affine.matrices(draws * 2 - 1).to(x.dtype)
+        grid = torch.nn.functional.affine_grid(theta, list(repeated.shape), align_corners=False)
+        seen = torch.nn.functional.grid_sample(
+            repeated, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        )
+        if self.noise:
+            noise = torch.stack(
+                [
+                    torch.randn(self.views, *x.shape[1:], generator=g, device=x.device)
+                    for g in generators
+                ]
+            ).flatten(0, 1)
+            seen = (seen + self.noise * noise).clamp(0.0, 1.0)
+        return seen
+
+    def _adam(
+        self, memory: dict[str, torch.Tensor], p: torch.Tensor, gradient: torch.Tensor
+    ) -> torch.Tensor:
+        """One Adam step (Kingma & Ba 2015) up the gradient; updates the moments in place."""
+        t = memory["t"] + 1
+        m = BETA1 * memory["m"] + (1 - BETA1) * gradient
+        v = BETA2 * memory["v"] + (1 - BETA2) * gradient.pow(2)
+        bias_m = (1 - BETA1 ** t.double()).float().view(-1, 1)
+        bias_v = (1 - BETA2 ** t.double()).float().view(-1, 1)
+        memory.update(m=m, v=v, t=t)
+        return p + self.lr * (m / bias_m) / ((v / bias_v).sqrt() + 1e-8)
