@@ -37,7 +37,7 @@ def test_a_horizontal_stroke_inks_its_row_and_nothing_far_from_it() -> None:
     y = 27 / 28 - 1
     image = pen.render(one_stroke([(-0.6, y), (-0.2, y), (0.2, y), (0.6, y)]), (1, 28, 28))
     assert image.shape == (1, 1, 28, 28)
-    assert 0 <= float(image.min()) and float(image.max()) <= 1
+    assert float(image.min()) >= 0 and float(image.max()) <= 1
     assert float(image[0, 0, 13, 14]) > 0.9  # on the stroke
     assert float(image[0, 0, 3, 14]) < 0.01  # ten rows away
     assert float(image[0, 0, 13, 0]) < 0.01  # past its end
