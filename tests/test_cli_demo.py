@@ -17,11 +17,21 @@ from identikit.sweeps.result_files import read_certainty
 @pytest.mark.slow
 def test_the_demo_runs_every_step_and_reuses_its_work(
     mnist_root: Path,
+    mnist_softmax: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setattr(demo, "DEMO_MODELS", ("softmax",))
+    # The softmax model's digits drawn from it alone, briefly, and judged by another softmax
+    # model: the steps, not the verdicts, are under test here.
+    monkeypatch.setattr(demo, "RECONSTRUCTED", "softmax")
+    monkeypatch.setattr(
+        demo,
+        "RECONSTRUCTIONS",
+        {"black-box": ("pen-evolution", 1, 3), "reconstruct": ("reconstruct", 1, 5)},
+    )
+    monkeypatch.setattr(demo, "DEMO_JUDGES", (str(mnist_softmax),))
     out = tmp_path / "demo"
     assert demo.run_demo(out, device="cpu", root=mnist_root) == 0
     first = capsys.readouterr().out
@@ -30,6 +40,15 @@ def test_the_demo_runs_every_step_and_reuses_its_work(
     assert sweep.config.runs == demo.DEMO_RUNS and len(sweep.images) == 10 * demo.DEMO_RUNS
     assert set(read_certainty(out / "softmax")) >= {"mnist-test", "uniform-noise"}
     assert (out / "report.html").is_file() and (out / "softmax" / "certainty.png").is_file()
+    for name in ("black-box", "reconstruct"):
+        drawn = read_sweep_folder(out / "softmax" / name)
+        assert drawn.results["uses_data"] is False and len(drawn.images) == 10
+        assert (out / "softmax" / name / "judge.json").is_file()
+    page = (out / "report.html").read_text()
+    # The report opens with the summary: a row per judged sweep, with a sentence each (the
+    # original method reads no data either).
+    assert page.index("<h2>Summary</h2>") < page.index("<h2>Models</h2>")
+    assert page.count("drawn from the model alone: the independent judges") == 3
     assert demo.run_demo(out, device="cpu", root=mnist_root) == 0
     again = capsys.readouterr().out
     assert f"softmax: reusing {out / 'softmax.pt'}" in again and "training softmax" not in again

@@ -37,6 +37,25 @@ def test_reconstruct_reads_nothing_but_the_model(tiny_model: Path, tmp_path: Pat
     again = run_cli(*args, env=env)
     assert again.returncode == 0
     assert "finished: nothing to do" in again.stderr
+    # Without gradients, the same: the black-box twin, data-free too.
+    black = tmp_path / "black"
+    args = ["reconstruct", "--model", str(tiny_model), "--digits", "5", "--runs", "1"]
+    args += ["--black-box", "--steps", "2", "--option", "samples=2", "--out", str(black)]
+    done = run_cli(*args, *EAGER_CPU, env=env)
+    assert done.returncode == 0, done.stderr
+    assert list(empty.iterdir()) == []
+    results = json.loads((black / "results.json").read_text())
+    assert results["uses_data"] is False
+    assert results["settings"]["strategy"] == "pen-evolution"
+    assert results["runs"][0]["queries"] == 1 + 2 * (2 * 2 * 2 + 1)
+
+
+def test_a_reconstruction_names_its_strategies_in_one_line(tiny_model: Path) -> None:
+    with pytest.raises(identikit.IdentikitError, match="draws with reconstruct or pen-evolution"):
+        reconstruction_config(strategy="square")
+    done = run_cli("reconstruct", "--model", str(tiny_model), "--out", "x", "--option", "pen=9")
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "--option pen" in done.stderr
 
 
 def test_searches_record_whether_they_read_data(mnist_root: Path, tmp_path: Path) -> None:
@@ -51,8 +70,8 @@ def test_searches_record_whether_they_read_data(mnist_root: Path, tmp_path: Path
         strategy_settings={"priors": "manifold"},
     )
     assert identikit.search(softmax_model(), manifold).record["uses_data"] is True
-    # A reconstruction takes no strategy but its own, which reads no data.
-    with pytest.raises(identikit.IdentikitError, match="reads no data"):
+    # A reconstruction takes no strategy but its own two, which read no data.
+    with pytest.raises(identikit.IdentikitError, match="which read no data"):
         identikit.api.reconstruct(softmax_model(), manifold, out=tmp_path / "refused")
     assert not (tmp_path / "refused").exists()
 

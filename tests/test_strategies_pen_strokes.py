@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from identikit.strategies.pen_strokes import PER_STROKE, PenStrokes, bezier, pixel_centres
+from identikit.strategies.pen_strokes import PER_STROKE, PenStrokes, bezier, centres
 
 
 def one_stroke(points: list[tuple[float, float]], pressure: float = 6.0) -> torch.Tensor:
@@ -24,11 +24,12 @@ def test_a_bezier_curve_starts_and_ends_at_its_end_points() -> None:
 
 
 def test_pixel_centres_are_where_affine_grid_puts_them() -> None:
-    centres = pixel_centres(4, 2, torch.device("cpu"), torch.float32)
     grid = torch.nn.functional.affine_grid(
         torch.tensor([[[1.0, 0, 0], [0, 1.0, 0]]]), [1, 1, 4, 2], align_corners=False
     )
-    assert torch.allclose(centres, grid.view(-1, 2))
+    like = torch.zeros(1)
+    assert torch.allclose(centres(2, like), grid[0, 0, :, 0])  # x along a row
+    assert torch.allclose(centres(4, like), grid[0, :, 0, 1])  # y down a column
 
 
 def test_a_horizontal_stroke_inks_its_row_and_nothing_far_from_it() -> None:

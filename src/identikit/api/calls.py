@@ -51,7 +51,7 @@ from identikit.studies.judge import JudgeSetup, judge_all
 from identikit.sweeps.compare import Comparison, curves, run_comparison, summarise_strategy
 from identikit.sweeps.experiment import SweepConfig
 from identikit.sweeps.folder import read_sweep_folder
-from identikit.sweeps.reconstruction import RECONSTRUCT, reconstruction_config
+from identikit.sweeps.reconstruction import STEPS, reconstruction_config
 from identikit.sweeps.result_files import write_comparison
 from identikit.sweeps.sweep import SweepOptions, sweep_to_folder
 from identikit.sweeps.training_data import prior_inputs, training_dataset
@@ -160,15 +160,15 @@ def reconstruct(
     options: SweepOptions = QUIET,
     hooks: RunHooks = NO_HOOKS,
 ) -> SearchResult:
-    """A data-free reconstruction of every class, as ``identikit reconstruct`` makes it: the
-    ``reconstruct`` strategy (default: :func:`~identikit.sweeps.reconstruction.
-    reconstruction_config`), run while no dataset may be read or fetched
-    (:func:`~identikit.base.data_free.data_free`), so that the identikits come from the model
-    alone; ``results.json`` records ``"uses_data": false``. Otherwise :func:`search`."""
+    """A data-free reconstruction of every class, as ``identikit reconstruct`` makes it
+    (default: :func:`~identikit.sweeps.reconstruction.reconstruction_config`), run while no
+    dataset may be read or fetched (:func:`~identikit.base.data_free.data_free`), so that the
+    identikits come from the model alone; ``results.json`` records ``"uses_data": false``.
+    Otherwise :func:`search`."""
     config = config or reconstruction_config()
-    if config.strategy != RECONSTRUCT or config.spec.needs().data:
+    if config.strategy not in STEPS or config.spec.needs().data:
         raise IdentikitError(
-            f"a reconstruction runs the {RECONSTRUCT} strategy, which reads no data; "
+            f"a reconstruction draws with {' or '.join(STEPS)}, which read no data; "
             f"got {config.strategy!r}"
         )
     with data_free("the reconstruction"):

@@ -374,6 +374,23 @@ def identikit_png(image: np.ndarray, *, scale: int | None = None) -> bytes:
     return buffer.getvalue()
 
 
+def identikit_strip(images: Sequence[np.ndarray], *, side: int = 56, gap: int = 4) -> bytes:
+    """Images side by side in one row, each ``side`` pixels on its longer side (enlarged by
+    nearest neighbours), ``gap`` white pixels apart: a PNG for a summary table's row."""
+    if not images:
+        raise ValueError("a strip of no images")
+    scale = _scale(images[0], side, None)
+    height, width = (n * scale for n in np.shape(images[0])[-2:])
+    colour = any(_is_colour(image) for image in images)
+    strip = Image.new("RGB" if colour else "L", (len(images) * (width + gap) - gap, height), 255)
+    for i, image in enumerate(images):
+        tile = _tile(image, width, height, rounded=True)
+        strip.paste(tile.convert("RGB") if colour else tile, (i * (width + gap), 0))
+    buffer = io.BytesIO()
+    strip.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def nearest_pairs(
     images: np.ndarray,
     digits: Sequence[int],

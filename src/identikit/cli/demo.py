@@ -1,7 +1,11 @@
 """``make demo``: the whole pipeline on MNIST with default settings, reusing earlier work.
 
 Data, both tutorial models (checkpoints already trained are reused), their certainty on real
-versus random images, and an identikit sweep of every digit on each model.
+versus random images, an identikit sweep of every digit on each model by the original method,
+then the CNN's digits drawn from the model alone (issue 17): pen strokes found without
+gradients (the black box) and with them (``identikit reconstruct``), no data read. Judges that
+never saw the searches (the demo's softmax model and an MLP) and the nearest real digits give
+their verdicts, and the report opens with a summary of them.
 """
 
 from __future__ import annotations
@@ -13,16 +17,26 @@ from pathlib import Path
 from identikit import api
 from identikit.base.errors import CheckpointError, DifferentSweepError
 from identikit.classifier import Classifier, load_classifier
-from identikit.cli.tables import format_certainty, format_summary
+from identikit.cli.tables import format_certainty, format_summary, format_verdict
 from identikit.data.datasets import load_mnist
 from identikit.engines.options import EngineOptions
 from identikit.models.checkpoint import load_checkpoint
+from identikit.studies.judge import JudgeSetup
 from identikit.sweeps.experiment import SweepConfig
+from identikit.sweeps.reconstruction import BLACK_BOX, RECONSTRUCT, reconstruction_config
 from identikit.sweeps.sweep import SweepOptions
 from identikit.training.trainer import TrainSpec, train
 
 DEMO_MODELS = ("softmax", "cnn")
 DEMO_RUNS = 5
+# The data-free reconstructions: runs per digit and steps (fewer than the command's default,
+# to keep the demo within 5 minutes on 2 cores).
+RECONSTRUCTIONS = {"black-box": (BLACK_BOX, 1, 120), "reconstruct": (RECONSTRUCT, 1, 200)}
+# The model whose digits are also drawn from the model alone, and judged.
+RECONSTRUCTED = "cnn"
+# The judges of the CNN's identikits: the demo's own softmax model (trained apart from the CNN)
+# and a built-in MLP (trained on first use, cached).
+DEMO_JUDGES = ("softmax.pt", "mlp")
 
 
 def ensure_model(
@@ -62,6 +76,31 @@ def demo_sweep(classifier: Classifier, folder: Path, checkpoint: Path) -> api.Se
         return api.search(classifier, config, out=folder, options=options)
 
 
+def demo_reconstructions(classifier: Classifier, folder: Path, checkpoint: Path) -> None:
+    """The CNN's digits from the model alone, black box then white box; a folder left by an
+    earlier version is redone."""
+    options = SweepOptions(model_path=str(checkpoint))
+    for name, (strategy, runs, steps) in RECONSTRUCTIONS.items():
+        print(f"drawing every digit from {checkpoint.name} alone: {strategy}, {steps} steps ...")
+        config = reconstruction_config(strategy=strategy, runs=runs, steps=steps)
+        try:
+            result = api.reconstruct(classifier, config, out=folder / name, options=options)
+        except DifferentSweepError:
+            shutil.rmtree(folder / name)
+            result = api.reconstruct(classifier, config, out=folder / name, options=options)
+        print(format_summary(result.record))
+
+
+def demo_judges(out: Path, *, device: str, root: str | os.PathLike[str] | None) -> None:
+    """The verdicts of judges that never saw the searches on each sweep of RECONSTRUCTED."""
+    judges = [str(out / name) if name.endswith(".pt") else name for name in DEMO_JUDGES]
+    setup = JudgeSetup(root=root, device=device, log=print)
+    for name in ("search", *RECONSTRUCTIONS):
+        folder = out / RECONSTRUCTED / name
+        (verdict,) = api.judge(folder, judges, setup)
+        print(format_verdict(verdict.verdict, folder))
+
+
 def run_demo(out: Path, *, device: str = "auto", root: str | os.PathLike[str] | None = None) -> int:
     """Run every step for both models and print where the results are."""
     out.mkdir(parents=True, exist_ok=True)
@@ -81,6 +120,10 @@ def run_demo(out: Path, *, device: str = "auto", root: str | os.PathLike[str] | 
         print(f"searching identikits: {name}, every digit, {DEMO_RUNS} runs each ...")
         result = demo_sweep(classifier, out / name / "search", checkpoint)
         print(format_summary(result.record))
+        if name == RECONSTRUCTED:
+            demo_reconstructions(classifier, out / name, checkpoint)
+    if RECONSTRUCTED in DEMO_MODELS:
+        demo_judges(out, device=device, root=root)
     # The demo's own checkpoints, just trained or checked: the only models its report replays.
     print(f"writing the report {out / 'report.html'}: figures, and an animation per model ...")
     report = api.report(
@@ -91,5 +134,7 @@ def run_demo(out: Path, *, device: str = "auto", root: str | os.PathLike[str] | 
         print(f"{name:8s} test accuracy {accuracy:.2%}   checkpoint {out / (name + '.pt')}")
         print(f"{'':8s} certainty  {out / name / 'certainty.png'}")
         print(f"{'':8s} identikits {out / name / 'search' / 'grid.png'}")
+    for name in RECONSTRUCTIONS if RECONSTRUCTED in DEMO_MODELS else ():
+        print(f"{'':8s} drawn from the model alone ({name}): {out / RECONSTRUCTED / name}")
     print(f"report   {report}   (open it in a browser)")
     return 0

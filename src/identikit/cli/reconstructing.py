@@ -20,13 +20,22 @@ from identikit.cli.searching import paused, report_sweep
 from identikit.strategies import RunHooks
 from identikit.strategies.registry import parse_option
 from identikit.sweeps.experiment import parse_digits
-from identikit.sweeps.reconstruction import RECONSTRUCT, STEPS, TARGET, reconstruction_config
+from identikit.sweeps.reconstruction import (
+    BLACK_BOX,
+    RECONSTRUCT,
+    STEPS,
+    TARGET,
+    reconstruction_config,
+)
 from identikit.sweeps.sweep import SweepOptions
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    settings = dict(parse_option(RECONSTRUCT, option) for option in args.option)
+    strategy = BLACK_BOX if args.black_box else RECONSTRUCT
+    args.strategy = strategy  # what the engine messages and checks read
+    settings = dict(parse_option(strategy, option) for option in args.option)
     config = reconstruction_config(
+        strategy=strategy,
         digits=parse_digits(args.digits),
         runs=args.runs,
         seed=args.seed,
@@ -64,10 +73,17 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         "folder: identikit judge and identikit report read it; the same command resumes it.",
     )
     reconstruct.add_argument(
+        "--black-box",
+        action="store_true",
+        help=f"use the model's outputs alone, no gradients: the {BLACK_BOX} strategy "
+        "(evolution strategies on the same pen strokes)",
+    )
+    reconstruct.add_argument(
         "--steps",
         type=positive_int,
-        default=STEPS,
-        help="gradient steps per run at most (default: %(default)s)",
+        default=None,
+        help=f"steps per run at most (default: {STEPS[RECONSTRUCT]}, "
+        f"{STEPS[BLACK_BOX]} with --black-box)",
     )
     reconstruct.add_argument(
         "--target",
@@ -80,8 +96,8 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a setting of the reconstruct strategy, e.g. strokes=5 "
-        "(identikit strategies lists them; repeatable)",
+        help="a setting of the strategy, e.g. strokes=5 (identikit strategies lists them; "
+        "repeatable)",
     )
     reconstruct.add_argument(
         "--save-every",

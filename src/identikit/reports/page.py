@@ -44,6 +44,7 @@ from identikit.reports.sections import (
     certainty_section,
     comparison_section,
     data_uri,
+    summary_section,
     sweep_section,
 )
 from identikit.sweeps.compare import THRESHOLDS
@@ -184,6 +185,7 @@ def collect(
         _replay_all(sweeps, replayer, root, log=log, progress=progress)
     return {
         "title": f"identikit report: {display_name(root.resolve())}",
+        "summary": summary_section(sweeps),
         "models": list(cards.cards.values()),
         "skipped_models": cards.skipped,
         "sweeps": [s.section for s in sweeps],

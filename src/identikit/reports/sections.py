@@ -187,6 +187,68 @@ def _within(folder: str, parent: str) -> bool:
     return parent == "." or folder == parent or folder.startswith(parent.rstrip("/") + "/")
 
 
+def summary_section(sweeps: Sequence[Sweep]) -> dict[str, Any] | None:
+    """The page's opening summary: one row per judged sweep, its first identikit of every class
+    side by side, whether it read any data, its judges' and the nearest image's agreement, and
+    a sentence of what they show; and one sentence that compares the rows. None where no sweep
+    was judged."""
+    rows: list[dict[str, Any]] = []
+    for sweep in sweeps:
+        section, read = sweep.section, sweep.folder
+        if not section.judges:
+            continue
+        digits = read.digits.tolist()
+        first = [digits.index(d) for d in sorted(set(digits))]
+        agreement = sum(section.judges.values()) / len(section.judges)
+        uses_data = read.results.get("uses_data")  # None: recorded before it was
+        rows.append(
+            {
+                "folder": section.folder,
+                "strategy": section.strategy,
+                "model": section.model,
+                "uses_data": uses_data,
+                "strip": data_uri(figures.identikit_strip([read.images[i] for i in first])),
+                "judges": section.judges,
+                "nearest_neighbour": section.nearest_neighbour,
+                "agreement": agreement,
+                "sentence": _row_sentence(section, agreement, uses_data),
+            }
+        )
+    if not rows:
+        return None
+    best = max(rows, key=lambda row: float(row["agreement"]))
+    worst = min(rows, key=lambda row: float(row["agreement"]))
+    headline = (
+        f"Judges that never saw {best['model']}'s searches agree most with {best['strategy']} "
+        f"({best['agreement']:.0%} on average)"
+        + (
+            f" and least with {worst['strategy']} ({worst['agreement']:.0%})."
+            if worst is not best
+            else "."
+        )
+    )
+    return {"rows": rows, "headline": headline}
+
+
+def _row_sentence(section: SweepSection, agreement: float, uses_data: bool | None) -> str:
+    """What one summary row shows, in words."""
+    low, high = min(section.judges.values()), max(section.judges.values())
+    judged = (
+        f"the independent judges call {low:.0%} of them their class"
+        if low == high
+        else f"the independent judges call {low:.0%} to {high:.0%} of them their class"
+    )
+    source = {True: "learnt from data", False: "drawn from the model alone", None: "drawn"}[
+        uses_data
+    ]
+    sentence = f"Identikits {source}: {judged}"
+    if section.nearest_neighbour is not None:
+        sentence += (
+            f", and the nearest real image is of their class for {section.nearest_neighbour:.0%}"
+        )
+    return sentence + "."
+
+
 def certainty_section(path: Path, root: Path, sweeps: Sequence[Sweep]) -> dict[str, Any]:
     """A certainty record and its histogram. ``certainty.json`` does not name its model, so the
     page names one only where every sweep in the same folder used the same model, and says that

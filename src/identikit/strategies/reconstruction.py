@@ -34,7 +34,7 @@ from identikit.base.errors import IdentikitError
 from identikit.base.shapes import ImageShape
 from identikit.classifier.classifier import Classifier
 from identikit.strategies.base import Group, SearchState, Strategy, run_generator
-from identikit.strategies.pen_strokes import PenStrokes
+from identikit.strategies.pen_strokes import PenStrokes, centres
 from identikit.strategies.priors import total_variation
 from identikit.strategies.registry import check_settings, register, require
 from identikit.strategies.transforms import RandomAffine
@@ -62,6 +62,16 @@ class Reconstruction(Strategy):
         lr: Adam step size (default 0.03; control points span [-1, 1]).
         ink_weight: penalty on the mean ink (default 0.5).
         tv_weight: penalty on total variation (default 0).
+        stroke_weight: penalty on each stroke's ink (its pressure through a sigmoid), so that
+            strokes the class does not need fade away: the fewest strokes that do (default
+            0; ``strokes`` canvas only).
+        centre_weight: penalty on the squared distance of the ink's centre of mass from the
+            image's centre, in [-1, 1] coordinates (default 0): the framing convention of
+            datasets such as MNIST, whose digits are centred by their centre of mass (LeCun et
+            al. 1998), stated as an assumption rather than learnt from data.
+        polish_after: steps after which every view is the image itself, without transform
+            or noise: a polish that makes the model sure of the image as drawn (default 0:
+            never).
     """
 
     name = "reconstruct"
@@ -82,6 +92,9 @@ class Reconstruction(Strategy):
     lr: float = 0.03
     ink_weight: float = 0.5
     tv_weight: float = 0.0
+    stroke_weight: float = 0.0
+    centre_weight: float = 0.0
+    polish_after: int = 0
 
     def __post_init__(self) -> None:
         check_settings(self)  # types, and every float finite
@@ -93,9 +106,10 @@ class Reconstruction(Strategy):
         require(self, "shift", 0 <= self.shift <= 0.5, "in [0, 0.5]")
         require(self, "scale", 0 <= self.scale < 1, "in [0, 1)")
         require(self, "degrees", 0 <= self.degrees <= 180, "in [0, 180]")
-        for name in ("noise", "ink_weight", "tv_weight"):
+        for name in ("noise", "ink_weight", "tv_weight", "stroke_weight", "centre_weight"):
             require(self, name, getattr(self, name) >= 0, "a finite number >= 0")
         require(self, "lr", self.lr > 0, "a finite number > 0")
+        require(self, "polish_after", self.polish_after >= 0, "a whole number >= 0")
 
     @property
     def queries_per_step(self) -> int:
@@ -149,7 +163,7 @@ class Reconstruction(Strategy):
         with torch.enable_grad():
             p = memory["p"].detach().requires_grad_(True)
             x = self.draw(p, shape)
-            views = self._views(x, group.generators)
+            views = self._views(x, group.generators, self._strength(memory))
             targets = group.targets.repeat_interleave(self.views)
 
             def value(images: torch.Tensor, logp: torch.Tensor, rows: slice) -> torch.Tensor:
@@ -162,9 +176,7 @@ class Reconstruction(Strategy):
 
             seen, grad_views = classifier.value_and_grad(views.detach(), value)
             objective = seen.view(runs, self.views).mean(dim=1)
-            penalty = self.ink_weight * x.mean(dim=(1, 2, 3))
-            if self.tv_weight:
-                penalty = penalty + self.tv_weight * total_variation(x)
+            penalty = self._penalty(x) + self._stroke_penalty(p)
             # Ascend the mean over views minus the penalties: the views' gradients, averaged,
             # chained back through the views and the canvas to its parameters.
             total = (views * grad_views).sum() / self.views - penalty.sum()
@@ -178,13 +190,46 @@ class Reconstruction(Strategy):
         memory["best"] = torch.maximum(memory["best"], gain)
         return image, scores.squeeze(1)
 
-    def _views(self, x: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
-        """``views`` random views of each image, run by run: (N * views, C, H, W)."""
+    def _stroke_penalty(self, parameters: torch.Tensor) -> torch.Tensor:
+        """What each canvas (N, ...) pays for its strokes' ink (see ``stroke_weight``)."""
+        if not self.stroke_weight or self.canvas != "strokes":
+            return torch.zeros(parameters.shape[0], device=parameters.device)
+        return self.stroke_weight * self.pen_strokes.inks(parameters).sum(dim=1)
+
+    def _penalty(self, x: torch.Tensor) -> torch.Tensor:
+        """What each image (N, C, H, W) pays: its mean ink, its total variation, and how far
+        its ink's centre of mass is from the image's centre."""
+        penalty = self.ink_weight * x.mean(dim=(1, 2, 3))
+        if self.tv_weight:
+            penalty = penalty + self.tv_weight * total_variation(x)
+        if self.centre_weight:
+            ink = x.mean(dim=1)  # (N, H, W)
+            total = ink.sum(dim=(1, 2)).clamp_min(1e-6)
+            ys = centres(ink.shape[1], ink).view(1, -1, 1)
+            xs = centres(ink.shape[2], ink).view(1, 1, -1)
+            row = (ink * ys).sum(dim=(1, 2)) / total
+            column = (ink * xs).sum(dim=(1, 2)) / total
+            penalty = penalty + self.centre_weight * (row.pow(2) + column.pow(2))
+        return penalty
+
+    def _strength(self, memory: dict[str, torch.Tensor]) -> torch.Tensor:
+        """How much of the random views each run sees this step (N,): all of them, or none
+        once it polishes (see ``polish_after``)."""
+        if not self.polish_after:
+            return torch.ones(memory["t"].shape, device=memory["p"].device)
+        return (memory["t"] < self.polish_after).to(memory["p"].dtype)
+
+    def _views(
+        self, x: torch.Tensor, generators: list[torch.Generator], strength: torch.Tensor
+    ) -> torch.Tensor:
+        """``views`` random views of each image, run by run: (N * views, C, H, W); a run's
+        transforms and noise scaled by its ``strength``."""
         repeated = x.repeat_interleave(self.views, dim=0)
         draws = torch.stack(
             [torch.rand(self.views, 4, generator=g, device=x.device) for g in generators]
-        ).flatten(0, 1)
-        theta = self.affine.matrices(draws * 2 - 1).to(x.dtype)
+        )
+        draws = ((draws * 2 - 1) * strength.view(-1, 1, 1)).flatten(0, 1)
+        theta = self.affine.matrices(draws).to(x.dtype)
         grid = torch.nn.functional.affine_grid(theta, list(repeated.shape), align_corners=False)
         seen = torch.nn.functional.grid_sample(
             repeated, grid, mode="bilinear", padding_mode="zeros", align_corners=False
@@ -195,8 +240,9 @@ class Reconstruction(Strategy):
                     torch.randn(self.views, *x.shape[1:], generator=g, device=x.device)
                     for g in generators
                 ]
-            ).flatten(0, 1)
-            seen = (seen + self.noise * noise).clamp(0.0, 1.0)
+            )
+            noise = noise * strength.view(-1, 1, 1, 1, 1)  # (N, views, C, H, W)
+            seen = (seen + self.noise * noise.flatten(0, 1)).clamp(0.0, 1.0)
         return seen
 
     def _adam(

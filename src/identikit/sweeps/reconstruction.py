@@ -11,12 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from identikit.base.errors import IdentikitError
 from identikit.strategies.registry import StrategySpec
 from identikit.sweeps.experiment import SweepConfig
 
 RECONSTRUCT = "reconstruct"
-# Adam steps of a run: each is the strategy's views plus the image itself in queries.
-STEPS = 300
+# The black-box twin (model outputs only): evolution strategies on the same pen strokes.
+BLACK_BOX = "pen-evolution"
+# Steps of a run of each (each step: the strategy's queries_per_step in queries); the black box
+# estimates its gradient from 40 queries a step, so it takes fewer, longer steps.
+STEPS = {RECONSTRUCT: 300, BLACK_BOX: 200}
 # The confidence on the model itself at which a run is done. A run goes on drawing while the
 # model is less sure than this, so it stops with an image the model is sure of under every
 # view, not at the first image that passes 0.99.
@@ -25,23 +29,27 @@ TARGET = 0.9999
 
 def reconstruction_config(
     *,
+    strategy: str = RECONSTRUCT,
     digits: tuple[int, ...] = tuple(range(10)),
     runs: int = 10,
     seed: int = 0,
-    steps: int = STEPS,
+    steps: int | None = None,
     target: float = TARGET,
     settings: Mapping[str, Any] | None = None,
 ) -> SweepConfig:
-    """The sweep of a reconstruction: ``steps`` steps of the ``reconstruct`` strategy with
-    ``settings`` (its defaults otherwise), every run to ``target`` or to the end of its
-    steps; never stopped as stuck (its steps are its budget)."""
-    spec = StrategySpec(RECONSTRUCT, dict(settings or {}))
+    """The sweep of a reconstruction: ``steps`` steps (default: ``STEPS`` of the strategy) of
+    ``strategy`` (``reconstruct``, or its black-box twin) with ``settings`` (its defaults
+    otherwise), every run to ``target`` or to the end of its steps; never stopped as stuck (its
+    steps are its budget)."""
+    if strategy not in STEPS:
+        raise IdentikitError(f"a reconstruction draws with {' or '.join(STEPS)}, not {strategy!r}")
+    spec = StrategySpec(strategy, dict(settings or {}))
     # One query more: the start image is scored before the first step.
-    budget = steps * spec.make().queries_per_step + 1
+    budget = (steps or STEPS[strategy]) * spec.make().queries_per_step + 1
     return SweepConfig(
         digits=digits,
         runs=runs,
-        strategy=RECONSTRUCT,
+        strategy=strategy,
         strategy_settings=dict(settings or {}),
         seed=seed,
         target=target,
