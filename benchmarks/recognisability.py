@@ -14,11 +14,14 @@ import tempfile
 from pathlib import Path
 
 from identikit.classifier import load_classifier
-from identikit.studies.judge import JUDGES, JudgeSetup, judge_sweep
+from identikit.studies.judge import JudgeSetup, judge_sweep
 from identikit.sweeps.experiment import SweepConfig
 from identikit.sweeps.sweep import SweepOptions, sweep_to_folder
 from identikit.sweeps.training_data import prior_inputs
 from strategies import default_cnn  # type: ignore[import-not-found]
+
+# The judges of MNIST identikits (the registry also holds colour ones).
+JUDGES = ("cnn-seed1", "mlp", "softmax")
 
 SWEEPS = {
     "random-masks (original)": SweepConfig(runs=3),

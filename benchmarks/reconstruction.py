@@ -11,7 +11,8 @@ Each is judged by independently trained models (`cnn-seed1`, `mlp`, `softmax`) a
 nearest real training digit; beside them, how many runs reached 0.99 on the model itself and
 the diversity of each digit's runs (mean pairwise distance, in the units of the pixel values),
 next to that of ten real test digits of each class. Then, per digit, the share of its
-identikits the three judges call that digit: which digits the network remembers.
+identikits the three judges call that digit (which digits the network remembers), and the
+diversity of its runs.
 
 Targets: data-free white box >= 95% for `cnn-seed1` and `mlp`, >= 85% for `softmax` and the
 nearest digit, every run at >= 0.99; black box every judge and the nearest digit >= 60%.
@@ -23,7 +24,6 @@ import argparse
 import itertools
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +32,13 @@ import numpy as np
 from identikit import api
 from identikit.classifier import load_classifier
 from identikit.data.images import load_images
-from identikit.studies.judge import JUDGES, JudgeSetup
+from identikit.studies.judge import JudgeSetup
 from identikit.sweeps.experiment import SweepConfig
 from identikit.sweeps.reconstruction import BLACK_BOX, reconstruction_config
 from strategies import default_cnn  # type: ignore[import-not-found]
+
+# The judges of MNIST identikits (the registry also holds colour ones).
+JUDGES = ("cnn-seed1", "mlp", "softmax")
 
 DATA_PRIOR = "gradient, manifold,blur (data)"
 WHITE_BOX = "reconstruct (data-free)"
@@ -58,15 +61,19 @@ def recipes(runs: int) -> dict[str, SweepConfig]:
     }
 
 
-def diversity(images: np.ndarray, digits: np.ndarray) -> float:
-    """The mean over digits of the mean pairwise distance between that digit's images."""
+def diversities(images: np.ndarray, digits: np.ndarray) -> list[float]:
+    """Per digit, the mean pairwise (Euclidean) distance between that digit's images."""
     means = []
     for digit in np.unique(digits):
         own = images[digits == digit].reshape(int((digits == digit).sum()), -1).astype(float)
         pairs = [np.linalg.norm(a - b) for a, b in itertools.combinations(own, 2)]
-        if pairs:
-            means.append(float(np.mean(pairs)))
-    return float(np.mean(means))
+        means.append(float(np.mean(pairs)) if pairs else 0.0)
+    return means
+
+
+def diversity(images: np.ndarray, digits: np.ndarray) -> float:
+    """The mean over digits of :func:`diversities`."""
+    return float(np.mean(diversities(images, digits)))
 
 
 def real_diversity(per_digit: int) -> float:
@@ -80,12 +87,10 @@ def real_diversity(per_digit: int) -> float:
 def run(name: str, config: SweepConfig, folder: Path, model: Path) -> dict[str, Any]:
     """Sweep, judge and summarise one recipe."""
     classifier = load_classifier(model, device="cpu")
-    started = time.perf_counter()
     if config.strategy == "gradient":
         result = api.search(classifier, config, out=folder)
     else:
         result = api.reconstruct(classifier, config, out=folder)
-    seconds = time.perf_counter() - started
     setup = JudgeSetup(device="cpu", log=lambda line: print(line, file=sys.stderr))
     (verdict,) = api.judge(folder, JUDGES, setup)
     digits = np.array([run.digit for run in result.runs])
@@ -101,8 +106,9 @@ def run(name: str, config: SweepConfig, folder: Path, model: Path) -> dict[str, 
         "nearest": verdict.nearest_neighbour,
         "diversity": diversity(result.images, digits),
         "queries": int(np.median([run.queries for run in result.runs])),
-        "seconds": seconds,
+        "seconds": result.record["seconds"],  # the sweep's own, resumed or not
         "per_digit": per_digit,
+        "diversities": diversities(result.images, digits),
     }
 
 
@@ -137,6 +143,9 @@ def main() -> None:
     print(f"{'recipe':38s} " + " ".join(f"{d:>4d}" for d in range(10)))
     for row in rows:
         print(f"{row['name']:38s} " + " ".join(f"{v:4.0%}" for v in row["per_digit"]))
+    print("\nper digit: diversity of its identikits (mean pairwise distance)")
+    for row in rows:
+        print(f"{row['name']:38s} " + " ".join(f"{v:4.1f}" for v in row["diversities"]))
 
 
 if __name__ == "__main__":

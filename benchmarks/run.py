@@ -11,6 +11,7 @@ BENCHMARKS = [
     "search_throughput.py --architecture colour-cnn --shape 3,32,32",
     "strategies.py",
     "recognisability.py",
+    "reconstruction.py",
     "sweep_vs_plain.py",
     "sweep_memory.py",
     "training.py",

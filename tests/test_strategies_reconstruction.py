@@ -16,6 +16,7 @@ from identikit.engines.options import EngineOptions
 from identikit.models.info import ModelInfo
 from identikit.strategies import Budget, Converged, Stuck, advance, initial_state, make_strategy
 from identikit.strategies.stopping import StoppingRule
+from identikit.sweeps.reconstruction import STEPS
 from tests.helpers import softmax_model
 
 EAGER = EngineOptions(backend="eager", chunk_size=64)
@@ -71,11 +72,13 @@ def test_colour_images_of_another_size_are_drawn_in_every_channel() -> None:
 
 def test_a_real_mnist_model_is_made_sure_of_its_classes(mnist_softmax: Path) -> None:
     # The softmax model trained on real MNIST: pen strokes it calls 0 and 7 with 99%
-    # confidence, within 150 steps.
+    # confidence, within the reconstruction's steps.
     classifier = load_classifier(mnist_softmax, engine=EAGER)
     state = initial_state(classifier, [0, 7], [1, 2])
-    rules: list[StoppingRule] = [Converged(0.99), Stuck(10**6), Budget(150 * 17 + 1)]
-    advance(state, make_strategy("reconstruct"), classifier, rules)
+    budget = Budget(STEPS["reconstruct"] * 17 + 1)
+    rules: list[StoppingRule] = [Converged(0.99), Stuck(10**6), budget]
+    polished = make_strategy("reconstruct", polish_after=STEPS["reconstruct"] * 5 // 6)
+    advance(state, polished, classifier, rules)
     assert state.confidences.min() >= 0.99
 
 

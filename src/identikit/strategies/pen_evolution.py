@@ -83,6 +83,7 @@ class PenEvolution(Reconstruction):
         if self.objective == "margin":
             value = value - logp.scatter(1, targets, float("-inf")).max(dim=1).values
         penalty = self._penalty(images) + self._stroke_penalty(candidates.flatten(0, 1))
+        penalty = penalty * strength.repeat_interleave(pairs)
         fitness = value.view(runs, pairs, self.views).mean(dim=2) - penalty.view(runs, pairs)
         # Antithetic differences, normalised per run so that the step size does not depend on
         # the scale of the objective (fitness shaping; Wierstra et al. 2014).

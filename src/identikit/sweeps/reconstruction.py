@@ -21,6 +21,9 @@ BLACK_BOX = "pen-evolution"
 # Steps of a run of each (each step: the strategy's queries_per_step in queries); the black box
 # estimates its gradient from 40 queries a step, so it takes fewer, longer steps.
 STEPS = {RECONSTRUCT: 300, BLACK_BOX: 200}
+# A run polishes its last 1 / POLISH of steps: the image itself, without views or penalties,
+# where the penalties would hold a weaker model's confidence below the target.
+POLISH = 6
 # The confidence on the model itself at which a run is done. A run goes on drawing while the
 # model is less sure than this, so it stops with an image the model is sure of under every
 # view, not at the first image that passes 0.99.
@@ -39,18 +42,21 @@ def reconstruction_config(
 ) -> SweepConfig:
     """The sweep of a reconstruction: ``steps`` steps (default: ``STEPS`` of the strategy) of
     ``strategy`` (``reconstruct``, or its black-box twin) with ``settings`` (its defaults
-    otherwise), every run to ``target`` or to the end of its steps; never stopped as stuck (its
-    steps are its budget)."""
+    otherwise; the last sixth of the steps polish, see ``polish_after``), every run to
+    ``target`` or to the end of its steps; never stopped as stuck (its steps are its budget)."""
     if strategy not in STEPS:
         raise IdentikitError(f"a reconstruction draws with {' or '.join(STEPS)}, not {strategy!r}")
-    spec = StrategySpec(strategy, dict(settings or {}))
+    steps = steps or STEPS[strategy]
+    # The last sixth of the steps polish (no views, no penalties), unless the settings say.
+    chosen = {"polish_after": steps - steps // POLISH, **(settings or {})}
+    spec = StrategySpec(strategy, chosen)
     # One query more: the start image is scored before the first step.
-    budget = (steps or STEPS[strategy]) * spec.make().queries_per_step + 1
+    budget = steps * spec.make().queries_per_step + 1
     return SweepConfig(
         digits=digits,
         runs=runs,
         strategy=strategy,
-        strategy_settings=dict(settings or {}),
+        strategy_settings=chosen,
         seed=seed,
         target=target,
         patience=budget,
