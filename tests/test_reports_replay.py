@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from identikit import api
 from identikit.base.shapes import ImageShape
 from identikit.models import build_model
 from identikit.models.checkpoint import save_checkpoint
@@ -118,3 +119,14 @@ def test_a_colour_sweep_is_reported_and_replayed_in_colour(
     assert "images 3x16x16 (C x H x W; conventions: pixels 0,1" in " ".join(page.text.split())
     png = Image.open(tmp_path / "pngs" / "sweep" / "0-0.png")
     assert png.mode == "RGB" and png.size == (16 * 14, 16 * 14)
+
+
+def test_only_the_strategies_asked_for_are_replayed(copy: Path, model_file: Path) -> None:
+    # The copy's sweep is random-masks: asked to animate square alone, the page replays
+    # nothing and says why; asked for random-masks, it animates it.
+    api.report(copy, models=[model_file], animated_strategies=("square",))
+    page = (copy / "report.html").read_text()
+    assert "image/gif" not in page
+    assert "no animation: only sweeps of square were replayed" in page
+    api.report(copy, models=[model_file], animated_strategies=("random-masks",))
+    assert "image/gif" in (copy / "report.html").read_text()

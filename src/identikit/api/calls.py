@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -259,10 +259,12 @@ def report(
     animate: bool = True,
     log: Callable[[str], None] | None = None,
     progress: bool = False,
+    animated_strategies: Collection[str] | None = None,
 ) -> Report:
     """Write ``folder/report.html`` for whatever results ``folder`` holds, as
     ``identikit report`` does; ``models`` are the model files whose sweeps are animated
-    (TorchScript ones only with ``trust_code``); ``log`` hears what takes time."""
+    (TorchScript ones only with ``trust_code``), only those of ``animated_strategies`` where
+    given; ``log`` hears what takes time."""
     path = build_report(
         folder,
         animate=animate,
@@ -270,5 +272,6 @@ def report(
         trust_code=trust_code,
         log=log,
         progress=progress,
+        animated_strategies=animated_strategies,
     )
     return Report(path)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,18 +61,32 @@ class Replayer:
 
     paths: dict[str, Path]  # sha256 -> file
     trust_code: bool = False
+    # Only the sweeps of these strategies are replayed (None: all); a replay costs as much as
+    # the sweep's first runs did.
+    strategies: frozenset[str] | None = None
 
     @classmethod
-    def of(cls, models: Sequence[Path], *, trust_code: bool = False) -> Replayer:
+    def of(
+        cls,
+        models: Sequence[Path],
+        *,
+        trust_code: bool = False,
+        strategies: Collection[str] | None = None,
+    ) -> Replayer:
         paths = {}
         for path in models:
             paths[hashlib.sha256(read_regular(path, limit=MODEL_BYTES)).hexdigest()] = path
-        return cls(paths, trust_code)
+        chosen = frozenset(strategies) if strategies is not None else None
+        return cls(paths, trust_code, chosen)
 
 
 def _animation(sweep: Sweep, replayer: Replayer, *, progress: bool) -> None:
     section, results = sweep.section, sweep.folder.results
     path = replayer.paths.get(results["model"].get("sha256") or "")
+    if replayer.strategies is not None and section.strategy not in replayer.strategies:
+        chosen = ", ".join(sorted(replayer.strategies)) or "none"
+        section.animation_note = f"no animation: only sweeps of {chosen} were replayed"
+        return
     if path is None:
         section.animation_note = (
             "no animation: name the sweep's model file with --model to replay its runs"
@@ -247,17 +261,23 @@ def build_report(
     trust_code: bool = False,
     log: Log | None = None,
     progress: bool = False,
+    animated_strategies: Collection[str] | None = None,
 ) -> Path:
     """Write ``folder/report.html`` atomically and return its path.
 
     ``models`` are the model files whose sweeps get animations (replayed from their seeds);
-    without them the page has none: a results folder never chooses what code runs. ``log``
-    hears what takes time (a line per sweep replayed); ``progress`` shows a bar on a terminal.
+    without them the page has none: a results folder never chooses what code runs; with
+    ``animated_strategies``, only the sweeps of those strategies are replayed. ``log`` hears
+    what takes time (a line per sweep replayed); ``progress`` shows a bar on a terminal.
     """
     root = Path(folder)
     if not root.is_dir():
         raise IdentikitError(f"{root} is not a folder")
-    replayer = Replayer.of(models, trust_code=trust_code) if animate and models else None
+    replayer = (
+        Replayer.of(models, trust_code=trust_code, strategies=animated_strategies)
+        if animate and models
+        else None
+    )
     context = collect(root, animate=animate, replayer=replayer, log=log, progress=progress)
     out = root / "report.html"
     atomic_write_text(out, render(context))
