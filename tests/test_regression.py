@@ -44,6 +44,8 @@ SWEEPS: dict[str, dict[str, Any]] = {
     "square": {"max_queries": 400},
     "strokes": {"max_queries": 400},
     "gradient": {"max_queries": 60},
+    "reconstruct": {"max_queries": 5 * 17 + 1},
+    "pen-evolution": {"max_queries": 5 * 41 + 1},
     "gradient-priors": {
         "strategy": "gradient",
         "strategy_settings": {"priors": "tv,l2,blur,jitter", "objective": "margin"},

@@ -6,7 +6,6 @@ import argparse
 from typing import Any
 
 from identikit import api
-from identikit.base.interrupt import PauseOnInterrupt
 from identikit.cli.options import (
     add_device,
     add_model_options,
@@ -16,8 +15,7 @@ from identikit.cli.options import (
     positive_float,
     positive_int,
 )
-from identikit.cli.searching import paused, report_sweep
-from identikit.strategies import RunHooks
+from identikit.cli.searching import report_sweep, run_sweep
 from identikit.strategies.registry import parse_option
 from identikit.sweeps.experiment import parse_digits
 from identikit.sweeps.reconstruction import (
@@ -27,7 +25,6 @@ from identikit.sweeps.reconstruction import (
     TARGET,
     reconstruction_config,
 )
-from identikit.sweeps.sweep import SweepOptions
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
@@ -44,19 +41,14 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         settings=settings,
     )
     classifier = make_classifier(args)
-    options = SweepOptions(
-        progress=not args.no_progress,
-        model_path=str(args.model),
-        save_every=args.save_every,
-        allow_engine_change=args.allow_engine_change,
+    result = run_sweep(
+        args,
+        lambda options, hooks: api.reconstruct(
+            classifier, config, out=args.out, options=options, hooks=hooks
+        ),
     )
-    with PauseOnInterrupt() as pause:
-        try:
-            result = api.reconstruct(
-                classifier, config, out=args.out, options=options, hooks=RunHooks(should_stop=pause)
-            )
-        except api.Stopped:
-            return paused(args, pause)
+    if isinstance(result, int):
+        return result
     report_sweep(args, result)
     return 0
 

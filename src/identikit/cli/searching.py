@@ -6,6 +6,7 @@ import argparse
 import hashlib
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,9 +100,11 @@ def _search_config(args: argparse.Namespace) -> SweepConfig:
     )
 
 
-def cmd_search(args: argparse.Namespace) -> int:
-    config = _search_config(args)
-    classifier = make_classifier(args)
+def run_sweep(
+    args: argparse.Namespace, call: Callable[[SweepOptions, RunHooks], api.SearchResult]
+) -> api.SearchResult | int:
+    """A sweep command's search, ``call(options, hooks)``, with the options its flags ask for,
+    paused by Ctrl-C or SIGTERM: its result, or the exit code of a paused search."""
     options = SweepOptions(
         progress=not args.no_progress,
         model_path=str(args.model),
@@ -110,11 +113,22 @@ def cmd_search(args: argparse.Namespace) -> int:
     )
     with PauseOnInterrupt() as pause:
         try:
-            result = api.search(
-                classifier, config, out=args.out, options=options, hooks=RunHooks(should_stop=pause)
-            )
+            return call(options, RunHooks(should_stop=pause))
         except api.Stopped:
             return paused(args, pause)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    config = _search_config(args)
+    classifier = make_classifier(args)
+    result = run_sweep(
+        args,
+        lambda options, hooks: api.search(
+            classifier, config, out=args.out, options=options, hooks=hooks
+        ),
+    )
+    if isinstance(result, int):
+        return result
     if not (result.resumed or result.already_done or is_white_box(args.strategy)):
         # One process, one engine, the whole sweep: a cached rate it beats by far was
         # measured on a busy machine, and is measured again next time.

@@ -24,6 +24,7 @@ import torch
 from identikit.base.errors import IdentikitError
 from identikit.base.shapes import ImageShape
 from identikit.classifier.classifier import Classifier, Objective
+from identikit.strategies.adam import adam_step
 from identikit.strategies.base import Group, SearchState, Strategy
 from identikit.strategies.parameterisations import RGB, DecorrelatedColour, Fourier
 from identikit.strategies.priors import (
@@ -208,18 +209,11 @@ class GradientAscent(Strategy):
     def _update(self, memory: dict[str, torch.Tensor], prior: Prior) -> torch.Tensor:
         """One Adam step (Kingma & Ba 2015) on every run, then the prior's transforms, then
         the box."""
-        t = memory["t"] + 1
-        m = 0.9 * memory["m"] + 0.1 * memory["g"]
-        v = 0.999 * memory["v"] + 0.001 * memory["g"].pow(2)
-        per_run = (-1,) + (1,) * (m.dim() - 1)  # Adam's parameters may not be images
-        bias_m = (1 - 0.9 ** t.double()).float().view(per_run)
-        bias_v = (1 - 0.999 ** t.double()).float().view(per_run)
         # The parameters of the image (the image itself without a colour or Fourier basis),
         # taken from the clipped image so that the box holds.
         parameters = prior.from_image(memory["x"])
-        step = self.lr * (m / bias_m) / ((v / bias_v).sqrt() + 1e-8)
+        step = adam_step(memory, memory["g"], self.lr)
         x = prior.transform(prior.to_image(parameters + step))
-        memory.update(m=m, v=v, t=t)
         return x.clamp(0.0, 1.0)
 
 

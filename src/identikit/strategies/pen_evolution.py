@@ -73,10 +73,8 @@ class PenEvolution(Reconstruction):
         pairs = 2 * self.samples
         images = self._render(candidates.flatten(0, 1), shape)  # (runs * pairs, C, H, W)
         strength = self._strength(memory)
-        theta = self._matrices(generators, device, strength).to(images.dtype)  # (runs, views, 2, 3)
-        theta = theta.unsqueeze(1).expand(runs, pairs, self.views, 2, 3).flatten(0, 2)
-        repeated = images.repeat_interleave(self.views, dim=0)
-        seen = self._look(repeated, theta, generators, pairs, strength)
+        # Every candidate of a run is seen under the run's views: (runs * pairs * views, ...).
+        seen = self._views(images, generators, strength, copies=pairs)
         targets = group.targets.repeat_interleave(pairs * self.views).view(-1, 1)
         logp = classifier.log_probabilities(seen)
         value = logp.gather(1, targets).squeeze(1)
@@ -106,42 +104,3 @@ class PenEvolution(Reconstruction):
                 for start in range(0, parameters.shape[0], RENDER_CHUNK)
             ]
         )
-
-    def _matrices(
-        self, generators: list[torch.Generator], device: torch.device, strength: torch.Tensor
-    ) -> torch.Tensor:
-        """Each run's ``views`` affine maps (runs, views, 2, 3), from its generator, scaled by
-        its ``strength``."""
-        draws = torch.stack(
-            [torch.rand(self.views, 4, generator=g, device=device) for g in generators]
-        )
-        draws = (draws * 2 - 1) * strength.view(-1, 1, 1)
-        return self.affine.matrices(draws.flatten(0, 1)).view(-1, self.views, 2, 3)
-
-    def _look(
-        self,
-        repeated: torch.Tensor,
-        theta: torch.Tensor,
-        generators: list[torch.Generator],
-        pairs: int,
-        strength: torch.Tensor,
-    ) -> torch.Tensor:
-        """The views of ``repeated`` under ``theta``; with noise, each run's views share their
-        noise across its candidates, as they share their transforms."""
-        grid = torch.nn.functional.affine_grid(theta, list(repeated.shape), align_corners=False)
-        seen = torch.nn.functional.grid_sample(
-            repeated, grid, mode="bilinear", padding_mode="zeros", align_corners=False
-        )
-        if self.noise:
-            shape = seen.shape[1:]
-            noise = torch.stack(
-                [
-                    torch.randn(self.views, *shape, generator=g, device=seen.device)
-                    for g in generators
-                ]
-            )
-            runs = len(generators)
-            noise = noise * strength.view(-1, 1, 1, 1, 1)  # (runs, views, C, H, W)
-            noise = noise.unsqueeze(1).expand(runs, pairs, self.views, *shape).flatten(0, 2)
-            seen = (seen + self.noise * noise).clamp(0.0, 1.0)
-        return seen

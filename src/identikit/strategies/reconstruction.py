@@ -12,7 +12,9 @@ answer an image rather than adversarial noise, and nothing learnt from data:
 - **A canvas that can only draw plausible things**: ``strokes`` pen strokes
   (:mod:`identikit.strategies.pen_strokes`), or ``pixels`` through a sigmoid (every value in
   (0, 1) without clipping, so that the gradient never stops at the box's walls).
-- **Penalties**: the mean ink (a digit is a few strokes on a dark page) and total variation
+- **Penalties**: the mean ink (a digit is a few strokes on a dark page), each stroke's ink (so
+  that strokes the class does not need fade away), the distance of the ink's centre of mass from
+  the image's centre (a framing convention, stated as an assumption) and total variation
   (Mahendran & Vedaldi 2015, "Understanding Deep Image Representations by Inverting Them").
 - **Objective**: the target's log-probability, or its logit margin over the strongest other
   class (Carlini & Wagner 2017), which pushes the runner-up down as well.
@@ -33,6 +35,7 @@ import torch
 from identikit.base.errors import IdentikitError
 from identikit.base.shapes import ImageShape
 from identikit.classifier.classifier import Classifier
+from identikit.strategies.adam import adam_step
 from identikit.strategies.base import Group, SearchState, Strategy, run_generator
 from identikit.strategies.pen_strokes import PenStrokes, centres
 from identikit.strategies.priors import total_variation
@@ -41,8 +44,6 @@ from identikit.strategies.transforms import RandomAffine
 
 CANVASES = ("strokes", "pixels")
 OBJECTIVES = ("log-prob", "margin")
-# Adam's moment decay rates (Kingma & Ba 2015).
-BETA1, BETA2 = 0.9, 0.999
 
 
 @register
@@ -223,39 +224,42 @@ class Reconstruction(Strategy):
         return (memory["t"] < self.polish_after).to(memory["p"].dtype)
 
     def _views(
-        self, x: torch.Tensor, generators: list[torch.Generator], strength: torch.Tensor
+        self,
+        x: torch.Tensor,
+        generators: list[torch.Generator],
+        strength: torch.Tensor,
+        copies: int = 1,
     ) -> torch.Tensor:
-        """``views`` random views of each image, run by run: (N * views, C, H, W); a run's
-        transforms and noise scaled by its ``strength``."""
-        repeated = x.repeat_interleave(self.views, dim=0)
+        """``views`` random views of each image, run by run: (N * copies * views, C, H, W) of
+        ``x``, (N * copies, C, H, W), ``copies`` images a run; a run's images share its views
+        (its transforms and noise, drawn from its generator and scaled by its ``strength``)."""
+        runs, device = len(generators), x.device
         draws = torch.stack(
-            [torch.rand(self.views, 4, generator=g, device=x.device) for g in generators]
+            [torch.rand(self.views, 4, generator=g, device=device) for g in generators]
         )
-        draws = ((draws * 2 - 1) * strength.view(-1, 1, 1)).flatten(0, 1)
-        theta = self.affine.matrices(draws).to(x.dtype)
+        draws = (draws * 2 - 1) * strength.view(-1, 1, 1)
+        theta = (
+            self.affine.matrices(draws.flatten(0, 1)).to(x.dtype).view(runs, 1, self.views, 2, 3)
+        )
+        theta = theta.expand(runs, copies, self.views, 2, 3).flatten(0, 2)
+        repeated = x.repeat_interleave(self.views, dim=0)
         grid = torch.nn.functional.affine_grid(theta, list(repeated.shape), align_corners=False)
         seen = torch.nn.functional.grid_sample(
             repeated, grid, mode="bilinear", padding_mode="zeros", align_corners=False
         )
         if self.noise:
+            shape = x.shape[1:]
             noise = torch.stack(
-                [
-                    torch.randn(self.views, *x.shape[1:], generator=g, device=x.device)
-                    for g in generators
-                ]
+                [torch.randn(self.views, *shape, generator=g, device=device) for g in generators]
             )
-            noise = noise * strength.view(-1, 1, 1, 1, 1)  # (N, views, C, H, W)
-            seen = (seen + self.noise * noise.flatten(0, 1)).clamp(0.0, 1.0)
+            noise = (noise * strength.view(-1, 1, 1, 1, 1)).unsqueeze(1)  # (N, 1, views, ...)
+            noise = noise.expand(runs, copies, self.views, *shape).flatten(0, 2)
+            seen = (seen + self.noise * noise).clamp(0.0, 1.0)
         return seen
 
     def _adam(
         self, memory: dict[str, torch.Tensor], p: torch.Tensor, gradient: torch.Tensor
     ) -> torch.Tensor:
-        """One Adam step (Kingma & Ba 2015) up the gradient; updates the moments in place."""
-        t = memory["t"] + 1
-        m = BETA1 * memory["m"] + (1 - BETA1) * gradient
-        v = BETA2 * memory["v"] + (1 - BETA2) * gradient.pow(2)
-        bias_m = (1 - BETA1 ** t.double()).float().view(-1, 1)
-        bias_v = (1 - BETA2 ** t.double()).float().view(-1, 1)
-        memory.update(m=m, v=v, t=t)
-        return p + self.lr * (m / bias_m) / ((v / bias_v).sqrt() + 1e-8)
+        """The parameters ``p`` one Adam step up ``gradient``; the moments in ``memory`` are
+        updated."""
+        return p + adam_step(memory, gradient, self.lr)
