@@ -32,6 +32,7 @@ import numpy as np
 from identikit import api
 from identikit.classifier import load_classifier
 from identikit.data.images import load_images
+from identikit.strategies.registry import StrategySpec
 from identikit.studies.judge import JudgeSetup
 from identikit.sweeps.experiment import SweepConfig
 from identikit.sweeps.reconstruction import BLACK_BOX, reconstruction_config
@@ -57,7 +58,7 @@ def recipes(runs: int) -> dict[str, SweepConfig]:
             max_queries=3000,
         ),
         WHITE_BOX: reconstruction_config(runs=runs),
-        BLACK_BOX_NAME: reconstruction_config(strategy=BLACK_BOX, runs=runs),
+        BLACK_BOX_NAME: reconstruction_config(StrategySpec(BLACK_BOX), runs=runs),
     }
 
 

@@ -124,9 +124,9 @@ def test_a_colour_sweep_is_reported_and_replayed_in_colour(
 def test_only_the_strategies_asked_for_are_replayed(copy: Path, model_file: Path) -> None:
     # The copy's sweep is random-masks: asked to animate square alone, the page replays
     # nothing and says why; asked for random-masks, it animates it.
-    api.report(copy, models=[model_file], animated_strategies=("square",))
+    api.report(copy, models=[model_file], animate=("square",))
     page = (copy / "report.html").read_text()
     assert "image/gif" not in page
     assert "no animation: only sweeps of square were replayed" in page
-    api.report(copy, models=[model_file], animated_strategies=("random-masks",))
+    api.report(copy, models=[model_file], animate=("random-masks",))
     assert "image/gif" in (copy / "report.html").read_text()

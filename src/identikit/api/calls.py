@@ -256,15 +256,15 @@ def report(
     *,
     models: Sequence[str | os.PathLike[str]] = (),
     trust_code: bool = False,
-    animate: bool = True,
+    animate: bool | Collection[str] = True,
     log: Callable[[str], None] | None = None,
     progress: bool = False,
-    animated_strategies: Collection[str] | None = None,
 ) -> Report:
     """Write ``folder/report.html`` for whatever results ``folder`` holds, as
     ``identikit report`` does; ``models`` are the model files whose sweeps are animated
-    (TorchScript ones only with ``trust_code``), only those of ``animated_strategies`` where
-    given; ``log`` hears what takes time."""
+    (TorchScript ones only with ``trust_code``): all of them, or with ``animate`` a collection
+    of strategy names only their sweeps, or none with ``animate=False``; ``log`` hears what
+    takes time."""
     path = build_report(
         folder,
         animate=animate,
@@ -272,6 +272,5 @@ def report(
         trust_code=trust_code,
         log=log,
         progress=progress,
-        animated_strategies=animated_strategies,
     )
     return Report(path)

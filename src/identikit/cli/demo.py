@@ -21,6 +21,7 @@ from identikit.cli.tables import format_certainty, format_summary, format_verdic
 from identikit.data.datasets import load_mnist
 from identikit.engines.options import EngineOptions
 from identikit.models.checkpoint import load_checkpoint
+from identikit.strategies.registry import StrategySpec
 from identikit.studies.judge import JudgeSetup
 from identikit.sweeps.experiment import SweepConfig
 from identikit.sweeps.reconstruction import BLACK_BOX, RECONSTRUCT, reconstruction_config
@@ -82,7 +83,7 @@ def demo_reconstructions(classifier: Classifier, folder: Path, checkpoint: Path)
     options = SweepOptions(model_path=str(checkpoint))
     for name, (strategy, runs, steps) in RECONSTRUCTIONS.items():
         print(f"drawing every digit from {checkpoint.name} alone: {strategy}, {steps} steps ...")
-        config = reconstruction_config(strategy=strategy, runs=runs, steps=steps)
+        config = reconstruction_config(StrategySpec(strategy), runs=runs, steps=steps)
         try:
             result = api.reconstruct(classifier, config, out=folder / name, options=options)
         except DifferentSweepError:
@@ -133,7 +134,7 @@ def run_demo(out: Path, *, device: str = "auto", root: str | os.PathLike[str] | 
         models=[out / f"{name}.pt" for name in DEMO_MODELS],
         log=print,
         progress=True,
-        animated_strategies=("random-masks",),
+        animate=("random-masks",),
     ).path
     print()
     for name, accuracy in accuracies.items():

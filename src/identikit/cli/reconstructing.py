@@ -16,7 +16,7 @@ from identikit.cli.options import (
     positive_int,
 )
 from identikit.cli.searching import report_sweep, run_sweep
-from identikit.strategies.registry import parse_option
+from identikit.strategies.registry import StrategySpec, parse_option
 from identikit.sweeps.experiment import parse_digits
 from identikit.sweeps.reconstruction import (
     BLACK_BOX,
@@ -32,13 +32,12 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     args.strategy = strategy  # what the engine messages and checks read
     settings = dict(parse_option(strategy, option) for option in args.option)
     config = reconstruction_config(
-        strategy=strategy,
+        StrategySpec(strategy, settings),
         digits=parse_digits(args.digits),
         runs=args.runs,
         seed=args.seed,
         steps=args.steps,
         target=args.target,
-        settings=settings,
     )
     classifier = make_classifier(args)
     result = run_sweep(

@@ -256,29 +256,31 @@ def render(context: dict[str, Any]) -> str:
 def build_report(
     folder: str | os.PathLike[str],
     *,
-    animate: bool = True,
+    animate: bool | Collection[str] = True,
     models: Sequence[Path] = (),
     trust_code: bool = False,
     log: Log | None = None,
     progress: bool = False,
-    animated_strategies: Collection[str] | None = None,
 ) -> Path:
     """Write ``folder/report.html`` atomically and return its path.
 
     ``models`` are the model files whose sweeps get animations (replayed from their seeds);
-    without them the page has none: a results folder never chooses what code runs; with
-    ``animated_strategies``, only the sweeps of those strategies are replayed. ``log`` hears
-    what takes time (a line per sweep replayed); ``progress`` shows a bar on a terminal.
+    without them the page has none: a results folder never chooses what code runs. ``animate``
+    False replays nothing; a collection of strategy names replays only their sweeps. ``log``
+    hears what takes time (a line per sweep replayed); ``progress`` shows a bar on a terminal.
     """
     root = Path(folder)
     if not root.is_dir():
         raise IdentikitError(f"{root} is not a folder")
+    strategies = None if isinstance(animate, bool) else animate
     replayer = (
-        Replayer.of(models, trust_code=trust_code, strategies=animated_strategies)
-        if animate and models
+        Replayer.of(models, trust_code=trust_code, strategies=strategies)
+        if animate is not False and models
         else None
     )
-    context = collect(root, animate=animate, replayer=replayer, log=log, progress=progress)
+    context = collect(
+        root, animate=animate is not False, replayer=replayer, log=log, progress=progress
+    )
     out = root / "report.html"
     atomic_write_text(out, render(context))
     return out

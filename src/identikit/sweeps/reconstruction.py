@@ -8,9 +8,6 @@ to reading no data (:mod:`identikit.base.data_free`). Its folder is an ordinary 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from identikit.base.errors import IdentikitError
 from identikit.strategies.registry import StrategySpec
 from identikit.sweeps.experiment import SweepConfig
@@ -18,6 +15,8 @@ from identikit.sweeps.experiment import SweepConfig
 RECONSTRUCT = "reconstruct"
 # The black-box twin (model outputs only): evolution strategies on the same pen strokes.
 BLACK_BOX = "pen-evolution"
+# The default reconstruction: the white box with its default settings.
+WHITE_BOX = StrategySpec(RECONSTRUCT)
 # Steps of a run of each (each step: the strategy's queries_per_step in queries); the black box
 # estimates its gradient from 40 queries a step, so it takes fewer, longer steps.
 STEPS = {RECONSTRUCT: 300, BLACK_BOX: 200}
@@ -31,31 +30,31 @@ TARGET = 0.9999
 
 
 def reconstruction_config(
+    strategy: StrategySpec = WHITE_BOX,
     *,
-    strategy: str = RECONSTRUCT,
     digits: tuple[int, ...] = tuple(range(10)),
     runs: int = 10,
     seed: int = 0,
     steps: int | None = None,
     target: float = TARGET,
-    settings: Mapping[str, Any] | None = None,
 ) -> SweepConfig:
     """The sweep of a reconstruction: ``steps`` steps (default: ``STEPS`` of the strategy) of
-    ``strategy`` (``reconstruct``, or its black-box twin) with ``settings`` (its defaults
-    otherwise; the last sixth of the steps polish, see ``polish_after``), every run to
+    ``strategy`` (``reconstruct``, or its black-box twin, with the settings given; the last
+    sixth of the steps polish unless they say otherwise, see ``polish_after``), every run to
     ``target`` or to the end of its steps; never stopped as stuck (its steps are its budget)."""
-    if strategy not in STEPS:
-        raise IdentikitError(f"a reconstruction draws with {' or '.join(STEPS)}, not {strategy!r}")
-    steps = steps or STEPS[strategy]
+    if strategy.name not in STEPS:
+        raise IdentikitError(
+            f"a reconstruction draws with {' or '.join(STEPS)}, not {strategy.name!r}"
+        )
+    steps = steps or STEPS[strategy.name]
     # The last sixth of the steps polish (no views, no penalties), unless the settings say.
-    chosen = {"polish_after": steps - steps // POLISH, **(settings or {})}
-    spec = StrategySpec(strategy, chosen)
+    chosen = {"polish_after": steps - steps // POLISH, **strategy.settings}
     # One query more: the start image is scored before the first step.
-    budget = steps * spec.make().queries_per_step + 1
+    budget = steps * StrategySpec(strategy.name, chosen).make().queries_per_step + 1
     return SweepConfig(
         digits=digits,
         runs=runs,
-        strategy=strategy,
+        strategy=strategy.name,
         strategy_settings=chosen,
         seed=seed,
         target=target,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import identikit
+from identikit.strategies.registry import StrategySpec
 from identikit.sweeps.experiment import SweepConfig
 from identikit.sweeps.reconstruction import reconstruction_config
 from tests.helpers import EAGER_CPU, run_cli, same_results, softmax_model, stop_after
@@ -52,7 +53,7 @@ def test_reconstruct_reads_nothing_but_the_model(tiny_model: Path, tmp_path: Pat
 
 def test_a_reconstruction_names_its_strategies_in_one_line(tiny_model: Path) -> None:
     with pytest.raises(identikit.IdentikitError, match="draws with reconstruct or pen-evolution"):
-        reconstruction_config(strategy="square")
+        reconstruction_config(StrategySpec("square"))
     done = run_cli("reconstruct", "--model", str(tiny_model), "--out", "x", "--option", "pen=9")
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "--option pen" in done.stderr
@@ -78,7 +79,9 @@ def test_searches_record_whether_they_read_data(mnist_root: Path, tmp_path: Path
 
 def test_a_paused_reconstruction_resumes_to_the_same_identikits(tmp_path: Path) -> None:
     model = identikit.Classifier(softmax_model(), identikit.ModelInfo(sha256="toy"))
-    config = reconstruction_config(digits=(0, 4), runs=2, steps=3, settings={"views": 3})
+    config = reconstruction_config(
+        StrategySpec("reconstruct", {"views": 3}), digits=(0, 4), runs=2, steps=3
+    )
     hooks = identikit.RunHooks(should_stop=stop_after(2))
     with pytest.raises(identikit.Stopped):
         identikit.api.reconstruct(model, config, out=tmp_path / "paused", hooks=hooks)
