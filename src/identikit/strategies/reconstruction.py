@@ -132,8 +132,9 @@ class Reconstruction(Strategy):
 
     def init_memory(self, state: SearchState) -> dict[str, torch.Tensor]:
         # p: the canvas's parameters (strokes, or pixel logits); m, v, t: Adam's moments and
-        # step count; best: the best mean objective so far. The runs' generators of iteration 0
-        # draw their starts, so a run's start depends on its seed alone.
+        # step count; best: the best mean objective so far. Each run's start comes from a
+        # generator of its own seed (iteration -1, before any step's), so it depends on the
+        # seed alone.
         device = state.images.device
         generators = [run_generator(seed, -1, device) for seed in state.seeds]
         if self.canvas == "strokes":
