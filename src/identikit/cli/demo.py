@@ -10,8 +10,10 @@ their verdicts, and the report opens with a summary of them.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from identikit import api
@@ -65,16 +67,25 @@ def ensure_model(
     return result.test_accuracy
 
 
+def afresh_if_different(
+    folder: Path, sweep: Callable[[Path], api.SearchResult]
+) -> api.SearchResult:
+    """``sweep(folder)``; where the folder holds a sweep of other settings (an earlier
+    version's defaults), the demo's own folder is emptied and the sweep started afresh."""
+    try:
+        return sweep(folder)
+    except DifferentSweepError:
+        shutil.rmtree(folder)
+        return sweep(folder)
+
+
 def demo_sweep(classifier: Classifier, folder: Path, checkpoint: Path) -> api.SearchResult:
     """Every digit, DEMO_RUNS runs each; a sweep left by an earlier version is redone."""
     config = SweepConfig(runs=DEMO_RUNS)
     options = SweepOptions(model_path=str(checkpoint))
-    try:
-        return api.search(classifier, config, out=folder, options=options)
-    except DifferentSweepError:
-        # Other settings than today's defaults: the demo's own folder, so start it afresh.
-        shutil.rmtree(folder)
-        return api.search(classifier, config, out=folder, options=options)
+    return afresh_if_different(
+        folder, lambda out: api.search(classifier, config, out=out, options=options)
+    )
 
 
 def demo_reconstructions(classifier: Classifier, folder: Path, checkpoint: Path) -> None:
@@ -84,12 +95,17 @@ def demo_reconstructions(classifier: Classifier, folder: Path, checkpoint: Path)
     for name, (strategy, runs, steps) in RECONSTRUCTIONS.items():
         print(f"drawing every digit from {checkpoint.name} alone: {strategy}, {steps} steps ...")
         config = reconstruction_config(StrategySpec(strategy), runs=runs, steps=steps)
-        try:
-            result = api.reconstruct(classifier, config, out=folder / name, options=options)
-        except DifferentSweepError:
-            shutil.rmtree(folder / name)
-            result = api.reconstruct(classifier, config, out=folder / name, options=options)
+        result = afresh_if_different(
+            folder / name,
+            functools.partial(_reconstruct, classifier, config, options),
+        )
         print(format_summary(result.record))
+
+
+def _reconstruct(
+    classifier: Classifier, config: SweepConfig, options: SweepOptions, out: Path
+) -> api.SearchResult:
+    return api.reconstruct(classifier, config, out=out, options=options)
 
 
 def demo_judges(out: Path, *, device: str, root: str | os.PathLike[str] | None) -> None:
