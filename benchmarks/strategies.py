@@ -22,13 +22,14 @@ from identikit.sweeps.compare import (
     run_comparison,
     summarise_strategy,
 )
+from identikit.sweeps.sweep import SweepOptions
 from identikit.training.trainer import train
 
 
 def default_cnn() -> Path:
     path = default_root() / "bench" / "cnn-seed0.pt"
     if not path.is_file():
-        train("cnn", out=path, progress=False)
+        train("cnn", out=path, options=SweepOptions(progress=False))
     return path
 
 
@@ -46,7 +47,9 @@ def main() -> None:
             runs=args.runs,
             max_queries=args.max_queries,
         )
-        by_strategy = run_comparison(classifier, comparison, out, progress=False)
+        by_strategy = run_comparison(
+            classifier, comparison, out, options=SweepOptions(progress=False)
+        )
     assert by_strategy is not None
     print(f"default cnn, 10 digits x {args.runs} runs, budget {args.max_queries:,} queries")
     for name, results in by_strategy.items():

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import warnings
@@ -44,6 +45,15 @@ NAN, INF = float("nan"), float("inf")
 
 EAGER_CPU = ["--backend", "eager", "--chunk-size", "64", "--device", "cpu", "--no-progress"]
 """Engine flags that skip measuring engines: eager PyTorch on the CPU, no progress bars."""
+
+
+def private_network() -> bool:
+    """Whether this process sits in a network namespace of its own, with the loopback alone
+    (``unshare --net``): where Ray tests run, Ray talking on 127.0.0.1 only."""
+    try:  # the interfaces of this process's namespace (/sys/class/net shows the machine's)
+        return [name for _, name in socket.if_nameindex()] == ["lo"]
+    except OSError:
+        return False
 
 
 def run_cli(

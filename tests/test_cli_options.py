@@ -125,3 +125,26 @@ def test_malformed_conventions_are_refused_in_one_line(
     extra: tuple[str, ...], fragment: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert_refused(run_main(capsys, "search", "--model", "m.onnx", "--out", "o", *extra), fragment)
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (("--gpus-per-task", "1.5"), "argument --gpus-per-task: must be a number in (0, 1]"),
+        (("--retries", "-1"), "argument --retries"),
+        (("--cpus-per-task", "0"), "argument --cpus-per-task"),
+        (("--cluster", "slurm"), "argument --cluster: invalid choice"),
+    ],
+)
+def test_malformed_cluster_options_are_refused_in_one_line(
+    extra: tuple[str, ...], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert_refused(run_main(capsys, "search", "--model", "m.pt", "--out", "o", *extra), fragment)
+
+
+def test_an_address_without_a_cluster_is_refused(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = search_args(tiny_model, tmp_path / "out", "--address", "127.0.0.1:6379")
+    assert_refused(run_main(capsys, *args), "--address joins a Ray cluster: add --cluster ray")
+    assert not (tmp_path / "out").exists()

@@ -27,12 +27,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("training", ("training",)),
     ("strategies", ("strategies",)),
     ("sweeps", ("sweeps",)),
+    ("cluster", ("cluster",)),
     ("studies", ("studies",)),
     ("reports", ("reports",)),
     ("api", ("api",)),
     ("cli", ("cli", "__main__", "")),  # "" is the package itself: its public API
 ]
-OPTIONAL = ("onnxruntime", "onnx", "sklearn")
+OPTIONAL = ("onnxruntime", "onnx", "sklearn", "ray")
 
 
 def module_name(path: Path) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from identikit.strategies import RunHooks
 from identikit.sweeps.compare import (
     NO_STALLING,
     THRESHOLDS,
@@ -20,6 +21,7 @@ from identikit.sweeps.compare import (
 )
 from identikit.sweeps.folder import read_sweep_folder
 from identikit.sweeps.result_files import read_comparison, write_comparison
+from identikit.sweeps.sweep import SweepOptions
 from tests.helpers import assert_one_line_error, classifier, run_cli
 
 COMPARISON = Comparison(("random-masks", "square"), digits=(0, 3), runs=2, max_queries=300, seed=4)
@@ -32,7 +34,9 @@ Compared = tuple[Path, dict[str, dict[str, Any]]]
 def compared(tmp_path_factory: pytest.TempPathFactory) -> Compared:
     """A finished comparison of two strategies: 2 digits x 2 runs each, 300 queries a run."""
     out = tmp_path_factory.mktemp("compare")
-    by_strategy = run_comparison(classifier(), COMPARISON, out, progress=False)
+    by_strategy = run_comparison(
+        classifier(), COMPARISON, out, options=SweepOptions(progress=False)
+    )
     assert by_strategy is not None
     return out, by_strategy
 
@@ -94,10 +98,16 @@ def test_curves_count_runs_reaching_the_threshold(
 
 def test_a_paused_comparison_returns_nothing_and_resumes(tmp_path: Path) -> None:
     stop = run_comparison(
-        classifier(), COMPARISON, tmp_path, progress=False, should_stop=lambda: True
+        classifier(),
+        COMPARISON,
+        tmp_path,
+        options=SweepOptions(progress=False),
+        hooks=RunHooks(should_stop=lambda: True),
     )
     assert stop is None
-    resumed = run_comparison(classifier(), COMPARISON, tmp_path, progress=False)
+    resumed = run_comparison(
+        classifier(), COMPARISON, tmp_path, options=SweepOptions(progress=False)
+    )
     assert resumed is not None and list(resumed) == list(COMPARISON.strategies)
 
 

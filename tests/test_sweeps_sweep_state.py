@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from identikit.base.errors import IdentikitError
-from identikit.strategies.base import RunHooks
+from identikit.strategies.base import RunHooks, SearchState
 from identikit.sweeps.sweep import SweepOptions, sweep_to_folder
-from identikit.sweeps.sweep_state import STATE_FILE, STATE_VERSION
+from identikit.sweeps.sweep_state import STATE_FILE, STATE_VERSION, load_state, merge_states
 from tests.helpers import (
     CONFIG,
     assert_clean_error,
@@ -98,3 +99,37 @@ def test_a_state_from_a_newer_identikit_is_refused_and_kept(tmp_path: Path) -> N
     with pytest.raises(IdentikitError, match=r"written by a newer identikit \(format version 3"):
         sweep_to_folder(classifier(), CONFIG, tmp_path, options=QUIET)
     assert (tmp_path / STATE_FILE).read_bytes() == before
+
+
+def test_parts_of_a_state_merge_back_into_it(tmp_path: Path) -> None:
+    """A state split into strided parts (a cluster's shards) and merged is the state again."""
+    sweep_to_folder(classifier(), CONFIG, tmp_path, options=QUIET)
+    saved = load_state(tmp_path, torch.device("cpu"), classifier().info.input_shape)
+    assert saved is not None
+    state = saved[1]
+    runs = len(state.seeds)
+    parts = []
+    for k in range(4):
+        rows = list(range(k, runs, 4))
+        index = torch.tensor(rows)
+        part = SearchState(
+            targets=state.targets[index],
+            seeds=[state.seeds[r] for r in rows],
+            images=state.images[index],
+            scores=state.scores[index],
+            status=state.status[index],
+            iterations=state.iterations[index],
+            queries=state.queries[index],
+            stale=state.stale[index],
+            history=[state.history[r] for r in rows],
+            memory={key: value[index] for key, value in state.memory.items()},
+        )
+        parts.append((rows, part))
+    merged = merge_states(parts[::-1], runs)  # in any order
+    for name in ("targets", "images", "scores", "status", "iterations", "queries", "stale"):
+        assert torch.equal(getattr(merged, name), getattr(state, name)), name
+    assert merged.seeds == state.seeds and merged.history == state.history
+    with pytest.raises(IdentikitError, match="each of its 9 runs once"):
+        merge_states(parts[:3], runs)
+    with pytest.raises(IdentikitError, match="each of its 9 runs once"):
+        merge_states([*parts, parts[0]], runs)

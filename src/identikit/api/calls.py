@@ -41,6 +41,8 @@ from identikit.base.folder_lock import locked_folder
 from identikit.base.limits import SAMPLES
 from identikit.classifier.classifier import Classifier
 from identikit.classifier.loading import load_classifier
+from identikit.cluster.model_source import ModelSource
+from identikit.cluster.ray_sweep import RayCluster, connected, sweep_on_ray
 from identikit.engines.scorers import module_digest
 from identikit.models.info import ModelInfo
 from identikit.reports.page import build_report
@@ -48,12 +50,19 @@ from identikit.strategies.base import NO_HOOKS, RunHooks
 from identikit.strategies.registry import is_white_box
 from identikit.studies.certainty import certainty_report, dataset_maxima, write_certainty
 from identikit.studies.judge import JudgeSetup, judge_all
-from identikit.sweeps.compare import Comparison, curves, run_comparison, summarise_strategy
+from identikit.sweeps.compare import (
+    Comparison,
+    SweepRunner,
+    curves,
+    on_this_machine,
+    run_comparison,
+    summarise_strategy,
+)
 from identikit.sweeps.experiment import SweepConfig
 from identikit.sweeps.folder import read_sweep_folder
 from identikit.sweeps.reconstruction import STEPS, reconstruction_config
 from identikit.sweeps.result_files import write_comparison
-from identikit.sweeps.sweep import SweepOptions, sweep_to_folder
+from identikit.sweeps.sweep import SweepOptions, SweepOutcome, sweep_to_folder
 from identikit.sweeps.training_data import prior_inputs, training_dataset
 
 ModelLike = Classifier | nn.Module | str | os.PathLike[str]
@@ -119,28 +128,22 @@ def search(
     out: str | os.PathLike[str] | None = None,
     options: SweepOptions = QUIET,
     hooks: RunHooks = NO_HOOKS,
+    cluster: RayCluster | None = None,
 ) -> SearchResult:
     """Search for the identikits ``config`` asks for (default: the original method, every
     class, 10 runs), as ``identikit search`` does.
 
     With ``out``, the sweep is saved there and resumable (a second call with the same
     arguments resumes or recalls it); without, it runs in a temporary folder. Raises
-    :class:`Stopped` when ``hooks`` stop it before it finishes.
+    :class:`Stopped` when ``hooks`` stop it before it finishes. With ``cluster``, the sweep
+    runs as Ray tasks (:mod:`identikit.cluster.ray_sweep`), with the same results; the model
+    must then be a file (or ``cluster.source`` name it).
     """
     classifier = classifier_of(model)
     config = config or SweepConfig()
-    # What the priors learn from (the manifold prior's subspace): the training images of the
-    # dataset the model was trained on, read only when the strategy's priors ask for them.
-    priors = prior_inputs(config.spec.needs(), training_dataset(classifier.info))
     with _folder(out) as folder:
-        outcome = sweep_to_folder(
-            classifier,
-            config,
-            folder,
-            hooks=hooks,
-            priors=priors,
-            options=_recorded(options, model),
-        )
+        on = _on_cluster(cluster, model)
+        outcome = _sweep(classifier, config, folder, on, hooks, _recorded(options, model))
         if outcome.results is None:
             raise Stopped(folder if out is not None else None)
         result = _read_back(folder, keep=out is not None)
@@ -152,6 +155,51 @@ def search(
     )
 
 
+def _on_cluster(cluster: RayCluster | None, model: ModelLike) -> RayCluster | None:
+    """``cluster``, with the model file its workers load where the model was given as one."""
+    if cluster is None or cluster.source is not None:
+        return cluster
+    if not isinstance(model, str | os.PathLike):
+        raise IdentikitError("a sweep on a cluster needs the model as a file (or cluster.source)")
+    return replace(cluster, source=ModelSource.read(model))
+
+
+def _sweep(
+    classifier: Classifier,
+    config: SweepConfig,
+    folder: Path,
+    cluster: RayCluster | None,
+    hooks: RunHooks,
+    options: SweepOptions,
+) -> SweepOutcome:
+    """One sweep into ``folder``: on this machine, or on ``cluster``."""
+    if cluster is not None:
+        return sweep_on_ray(
+            classifier, config, folder, cluster=cluster, hooks=hooks, options=options
+        )
+    # What the priors learn from (the manifold prior's subspace): the training images of the
+    # dataset the model was trained on, read only when the strategy's priors ask for them.
+    priors = prior_inputs(config.spec.needs(), training_dataset(classifier.info))
+    return sweep_to_folder(classifier, config, folder, hooks=hooks, priors=priors, options=options)
+
+
+def _runner_on(cluster: RayCluster) -> SweepRunner:
+    """Each sweep of a comparison run on ``cluster``."""
+
+    def runner(
+        classifier: Classifier,
+        config: SweepConfig,
+        folder: Path,
+        hooks: RunHooks,
+        options: SweepOptions,
+    ) -> SweepOutcome:
+        return sweep_on_ray(
+            classifier, config, folder, cluster=cluster, hooks=hooks, options=options
+        )
+
+    return runner
+
+
 def reconstruct(
     model: ModelLike,
     config: SweepConfig | None = None,
@@ -159,6 +207,7 @@ def reconstruct(
     out: str | os.PathLike[str] | None = None,
     options: SweepOptions = QUIET,
     hooks: RunHooks = NO_HOOKS,
+    cluster: RayCluster | None = None,
 ) -> SearchResult:
     """A data-free reconstruction of every class, as ``identikit reconstruct`` makes it
     (default: :func:`~identikit.sweeps.reconstruction.reconstruction_config`), run while no
@@ -172,7 +221,7 @@ def reconstruct(
             f"got {config.strategy!r}"
         )
     with data_free("the reconstruction"):
-        return search(model, config, out=out, options=options, hooks=hooks)
+        return search(model, config, out=out, options=options, hooks=hooks, cluster=cluster)
 
 
 def certainty(
@@ -204,21 +253,20 @@ def compare(
     out: str | os.PathLike[str] | None = None,
     options: SweepOptions = QUIET,
     hooks: RunHooks = NO_HOOKS,
+    cluster: RayCluster | None = None,
 ) -> ComparisonResult:
     """Every strategy of ``comparison`` on the same runs and budget, as ``identikit compare``
     runs them: one resumable sweep per strategy under ``out/<strategy>``, ``compare.json`` and
     ``curves.png`` (a temporary folder without ``out``). Raises :class:`Stopped` when ``hooks``
-    stop it."""
+    stop it. With ``cluster``, every sweep runs as Ray tasks on one Ray session."""
     classifier = classifier_of(model)
     options = _recorded(options, model)
-    with _folder(out) as folder, locked_folder(folder):
+    on = _on_cluster(cluster, model)
+    runner = on_this_machine if on is None else _runner_on(on)
+    session = contextlib.nullcontext() if on is None else connected(on)
+    with _folder(out) as folder, locked_folder(folder), session:
         by_strategy = run_comparison(
-            classifier,
-            comparison,
-            folder,
-            progress=options.progress,
-            model_path=options.model_path,
-            should_stop=hooks.stop_requested,
+            classifier, comparison, folder, options=options, hooks=hooks, runner=runner
         )
         if by_strategy is None:
             raise Stopped(folder if out is not None else None)

@@ -13,6 +13,8 @@ from identikit.base.device import DEVICE_CHOICES
 from identikit.base.errors import IdentikitError
 from identikit.base.shapes import ImageShape
 from identikit.classifier import Classifier, load_classifier
+from identikit.cluster.model_source import LoadOptions, ModelSource
+from identikit.cluster.ray_sweep import GPU_SHARE, RETRIES, RayCluster
 from identikit.data.datasets import DATASETS
 from identikit.engines import BACKENDS, PRECISIONS
 from identikit.engines.options import EngineOptions
@@ -230,19 +232,31 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
     )
 
 
-def make_classifier(args: argparse.Namespace) -> Classifier:
-    """The Classifier for ``--model`` with the command's model-convention options."""
-
+def load_options(args: argparse.Namespace) -> LoadOptions:
+    """How the command's options load ``--model``."""
     names = tuple(args.class_names.split(",")) if args.class_names else None
-    engine = engine_options(args)
-    _check_precision_applies(args, engine.precision)  # before the model is loaded: costs nothing
-    classifier = load_classifier(
-        args.model,
+    return LoadOptions(
         device=args.device,
         preprocessing=conventions(args),
         expect=Expected(args.classes, names, args.input_shape),
-        engine=engine,
+        engine=engine_options(args),
         trust_code=args.trust_code,
+    )
+
+
+def make_classifier(args: argparse.Namespace) -> Classifier:
+    """The Classifier for ``--model`` with the command's model-convention options."""
+
+    options = load_options(args)
+    engine = options.engine or EngineOptions()
+    _check_precision_applies(args, engine.precision)  # before the model is loaded: costs nothing
+    classifier = load_classifier(
+        args.model,
+        device=options.device,
+        preprocessing=options.preprocessing,
+        expect=options.expect,
+        engine=engine,
+        trust_code=options.trust_code,
     )
     _say_what_scores(args, classifier, engine.precision)
     if classifier.detected_outputs and classifier.outputs != "logits":
@@ -313,6 +327,63 @@ def add_sweep_options(
         )
     parser.add_argument("--json", action="store_true", help="print a JSON summary last")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_cluster_options(parser)
+
+
+def add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """Where a sweep runs: here, or as Ray tasks (``--cluster ray``)."""
+    group = parser.add_argument_group("cluster (needs identikit[ray])")
+    group.add_argument(
+        "--cluster",
+        choices=("ray",),
+        default=None,
+        help="run the sweep as Ray tasks: a Ray started on this machine, or --address's",
+    )
+    group.add_argument(
+        "--address", default=None, help="join this Ray cluster (ray start --head prints it)"
+    )
+    group.add_argument(
+        "--cpus-per-task",
+        type=positive_int,
+        default=1,
+        help="cores (PyTorch threads) of each shard's task (default: %(default)s)",
+    )
+    group.add_argument(
+        "--gpus-per-task",
+        type=share,
+        default=GPU_SHARE,
+        help="with --device cuda: share of a GPU each task asks Ray for, so that several "
+        "shards share a card (default: %(default)s)",
+    )
+    group.add_argument(
+        "--retries",
+        type=non_negative_int,
+        default=RETRIES,
+        help="times Ray runs again a shard whose worker died (default: %(default)s)",
+    )
+    group.add_argument(
+        "--shard-runs",
+        type=positive_int,
+        default=None,
+        help="runs per shard (default: sized to the cluster, several shards per worker)",
+    )
+
+
+def cluster_of(args: argparse.Namespace) -> RayCluster | None:
+    """The cluster a sweep command's options ask for, with the model file its workers load;
+    None for a sweep on this machine."""
+    if args.cluster is None:
+        if args.address is not None:
+            raise IdentikitError("--address joins a Ray cluster: add --cluster ray")
+        return None
+    return RayCluster(
+        address=args.address,
+        cpus_per_task=args.cpus_per_task,
+        gpus_per_task=args.gpus_per_task,
+        retries=args.retries,
+        shard_runs=args.shard_runs,
+        source=ModelSource.read(args.model, load_options(args)),
+    )
 
 
 # Argument types: argparse turns their ArgumentTypeError into "argument --NAME: message", one
@@ -367,6 +438,14 @@ def open_fraction(text: str) -> float:
     return value
 
 
+def share(text: str) -> float:
+    """A number in (0, 1]: a share of one device."""
+    value = finite_float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text!r}")
+    return value
+
+
 def _int_at_least(text: str, least: int) -> int:
     try:
         value = int(text)
@@ -380,6 +459,11 @@ def _int_at_least(text: str, least: int) -> int:
 def positive_int(text: str) -> int:
     """A whole number >= 1 (epochs, a batch size, samples, patience)."""
     return _int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """A whole number >= 0 (retries)."""
+    return _int_at_least(text, 0)
 
 
 def class_count(text: str) -> int:

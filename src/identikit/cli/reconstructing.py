@@ -10,6 +10,7 @@ from identikit.cli.options import (
     add_device,
     add_model_options,
     add_sweep_options,
+    cluster_of,
     make_classifier,
     open_fraction,
     positive_float,
@@ -40,10 +41,11 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         target=args.target,
     )
     classifier = make_classifier(args)
+    cluster = cluster_of(args)
     result = run_sweep(
         args,
         lambda options, hooks: api.reconstruct(
-            classifier, config, out=args.out, options=options, hooks=hooks
+            classifier, config, out=args.out, options=options, hooks=hooks, cluster=cluster
         ),
     )
     if isinstance(result, int):

@@ -21,6 +21,7 @@ from identikit.cli.options import (
     add_device,
     add_model_options,
     add_sweep_options,
+    cluster_of,
     make_classifier,
     open_fraction,
     output_path,
@@ -121,15 +122,17 @@ def run_sweep(
 def cmd_search(args: argparse.Namespace) -> int:
     config = _search_config(args)
     classifier = make_classifier(args)
+    cluster = cluster_of(args)
     result = run_sweep(
         args,
         lambda options, hooks: api.search(
-            classifier, config, out=args.out, options=options, hooks=hooks
+            classifier, config, out=args.out, options=options, hooks=hooks, cluster=cluster
         ),
     )
     if isinstance(result, int):
         return result
-    if not (result.resumed or result.already_done or is_white_box(args.strategy)):
+    here = cluster is None  # a cluster's rate is not this process's engine's
+    if here and not (result.resumed or result.already_done or is_white_box(args.strategy)):
         # One process, one engine, the whole sweep: a cached rate it beats by far was
         # measured on a busy machine, and is measured again next time.
         note_achieved_rate(
@@ -197,6 +200,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             f"{', '.join(sorted(STRATEGIES))}"
         )
     classifier = make_classifier(args)
+    cluster = cluster_of(args)
     comparison = Comparison(
         tuple(strategies),
         digits=parse_digits(args.digits),
@@ -214,6 +218,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 out=args.out,
                 options=options,
                 hooks=RunHooks(should_stop=pause),
+                cluster=cluster,
             )
         except api.Stopped:
             return paused(args, pause)

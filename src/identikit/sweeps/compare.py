@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from identikit.base.analysis import median, queries_to_reach, wilson_interval
 from identikit.classifier.classifier import Classifier
 from identikit.strategies import RunHooks, StrategySpec
+from identikit.strategies.base import NO_HOOKS
 from identikit.sweeps.experiment import SweepConfig
-from identikit.sweeps.sweep import SweepOptions, sweep_to_folder
+from identikit.sweeps.sweep import DEFAULT_OPTIONS, SweepOptions, SweepOutcome, sweep_to_folder
 
 THRESHOLDS = (0.99, 0.999, 0.9999)
 # Patience (in queries) that never triggers: no run can go more queries without gain than its
@@ -102,34 +103,40 @@ def summarise_strategy(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# Runs one sweep into a folder: (classifier, config, folder, hooks, options) -> its outcome.
+SweepRunner = Callable[[Classifier, SweepConfig, Path, RunHooks, SweepOptions], SweepOutcome]
+
+
+def on_this_machine(
+    classifier: Classifier,
+    config: SweepConfig,
+    folder: Path,
+    hooks: RunHooks,
+    options: SweepOptions,
+) -> SweepOutcome:
+    """The sweep run here: :func:`~identikit.sweeps.sweep.sweep_to_folder`."""
+    return sweep_to_folder(classifier, config, folder, hooks=hooks, options=options)
+
+
 def run_comparison(
     classifier: Classifier,
     comparison: Comparison,
     out: str | os.PathLike[str],
     *,
-    progress: bool = True,
-    model_path: str | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    options: SweepOptions = DEFAULT_OPTIONS,
+    hooks: RunHooks = NO_HOOKS,
+    runner: SweepRunner = on_this_machine,
 ) -> dict[str, dict[str, Any]] | None:
-    """Run every strategy's sweep into ``out/<strategy>`` (each resumable); ``model_path`` is
-    the model file the records name.
+    """Run every strategy's sweep into ``out/<strategy>`` (each resumable) with ``runner``
+    (on this machine, or on a cluster); ``options.model_path`` is the model file the records
+    name, and ``comparison.allow_engine_change`` overrides ``options``' own.
 
     Returns each strategy's ``results.json`` record, or None when paused.
     """
     by_strategy: dict[str, dict[str, Any]] = {}
+    options = replace(options, allow_engine_change=comparison.allow_engine_change)
     for name in comparison.strategies:
-        config = comparison.config(name)
-        outcome = sweep_to_folder(
-            classifier,
-            config,
-            Path(out) / name,
-            hooks=RunHooks(should_stop=should_stop),
-            options=SweepOptions(
-                progress=progress,
-                model_path=model_path,
-                allow_engine_change=comparison.allow_engine_change,
-            ),
-        )
+        outcome = runner(classifier, comparison.config(name), Path(out) / name, hooks, options)
         if outcome.results is None:
             return None
         by_strategy[name] = outcome.results

@@ -35,6 +35,9 @@ from identikit.sweeps.records import (
 )
 
 GRID_FILE = "grid.png"
+# Where a sweep run on a cluster keeps its plan and each finished shard until the whole sweep
+# is written (identikit.cluster.shards); a local sweep refuses a folder holding one.
+SHARDS_FOLDER = "shards"
 
 
 @dataclass(frozen=True, eq=False)

@@ -31,7 +31,7 @@ from identikit.sweeps.experiment import (
     sweep_identity,
     sweep_results,
 )
-from identikit.sweeps.folder import GRID_FILE, grid_png, write_sweep_folder
+from identikit.sweeps.folder import GRID_FILE, SHARDS_FOLDER, grid_png, write_sweep_folder
 from identikit.sweeps.records import (
     IDENTIKITS_FILE,
     RESULTS_FILE,
@@ -268,6 +268,10 @@ def sweep_to_folder(
         check_writable(folder)
         identity = sweep_identity(classifier, config)
         saved = load_state(folder, classifier.device, classifier.info.input_shape)
+        if saved is None and os.path.lexists(folder / SHARDS_FOLDER):
+            raise IdentikitError(
+                f"{folder} holds a sweep begun on a cluster: resume it with --cluster ray"
+            )
         if saved is None and os.path.lexists(folder / RESULTS_FILE):
             return _finished_without_state(folder, identity)
         start = _start(classifier, config, folder, identity, saved, options)
@@ -288,6 +292,38 @@ def sweep_to_folder(
         return SweepOutcome(
             results, resumed=start.resumed, already_done=False, rebuilt=start.missing
         )
+
+
+def recall_sweep(
+    classifier: Classifier, config: SweepConfig, folder: Path, options: SweepOptions
+) -> SweepOutcome | None:
+    """For a runner holding ``folder``'s lock (a cluster's): the outcome where the folder
+    holds this sweep, finished (outputs found missing rebuilt from its state), or None where
+    it holds no sweep; another sweep, or this one unfinished on one machine, is refused."""
+    identity = sweep_identity(classifier, config)
+    saved = load_state(folder, classifier.device, classifier.info.input_shape)
+    if saved is None:
+        if os.path.lexists(folder / RESULTS_FILE):
+            return _finished_without_state(folder, identity)
+        return None
+    if bool((saved[1].status == ACTIVE).any()):
+        _refuse_if_different(folder, saved[0], identity)
+        raise IdentikitError(
+            f"{folder} holds a sweep begun on this machine: resume it without --cluster"
+        )
+    start = _start(classifier, config, folder, identity, saved, options)
+    if isinstance(start, SweepOutcome):
+        return start
+    results = sweep_results(
+        classifier,
+        config,
+        start.state,
+        seconds=start.seconds,
+        model_path=options.model_path,
+        engines=start.engines,
+    )
+    write_sweep_folder(folder, results, start.state)
+    return SweepOutcome(results, resumed=True, already_done=False, rebuilt=start.missing)
 
 
 @dataclass

@@ -55,9 +55,21 @@ _DTYPES = {
 
 
 def save_state(
-    folder: str | os.PathLike[str], identity: dict[str, Any], state: SearchState, *, seconds: float
+    folder: str | os.PathLike[str],
+    identity: dict[str, Any],
+    state: SearchState,
+    *,
+    seconds: float,
+    name: str = STATE_FILE,
 ) -> None:
-    """Write the state atomically; ``identity`` says which sweep it belongs to."""
+    """Write the state atomically to ``folder/name``; ``identity`` says which sweep it belongs
+    to (a cluster sweep's shards are states of their own runs, each in its own file)."""
+    atomic_write_bytes(Path(folder) / name, state_bytes(identity, state, seconds=seconds))
+
+
+def state_bytes(identity: dict[str, Any], state: SearchState, *, seconds: float) -> bytes:
+    """The bytes of a state file: what :func:`save_state` writes and :func:`load_state` reads
+    (a cluster's worker makes them, and the driver writes them as they come)."""
     lengths = [len(h) for h in state.history]
     arrays = {name: getattr(state, name).detach().cpu().numpy() for name in _TENSORS}
     arrays.update({f"memory_{k}": v.detach().cpu().numpy() for k, v in state.memory.items()})
@@ -72,19 +84,19 @@ def save_state(
         seconds=np.array(seconds, dtype=np.float64),
         version=np.array(STATE_VERSION, dtype=np.int64),
     )
-    atomic_write_bytes(Path(folder) / STATE_FILE, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def load_state(
-    folder: str | os.PathLike[str], device: torch.device, shape: ImageShape
+    folder: str | os.PathLike[str], device: torch.device, shape: ImageShape, name: str = STATE_FILE
 ) -> tuple[dict[str, Any], SearchState, float] | None:
-    """The saved (identity, state, seconds so far), or None when the folder holds no state;
-    ``shape``: that of the images the model takes.
+    """The saved (identity, state, seconds so far) of ``folder/name``, or None when there is
+    no such file; ``shape``: that of the images the model takes.
 
     Every array is checked (kinds, shapes, one history per run of the right length) before it
     is used: a damaged or hand-edited state is one line naming the file, never a crash later.
     """
-    path = Path(folder) / STATE_FILE
+    path = Path(folder) / name
     if not os.path.lexists(path):
         return None
     try:
@@ -93,7 +105,7 @@ def load_state(
         raise _unreadable(path, exc) from None
     _check_version(path, arrays)
     try:
-        identity, state, seconds = _unpack(arrays, device, shape)
+        identity, state, seconds = _unpack(arrays, device, shape, name)
     except IdentikitError as exc:
         raise _unreadable(path, exc) from None
     return identity, state, seconds
@@ -101,7 +113,7 @@ def load_state(
 
 def _unreadable(path: Path, exc: IdentikitError) -> IdentikitError:
     """The one-line error for a damaged state, saying how to start afresh."""
-    reason = str(exc).removeprefix(f"{path}: ").removeprefix(f"{STATE_FILE} ")
+    reason = str(exc).removeprefix(f"{path}: ").removeprefix(f"{path.name} ")
     return IdentikitError(f"{path} is unreadable ({reason}); delete it to start the sweep afresh")
 
 
@@ -111,7 +123,7 @@ def _check_version(path: Path, arrays: dict[str, np.ndarray]) -> None:
     version = arrays.get("version", np.array(1))
     if version.shape != () or version.dtype.kind not in "iu":
         raise IdentikitError(
-            f"{path} is unreadable ({STATE_FILE} is damaged: its version is not a whole "
+            f"{path} is unreadable ({path.name} is damaged: its version is not a whole "
             "number); delete it to start the sweep afresh"
         )
     if int(version) > STATE_VERSION:
@@ -122,10 +134,10 @@ def _check_version(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def _unpack(
-    arrays: dict[str, np.ndarray], device: torch.device, shape: ImageShape
+    arrays: dict[str, np.ndarray], device: torch.device, shape: ImageShape, name: str
 ) -> tuple[dict[str, Any], SearchState, float]:
     def fail(what: str) -> NoReturn:
-        raise IdentikitError(f"{STATE_FILE} is damaged: {what}")  # prefix dropped above
+        raise IdentikitError(f"{name} is damaged: {what}")  # prefix dropped above
 
     missing = [n for n in (*_TENSORS, *_EXTRA) if n not in arrays]
     if missing:
@@ -174,3 +186,31 @@ def _unpack(
         seeds=[int(s) for s in arrays["seeds"]], history=history, memory=memory, **tensors
     )
     return identity, state, float(seconds)
+
+
+def merge_states(parts: list[tuple[list[int], SearchState]], runs: int) -> SearchState:
+    """One state of ``runs`` runs from ``parts``, each (the rows it holds, its state), which
+    together hold every row once: what a sweep split into shards hands back, in the order of
+    the whole sweep's runs."""
+    rows = [row for part_rows, _ in parts for row in part_rows]
+    if sorted(rows) != list(range(runs)):
+        raise IdentikitError(f"the parts of a state do not hold each of its {runs} runs once")
+    order = torch.empty(runs, dtype=torch.long)
+    order[torch.tensor(rows, dtype=torch.long)] = torch.arange(runs)
+    states = [state for _, state in parts]
+
+    def joined(tensors: list[torch.Tensor]) -> torch.Tensor:
+        whole = torch.cat(tensors)
+        return whole[order.to(whole.device)]
+
+    tensors = {name: joined([getattr(s, name) for s in states]) for name in _TENSORS}
+    memory = {key: joined([s.memory[key] for s in states]) for key in states[0].memory}
+    seeds = [seed for s in states for seed in s.seeds]
+    history = [h for s in states for h in s.history]
+    place = order.tolist()
+    return SearchState(
+        seeds=[seeds[i] for i in place],
+        history=[history[i] for i in place],
+        memory=memory,
+        **tensors,
+    )

@@ -1,0 +1,432 @@
+"""A sweep run as Ray tasks: local Ray on this machine, or an existing cluster.
+
+The driver (this process) splits the sweep's runs into shards (:mod:`identikit.cluster.shards`),
+puts the model file's bytes in Ray's object store once, and submits one task per shard. Each
+task loads the model once per worker process, chooses its scoring engine on its own node (the
+tuning cache is per machine), searches its runs and hands back their final state. The driver
+writes each shard to the sweep's folder as it arrives, atomically, and shows one progress bar
+over all of them; when every shard is in, it writes the sweep's results exactly as a sweep on
+one machine does (``results.json``, ``identikits.npz``, ``grid.png``, ``sweep-state.npz``), plus
+``cluster.json`` (which node ran which shard, and how long it took).
+
+Nothing is lost: a driver stopped (Ctrl-C, SIGTERM, killed) keeps every finished shard, and the
+same command skips them; a worker process that dies mid-shard has its shard run again by Ray
+(``max_retries``), which gives the same runs, since a run depends on its seed alone; a shard
+that keeps failing ends the sweep with one line naming it, keeping the others.
+
+Ray: Moritz et al., "Ray: A Distributed Framework for Emerging AI Applications", OSDI 2018.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from identikit.base.atomic import atomic_write_text, remove_leftovers
+from identikit.base.data_free import data_allowed
+from identikit.base.errors import IdentikitError, first_line
+from identikit.base.folder_lock import locked_folder
+from identikit.classifier.classifier import Classifier
+from identikit.cluster.model_source import ModelSource
+from identikit.cluster.shards import ShardFolder, ShardPlan, plan_shards
+from identikit.cluster.tasks import ShardTask, search_shard
+from identikit.strategies import SearchState
+from identikit.strategies.base import NO_HOOKS, RunHooks, check_targets, step_cost
+from identikit.strategies.stopping import CONVERGED, STATUS_NAMES
+from identikit.sweeps.experiment import SweepConfig, sweep_identity, sweep_results
+from identikit.sweeps.folder import write_sweep_folder
+from identikit.sweeps.sweep import (
+    DEFAULT_OPTIONS,
+    SweepOptions,
+    SweepOutcome,
+    check_writable,
+    recall_sweep,
+)
+from identikit.sweeps.sweep_state import merge_states, save_state
+from identikit.sweeps.training_data import prior_inputs, training_dataset
+
+CLUSTER_FILE = "cluster.json"
+# Share of one GPU a task asks for with a CUDA device: four shards of a small model fit on one
+# card together, and keep it busier than one does (a step's forward passes are short).
+GPU_SHARE = 0.25
+RETRIES = 3
+POLL_SECONDS = 0.2  # how often the driver looks for a pause request while shards run
+REACH_SECONDS = 10.0  # to wait for a cluster's address to answer
+
+
+@dataclass(frozen=True, kw_only=True)
+class RayCluster:
+    """Where and how a sweep runs on Ray.
+
+    ``address``: an existing cluster's (``ray start --head`` prints it); None starts a Ray on
+    this machine for the sweep, using ``cpus`` cores (None: all). ``source``: the model file
+    the workers load (the API fills it in from a model given as a path). Each task takes
+    ``cpus_per_task`` cores and, with a CUDA device, ``gpus_per_task`` of a GPU; a task whose
+    worker dies is run again up to ``retries`` times; ``shard_runs`` overrides the shards'
+    size (see :func:`~identikit.cluster.shards.plan_shards`).
+    """
+
+    address: str | None = None
+    cpus: int | None = None
+    cpus_per_task: int = 1
+    gpus_per_task: float = GPU_SHARE
+    retries: int = RETRIES
+    shard_runs: int | None = None
+    source: ModelSource | None = None
+
+    def __post_init__(self) -> None:
+        if self.cpus_per_task < 1:
+            raise IdentikitError(f"--cpus-per-task must be at least 1, got {self.cpus_per_task}")
+        if not 0 < self.gpus_per_task <= 1:
+            raise IdentikitError(f"--gpus-per-task must be in (0, 1], got {self.gpus_per_task}")
+        if self.retries < 0:
+            raise IdentikitError(f"--retries must be at least 0, got {self.retries}")
+        if self.cpus is not None and self.cpus < 1:
+            raise IdentikitError(f"--cpus must be at least 1, got {self.cpus}")
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise IdentikitError("--cluster ray needs Ray: pip install 'identikit[ray]'") from None
+    return ray
+
+
+@contextlib.contextmanager
+def connected(cluster: RayCluster) -> Iterator[Any]:
+    """Ray, joined to ``cluster.address`` or started on this machine; shut down afterwards
+    where this call started it. A Ray the caller already started is used as it is."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    # Ray reports usage to its makers unless told not to: a sweep tells nobody anything.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    main = threading.current_thread() is threading.main_thread()
+    # ray.init installs its own SIGTERM handler; the caller's (a pause) is put back.
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    # Without an address Ray would join whatever cluster `ray start` last started on this
+    # machine (even one long dead); "local" starts a Ray of its own. RAY_ADDRESS is Ray's
+    # own way to name a cluster, and is honoured.
+    address = cluster.address or os.environ.get("RAY_ADDRESS") or "local"
+    if address != "local":
+        check_reachable(address)
+    try:
+        ray.init(
+            address=address,
+            num_cpus=cluster.cpus if address == "local" else None,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            configure_logging=True,
+        )
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        where = "this machine" if address == "local" else address
+        raise IdentikitError(f"cannot start Ray on {where}: {first_line(exc)}") from None
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def check_reachable(address: str) -> None:
+    """Refuse, in one line, a cluster address (``HOST:PORT``) where nothing listens: Ray
+    itself would wait for it for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", or a form Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=REACH_SECONDS).close()
+    except OSError as exc:
+        raise IdentikitError(
+            f"no Ray cluster answers at {address} ({exc.strerror or exc}): start one there "
+            "with `ray start --head`, or leave out --address to start Ray on this machine"
+        ) from None
+
+
+def _shard_on_node(source: ModelSource, task: ShardTask) -> bytes:
+    """The Ray task: :func:`search_shard`, recording the node that ran it."""
+    ray = _import_ray()
+    return search_shard(source, task, ray.get_runtime_context().get_node_id())
+
+
+def workers(ray: Any, cluster: RayCluster, cuda: bool) -> int:
+    """How many tasks the cluster runs at once."""
+    resources = ray.cluster_resources()
+    count = int(resources.get("CPU", 0) // cluster.cpus_per_task)
+    if cuda:
+        count = min(count, int(resources.get("GPU", 0) / cluster.gpus_per_task))
+        if count < 1:
+            raise IdentikitError("--device cuda: the Ray cluster has no GPU")
+    if count < 1:
+        raise IdentikitError(
+            f"the Ray cluster has {resources.get('CPU', 0)} CPUs, fewer than --cpus-per-task"
+        )
+    return count
+
+
+class ShardProgress:
+    """One bar over every shard of a sweep: runs finished, and how many converged so far."""
+
+    def __init__(self, plan: ShardPlan, *, enabled: bool) -> None:
+        self.plan = plan
+        self.done = 0
+        self.converged = 0
+        self.bar = tqdm(
+            total=plan.runs,
+            desc="search",
+            unit="run",
+            disable=not enabled,
+            dynamic_ncols=True,
+            leave=False,
+        )
+        self._show()
+
+    def add(self, state: SearchState) -> None:
+        self.done += 1
+        self.converged += int((state.status == CONVERGED).sum())
+        self.bar.update(len(state.seeds))
+        self._show()
+
+    def _show(self) -> None:
+        self.bar.set_postfix_str(
+            f"shards {self.done}/{self.plan.shards} converged {self.converged}", refresh=True
+        )
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@dataclass
+class _Sweep:
+    """A Ray sweep under way: its folder, plan and the shards it holds."""
+
+    classifier: Classifier
+    config: SweepConfig
+    shards: ShardFolder
+    plan: ShardPlan
+    earlier: float  # seconds spent on it in earlier calls
+    finished: dict[int, tuple[dict[str, Any], SearchState, float]]
+    resumed: bool  # it began in an earlier call
+    began: float = field(default_factory=time.perf_counter)  # this call's start
+
+    def seconds(self) -> float:
+        """Seconds spent on the sweep so far, in every call."""
+        return self.earlier + time.perf_counter() - self.began
+
+    def save_plan(self) -> None:
+        """Record the seconds spent so far (kept by a driver killed the next moment)."""
+        self.shards.write_plan(self.plan, self.seconds())
+
+
+def sweep_on_ray(
+    classifier: Classifier,
+    config: SweepConfig,
+    out: str | os.PathLike[str],
+    *,
+    cluster: RayCluster,
+    hooks: RunHooks = NO_HOOKS,
+    options: SweepOptions = DEFAULT_OPTIONS,
+) -> SweepOutcome:
+    """Run (or resume, or recall) the sweep ``config`` in folder ``out`` as Ray tasks.
+
+    ``classifier`` is the driver's view of the model (its description, hash and shape; it
+    scores nothing here), ``cluster.source`` the file the workers load, which must be the
+    same model. ``hooks.should_stop`` pauses the sweep: finished shards are kept and the same
+    call resumes it. The outcome is what :func:`~identikit.sweeps.sweep.sweep_to_folder`
+    returns for the same sweep.
+    """
+    source = cluster.source
+    if source is None:
+        raise IdentikitError("a sweep on a cluster needs the model as a file")
+    if source.sha256 != classifier.sha256:
+        raise IdentikitError(f"{source.name} is not the model this sweep describes")
+    folder = Path(out)
+    check_targets(classifier, config.digits)
+    needs = config.spec.needs()
+    config.spec.make().for_shape(classifier.info.input_shape)  # refuses a shape it cannot search
+    with locked_folder(folder):
+        remove_leftovers(folder)
+        check_writable(folder)
+        shards = ShardFolder(folder, sweep_identity(classifier, config))
+        if not shards.exists():
+            recalled = recall_sweep(classifier, config, folder, options)
+            if recalled is not None:
+                return recalled
+        # On the driver, before any task: what the priors learn from (read once, here).
+        priors = prior_inputs(needs, training_dataset(classifier.info))
+        with connected(cluster) as ray:
+            sweep = _begin(ray, classifier, config, shards, cluster)
+            task = ShardTask(config, shards.identity, 0, (), priors, data_free=not data_allowed())
+            if not _run(ray, sweep, replace(cluster, source=source), task, hooks, options):
+                return SweepOutcome(None, resumed=sweep.resumed, already_done=False)
+        return _finish(sweep, folder, options)
+
+
+def _begin(
+    ray: Any, classifier: Classifier, config: SweepConfig, shards: ShardFolder, cluster: RayCluster
+) -> _Sweep:
+    """The plan (recorded at the sweep's start, or made for this cluster) and the shards
+    already finished."""
+    resumed = shards.exists()
+    if resumed:
+        plan, earlier = shards.read_plan()
+    else:
+        cost = step_cost(config.spec.make(), classifier)
+        cuda = classifier.device.type == "cuda"
+        count = workers(ray, cluster, cuda)
+        plan = plan_shards(len(config.layout()), count, cost, shard_runs=cluster.shard_runs)
+        earlier = 0.0
+        shards.write_plan(plan, earlier)
+    shape = classifier.info.input_shape
+    finished = {}
+    for index in range(plan.shards):
+        shard = shards.read_shard(plan, index, shape)
+        if shard is not None:
+            finished[index] = shard
+    return _Sweep(classifier, config, shards, plan, earlier, finished, resumed)
+
+
+def _run(
+    ray: Any,
+    sweep: _Sweep,
+    cluster: RayCluster,
+    task: ShardTask,
+    hooks: RunHooks,
+    options: SweepOptions,
+) -> bool:
+    """Submit every unfinished shard and keep each as it arrives; False where paused."""
+    remote = ray.remote(_shard_on_node).options(
+        num_cpus=cluster.cpus_per_task,
+        num_gpus=cluster.gpus_per_task if sweep.classifier.device.type == "cuda" else 0,
+        max_retries=cluster.retries,
+        retry_exceptions=False,  # an error of the search itself would come again
+    )
+    source = ray.put(cluster.source)
+    pending = {
+        remote.remote(source, replace(task, index=k, rows=tuple(sweep.plan.rows(k)))): k
+        for k in range(sweep.plan.shards)
+        if k not in sweep.finished
+    }
+    progress = ShardProgress(sweep.plan, enabled=options.progress)
+    for _, state, _ in sweep.finished.values():
+        progress.add(state)
+    try:
+        while pending:
+            if hooks.stop_requested():
+                return False
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
+            failures = [_keep(ray, sweep, ref, pending.pop(ref), progress) for ref in done]
+            failed = next((f for f in failures if f is not None), None)
+            if failed is not None:
+                _keep_what_finished(ray, sweep, pending, progress)
+                raise failed
+        return True
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        progress.close()
+        sweep.save_plan()
+
+
+def _keep(
+    ray: Any, sweep: _Sweep, ref: Any, index: int, progress: ShardProgress
+) -> IdentikitError | None:
+    """Write a finished shard to the folder; the error that ends the sweep where it failed."""
+    try:
+        data = ray.get(ref)
+    except ray.exceptions.RayError as exc:
+        rows = sweep.plan.rows(index)
+        cause = getattr(exc, "cause", None) or exc
+        return IdentikitError(
+            f"shard {index} of {sweep.plan.shards} ({len(rows)} runs, rows {rows[0]}, "
+            f"{rows[0] + sweep.plan.shards}, ...) failed: {first_line(cause)}; the finished "
+            f"shards are kept in {sweep.shards.path}, and the same command resumes"
+        )
+    sweep.shards.write_shard(index, data)
+    shard = sweep.shards.read_shard(sweep.plan, index, sweep.classifier.info.input_shape)
+    if shard is None:  # pragma: no cover - it was just written
+        raise IdentikitError(f"shard {index} vanished from {sweep.shards.path}")
+    sweep.finished[index] = shard
+    sweep.save_plan()
+    progress.add(shard[1])
+    return None
+
+
+def _keep_what_finished(
+    ray: Any, sweep: _Sweep, pending: dict[Any, int], progress: ShardProgress
+) -> None:
+    """After a failure: keep the shards that have finished meanwhile (the rest are cancelled)."""
+    done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
+    for ref in done:
+        _keep(ray, sweep, ref, pending.pop(ref), progress)
+
+
+def _finish(sweep: _Sweep, folder: Path, options: SweepOptions) -> SweepOutcome:
+    """Every shard is in: the sweep's results, written as a sweep on one machine writes them;
+    then the shards go (the sweep's state holds them all)."""
+    order = range(sweep.plan.shards)
+    records = [sweep.finished[k][0] for k in order]
+    state = merge_states(
+        [(sweep.plan.rows(k), sweep.finished[k][1]) for k in order], sweep.plan.runs
+    )
+    engines: list[dict[str, Any]] = []
+    for record in records:
+        if record["engine"] not in engines:
+            engines.append(record["engine"])
+    seconds = sweep.seconds()
+    results = sweep_results(
+        sweep.classifier,
+        sweep.config,
+        state,
+        seconds=seconds,
+        model_path=options.model_path,
+        engines=engines,
+    )
+    results["scoring"] = records[0]["scoring"]  # what scored it: the workers' choice
+    identity = {**sweep.shards.identity, "engines": engines}
+    save_state(folder, identity, state, seconds=seconds)
+    write_sweep_folder(folder, results, state)
+    atomic_write_text(folder / CLUSTER_FILE, json.dumps(_placement(sweep, records), indent=1))
+    sweep.shards.remove()
+    return SweepOutcome(results, resumed=sweep.resumed, already_done=False)
+
+
+def _placement(sweep: _Sweep, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where each shard ran and how long it took: ``cluster.json``."""
+    shards = []
+    for k, record in enumerate(records):
+        state = sweep.finished[k][1]
+        statuses = [STATUS_NAMES[int(s)] for s in state.status.tolist()]
+        shards.append(
+            {
+                "shard": k,
+                "runs": len(state.seeds),
+                "converged": statuses.count("converged"),
+                "node": record["node"],
+                "host": record["host"],
+                "engine": record["engine"],
+                "seconds": round(sweep.finished[k][2], 3),
+            }
+        )
+    return {
+        "format": "identikit-cluster",
+        "shards": sweep.plan.shards,
+        "nodes": sorted({s["node"] for s in shards}),
+        "placement": shards,
+    }

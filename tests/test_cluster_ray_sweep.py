@@ -1,0 +1,400 @@
+"""Sweeps as Ray tasks on a real Ray: the local sweep's results, nothing lost when the driver
+or a worker dies, a shard that keeps failing named, and two Ray nodes sharing one sweep.
+
+Every test here runs inside a private network namespace (``make test`` runs them under
+``unshare --net`` with only the loopback up), where Ray binds and talks on 127.0.0.1 alone;
+elsewhere they skip, saying so. The sweeps score with ONNX Runtime, whose scores of an image do
+not depend on its batch or the thread count, so a run's results are its seed's alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from identikit.base.errors import IdentikitError
+from identikit.cluster.model_source import LoadOptions, ModelSource
+from identikit.cluster.ray_sweep import RayCluster, check_reachable, sweep_on_ray
+from identikit.cluster.shards import PLAN_FILE, ShardFolder, ShardPlan
+from identikit.strategies import RunHooks
+from identikit.sweeps.experiment import SweepConfig, sweep_identity
+from identikit.sweeps.folder import SHARDS_FOLDER
+from identikit.sweeps.sweep import SweepOptions, sweep_to_folder
+from tests.helpers import TIMING, private_network, run_cli, stop_after
+
+
+def needs_ray(test: Callable[..., None]) -> Callable[..., None]:
+    """Mark a test that starts a real Ray: run inside a private network namespace only."""
+    for mark in (
+        pytest.mark.ray,
+        pytest.mark.skipif(
+            importlib.util.find_spec("ray") is None,
+            reason="Ray is not installed: pip install 'identikit[ray]'",
+        ),
+        pytest.mark.skipif(
+            not private_network(),
+            reason="Ray tests run inside a private network namespace: make test runs them there",
+        ),
+    ):
+        test = mark(test)
+    return test
+
+
+LONG = 200_000  # queries per run: about 2 s for a shard of one run
+SHORT = 20_000
+
+
+def sweep(model: Path, out: Path, queries: int, *extra: str) -> list[str]:
+    """A search of 4 classes x 2 runs that ends on its budget (the target is out of reach)."""
+    return [
+        "search",
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        "--digits",
+        "0-3",
+        "--runs",
+        "2",
+        "--candidates",
+        "100",
+        "--target",
+        "0.999999",
+        "--patience",
+        "100000000",
+        "--max-queries",
+        str(queries),
+        "--seed",
+        "5",
+        "--backend",
+        "onnx",
+        "--chunk-size",
+        "64",
+        "--device",
+        "cpu",
+        "--no-progress",
+        *extra,
+    ]
+
+
+def on_ray(*extra: str) -> tuple[str, ...]:
+    return ("--cluster", "ray", *extra)
+
+
+def assert_same_sweep(a: Path, b: Path) -> None:
+    """Identical identikits and results, bar timings and the scoring choice (which records
+    each process's thread count)."""
+    with np.load(a / "identikits.npz") as x, np.load(b / "identikits.npz") as y:
+        assert np.array_equal(x["images"], y["images"])
+        assert np.array_equal(x["digits"], y["digits"])
+    ra, rb = (json.loads((f / "results.json").read_text()) for f in (a, b))
+    for record in (ra, rb):
+        for key in (*TIMING, "scoring"):
+            record.pop(key)
+    assert ra == rb
+    assert not (b / SHARDS_FOLDER).exists()  # the sweep's state holds every shard now
+
+
+def placement(folder: Path) -> dict[str, Any]:
+    return dict(json.loads((folder / "cluster.json").read_text()))
+
+
+@pytest.fixture(scope="module")
+def local(model_file: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """The sweeps on this machine, without Ray, by budget."""
+    folders = {}
+    for queries in (SHORT, LONG):
+        folders[queries] = tmp_path_factory.mktemp("local") / "sweep"
+        proc = run_cli(*sweep(model_file, folders[queries], queries))
+        assert proc.returncode == 0, proc.stderr
+    return folders
+
+
+def start(args: list[str]) -> subprocess.Popen[str]:
+    """The command line in a process group of its own (so that it can be killed whole)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "identikit", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def finished_shards(out: Path) -> list[Path]:
+    return sorted((out / SHARDS_FOLDER).glob("shard-*.npz"))
+
+
+def shard_workers() -> list[int]:
+    """The processes running a shard now (Ray names a worker's process after its task)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(
+                b"ray::_shard_on_node"
+            ):
+                pids.append(int(entry.name))
+        except OSError:
+            continue  # it ended meanwhile
+    return pids
+
+
+@needs_ray
+def test_a_ray_sweep_gives_the_local_sweeps_results(
+    model_file: Path, tmp_path: Path, local: dict[int, Path]
+) -> None:
+    out = tmp_path / "ray"
+    proc = run_cli(*sweep(model_file, out, SHORT, *on_ray()))
+    assert proc.returncode == 0, proc.stderr
+    assert_same_sweep(local[SHORT], out)
+    cluster = placement(out)
+    assert cluster["shards"] == 2  # 8 runs of 100 candidates on 2 workers: 2 shards
+    assert sum(p["runs"] for p in cluster["placement"]) == 8
+    # The folder is a finished sweep like any: searched again here, it is recalled as it is.
+    again = run_cli(*sweep(model_file, out, SHORT))
+    assert again.returncode == 0 and "nothing to do" in again.stderr
+
+
+@needs_ray
+def test_an_interrupted_sweep_resumes_without_searching_finished_shards_again(
+    model_file: Path, tmp_path: Path, local: dict[int, Path]
+) -> None:
+    out = tmp_path / "ray"
+    args = sweep(model_file, out, LONG, *on_ray("--shard-runs", "1"))
+    driver = start(args)
+    wait_for(lambda: len(finished_shards(out)) >= 2, "two shards")
+    driver.send_signal(signal.SIGINT)
+    _, err = driver.communicate(timeout=60)
+    assert driver.returncode == 130, err
+    assert "paused" in err and "--cluster ray" in err
+    kept = {p.name: p.read_bytes() for p in finished_shards(out)}
+    assert 2 <= len(kept) < 8 and (out / SHARDS_FOLDER / PLAN_FILE).exists()
+    first = {placement_of(out / SHARDS_FOLDER / name) for name in kept}
+
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert "resumed" in proc.stderr
+    assert_same_sweep(local[LONG], out)
+    nodes = {p["shard"]: p["node"] for p in placement(out)["placement"]}
+    # The kept shards were run by the first call's Ray node, the others by the second's.
+    resumed_nodes = set(nodes.values()) - first
+    assert len(first) == 1 and len(resumed_nodes) == 1
+    assert sum(node in first for node in nodes.values()) == len(kept)
+
+
+def placement_of(shard: Path) -> str:
+    """The node recorded in a shard file."""
+    with np.load(shard, allow_pickle=False) as arrays:
+        return str(json.loads(str(arrays["identity"]))["node"])
+
+
+@needs_ray
+def test_a_killed_driver_keeps_its_finished_shards(
+    model_file: Path, tmp_path: Path, local: dict[int, Path]
+) -> None:
+    out = tmp_path / "ray"
+    args = sweep(model_file, out, LONG, *on_ray("--shard-runs", "1"))
+    driver = start(args)
+    wait_for(lambda: len(finished_shards(out)) >= 1, "a shard")
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
+    driver.communicate(timeout=60)
+    kept = len(finished_shards(out))
+    assert kept >= 1
+
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert_same_sweep(local[LONG], out)
+    assert len(placement(out)["nodes"]) == 2  # the killed call's node ran the kept shards
+
+
+@needs_ray
+def test_a_worker_killed_mid_shard_is_retried_with_the_same_results(
+    model_file: Path, tmp_path: Path, local: dict[int, Path]
+) -> None:
+    out = tmp_path / "ray"
+    driver = start(sweep(model_file, out, LONG, *on_ray("--shard-runs", "1")))
+    wait_for(lambda: bool(shard_workers()), "a worker running a shard")
+    time.sleep(1.0)  # mid-shard: a shard of one run takes about 2 s
+    victims = shard_workers()
+    os.kill(victims[0], signal.SIGKILL)
+    _, err = driver.communicate(timeout=300)
+    assert driver.returncode == 0, err
+    assert_same_sweep(local[LONG], out)
+    assert len(placement(out)["placement"]) == 8
+
+
+@needs_ray
+def test_a_shard_that_keeps_failing_ends_the_sweep_naming_it(
+    model_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "ray"
+    driver = start(sweep(model_file, out, LONG, *on_ray("--shard-runs", "1", "--retries", "1")))
+    wait_for(lambda: len(finished_shards(out)) >= 1, "a shard")
+    kept = finished_shards(out)
+    # From now on every worker that takes up a shard dies, however often Ray runs it again.
+    while driver.poll() is None:
+        for pid in shard_workers():
+            with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+    _, err = driver.communicate()
+    assert driver.returncode == 2, err  # a user error: one line, exit 2
+    lines = [line for line in err.splitlines() if line.startswith("identikit:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert "shard " in lines[0] and "of 8" in lines[0] and "failed" in lines[0]
+    assert all(path.exists() for path in kept)  # what finished is kept
+    assert not (out / "results.json").exists()
+
+
+def ray_command() -> str:
+    return str(Path(sys.executable).parent / "ray")
+
+
+@pytest.fixture
+def two_nodes(tmp_path: Path) -> Iterator[str]:
+    """A Ray head and a second Ray node, one core each, on this machine; stopped afterwards."""
+    address = "127.0.0.1:6391"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    common = ["--block", "--num-cpus", "1", "--disable-usage-stats"]
+    nodes: list[subprocess.Popen[bytes]] = []
+
+    def node(*args: str, log: str) -> None:
+        with (tmp_path / log).open("wb") as sink:
+            nodes.append(
+                subprocess.Popen(
+                    [ray_command(), "start", *common, *args],
+                    stdout=sink,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                )
+            )
+
+    try:
+        node("--head", "--port", address.split(":")[1], "--include-dashboard", "false", log="h")
+        wait_for(lambda: cluster_cpus(address) >= 1, "the Ray head")
+        node("--address", address, log="n")
+        wait_for(lambda: cluster_cpus(address) >= 2, "the second Ray node")
+        yield address
+    finally:
+        for process in nodes:
+            with_group(process.pid, signal.SIGKILL)
+            process.wait(timeout=60)
+
+
+def with_group(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signum)
+
+
+def cluster_cpus(address: str) -> float:
+    """The CPUs the cluster at ``address`` has, as ``ray status`` reports them (0: none yet)."""
+    proc = subprocess.run(
+        [ray_command(), "status", "--address", address],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1] == "CPU" and "/" in parts[0]:
+            return float(parts[0].split("/")[1])
+    return 0.0
+
+
+@needs_ray
+def test_two_ray_nodes_share_a_sweep(
+    model_file: Path, tmp_path: Path, local: dict[int, Path], two_nodes: str
+) -> None:
+    out = tmp_path / "ray"
+    args = sweep(model_file, out, SHORT, *on_ray("--address", two_nodes, "--shard-runs", "1"))
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert_same_sweep(local[SHORT], out)
+    cluster = placement(out)
+    assert len(cluster["nodes"]) == 2  # each node ran shards
+    assert {p["host"] for p in cluster["placement"]} == {os.uname().nodename}
+
+
+@needs_ray
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_shards_share_a_gpu(model_file: Path, tmp_path: Path) -> None:
+    """With --device cuda, each task asks Ray for a quarter of a GPU: four shards share it."""
+    args = [*sweep(model_file, tmp_path / "ray", SHORT), *on_ray("--shard-runs", "1")]
+    gpu = [a if a != "cpu" else "cuda" for a in args]
+    gpu[gpu.index("onnx")] = "eager"
+    here = [a if a != "cpu" else "cuda" for a in sweep(model_file, tmp_path / "local", SHORT)]
+    here[here.index("onnx")] = "eager"
+    for command in (gpu, here):
+        proc = run_cli(*command)
+        assert proc.returncode == 0, proc.stderr
+    cluster = placement(tmp_path / "ray")
+    assert cluster["shards"] == 8
+    assert all(p["engine"]["device"].startswith("cuda") for p in cluster["placement"])
+
+
+# --- Refused before any Ray starts ------------------------------------------------------------
+
+
+def test_an_address_where_nothing_listens_is_one_line() -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(IdentikitError, match=f"no Ray cluster answers at 127.0.0.1:{port}"):
+        check_reachable(f"127.0.0.1:{port}")
+    check_reachable("auto")  # a form Ray resolves itself is left to it
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"cpus_per_task": 0}, "--cpus-per-task"),
+        ({"gpus_per_task": 1.5}, "--gpus-per-task"),
+        ({"retries": -1}, "--retries"),
+        ({"cpus": 0}, "--cpus"),
+    ],
+)
+def test_cluster_settings_are_checked(setting: dict[str, Any], message: str) -> None:
+    with pytest.raises(IdentikitError, match=message):
+        RayCluster(**setting)
+
+
+def test_a_sweep_begun_on_one_machine_is_resumed_there_only(
+    model_file: Path, tmp_path: Path
+) -> None:
+    source = ModelSource.read(model_file, LoadOptions(device="cpu"))
+    classifier = source.load()
+    config = SweepConfig(digits=(0, 1), runs=2, max_queries=5000)
+    hooks = RunHooks(should_stop=stop_after(1))
+    quiet = SweepOptions(progress=False)
+    paused = sweep_to_folder(classifier, config, tmp_path, hooks=hooks, options=quiet)
+    assert paused.results is None
+    with pytest.raises(IdentikitError, match="begun on this machine: resume it without"):
+        sweep_on_ray(classifier, config, tmp_path, cluster=RayCluster(source=source))
+    # And the other way round: a folder holding a cluster's shards is not searched here.
+    other = tmp_path / "cluster"
+    ShardFolder(other, sweep_identity(classifier, config)).write_plan(ShardPlan(2, 4), 0.0)
+    with pytest.raises(IdentikitError, match="begun on a cluster: resume it with --cluster ray"):
+        sweep_to_folder(classifier, config, other, options=quiet)
