@@ -18,6 +18,7 @@ BENCHMARKS = [
     "certainty_seeds.py",
     "any_shape.py",
     "large_images.py",
+    "cluster.py",
 ]
 
 

@@ -22,12 +22,14 @@ from identikit.api import (
     certainty,
     compare,
     judge,
+    reconstruct,
     report,
     search,
 )
 from identikit.base.errors import IdentikitError
 from identikit.base.shapes import ImageShape
 from identikit.classifier import Classifier, load_classifier
+from identikit.cluster.ray_sweep import RayCluster
 from identikit.data.datasets import load_dataset, load_mnist
 from identikit.data.image_set import ImageSet
 from identikit.data.images import load_images
@@ -57,6 +59,7 @@ __all__ = [
     "JudgeSetup",
     "ModelInfo",
     "Preprocessing",
+    "RayCluster",
     "Report",
     "Run",
     "RunHooks",
@@ -75,6 +78,7 @@ __all__ = [
     "load_images",
     "load_mnist",
     "load_model",
+    "reconstruct",
     "report",
     "search",
     "train",
