@@ -223,6 +223,7 @@ class _Sweep:
     earlier: float  # seconds spent on it in earlier calls
     finished: dict[int, tuple[dict[str, Any], SearchState, float]]
     resumed: bool  # it began in an earlier call
+    retries: int  # times Ray runs a shard again whose worker died
     began: float = field(default_factory=time.perf_counter)  # this call's start
 
     def seconds(self) -> float:
@@ -273,7 +274,7 @@ def sweep_on_ray(
         with connected(cluster) as ray:
             sweep = _begin(ray, classifier, config, shards, cluster)
             task = ShardTask(config, shards.identity, 0, (), priors, data_free=not data_allowed())
-            if not _run(ray, sweep, replace(cluster, source=source), task, hooks, options):
+            if not _run(ray, sweep, cluster, task, hooks, options):
                 return SweepOutcome(None, resumed=sweep.resumed, already_done=False)
         return _finish(sweep, folder, options)
 
@@ -299,7 +300,7 @@ def _begin(
         shard = shards.read_shard(plan, index, shape)
         if shard is not None:
             finished[index] = shard
-    return _Sweep(classifier, config, shards, plan, earlier, finished, resumed)
+    return _Sweep(classifier, config, shards, plan, earlier, finished, resumed, cluster.retries)
 
 
 def _run(
@@ -333,6 +334,8 @@ def _run(
             done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
             failures = [_keep(ray, sweep, ref, pending.pop(ref), progress) for ref in done]
             failed = next((f for f in failures if f is not None), None)
+            if failed is not None and hooks.stop_requested():
+                return False  # Ctrl-C in a terminal reaches the workers too: a pause, not a failure
             if failed is not None:
                 _keep_what_finished(ray, sweep, pending, progress)
                 raise failed
@@ -351,12 +354,14 @@ def _keep(
     try:
         data = ray.get(ref)
     except ray.exceptions.RayError as exc:
-        rows = sweep.plan.rows(index)
-        cause = getattr(exc, "cause", None) or exc
+        # An error of the search itself is not tried again; a worker's death is, by Ray.
+        searched = isinstance(exc, ray.exceptions.RayTaskError)
+        cause = first_line(getattr(exc, "cause", None) or exc).rstrip(".")
+        tries = "" if searched else f" after {sweep.retries + 1} tries"
         return IdentikitError(
-            f"shard {index} of {sweep.plan.shards} ({len(rows)} runs, rows {rows[0]}, "
-            f"{rows[0] + sweep.plan.shards}, ...) failed: {first_line(cause)}; the finished "
-            f"shards are kept in {sweep.shards.path}, and the same command resumes"
+            f"{_describe(sweep, index)} failed{tries}: {cause}; finished shards kept in "
+            f"{sweep.shards.path}: {len(sweep.finished)} of {sweep.plan.shards}, and the same "
+            "command resumes"
         )
     sweep.shards.write_shard(index, data)
     shard = sweep.shards.read_shard(sweep.plan, index, sweep.classifier.info.input_shape)
@@ -366,6 +371,15 @@ def _keep(
     sweep.save_plan()
     progress.add(shard[1])
     return None
+
+
+def _describe(sweep: _Sweep, index: int) -> str:
+    """``shard 2 of 8 (digit 1 run 0, digit 5 run 1)``, or its first runs and how many."""
+    layout = sweep.config.layout()
+    rows = sweep.plan.rows(index)
+    runs = [f"digit {layout[r][0]} run {layout[r][1]}" for r in rows[:3]]
+    more = f", ... {len(rows)} runs" if len(rows) > 3 else ""
+    return f"shard {index} of {sweep.plan.shards} ({', '.join(runs)}{more})"
 
 
 def _keep_what_finished(
