@@ -400,3 +400,45 @@ def test_a_sweep_begun_on_one_machine_is_resumed_there_only(
     ShardFolder(other, sweep_identity(classifier, config)).write_plan(ShardPlan(2, 4), 0.0)
     with pytest.raises(IdentikitError, match="begun on a cluster: resume it with --cluster ray"):
         sweep_to_folder(classifier, config, other, options=quiet)
+
+
+def without_seconds(record: Any) -> Any:
+    """A JSON record without its timings."""
+    if isinstance(record, dict):
+        return {k: without_seconds(v) for k, v in record.items() if k not in TIMING}
+    if isinstance(record, list):
+        return [without_seconds(v) for v in record]
+    return record
+
+
+@needs_ray
+def test_compare_and_reconstruct_on_ray_give_the_local_results(
+    model_file: Path, tmp_path: Path
+) -> None:
+    common = ["--model", str(model_file), "--digits", "0,1", "--runs", "2"]
+    common += ["--backend", "onnx", "--chunk-size", "64", "--device", "cpu", "--no-progress"]
+    compare = ["compare", "--strategies", "random-masks,square", "--max-queries", "3000"]
+    # A reconstruction reads the model alone, on the workers too: the data folder they
+    # inherit is empty, and gets no dataset.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {"IDENTIKIT_DATA": str(empty), "HOME": str(tmp_path / "home")}
+    reconstruct = ["reconstruct", "--black-box", "--steps", "3", "--option", "samples=2"]
+    for where, extra in (("local", ()), ("ray", on_ray())):
+        for name, command in (("compare", compare), ("reconstruct", reconstruct)):
+            out = tmp_path / f"{name}-{where}"
+            proc = run_cli(*command, *common, "--out", str(out), *extra, env=env)
+            assert proc.returncode == 0, proc.stderr
+    for strategy in ("random-masks", "square"):
+        assert_same_sweep(
+            tmp_path / "compare-local" / strategy, tmp_path / "compare-ray" / strategy
+        )
+    local, on_ray_ = (
+        json.loads((tmp_path / f"compare-{where}" / "compare.json").read_text())
+        for where in ("local", "ray")
+    )
+    assert without_seconds(local) == without_seconds(on_ray_)
+    assert_same_sweep(tmp_path / "reconstruct-local", tmp_path / "reconstruct-ray")
+    results = json.loads((tmp_path / "reconstruct-ray" / "results.json").read_text())
+    assert results["uses_data"] is False
+    assert {p.name for p in empty.iterdir()} <= {"backends"}  # the engines' cache: no dataset
