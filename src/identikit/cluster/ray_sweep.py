@@ -32,19 +32,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from identikit.base.atomic import atomic_write_text, remove_leftovers
 from identikit.base.data_free import data_allowed
 from identikit.base.errors import IdentikitError, first_line
 from identikit.base.folder_lock import locked_folder
 from identikit.classifier.classifier import Classifier
 from identikit.cluster.model_source import ModelSource
+from identikit.cluster.progress import REPORT_SECONDS, ProgressBoard, ShardProgress, Throttled
 from identikit.cluster.shards import ShardFolder, ShardPlan, plan_shards
 from identikit.cluster.tasks import ShardTask, search_shard
 from identikit.strategies import SearchState
 from identikit.strategies.base import NO_HOOKS, RunHooks, check_targets, step_cost
-from identikit.strategies.stopping import CONVERGED, STATUS_NAMES
+from identikit.strategies.stopping import STATUS_NAMES
 from identikit.sweeps.experiment import SweepConfig, sweep_identity, sweep_results
 from identikit.sweeps.folder import write_sweep_folder
 from identikit.sweeps.sweep import (
@@ -159,10 +158,12 @@ def check_reachable(address: str) -> None:
         ) from None
 
 
-def _shard_on_node(source: ModelSource, task: ShardTask) -> bytes:
-    """The Ray task: :func:`search_shard`, recording the node that ran it."""
+def _shard_on_node(source: ModelSource, task: ShardTask, board: Any) -> bytes:
+    """The Ray task: :func:`search_shard`, recording the node that ran it and reporting its
+    progress to ``board`` (a :class:`ProgressBoard` actor)."""
     ray = _import_ray()
-    return search_shard(source, task, ray.get_runtime_context().get_node_id())
+    report = Throttled(lambda counted: board.report.remote(task.index, counted))
+    return search_shard(source, task, ray.get_runtime_context().get_node_id(), report)
 
 
 def workers(ray: Any, cluster: RayCluster, cuda: bool) -> int:
@@ -178,38 +179,6 @@ def workers(ray: Any, cluster: RayCluster, cuda: bool) -> int:
             f"the Ray cluster has {resources.get('CPU', 0)} CPUs, fewer than --cpus-per-task"
         )
     return count
-
-
-class ShardProgress:
-    """One bar over every shard of a sweep: runs finished, and how many converged so far."""
-
-    def __init__(self, plan: ShardPlan, *, enabled: bool) -> None:
-        self.plan = plan
-        self.done = 0
-        self.converged = 0
-        self.bar = tqdm(
-            total=plan.runs,
-            desc="search",
-            unit="run",
-            disable=not enabled,
-            dynamic_ncols=True,
-            leave=False,
-        )
-        self._show()
-
-    def add(self, state: SearchState) -> None:
-        self.done += 1
-        self.converged += int((state.status == CONVERGED).sum())
-        self.bar.update(len(state.seeds))
-        self._show()
-
-    def _show(self) -> None:
-        self.bar.set_postfix_str(
-            f"shards {self.done}/{self.plan.shards} converged {self.converged}", refresh=True
-        )
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 @dataclass
@@ -318,15 +287,18 @@ def _run(
         max_retries=cluster.retries,
         retry_exceptions=False,  # an error of the search itself would come again
     )
+    progress = ShardProgress(sweep.plan, enabled=options.progress)
+    for index, (_, state, _) in sweep.finished.items():
+        progress.shard_in(index, state)
+    board = _Board(ray, progress)
     source = ray.put(cluster.source)
     pending = {
-        remote.remote(source, replace(task, index=k, rows=tuple(sweep.plan.rows(k)))): k
+        remote.remote(
+            source, replace(task, index=k, rows=tuple(sweep.plan.rows(k))), board.actor
+        ): k
         for k in range(sweep.plan.shards)
         if k not in sweep.finished
     }
-    progress = ShardProgress(sweep.plan, enabled=options.progress)
-    for _, state, _ in sweep.finished.values():
-        progress.add(state)
     try:
         while pending:
             if hooks.stop_requested():
@@ -339,12 +311,37 @@ def _run(
             if failed is not None:
                 _keep_what_finished(ray, sweep, pending, progress)
                 raise failed
+            board.poll()
         return True
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)
         progress.close()
         sweep.save_plan()
+
+
+class _Board:
+    """The cluster's :class:`ProgressBoard`, read about once a second without waiting for it
+    (the driver must stay free to keep shards and hear a pause)."""
+
+    def __init__(self, ray: Any, progress: ShardProgress) -> None:
+        self.ray = ray
+        self.progress = progress
+        self.actor = ray.remote(num_cpus=0)(ProgressBoard).remote()
+        self.asked: Any = None
+        self.last = time.monotonic()
+
+    def poll(self) -> None:
+        if self.asked is not None:
+            ready, _ = self.ray.wait([self.asked], timeout=0)
+            if not ready:
+                return
+            with contextlib.suppress(self.ray.exceptions.RayError):  # progress only
+                self.progress.live(self.ray.get(self.asked))
+            self.asked = None
+        if time.monotonic() - self.last >= REPORT_SECONDS:
+            self.last = time.monotonic()
+            self.asked = self.actor.snapshot.remote()
 
 
 def _keep(
@@ -369,7 +366,7 @@ def _keep(
         raise IdentikitError(f"shard {index} vanished from {sweep.shards.path}")
     sweep.finished[index] = shard
     sweep.save_plan()
-    progress.add(shard[1])
+    progress.shard_in(index, shard[1])
     return None
 
 

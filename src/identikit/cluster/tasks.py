@@ -14,13 +14,14 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from identikit.base.data_free import data_free
 from identikit.classifier.classifier import Classifier
 from identikit.cluster.model_source import ModelSource
-from identikit.strategies import PriorInputs, advance, initial_state
+from identikit.strategies import PriorInputs, RunHooks, SearchState, advance, initial_state
 from identikit.sweeps.experiment import SweepConfig
 from identikit.sweeps.sweep import engine_record
 from identikit.sweeps.sweep_state import state_bytes
@@ -57,9 +58,15 @@ def classifier_for(source: ModelSource) -> Classifier:
     return _LOADED[key]
 
 
-def search_shard(source: ModelSource, task: ShardTask, node: str = "") -> bytes:
+def search_shard(
+    source: ModelSource,
+    task: ShardTask,
+    node: str = "",
+    report: Callable[[SearchState], None] | None = None,
+) -> bytes:
     """Search the runs of ``task`` to the end; the bytes of their state file, whose identity
-    records the shard, the sweep, the engine that scored it and ``node`` (where it ran)."""
+    records the shard, the sweep, the engine that scored it and ``node`` (where it ran).
+    ``report`` hears of the state after each group of runs is committed (progress)."""
     guard = data_free("a reconstruction") if task.data_free else contextlib.nullcontext()
     with guard:
         classifier = classifier_for(source)
@@ -71,7 +78,7 @@ def search_shard(source: ModelSource, task: ShardTask, node: str = "") -> bytes:
         state = initial_state(
             classifier, [d for d, _, _ in runs], [s for _, _, s in runs], start=config.start
         )
-        advance(state, strategy, classifier, config.rules())
+        advance(state, strategy, classifier, config.rules(), hooks=RunHooks(on_commit=report))
         seconds = time.perf_counter() - began
     record = {
         "sweep": task.identity,
