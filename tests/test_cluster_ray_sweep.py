@@ -29,7 +29,7 @@ import torch
 
 from identikit.base.errors import IdentikitError
 from identikit.cluster.model_source import LoadOptions, ModelSource
-from identikit.cluster.ray_sweep import RayCluster, check_reachable, sweep_on_ray
+from identikit.cluster.ray_sweep import RayCluster, check_reachable, connected, sweep_on_ray
 from identikit.cluster.shards import PLAN_FILE, ShardFolder, ShardPlan
 from identikit.strategies import RunHooks
 from identikit.sweeps.experiment import SweepConfig, sweep_identity
@@ -442,3 +442,12 @@ def test_compare_and_reconstruct_on_ray_give_the_local_results(
     results = json.loads((tmp_path / "reconstruct-ray" / "results.json").read_text())
     assert results["uses_data"] is False
     assert {p.name for p in empty.iterdir()} <= {"backends"}  # the engines' cache: no dataset
+
+
+def test_without_ray_a_cluster_sweep_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where it is missing
+    refused = pytest.raises(IdentikitError, match=r"needs Ray: pip install 'identikit\[ray\]'")
+    with refused, connected(RayCluster()):
+        pass
