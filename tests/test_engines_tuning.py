@@ -48,18 +48,40 @@ def test_auto_measures_once_then_reads_the_cache(tmp_path: Path) -> None:
     assert first.choice.backend in first.choice.summary()
 
 
+M = tuning.REPAY_IMAGES  # a million images: the horizon where the caller does not say
+
+
 def test_compile_is_chosen_only_where_it_repays_its_compilation() -> None:
     # Over a million images, 14,000 against 12,000 images/s saves 11.9 s.
     rates = {"channels_last@256": 12_000.0, "compile@256": 14_000.0, "onnx@128": 7_000.0}
-    assert tuning._fastest(rates, compile_seconds=4.0) == "compile@256"
-    assert tuning._fastest(rates, compile_seconds=15.0) == "channels_last@256"
+    assert tuning._fastest(rates, compile_seconds=4.0, horizon=M) == "compile@256"
+    assert tuning._fastest(rates, compile_seconds=15.0, horizon=M) == "channels_last@256"
     # A model scored at millions of images a second never repays seconds of compiling.
     fast = {"eager@512": 1.5e6, "compile@512": 2.5e6}
-    assert tuning._fastest(fast, compile_seconds=2.0) == "eager@512"
-    assert tuning._fastest({"compile@64": 10.0}, compile_seconds=60.0) == "compile@64"
-    assert tuning._fastest({"onnx@128": 7_000.0, "compile@256": 6_900.0}, compile_seconds=0) == (
-        "onnx@128"
+    assert tuning._fastest(fast, compile_seconds=2.0, horizon=M) == "eager@512"
+    assert tuning._fastest({"compile@64": 10.0}, compile_seconds=60.0, horizon=M) == "compile@64"
+    slower = {"onnx@128": 7_000.0, "compile@256": 6_900.0}
+    assert tuning._fastest(slower, compile_seconds=0, horizon=M) == "onnx@128"
+    # The work ahead decides: a sweep of 20 million images repays 15 s of compiling.
+    assert tuning._fastest(rates, compile_seconds=15.0, horizon=20 * M) == "compile@256"
+    assert tuning._fastest(rates, compile_seconds=4.0, horizon=M // 10) == "channels_last@256"
+
+
+def test_a_cached_choice_is_decided_again_for_the_work_ahead() -> None:
+    """The rates a choice records decide it again for each sweep's budget, measuring nothing:
+    compile for a long sweep, the runner-up for a short one (said why), at its own chunk."""
+    cached = choices.Choice(
+        "onnx", "fp32", 512, 1, 70_120, {**RATES, "compile-start-s": 6.1, "onnx@512x1threads": 71e3}
     )
+    assert tuning.for_work(cached, None) is cached
+    same = tuning.for_work(cached, M)
+    assert (same.backend, same.threads) == ("onnx", 1)  # the cached decision stands
+    long = tuning.for_work(cached, 100 * M)
+    assert (long.backend, long.chunk_size, long.images_per_s) == ("compile", 256, 94_300)
+    assert long.passed_over == {}
+    back = tuning.for_work(long, M)
+    assert (back.backend, back.chunk_size) == ("onnx", 512)
+    assert "does not pay back within 1,000,000 images" in back.passed_over["compile"]
 
 
 # A choice as _measure makes it where torch.compile is fastest but does not repay compiling.
@@ -67,9 +89,9 @@ RATES = {"onnx@512": 70_120.0, "eager@256": 50_000.0, "compile@256": 94_300.0}
 
 
 def test_compile_passed_over_says_why() -> None:
-    best = tuning._fastest(RATES, compile_seconds=6.1)
+    best = tuning._fastest(RATES, compile_seconds=6.1, horizon=M)
     assert best == "onnx@512"
-    passed = tuning._passed_over(RATES, best, compile_seconds=6.1)
+    passed = tuning._passed_over(RATES, best, compile_seconds=6.1, horizon=M)
     assert passed["compile"] == (
         "its 6.1 s compilation does not pay back within 1,000,000 images (it would save 3.7 s)"
     )
@@ -80,9 +102,12 @@ def test_compile_passed_over_says_why() -> None:
     assert "; compile 94,300 images/s not chosen: its 6.1 s compilation" in line
     assert "eager 50,000" in line and "compile 94,300;" not in line  # listed once, with why
     # The fastest won, or compile won: nothing was passed over.
-    assert tuning._passed_over(RATES, "compile@256", compile_seconds=1.0) == {}
+    assert tuning._passed_over(RATES, "compile@256", compile_seconds=1.0, horizon=M) == {}
     assert (
-        tuning._passed_over({"onnx@512": 2.0, "eager@64": 1.0}, "onnx@512", compile_seconds=0) == {}
+        tuning._passed_over(
+            {"onnx@512": 2.0, "eager@64": 1.0}, "onnx@512", compile_seconds=0, horizon=M
+        )
+        == {}
     )
 
 

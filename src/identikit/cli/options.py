@@ -219,35 +219,39 @@ def _say_what_scores(args: argparse.Namespace, classifier: Classifier, precision
     )
 
 
-def engine_options(args: argparse.Namespace) -> EngineOptions:
+def engine_options(args: argparse.Namespace, work: int | None = None) -> EngineOptions:
     """The scoring-engine options of a command: ``--backend``, ``--precision`` (fp32 for
-    commands without it, whose every score is fp32), ``--chunk-size``, ``--remeasure``; what
-    the engine measurement says goes to stderr."""
+    commands without it, whose every score is fp32), ``--chunk-size``, ``--remeasure``, and
+    the ``work`` ahead (a sweep's budget, which decides whether ``torch.compile`` repays its
+    compilation); what the engine measurement says goes to stderr."""
     return EngineOptions(
         backend=args.backend,
         precision=getattr(args, "precision", "fp32"),
         chunk_size=args.chunk_size,
         remeasure=getattr(args, "remeasure", False),
+        work=work,
         log=lambda line: print(line, file=sys.stderr),
     )
 
 
-def load_options(args: argparse.Namespace) -> LoadOptions:
-    """How the command's options load ``--model``."""
+def load_options(args: argparse.Namespace, work: int | None = None) -> LoadOptions:
+    """How the command's options load ``--model``, for ``work`` images ahead (a sweep's
+    budget; see :func:`engine_options`)."""
     names = tuple(args.class_names.split(",")) if args.class_names else None
     return LoadOptions(
         device=args.device,
         preprocessing=conventions(args),
         expect=Expected(args.classes, names, args.input_shape),
-        engine=engine_options(args),
+        engine=engine_options(args, work),
         trust_code=args.trust_code,
     )
 
 
-def make_classifier(args: argparse.Namespace) -> Classifier:
-    """The Classifier for ``--model`` with the command's model-convention options."""
+def make_classifier(args: argparse.Namespace, work: int | None = None) -> Classifier:
+    """The Classifier for ``--model`` with the command's model-convention options; ``work``:
+    the images a sweep may score at most (its budget), which its engine choice weighs."""
 
-    options = load_options(args)
+    options = load_options(args, work)
     engine = options.engine or EngineOptions()
     _check_precision_applies(args, engine.precision)  # before the model is loaded: costs nothing
     classifier = load_classifier(
@@ -369,9 +373,9 @@ def add_cluster_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def cluster_of(args: argparse.Namespace) -> RayCluster | None:
-    """The cluster a sweep command's options ask for, with the model file its workers load;
-    None for a sweep on this machine."""
+def cluster_of(args: argparse.Namespace, work: int | None = None) -> RayCluster | None:
+    """The cluster a sweep command's options ask for, with the model file its workers load
+    (for ``work`` images ahead); None for a sweep on this machine."""
     if args.cluster is None:
         if args.address is not None:
             raise IdentikitError("--address joins a Ray cluster: add --cluster ray")
@@ -382,7 +386,7 @@ def cluster_of(args: argparse.Namespace) -> RayCluster | None:
         gpus_per_task=args.gpus_per_task,
         retries=args.retries,
         shard_runs=args.shard_runs,
-        source=ModelSource.read(args.model, load_options(args)),
+        source=ModelSource.read(args.model, load_options(args, work)),
     )
 
 

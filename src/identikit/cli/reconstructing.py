@@ -16,7 +16,7 @@ from identikit.cli.options import (
     positive_float,
     positive_int,
 )
-from identikit.cli.searching import report_sweep, run_sweep
+from identikit.cli.searching import budget, report_sweep, run_sweep
 from identikit.strategies.registry import StrategySpec, parse_option
 from identikit.sweeps.experiment import parse_digits
 from identikit.sweeps.reconstruction import (
@@ -40,8 +40,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         steps=args.steps,
         target=args.target,
     )
-    classifier = make_classifier(args)
-    cluster = cluster_of(args)
+    classifier = make_classifier(args, budget(config))
+    cluster = cluster_of(args, budget(config))
     result = run_sweep(
         args,
         lambda options, hooks: api.reconstruct(

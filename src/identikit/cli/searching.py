@@ -101,6 +101,11 @@ def _search_config(args: argparse.Namespace) -> SweepConfig:
     )
 
 
+def budget(config: SweepConfig) -> int:
+    """The images a sweep may score at most: every run's whole budget."""
+    return len(config.digits) * config.runs * config.max_queries
+
+
 def run_sweep(
     args: argparse.Namespace, call: Callable[[SweepOptions, RunHooks], api.SearchResult]
 ) -> api.SearchResult | int:
@@ -121,8 +126,9 @@ def run_sweep(
 
 def cmd_search(args: argparse.Namespace) -> int:
     config = _search_config(args)
-    classifier = make_classifier(args)
-    cluster = cluster_of(args)
+    work = budget(config)
+    classifier = make_classifier(args, work)
+    cluster = cluster_of(args, work)
     result = run_sweep(
         args,
         lambda options, hooks: api.search(
@@ -199,8 +205,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
             f"--strategies: unknown {unknown or 'none given'}; known: "
             f"{', '.join(sorted(STRATEGIES))}"
         )
-    classifier = make_classifier(args)
-    cluster = cluster_of(args)
     comparison = Comparison(
         tuple(strategies),
         digits=parse_digits(args.digits),
@@ -209,6 +213,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         seed=args.seed,
         allow_engine_change=args.allow_engine_change,
     )
+    work = len(strategies) * budget(comparison.config(strategies[0]))
+    classifier = make_classifier(args, work)
+    cluster = cluster_of(args, work)
     options = SweepOptions(progress=not args.no_progress, model_path=str(args.model))
     with PauseOnInterrupt() as pause:
         try:

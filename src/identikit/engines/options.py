@@ -32,6 +32,9 @@ class EngineOptions:
         cache_dir: where measured choices and exported models are kept (None: the
             ``backends`` folder under :func:`identikit.data.datasets.default_root`).
         remeasure: measure the engines again even when a choice is cached.
+        work: images the caller will score at most (a sweep's budget: runs x max queries);
+            ``torch.compile`` is taken only where its compilation repays within them (None: a
+            million images, about one 10 x 10 sweep of the original method).
         log: receives a line when engines are measured (not part of the options' identity).
     """
 
@@ -40,6 +43,7 @@ class EngineOptions:
     chunk_size: int | None = None
     cache_dir: Path | None = None
     remeasure: bool = False
+    work: int | None = None
     log: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -48,6 +52,8 @@ class EngineOptions:
             raise IdentikitError(f"--backend must be auto or one of {', '.join(names)}")
         if self.chunk_size is not None and (not is_whole(self.chunk_size) or self.chunk_size < 1):
             raise IdentikitError("--chunk-size must be at least 1")
+        if self.work is not None and (not is_whole(self.work) or self.work < 1):
+            raise IdentikitError(f"the work ahead must be a positive number of images: {self.work}")
 
     @property
     def cache_folder(self) -> Path:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 import torch
@@ -44,7 +44,8 @@ CUDA_CHUNKS = (1024, 4096, 8192)
 MEASURE_SECONDS = 0.15
 ROUNDS = 2
 # torch.compile is taken only where its speed repays its compilation (which every new process
-# pays again) within this many images: about one 10 x 10 sweep of the original method.
+# pays again) within the work ahead (EngineOptions.work: a sweep's budget), or, where the caller
+# does not say, within this many images: about one 10 x 10 sweep of the original method.
 REPAY_IMAGES = 1_000_000
 # The two best are measured again, in turns, when the second is within this factor of the
 # first: a single short measurement of each varies by about 10% on a shared machine.
@@ -105,6 +106,7 @@ def choose(target: Target, options: EngineOptions) -> tuple[Scorer, Choice]:
     # Read even when measuring again: a cache of a newer identikit is refused before measuring.
     cached = request.cached(read_choices(target.cache_dir).get(key))
     if cached is not None and not options.remeasure:
+        cached = for_work(cached, options.work)
         try:
             scorer = _build(target, cached.backend, precision, cached.chunk_size, cached.threads)
         except BackendUnavailable:
@@ -114,8 +116,14 @@ def choose(target: Target, options: EngineOptions) -> tuple[Scorer, Choice]:
             cached.cache_dir, cached.cache_key = target.cache_dir, key
             return scorer, cached
     options.tell(f"measuring scoring engines ({', '.join(names)}) for this machine and model, once")
-    scorer, choice = _Bench(target, precision, skipped).measure(names, chunk_size)
+    # The cache keeps the choice for the default horizon; the work ahead decides it again.
+    bench = _Bench(target, precision, skipped, REPAY_IMAGES)
+    scorer, choice = bench.measure(names, chunk_size)
     remember(target.cache_dir, key, choice)
+    decided = for_work(choice, options.work)
+    if decided.backend != choice.backend:
+        scorer, choice = bench.engines[decided.backend], decided
+        scorer.chunk_size = choice.chunk_size
     _apply_threads(choice)
     choice.cache_dir, choice.cache_key = target.cache_dir, key
     return scorer, choice
@@ -128,6 +136,7 @@ class _Bench:
     target: Target
     precision: str
     skipped: dict[str, str]
+    horizon: int  # images the compilation of torch.compile must repay within
     batch: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
     engines: dict[str, Scorer] = field(default_factory=dict)
     rates: dict[str, float] = field(default_factory=dict)
@@ -162,7 +171,7 @@ class _Bench:
             )
         self._settle(timed)
         compile_seconds = max((self.rates.get(_start(n), 0.0) for n in compiling), default=0.0)
-        best = _fastest(timed, compile_seconds=compile_seconds)
+        best = _fastest(timed, compile_seconds=compile_seconds, horizon=self.horizon)
         winner, rate = self._with_fewer_threads(_trial(best), timed[best])
         return winner, Choice(
             backend=winner.backend,
@@ -173,7 +182,9 @@ class _Bench:
             rates={k: round(v, 1) for k, v in self.rates.items()},
             skipped=self.skipped,
             measured=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            passed_over=_passed_over(timed, best, compile_seconds=compile_seconds),
+            passed_over=_passed_over(
+                timed, best, compile_seconds=compile_seconds, horizon=self.horizon
+            ),
             how="measured",
         )
 
@@ -241,30 +252,56 @@ def _trial(label: str) -> Trial:
     return trial
 
 
-def _fastest(timed: dict[str, float], *, compile_seconds: float) -> str:
-    """The fastest engine@chunk label; a ``compile`` one only where, over ``REPAY_IMAGES``
-    images, it saves more time than its compilation (``compile_seconds``) costs."""
+def _fastest(timed: dict[str, float], *, compile_seconds: float, horizon: int) -> str:
+    """The fastest engine@chunk label; a ``compile`` one only where, over ``horizon`` images
+    (the work ahead), it saves more time than its compilation (``compile_seconds``) costs."""
     best = max(timed, key=timed.__getitem__)
     others = {label: rate for label, rate in timed.items() if not _compiled(label)}
     if not _compiled(best) or not others:
         return best
     runner_up = max(others, key=others.__getitem__)
-    saved = REPAY_IMAGES / timed[runner_up] - REPAY_IMAGES / timed[best]
+    saved = horizon / timed[runner_up] - horizon / timed[best]
     return best if saved >= compile_seconds else runner_up
 
 
-def _passed_over(timed: dict[str, float], best: str, *, compile_seconds: float) -> dict[str, str]:
+def _passed_over(
+    timed: dict[str, float], best: str, *, compile_seconds: float, horizon: int
+) -> dict[str, str]:
     """Why a faster compiling engine's label than ``best`` was not chosen (see
     :func:`_fastest`), as ``{"compile": reason}``; empty when the fastest won."""
     fastest = max(timed, key=timed.__getitem__)
     if fastest == best or not _compiled(fastest):
         return {}
-    saved = REPAY_IMAGES / timed[best] - REPAY_IMAGES / timed[fastest]
+    saved = horizon / timed[best] - horizon / timed[fastest]
     why = (
         f"its {compile_seconds:.1f} s compilation does not pay back within "
-        f"{REPAY_IMAGES:,} images (it would save {saved:.1f} s)"
+        f"{horizon:,} images (it would save {saved:.1f} s)"
     )
     return {_trial(fastest).backend: why}
+
+
+def for_work(choice: Choice, work: int | None) -> Choice:
+    """A ``choice`` made for REPAY_IMAGES decided again for ``work`` images ahead (None: as
+    it is) from the rates it records: a sweep of a billion images takes ``torch.compile``
+    where one of a million does not, without measuring anything again."""
+    if work is None:
+        return choice  # the cache holds the choice for REPAY_IMAGES
+    full = {t.label: r for t, r in choice.trials().items() if t.threads is None}
+    if not full or choice.backend not in {_trial(label).backend for label in full}:
+        return choice  # a choice recorded without its engines' rates
+    start = max((r for k, r in choice.rates.items() if Trial.parse(k) is None), default=0.0)
+    best = _trial(_fastest(full, compile_seconds=start, horizon=work))
+    passed_over = _passed_over(full, best.label, compile_seconds=start, horizon=work)
+    if best.backend == choice.backend:
+        return replace(choice, passed_over=passed_over)
+    return replace(
+        choice,
+        backend=best.backend,
+        chunk_size=best.chunk,
+        threads=PROCESS_THREADS,
+        images_per_s=round(full[best.label]),
+        passed_over=passed_over,
+    )
 
 
 def _compiled(label: str) -> bool:
