@@ -13,7 +13,7 @@ import torch
 from identikit.base.errors import IdentikitError
 from identikit.classifier import Classifier, load_classifier
 from identikit.engines.options import EngineOptions
-from identikit.engines.precision import bf16_supported
+from identikit.engines.precision import bf16_supported, ieee_fp32, tf32_in_use
 from identikit.models.checkpoint import load_model
 from identikit.models.export import export_model
 from identikit.strategies import advance, initial_state, make_strategy
@@ -96,3 +96,21 @@ def test_int8_of_an_onnx_file_is_quantized_once(tiny_model: Path, tmp_path: Path
         assert (low.score(images).exp() - fp32.probabilities(images)).abs().max() < 0.05
         assert torch.equal(low.log_probabilities(images), fp32.log_probabilities(images))
     assert len(list((tmp_path / "c" / "onnx").glob("*-int8.onnx"))) == 1
+
+
+def test_fp32_on_a_gpu_is_ieee_float32_not_tf32() -> None:
+    """PyTorch lets cuDNN's float32 convolutions run in TF32; a Classifier on a GPU turns that
+    off, and says so. (The settings exist without a GPU: checked here on them.)"""
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul  # type: ignore[attr-defined]
+    before = conv.fp32_precision, matmul.fp32_precision
+    try:
+        conv.fp32_precision, matmul.fp32_precision = "tf32", "none"  # PyTorch's defaults
+        cuda, cpu = torch.device("cuda"), torch.device("cpu")
+        assert tf32_in_use(cuda) and not tf32_in_use(cpu)
+        ieee_fp32(cpu)
+        assert tf32_in_use(cuda)  # a CPU classifier leaves a GPU's settings alone
+        ieee_fp32(cuda)
+        assert not tf32_in_use(cuda)
+        assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = before

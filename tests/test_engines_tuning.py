@@ -20,7 +20,7 @@ from identikit.engines import choices, tuning
 from identikit.engines.options import EngineOptions
 from identikit.engines.target import Target
 from identikit.models import build_model
-from tests.helpers import channels_last_softmax, edit_cached_choices, one_line_message
+from tests.helpers import channels_last_softmax, edit_cached_choices, one_line_message, toy_linear
 
 pytestmark = pytest.mark.usefixtures("quick_measurements", "torch_threads")
 
@@ -227,3 +227,36 @@ def test_when_no_engine_can_run_a_model_the_message_names_it(tmp_path: Path) -> 
     )
     with pytest.raises(IdentikitError, match="no scoring engine can run the model: eager"):
         tuning.choose(nan_target(tmp_path), EngineOptions(backend="eager"))
+
+
+class BatchDependent(nn.Module):
+    """A model whose outputs for an image move with the size of its batch, as a GPU's kernels
+    chosen per batch size can make them move (by much less)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = x.flatten(1)[:, :10] * 4
+        shift = torch.zeros(10)
+        shift[0] = 1e-2 * (x.shape[0] % 5)  # one class only: softmax ignores a common shift
+        return logits + shift
+
+
+def test_an_engine_is_held_no_closer_to_eager_than_eager_is_to_itself(tmp_path: Path) -> None:
+    linear = toy_linear()
+    steady = Target(
+        module=linear,
+        onnx_path=None,
+        device=torch.device("cpu"),
+        reference=linear,
+        probabilities=lambda out: torch.softmax(out, dim=1),
+        probes=torch.rand(8, 1, 28, 28),
+        signature="steady",
+        cache_dir=tmp_path,
+    )
+    assert tuning.tolerance(steady) == tuning.TOLERANCE
+    moving = BatchDependent()
+    loose = dataclasses.replace(steady, module=moving, reference=moving, signature="moving")
+    allowed = tuning.tolerance(loose)
+    assert tuning.TOLERANCE < allowed < 0.1
+    # Eager itself, scored at another chunk size, passes the check that uses that tolerance.
+    scorer = tuning.choose(loose, EngineOptions(backend="eager", chunk_size=4))[0]
+    assert scorer.chunk_size == 4

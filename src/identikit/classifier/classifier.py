@@ -28,6 +28,7 @@ from identikit.classifier.engine_choice import Model, check_options, choose_engi
 from identikit.classifier.probe import describe
 from identikit.engines.choices import PROCESS_THREADS, Choice
 from identikit.engines.options import EngineOptions
+from identikit.engines.precision import ieee_fp32
 from identikit.engines.scorers import Scorer
 from identikit.models.info import ModelInfo, batch_text
 from identikit.models.preprocessing import Preprocessing, to_log_probabilities
@@ -65,6 +66,8 @@ class Classifier:
         info = info or ModelInfo()
         self.device = torch.device(device)
         self.precision = options.precision
+        # Every recorded confidence is float32: on a GPU, not the TF32 PyTorch allows.
+        ieee_fp32(self.device)
         placed = place(model, self.device)
         check_options(placed, options, info.name)
         self.reference = placed.forward

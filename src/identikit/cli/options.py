@@ -18,6 +18,7 @@ from identikit.cluster.ray_sweep import GPU_SHARE, RETRIES, RayCluster
 from identikit.data.datasets import DATASETS
 from identikit.engines import BACKENDS, PRECISIONS
 from identikit.engines.options import EngineOptions
+from identikit.engines.precision import tf32_in_use
 from identikit.models.info import Expected
 from identikit.models.preprocessing import (
     INPUT_RANGES,
@@ -204,6 +205,8 @@ def _say_what_scores(args: argparse.Namespace, classifier: Classifier, precision
     gradients always come from PyTorch in fp32 (:meth:`Classifier.value_and_grad`)."""
     white_box = white_box_strategies(args)
     engine = classifier.choice.summary()
+    if classifier.device.type == "cuda":
+        engine += "; TF32 on" if tf32_in_use(classifier.device) else "; float32 as IEEE (no TF32)"
     if not white_box:
         print(f"{classifier.name}: scoring with {engine}", file=sys.stderr)
         return

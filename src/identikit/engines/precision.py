@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from identikit.base.errors import IdentikitError
@@ -40,3 +42,43 @@ def check_precision(precision: str, device: torch.device) -> None:
             f"--precision bf16: this {device.type.upper()} has no bfloat16 instructions "
             "(AVX-512 BF16 or AMX on CPUs; compute capability 8.0 on GPUs); use --precision fp32"
         )
+
+
+def ieee_fp32(device: torch.device) -> None:
+    """On a CUDA device, compute float32 convolutions and matrix products in IEEE float32.
+
+    PyTorch lets cuDNN's float32 convolutions run in TF32 by default (a 10-bit mantissa on
+    Ampere and later GPUs), so "fp32" would not mean float32 and a GPU's scores would differ
+    from a CPU's in the fourth digit. Process-wide, as PyTorch's settings are. Nothing changes
+    on a CPU.
+    """
+    if device.type != "cuda":
+        return
+    conv, matmul = _fp32_settings()
+    if hasattr(conv, "fp32_precision") and hasattr(matmul, "fp32_precision"):
+        # PyTorch 2.9 and later: the new settings (mixing them with the old ones is refused).
+        conv.fp32_precision = "ieee"
+        matmul.fp32_precision = "ieee"
+    else:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def tf32_in_use(device: torch.device) -> bool:
+    """Whether float32 convolutions or matrix products on ``device`` may run in TF32."""
+    if device.type != "cuda":
+        return False
+    conv, matmul = _fp32_settings()
+    if hasattr(conv, "fp32_precision") and hasattr(matmul, "fp32_precision"):
+        # "none" on matmul defers to torch.set_float32_matmul_precision ("highest": IEEE).
+        matmul_tf32 = matmul.fp32_precision == "tf32" or (
+            matmul.fp32_precision == "none" and torch.get_float32_matmul_precision() != "highest"
+        )
+        return conv.fp32_precision == "tf32" or matmul_tf32
+    return bool(torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32)
+
+
+def _fp32_settings() -> tuple[Any, Any]:
+    """PyTorch's settings of float32 convolutions (cuDNN) and matrix products (CUDA)."""
+    # torch.backends.cudnn.conv is set up at run time: its type stubs do not know it.
+    return getattr(torch.backends.cudnn, "conv", None), torch.backends.cuda.matmul

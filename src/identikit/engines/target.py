@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,10 @@ import torch
 from torch import nn
 
 from identikit.base.shapes import ImageShape
+
+# Eager PyTorch is also run on the probes in batches of these sizes, to see how much it differs
+# from itself (Target.self_difference).
+SELF_CHECK_BATCHES = (1, 3)
 
 
 @dataclass
@@ -33,6 +38,19 @@ class Target:
     cache_dir: Path
     calibration: torch.Tensor | None = None
     name: str = "the model"  # how messages refer to the model
+
+    @functools.cached_property
+    def self_difference(self) -> float:
+        """How far eager PyTorch's class probabilities on the probes move when they are scored
+        in batches of other sizes (:data:`SELF_CHECK_BATCHES`): a GPU picks its kernels per
+        batch size, and they sum in other orders. Measured once per target."""
+        reference = self.probabilities(self.reference(self.probes))
+        own = 0.0
+        for size in SELF_CHECK_BATCHES:
+            parts = [self.reference(part) for part in torch.split(self.probes, size)]
+            alone = self.probabilities(torch.cat(parts).to(reference.device))
+            own = max(own, float((alone - reference).abs().max()))
+        return own
 
     @property
     def input_shape(self) -> ImageShape:

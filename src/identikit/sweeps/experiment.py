@@ -19,6 +19,7 @@ from identikit.base.errors import IdentikitError
 from identikit.base.limits import CANDIDATES, CLASSES, RUNS
 from identikit.base.shapes import ImageShape
 from identikit.classifier.classifier import Classifier
+from identikit.engines.precision import tf32_in_use
 from identikit.models.preprocessing import Preprocessing
 from identikit.strategies import (
     STATUS_NAMES,
@@ -207,6 +208,10 @@ def sweep_results(
             "torch": str(torch.__version__),
             "device": str(classifier.device),
             "python": platform.python_version(),
+            # On a GPU: whether float32 ran as TF32 (never, since Classifier sets IEEE).
+            **(
+                {"tf32": tf32_in_use(classifier.device)} if classifier.device.type == "cuda" else {}
+            ),
         },
         "scoring": classifier.choice.record(),
         **({"engines": engines} if engines else {}),
