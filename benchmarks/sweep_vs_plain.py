@@ -41,9 +41,11 @@ from strategies import default_cnn  # type: ignore[import-not-found]
 def plain_run(
     model: torch.nn.Module, digit: int, seed: int, config: SweepConfig
 ) -> tuple[float, int]:
-    """One run of the original method, written plainly; returns (confidence, queries)."""
+    """One run of the original method, written plainly, on the model's device (one ``.item()``
+    synchronisation a step on a GPU); returns (confidence, queries)."""
     strategy = make_strategy("random-masks")
-    base = torch.zeros(1, 1, 28, 28)
+    device = next(model.parameters()).device
+    base = torch.zeros(1, 1, 28, 28, device=device)
     best = torch.log_softmax(model(base), 1)[0, digit].item()
     queries, stale, iteration = 1, 0, 0
     while True:
@@ -51,8 +53,8 @@ def plain_run(
             break
         if queries + strategy.candidates > config.max_queries:
             break
-        generator = run_generator(seed, iteration, torch.device("cpu"))
-        u = torch.rand((strategy.candidates, 1, 28, 28), generator=generator)
+        generator = run_generator(seed, iteration, device)
+        u = torch.rand((strategy.candidates, 1, 28, 28), generator=generator, device=device)
         masks = (u * (2 / strategy.mask_density) - 1) * (u < strategy.mask_density)
         candidates = (base + masks).clamp(0, 1)
         scores = torch.log_softmax(model(candidates), 1)[:, digit]
@@ -70,13 +72,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=10, help="runs per digit")
     parser.add_argument("--max-queries", type=int, default=SweepConfig.max_queries)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda (a GPU: 10 x 100 runs)")
     args = parser.parse_args()
     config = SweepConfig(runs=args.runs, max_queries=args.max_queries)
     path = default_cnn()
-    precisions = ["fp32", "int8"] + (["bf16"] if bf16_supported(torch.device("cpu")) else [])
+    device = torch.device(args.device)
+    cpu = device.type == "cpu"
+    precisions = ["fp32"] + (["int8"] if cpu else []) + (["bf16"] if bf16_supported(device) else [])
     model = build_model("cnn")
-    model.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
-    model.eval()
+    model.load_state_dict(torch.load(path, weights_only=True, map_location="cpu")["state_dict"])
+    model.eval().to(device)
     seconds = dict.fromkeys(["plain", *precisions], 0.0)
     runs: dict[str, list[dict[str, Any]]] = {p: [] for p in precisions}
     plain: list[tuple[float, int]] = []
@@ -86,7 +91,7 @@ def main() -> None:
             engine = EngineOptions(
                 backend="auto", precision=precision, cache_dir=Path(folder) / "cache"
             )
-            classifiers[precision] = load_classifier(path, device="cpu", engine=engine)
+            classifiers[precision] = load_classifier(path, device=args.device, engine=engine)
             print(f"identikit {precision}: {classifiers[precision].choice.summary()}", flush=True)
         # Digit by digit, each method in turn: the machine's speed drifts by a third over
         # minutes, and interleaving spreads the drift over all of them. A run's seed depends on
@@ -111,7 +116,7 @@ def main() -> None:
     converged = sum(p[0] >= config.target for p in plain)
     print(
         f"10 digits x {args.runs} runs of random-masks (budget {config.max_queries:,}), "
-        f"default cnn, {torch.get_num_threads()} threads, digit by digit in turn"
+        f"default cnn, {_where(device)}, digit by digit in turn"
     )
     print(
         f"plain PyTorch, one run at a time: {theirs:7.1f} s   converged {converged}/{len(plain)}"
@@ -133,6 +138,12 @@ def main() -> None:
                 else ""
             )
         )
+
+
+def _where(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    return f"{torch.get_num_threads()} threads"
 
 
 if __name__ == "__main__":
