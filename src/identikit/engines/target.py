@@ -40,6 +40,7 @@ class Target:
     name: str = "the model"  # how messages refer to the model
 
     @functools.cached_property
+    @torch.inference_mode()
     def self_difference(self) -> float:
         """How far eager PyTorch's class probabilities on the probes move when they are scored
         in batches of other sizes (:data:`SELF_CHECK_BATCHES`): a GPU picks its kernels per
