@@ -204,18 +204,22 @@ class NotANumber(nn.Module):
         return torch.full((x.shape[0], 10), float("nan"))
 
 
-def nan_target(tmp_path: Path, name: str | None = None) -> Target:
-    model = NotANumber()
-    target = Target(
+def cpu_target(model: nn.Module, signature: str, cache: Path) -> Target:
+    """``model`` as the tuner sees it on the CPU, checked on 8 random probes."""
+    return Target(
         module=model,
         onnx_path=None,
         device=torch.device("cpu"),
         reference=model,
         probabilities=lambda out: torch.softmax(out, dim=1),
         probes=torch.rand(8, 1, 28, 28),
-        signature="nan",
-        cache_dir=tmp_path,
+        signature=signature,
+        cache_dir=cache,
     )
+
+
+def nan_target(tmp_path: Path, name: str | None = None) -> Target:
+    target = cpu_target(NotANumber(), "nan", tmp_path)
     return target if name is None else dataclasses.replace(target, name=name)
 
 
@@ -241,17 +245,7 @@ class BatchDependent(nn.Module):
 
 
 def test_an_engine_is_held_no_closer_to_eager_than_eager_is_to_itself(tmp_path: Path) -> None:
-    linear = toy_linear()
-    steady = Target(
-        module=linear,
-        onnx_path=None,
-        device=torch.device("cpu"),
-        reference=linear,
-        probabilities=lambda out: torch.softmax(out, dim=1),
-        probes=torch.rand(8, 1, 28, 28),
-        signature="steady",
-        cache_dir=tmp_path,
-    )
+    steady = cpu_target(toy_linear(), "steady", tmp_path)
     assert tuning.tolerance(steady) == tuning.TOLERANCE
     moving = BatchDependent()
     loose = dataclasses.replace(steady, module=moving, reference=moving, signature="moving")

@@ -174,9 +174,7 @@ def _sweep(
 ) -> SweepOutcome:
     """One sweep into ``folder``: on this machine, or on ``cluster``."""
     if cluster is not None:
-        return sweep_on_ray(
-            classifier, config, folder, cluster=cluster, hooks=hooks, options=options
-        )
+        return _runner_on(cluster)(classifier, config, folder, hooks, options)
     # What the priors learn from (the manifold prior's subspace): the training images of the
     # dataset the model was trained on, read only when the strategy's priors ask for them.
     priors = prior_inputs(config.spec.needs(), training_dataset(classifier.info))

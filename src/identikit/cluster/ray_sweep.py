@@ -38,12 +38,17 @@ from identikit.base.errors import IdentikitError, first_line
 from identikit.base.folder_lock import locked_folder
 from identikit.classifier.classifier import Classifier
 from identikit.cluster.model_source import ModelSource
-from identikit.cluster.progress import REPORT_SECONDS, ProgressBoard, ShardProgress, Throttled
+from identikit.cluster.progress import (
+    REPORT_SECONDS,
+    ProgressBoard,
+    ShardProgress,
+    Throttled,
+    counts,
+)
 from identikit.cluster.shards import ShardFolder, ShardPlan, plan_shards
 from identikit.cluster.tasks import ShardTask, search_shard
 from identikit.strategies import SearchState
 from identikit.strategies.base import NO_HOOKS, RunHooks, check_targets, step_cost
-from identikit.strategies.stopping import STATUS_NAMES
 from identikit.sweeps.experiment import SweepConfig, sweep_identity, sweep_results
 from identikit.sweeps.folder import write_sweep_folder
 from identikit.sweeps.sweep import (
@@ -423,12 +428,11 @@ def _placement(sweep: _Sweep, records: list[dict[str, Any]]) -> dict[str, Any]:
     shards = []
     for k, record in enumerate(records):
         state = sweep.finished[k][1]
-        statuses = [STATUS_NAMES[int(s)] for s in state.status.tolist()]
         shards.append(
             {
                 "shard": k,
                 "runs": len(state.seeds),
-                "converged": statuses.count("converged"),
+                "converged": counts(state)[1],
                 "node": record["node"],
                 "host": record["host"],
                 "engine": record["engine"],
