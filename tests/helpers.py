@@ -41,6 +41,12 @@ CHROMIUM = shutil.which("chromium")
 
 NAN, INF = float("nan"), float("inf")
 
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+"""For behaviour only a GPU has: skips, saying why, on a machine without one."""
+
+DEVICES = ["cpu", pytest.param("cuda", marks=needs_cuda)]
+"""Devices to parametrize a test over: the CPU everywhere, a CUDA GPU where there is one."""
+
 # --- The command line -------------------------------------------------------------------------
 
 EAGER_CPU = ["--backend", "eager", "--chunk-size", "64", "--device", "cpu", "--no-progress"]

@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 from identikit.base.errors import IdentikitError
 from identikit.cluster.model_source import LoadOptions, ModelSource
@@ -35,7 +34,7 @@ from identikit.strategies import RunHooks
 from identikit.sweeps.experiment import SweepConfig, sweep_identity
 from identikit.sweeps.folder import SHARDS_FOLDER
 from identikit.sweeps.sweep import SweepOptions, sweep_to_folder
-from tests.helpers import TIMING, private_network, run_cli, stop_after
+from tests.helpers import TIMING, needs_cuda, private_network, run_cli, stop_after
 
 
 def needs_ray(test: Callable[..., None]) -> Callable[..., None]:
@@ -341,7 +340,7 @@ def test_two_ray_nodes_share_a_sweep(
 
 
 @needs_ray
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@needs_cuda
 def test_shards_share_a_gpu(model_file: Path, tmp_path: Path) -> None:
     """With --device cuda, each task asks Ray for a quarter of a GPU: four shards share it."""
     args = [*sweep(model_file, tmp_path / "ray", SHORT), *on_ray("--shard-runs", "1")]

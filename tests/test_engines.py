@@ -15,7 +15,13 @@ from identikit.engines import tuning
 from identikit.engines.options import EngineOptions
 from identikit.engines.precision import bf16_supported
 from identikit.models import build_model
-from tests.helpers import assert_one_line_error, edit_cached_choices, run_cli
+from tests.helpers import (
+    DEVICES,
+    assert_one_line_error,
+    edit_cached_choices,
+    needs_cuda,
+    run_cli,
+)
 
 pytestmark = pytest.mark.usefixtures("quick_measurements")
 
@@ -54,10 +60,11 @@ def test_unusable_choices_are_clear_errors(tmp_path: Path) -> None:
 
 
 def test_unusable_engine_options_at_the_cli(tiny_model: Path, tmp_path: Path) -> None:
-    search = ("search", "--model", str(tiny_model), "--out", str(tmp_path / "o"), "--runs", "1")
+    out = tmp_path / "o"
+    search = ("search", "--model", str(tiny_model), "--out", str(out), "--runs", "1")
     assert_one_line_error(run_cli(*search, "--backend", "tensorrt"), "--backend")
     if bf16_supported(torch.device("cpu")):
-        proc = run_cli(*search, "--backend", "onnx", "--precision", "bf16")
+        proc = run_cli(*search, "--device", "cpu", "--backend", "onnx", "--precision", "bf16")
         assert_one_line_error(proc, "--backend onnx", "fp32")
     onnx = tmp_path / "m.onnx"
     proc = run_cli("export", "--model", str(tiny_model), "--format", "onnx", "--out", str(onnx))
@@ -66,18 +73,31 @@ def test_unusable_engine_options_at_the_cli(tiny_model: Path, tmp_path: Path) ->
         "search", "--model", str(onnx), "--out", str(tmp_path / "p"), "--precision", "bf16"
     )
     assert_one_line_error(proc, "--precision bf16", "fp32")
-    assert not (tmp_path / "o").exists() and not (tmp_path / "p").exists()
+    assert not out.exists() and not (tmp_path / "p").exists()
 
 
-def test_backends_command_measures_once(tiny_model: Path, tmp_path: Path) -> None:
+@needs_cuda
+def test_cpu_engines_on_a_gpu_are_clear_errors(tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    search = ("search", "--model", str(tiny_model), "--out", str(out), "--device", "cuda")
+    assert_one_line_error(run_cli(*search, "--backend", "onnx"), "--backend onnx", "CPU")
+    proc = run_cli(*search, "--backend", "onnx", "--precision", "int8")
+    assert_one_line_error(proc, "--precision int8", "--device cpu")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_backends_command_measures_once(device: str, tiny_model: Path, tmp_path: Path) -> None:
     env = {"IDENTIKIT_DATA": str(tmp_path / "data")}
-    args = ("backends", "--model", str(tiny_model), "--backend", "channels_last", "--json")
+    args = ["backends", "--model", str(tiny_model), "--backend", "channels_last", "--json"]
+    args += ["--device", device]
     first = run_cli(*args, env=env)
     assert first.returncode == 0, first.stderr
     record = json.loads(first.stdout.strip().splitlines()[-1])
     assert record["backend"] == "channels_last" and record["how"] == "measured"
-    assert {f"channels_last@{c}" for c in tuning.CPU_CHUNKS} <= set(record["rates"])
-    assert record["chunk_size"] in tuning.CPU_CHUNKS
+    chunks = tuning.CUDA_CHUNKS if device == "cuda" else tuning.CPU_CHUNKS
+    assert {f"channels_last@{c}" for c in chunks} <= set(record["rates"])
+    assert record["chunk_size"] in chunks
     second = json.loads(run_cli(*args, env=env).stdout.strip().splitlines()[-1])
     assert second["how"] == "cached" and second["chunk_size"] == record["chunk_size"]
     third = json.loads(run_cli(*args, "--remeasure", env=env).stdout.strip().splitlines()[-1])

@@ -199,6 +199,32 @@ def test_a_newer_measurement_is_not_dropped(tmp_path: Path) -> None:
     assert channels_last_softmax(tmp_path).choice.how == "cached"
 
 
+def test_compile_is_not_measured_for_work_it_could_not_repay(tmp_path: Path) -> None:
+    """A sweep too small for any compilation to repay leaves torch.compile unmeasured, and
+    says so; a larger one, or ``identikit backends`` (which names no work), measures it."""
+    target = cpu_target(toy_linear(), "toy", tmp_path)
+    small = EngineOptions(backend="auto", work=1_000, cache_dir=tmp_path)
+    choice = tuning.choose(target, small)[1]
+    assert choice.how == "measured" and choice.deferred == ["compile"]
+    assert "compile" not in {trial.backend for trial in choice.trials()}
+    assert choice.skipped["compile"].startswith("not measured: the work ahead (1,000 images)")
+    assert "not used: compile (not measured" in choice.summary()
+    again = tuning.choose(target, small)[1]
+    assert again.how == "cached" and again.deferred == ["compile"]
+    # Work that a compilation could repay (or unknown work) measures it, once.
+    fastest = again.images_per_s
+    assert fastest and not tuning._deferred_would_repay(again, 1_000)
+    assert tuning._deferred_would_repay(again, int(fastest * tuning.COMPILE_WORTH_SECONDS) + 1)
+    assert tuning._deferred_would_repay(again, None)
+    full = tuning.choose(target, dataclasses.replace(small, work=None))[1]
+    assert full.how == "measured" and full.deferred == [] and "compile" not in full.skipped
+    assert "compile" in {trial.backend for trial in full.trials()}
+    assert tuning.choose(target, small)[1].how == "cached"
+    # A hand-edited list naming no engine of this request is measured again, never trusted.
+    edit_cached_choices(tmp_path, deferred=["tensorrt"])
+    assert tuning.choose(target, small)[1].how == "measured"
+
+
 class NotANumber(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.full((x.shape[0], 10), float("nan"))

@@ -58,6 +58,7 @@ from identikit.studies.ceiling import (
     model_ceiling,
     write_ceiling,
 )
+from identikit.studies.certainty import images_scored
 from identikit.studies.judge import JudgeSetup
 from identikit.sweeps.compare import (
     THRESHOLDS,
@@ -303,7 +304,7 @@ def cmd_certainty(args: argparse.Namespace) -> int:
     # Before the model is loaded and the data read: a wrong --samples costs nothing.
     SAMPLES.check(args.samples, "--samples")
     result = api.certainty(
-        make_classifier(args),
+        make_classifier(args, images_scored(args.samples)),
         samples=args.samples,
         seed=args.seed,
         dataset=args.dataset,

@@ -87,6 +87,10 @@ class Choice:
     # Engines measured faster than the winner but not chosen, and why (torch.compile whose
     # compilation does not pay back); absent from caches written before it was recorded.
     passed_over: dict[str, str] = field(default_factory=dict)
+    # Engines left unmeasured because the work they were chosen for was too small for them to
+    # repay (torch.compile; see engines.tuning); a larger sweep measures them. Absent from
+    # caches written before it was recorded.
+    deferred: list[str] = field(default_factory=list)
     how: str = "given"  # measured | cached | given | default
     # Where this choice is cached, so that a sweep can report a rate that shows it stale.
     cache_dir: Path | None = field(default=None, repr=False)
@@ -147,7 +151,7 @@ _LOCAL = ("how", "cache_dir", "cache_key")
 # The fields a cached record holds: all of Choice's but this process's own; the optional ones
 # were added later, and a cache written before them is still read.
 _RECORDED = frozenset(f.name for f in fields(Choice)) - set(_LOCAL)
-_OPTIONAL = frozenset({"passed_over"})
+_OPTIONAL = frozenset({"passed_over", "deferred"})
 
 
 def machine_fingerprint(device: torch.device) -> dict[str, Any]:
@@ -222,6 +226,7 @@ class Request:
             and _mapping(record["skipped"], _is_str)
             and (record["measured"] is None or _is_str(record["measured"]))
             and _mapping(record.get("passed_over", {}), _is_str)
+            and _names(record.get("deferred", []), self.backends)
         )
         return Choice(**record, how="cached") if valid else None
 
@@ -233,6 +238,11 @@ def _is_str(value: object) -> bool:
 def _whole(value: object, low: int, high: int) -> bool:
     """Whether ``value`` is an int (JSON's ``true`` is not one) from ``low`` to ``high``."""
     return is_whole(value) and low <= value <= high
+
+
+def _names(value: object, known: tuple[str, ...]) -> bool:
+    """Whether ``value`` is a list of names from ``known``."""
+    return isinstance(value, list) and all(_is_str(name) and name in known for name in value)
 
 
 def _mapping(value: object, valid: Callable[[object], bool]) -> bool:

@@ -5,8 +5,11 @@ probabilities within ``TOLERANCE``; bf16 engines are not held to it, since their
 are re-scored in float32), and timed scoring the same batch at each chunk size, in alternating
 rounds so that a slow spell of a shared machine does not favour one of them; when the two
 fastest are close, they are measured again in turns. The fastest wins, ``torch.compile`` only
-where its speed repays its compilation (which every new process pays again) within
-``REPAY_IMAGES`` images, and the choice says why a faster engine was passed over. The choice is
+where its speed repays its compilation (which every new process pays again) within the work
+ahead (a sweep's budget; ``REPAY_IMAGES`` images where the caller does not say), and the choice
+says why a faster engine was passed over. Where the whole work is too small for any compilation
+to repay, ``torch.compile`` is not even measured (its measurement would cost more than it could
+save); a later, larger sweep measures it. The choice is
 cached per machine (CPU, thread count, library versions) and model structure
 (:mod:`identikit.engines.choices`), so the measurement happens once; a cached rate far below
 what a sweep then achieves was measured on a busy machine, and :func:`note_achieved_rate` drops
@@ -47,6 +50,12 @@ ROUNDS = 2
 # pays again) within the work ahead (EngineOptions.work: a sweep's budget), or, where the caller
 # does not say, within this many images: about one 10 x 10 sweep of the original method.
 REPAY_IMAGES = 1_000_000
+# torch.compile is not even measured for work it could not repay: at most it saves the time the
+# whole work takes at the fastest other engine, and measuring it costs a compilation (0.1 s
+# with warm caches to over 10 s cold, seen here) and its timing (ROUNDS x MEASURE_SECONDS).
+# A GPU scores a 1,000,000-image horizon in under a second: without this, every small sweep
+# there compiled the model before it began.
+COMPILE_WORTH_SECONDS = 1.0
 # The two best are measured again, in turns, when the second is within this factor of the
 # first: a single short measurement of each varies by about 10% on a shared machine.
 CLOSE = 1.25
@@ -105,7 +114,11 @@ def choose(target: Target, options: EngineOptions) -> tuple[Scorer, Choice]:
     key = request.key()
     # Read even when measuring again: a cache of a newer identikit is refused before measuring.
     cached = request.cached(read_choices(target.cache_dir).get(key))
-    if cached is not None and not options.remeasure:
+    if (
+        cached is not None
+        and not options.remeasure
+        and not _deferred_would_repay(cached, options.work)
+    ):
         cached = for_work(cached, options.work)
         try:
             scorer = _build(target, cached.backend, precision, cached.chunk_size, cached.threads)
@@ -117,7 +130,7 @@ def choose(target: Target, options: EngineOptions) -> tuple[Scorer, Choice]:
             return scorer, cached
     options.tell(f"measuring scoring engines ({', '.join(names)}) for this machine and model, once")
     # The cache keeps the choice for the default horizon; the work ahead decides it again.
-    bench = _Bench(target, precision, skipped, REPAY_IMAGES)
+    bench = _Bench(target, precision, skipped, REPAY_IMAGES, work=options.work)
     scorer, choice = bench.measure(names, chunk_size)
     remember(target.cache_dir, key, choice)
     decided = for_work(choice, options.work)
@@ -137,6 +150,8 @@ class _Bench:
     precision: str
     skipped: dict[str, str]
     horizon: int  # images the compilation of torch.compile must repay within
+    work: int | None = None  # the images the caller will score (None: unknown)
+    deferred: list[str] = field(default_factory=list)
     batch: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
     engines: dict[str, Scorer] = field(default_factory=dict)
     rates: dict[str, float] = field(default_factory=dict)
@@ -162,7 +177,8 @@ class _Bench:
                 for chunk in chunks:
                     self._time(Trial(name, chunk), rounds=1)
         for name in compiling:
-            self._compile(name, default_chunk=chunks[0])
+            if self._could_repay(name):
+                self._compile(name, default_chunk=chunks[0])
         timed = {label: rate for label, rate in self.rates.items() if Trial.parse(label)}
         if not timed:
             raise IdentikitError(
@@ -185,8 +201,27 @@ class _Bench:
             passed_over=_passed_over(
                 timed, best, compile_seconds=compile_seconds, horizon=self.horizon
             ),
+            deferred=self.deferred,
             how="measured",
         )
+
+    def _could_repay(self, name: str) -> bool:
+        """Whether the compiling engine ``name`` is worth measuring for the work ahead: where
+        the whole of it takes under COMPILE_WORTH_SECONDS at the fastest engine timed, it is
+        left out (deferred, and said so); where nothing else was timed, or the work is not
+        known, it is measured."""
+        fastest = max(self.rates.values(), default=0.0)
+        if self.work is None or fastest <= 0:
+            return True
+        seconds = self.work / fastest
+        if seconds >= COMPILE_WORTH_SECONDS:
+            return True
+        self.deferred.append(name)
+        self.skipped[name] = (
+            f"not measured: the work ahead ({self.work:,} images) takes {seconds:.2g} s "
+            "at the fastest engine, too little for a compilation to repay"
+        )
+        return False
 
     def _time(self, trial: Trial, *, rounds: int) -> float:
         """Time ``trial``'s engine, keeping its best rate so far; that rate."""
@@ -302,6 +337,17 @@ def for_work(choice: Choice, work: int | None) -> Choice:
         images_per_s=round(full[best.label]),
         passed_over=passed_over,
     )
+
+
+def _deferred_would_repay(choice: Choice, work: int | None) -> bool:
+    """Whether ``work`` is large enough for an engine ``choice`` left unmeasured (see
+    :meth:`_Bench._could_repay`) to be measured after all; a caller that does not say its work
+    (``identikit backends``) sees every engine measured."""
+    if not choice.deferred:
+        return False
+    if work is None or not choice.images_per_s:
+        return True
+    return work / choice.images_per_s >= COMPILE_WORTH_SECONDS
 
 
 def _compiled(label: str) -> bool:

@@ -101,6 +101,12 @@ SOURCES: dict[str, Source] = {
 }
 
 
+def images_scored(samples: int) -> int:
+    """The most images a measurement of ``samples`` per source scores: the work its engine
+    choice weighs (:class:`identikit.engines.options.EngineOptions`)."""
+    return samples * len(SOURCES)
+
+
 def real_source(dataset: str) -> str:
     """The name of the real images of ``dataset`` in a record: ``mnist-test``,
     ``shapes-test``; ``test-images`` for a spec naming a file or seed (``npz:x.npz``)."""
