@@ -8,11 +8,14 @@ import torch
 from identikit.base.shapes import ImageShape
 from identikit.classifier import Classifier
 from identikit.data.datasets import MNIST_SHAPE
+from identikit.engines import chunks
 from identikit.engines.chunks import (
     CPU_CHUNK_VALUES,
     CUDA_CHUNK_VALUES,
+    chunk_values,
     fit_chunk,
     fit_chunks,
+    gpu_memory,
     timing_images,
 )
 from identikit.engines.tuning import CPU_CHUNKS, CUDA_CHUNKS
@@ -26,15 +29,30 @@ IMAGENET = ImageShape(3, 224, 224)
 
 def test_mnist_chunks_are_as_they_were() -> None:
     assert fit_chunks(CPU_CHUNKS, MNIST_SHAPE, CPU) == CPU_CHUNKS
-    assert fit_chunks(CUDA_CHUNKS, MNIST_SHAPE, CUDA) == CUDA_CHUNKS
     assert timing_images(512, MNIST_SHAPE) == 1024
+
+
+def test_a_gpu_of_more_memory_takes_larger_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """8,192 MNIST images a chunk on any GPU, as before; 65,536 on one of an H200's memory."""
+    for memory, largest in ((None, 8192), (8 << 30, 8192), (24 << 30, 8192), (141 << 30, 65536)):
+        monkeypatch.setattr(chunks, "gpu_memory", lambda _device, m=memory: m)
+        fitted = fit_chunks(CUDA_CHUNKS, MNIST_SHAPE, CUDA)
+        assert fitted == tuple(c for c in CUDA_CHUNKS if c <= largest)
+        assert fitted[-1] * MNIST_SHAPE.size <= max(CUDA_CHUNK_VALUES, (memory or 0) // 1024)
+        assert fit_chunk(65536, IMAGENET, CUDA) == chunk_values(CUDA) // IMAGENET.size
+
+
+def test_the_memory_of_this_machines_gpu() -> None:
+    memory = gpu_memory(CUDA)
+    assert (memory is None) == (not torch.cuda.is_available())
+    assert memory is None or memory > 1 << 30
 
 
 @pytest.mark.parametrize("device", [CPU, CUDA])
 def test_a_chunk_of_large_images_holds_no_more_values_than_the_device_allows(
     device: torch.device,
 ) -> None:
-    budget = CUDA_CHUNK_VALUES if device.type == "cuda" else CPU_CHUNK_VALUES
+    budget = chunk_values(device)
     for chunk in (1, 64, 512, 8192):
         fitted = fit_chunk(chunk, IMAGENET, device)
         assert 1 <= fitted <= chunk

@@ -24,6 +24,7 @@ from identikit.data.datasets import MNIST_SHAPE
 from identikit.models import build_model, get_architecture
 from identikit.models.checkpoint import load_checkpoint
 from identikit.models.training_config import TrainConfig
+from identikit.training import fitting
 from identikit.training.evaluation import evaluate, evaluate_classifier
 from identikit.training.fitting import FitHooks, fit, one_cycle
 from identikit.training.trainer import TrainSpec, check_output_file, train
@@ -72,6 +73,28 @@ def test_fit_calls_back_after_each_epoch(mnist_slice: tuple[np.ndarray, np.ndarr
     hooks = FitHooks(progress=False, on_epoch=lambda epoch, loss: seen.append((epoch, loss)))
     losses = fit(model, *mnist_slice, config, hooks=hooks)
     assert [e for e, _ in seen] == [1, 2, 3] and [loss for _, loss in seen] == losses
+
+
+def test_losses_read_every_few_steps_sum_as_read_after_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The device is waited for every READ_EVERY steps, not every step; the epoch's sum and the
+    bar's running mean are those of reading each loss as it comes."""
+    losses = torch.rand(2 * fitting.READ_EVERY + 7, generator=torch.Generator().manual_seed(0))
+    batches = iter([(torch.zeros(1), torch.zeros(1))] * len(losses))
+    steps = iter(losses)
+    shown: list[str] = []
+    monkeypatch.setattr(tqdm, "set_postfix", lambda _bar, **kw: shown.append(kw["loss"]))
+    total = fitting._epoch(
+        lambda x, y: next(steps), batches, len(losses), desc="e", hooks=FitHooks(progress=True)
+    )
+    expected, running, every = 0.0, math.nan, []
+    for index, value in enumerate(losses.tolist()):
+        expected += value
+        running = value if index == 0 else 0.98 * running + 0.02 * value
+        if index % fitting.READ_EVERY == 0:
+            every.append(f"{running:.4f}")
+    assert total == expected and shown == every and len(shown) == 3
 
 
 class Failing(torch.nn.Module):

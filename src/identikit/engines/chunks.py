@@ -17,9 +17,14 @@ import torch
 from identikit.base.shapes import ImageShape
 
 # Input values of one chunk, at most: 2 MiB of float32 pixels on a CPU (512 MNIST images fit),
-# 32 MiB on a GPU (8,192 MNIST images fit).
+# 32 MiB on a GPU (8,192 MNIST images fit) ...
 CPU_CHUNK_VALUES = 2**19
 CUDA_CHUNK_VALUES = 2**23
+# ... or on a GPU with more memory, one input value per this many bytes of it: the cnn's
+# activations peak near 40 values per input value (160 bytes in float32), so a chunk's stay
+# within a sixth of the card. An H200's 140 GB take 65,536 MNIST images a chunk, where the
+# issue's isolated rate peaked; a 24 GB card stays at 8,192.
+CUDA_BYTES_PER_VALUE = 1024
 # Images that timing an engine scores per measurement, at most (MNIST's timing batch) ...
 TIMING_IMAGES = 1024
 # ... and input values, at most: two CPU chunks' worth.
@@ -27,8 +32,26 @@ TIMING_VALUES = 2 * CPU_CHUNK_VALUES
 
 
 def chunk_values(device: torch.device) -> int:
-    """Input values one chunk may hold on ``device``."""
-    return CUDA_CHUNK_VALUES if device.type == "cuda" else CPU_CHUNK_VALUES
+    """Input values one chunk may hold on ``device``: CPU_CHUNK_VALUES on a CPU; on a GPU,
+    CUDA_CHUNK_VALUES or, on a card of more memory, one per CUDA_BYTES_PER_VALUE of it."""
+    if device.type != "cuda":
+        return CPU_CHUNK_VALUES
+    memory = gpu_memory(device)
+    return (
+        CUDA_CHUNK_VALUES
+        if memory is None
+        else max(CUDA_CHUNK_VALUES, memory // CUDA_BYTES_PER_VALUE)
+    )
+
+
+def gpu_memory(device: torch.device) -> int | None:
+    """The bytes of memory of the CUDA ``device``; None where this machine has no such GPU."""
+    if not torch.cuda.is_available():
+        return None
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index >= torch.cuda.device_count():
+        return None
+    return int(torch.cuda.get_device_properties(index).total_memory)
 
 
 def fit_chunk(chunk: int, shape: ImageShape, device: torch.device) -> int:
