@@ -88,8 +88,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         classifiers = {}
         for precision in precisions:
+            # The work ahead, as `identikit search` tells its engine choice: the whole budget.
+            work = len(config.digits) * config.runs * config.max_queries
             engine = EngineOptions(
-                backend="auto", precision=precision, cache_dir=Path(folder) / "cache"
+                backend="auto", precision=precision, cache_dir=Path(folder) / "cache", work=work
             )
             classifiers[precision] = load_classifier(path, device=args.device, engine=engine)
             print(f"identikit {precision}: {classifiers[precision].choice.summary()}", flush=True)

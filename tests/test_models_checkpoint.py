@@ -8,6 +8,7 @@ import io
 import os
 import pickle
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,25 @@ def test_bad_checkpoints_give_clear_errors(tmp_path: Path) -> None:
     write_payload(tmp_path / "plain.pt", state)
     with pytest.raises(CheckpointError, match="not an identikit checkpoint"):
         load_checkpoint(tmp_path / "plain.pt")
+
+
+def test_a_number_cut_short_inside_the_pickle_is_a_clear_error(tmp_path: Path) -> None:
+    """A checkpoint whose pickle ends inside a string's 4-byte length: the weights-only
+    unpickler reads the length with struct, which raises struct.error (found by the fuzz test
+    below on torch 2.11; torch 2.13 does the same)."""
+    original = zipfile.ZipFile(io.BytesIO(VALID))
+    cut = io.BytesIO()
+    with zipfile.ZipFile(cut, "w") as copy:
+        for info in original.infolist():
+            data = original.read(info.filename)
+            # PROTO 2, then BINUNICODE ('X') and 2 of the 4 bytes of its length
+            copy.writestr(
+                info, b"\x80\x02X\x01\x00" if info.filename.endswith("data.pkl") else data
+            )
+    path = tmp_path / "cut.pt"
+    path.write_bytes(cut.getvalue())
+    with pytest.raises(CheckpointError, match=r"cut.pt: not a readable PyTorch checkpoint"):
+        load_checkpoint(path)
 
 
 def test_checkpoints_carry_their_version_and_input_shape(tmp_path: Path) -> None:

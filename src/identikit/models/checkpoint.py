@@ -19,6 +19,7 @@ import hashlib
 import io
 import os
 import pickle
+import struct
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -152,6 +153,7 @@ def _unpickle(file: Path, data: bytes) -> Any:
         TypeError,
         IndexError,
         MemoryError,
+        struct.error,  # a number cut short: the weights-only unpickler reads it with struct
     ):
         raise CheckpointError(
             f"{file}: not a readable PyTorch checkpoint (corrupt or truncated)"
