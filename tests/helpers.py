@@ -375,9 +375,10 @@ TIMING = {"seconds", "queries_per_second"}
 """The fields of results.json that differ between two runs of the same sweep."""
 
 
-def classifier() -> Classifier:
-    """The toy linear model as a classifier, its checkpoint's hash given as 'toy'."""
-    return Classifier(toy_linear(scale=0.02), ModelInfo(sha256="toy"))
+def classifier(device: str = "cpu") -> Classifier:
+    """The toy linear model as a classifier on ``device``, its checkpoint's hash given as
+    'toy'."""
+    return Classifier(toy_linear(scale=0.02), ModelInfo(sha256="toy"), device=device)
 
 
 def same_results(a: Path, b: Path) -> None:

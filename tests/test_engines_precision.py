@@ -21,7 +21,7 @@ from identikit.strategies.base import RESCORED, target_scores
 from identikit.strategies.stopping import Budget
 from identikit.sweeps.experiment import SweepConfig
 from identikit.sweeps.sweep import sweep_to_folder
-from tests.helpers import trained_like_cnn
+from tests.helpers import needs_cuda, run_cli, trained_like_cnn
 
 pytestmark = pytest.mark.usefixtures("quick_measurements")
 
@@ -114,3 +114,16 @@ def test_fp32_on_a_gpu_is_ieee_float32_not_tf32() -> None:
         assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
     finally:
         conv.fp32_precision, matmul.fp32_precision = before
+
+
+@needs_cuda
+def test_a_search_on_a_gpu_says_and_records_ieee_float32(tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    proc = run_cli(
+        *("search", "--model", str(tiny_model), "--out", str(out), "--digits", "0,1"),
+        *("--runs", "2", "--max-queries", "2000", "--device", "cuda", "--no-progress"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "float32 as IEEE (no TF32)" in proc.stderr
+    environment = json.loads((out / "results.json").read_text())["environment"]
+    assert environment["device"].startswith("cuda") and environment["tf32"] is False

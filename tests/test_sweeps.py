@@ -43,6 +43,7 @@ from identikit.sweeps.sweep_state import STATE_FILE
 from identikit.sweeps.training_data import prior_inputs, training_dataset
 from tests.helpers import (
     CONFIG,
+    DEVICES,
     assert_clean_error,
     classifier,
     make_digits,
@@ -57,17 +58,20 @@ from tests.helpers import (
 QUIET = SweepOptions(progress=False)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 def test_pause_anywhere_then_resume_gives_identical_results(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    device: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """On a GPU too: the runs' generators and the model's scores do not depend on where the
+    sweep was paused."""
     monkeypatch.setattr(base, "GROUP_IMAGES", 60)  # 2 runs per group: pauses fall mid-iteration
-    whole = sweep_to_folder(classifier(), CONFIG, tmp_path / "whole", options=QUIET)
+    whole = sweep_to_folder(classifier(device), CONFIG, tmp_path / "whole", options=QUIET)
     assert whole.results is not None and not whole.resumed
     total_commits = sum(r["iterations"] for r in whole.results["runs"]) // 2
     for pause_after in (1, 4, total_commits // 2):
         folder = tmp_path / f"paused-{pause_after}"
         paused = sweep_to_folder(
-            classifier(),
+            classifier(device),
             CONFIG,
             folder,
             hooks=RunHooks(should_stop=stop_after(pause_after)),
@@ -75,7 +79,7 @@ def test_pause_anywhere_then_resume_gives_identical_results(
         )
         assert paused.results is None and (folder / STATE_FILE).is_file()
         assert not (folder / "results.json").exists()
-        resumed = sweep_to_folder(classifier(), CONFIG, folder, options=QUIET)
+        resumed = sweep_to_folder(classifier(device), CONFIG, folder, options=QUIET)
         assert resumed.resumed and resumed.results is not None
         same_results(tmp_path / "whole", folder)
 
