@@ -82,7 +82,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def mnist_softmax(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A softmax model trained for one epoch on the real MNIST (about 90% test accuracy)."""
     path = tmp_path_factory.mktemp("mnist-softmax") / "softmax.pt"
-    train(TrainSpec("softmax", epochs=1, root=mnist_root), out=path, progress=False)
+    train(TrainSpec("softmax", epochs=1, root=mnist_root, device="cpu"), out=path, progress=False)
     return path
 
 

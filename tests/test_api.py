@@ -35,11 +35,13 @@ SMALL = identikit.SweepConfig(
 
 def test_search_writes_what_the_command_writes(tmp_path: Path) -> None:
     model = small_model(tmp_path / "m.pt")
-    proc = run_cli("search", "--model", str(model), "--out", str(tmp_path / "cli"), *FLAGS)
+    cli = ("search", "--model", str(model), "--out", str(tmp_path / "cli"), "--device", "cpu")
+    proc = run_cli(*cli, *FLAGS)
     assert proc.returncode == 0, proc.stderr
-    # The command measures the engines (--backend auto); so does this classifier, and both
-    # take the same cached choice.
-    loaded = identikit.load_classifier(model, engine=identikit.EngineOptions(backend="auto"))
+    # The command measures the engines (--backend auto) for its work ahead (digits x runs x
+    # --max-queries); so does this classifier, and both take the same cached choice.
+    engine = identikit.EngineOptions(backend="auto", work=3 * 3 * 1500)
+    loaded = identikit.load_classifier(model, device="cpu", engine=engine)
     result = identikit.search(loaded, SMALL, out=tmp_path / "api", options=RECORD_PATH(model))
     same_results(tmp_path / "cli", tmp_path / "api")
     record = json.loads((tmp_path / "api" / "results.json").read_text())
@@ -60,7 +62,7 @@ def test_search_takes_a_classifier_or_a_module_and_needs_no_folder(tmp_path: Pat
     module = softmax_model()
     from_module = identikit.search(module, SMALL)
     assert from_module.folder is None
-    loaded = identikit.load_classifier(small_model(tmp_path / "m.pt"))
+    loaded = identikit.load_classifier(small_model(tmp_path / "m.pt"), device="cpu")
     from_classifier = identikit.search(loaded, SMALL)
     # The same weights: the same identikits, whichever way the model was handed over.
     assert np.array_equal(from_module.images, from_classifier.images)
@@ -106,12 +108,12 @@ def test_certainty_gives_what_the_command_prints(tiny_dataset: Path, tmp_path: P
     # (a busy machine times them differently), whose float32 sums differ in the last digits.
     proc = run_cli(
         "certainty", "--model", str(model), "--dataset", f"idx:{tiny_dataset}",
-        "--samples", "40", "--json", "--backend", "eager", "--chunk-size", "64",
+        "--samples", "40", "--json", "--backend", "eager", "--chunk-size", "64", "--device", "cpu",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     engine = EngineOptions(backend="eager", chunk_size=64)
     result = identikit.certainty(
-        load_classifier(model, engine=engine),
+        load_classifier(model, device="cpu", engine=engine),
         samples=40,
         dataset=f"idx:{tiny_dataset}",
         out=tmp_path / "c",

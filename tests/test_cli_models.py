@@ -94,6 +94,8 @@ def test_softmax_one_epoch_on_real_mnist(mnist_root: Path, tmp_path: Path) -> No
             "--json",
             "--seed",
             "7",
+            "--device",  # the same seed, the same model: on the CPU (PyTorch's promise there)
+            "cpu",
         )
         for _ in range(2)
     ]
@@ -114,7 +116,9 @@ def test_softmax_one_epoch_on_real_mnist(mnist_root: Path, tmp_path: Path) -> No
         "t10k-images-idx3-ubyte",
         "t10k-labels-idx1-ubyte",
     }
-    evaluated = run_cli("evaluate", "--model", str(out), "--root", str(mnist_root), "--json")
+    evaluated = run_cli(
+        *("evaluate", "--model", str(out), "--root", str(mnist_root), "--json", "--device", "cpu")
+    )
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads(evaluated.stdout.strip().splitlines()[-1])
     assert report["accuracy"] == summary["test_accuracy"]
@@ -126,7 +130,8 @@ def test_train_and_evaluate_on_coloured_shapes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "shapes.pt"
-    trained = ("train", "--model", "softmax", "--dataset", "shapes", "--epochs", "1")
+    trained = ("train", "--model", "softmax", "--dataset", "shapes", "--epochs", "1", "--device")
+    trained += ("cpu",)
     code, stdout, _ = run_main(capsys, *trained, "--out", str(out), "--json", "--no-progress")
     assert code == 0
     accuracy = json.loads(stdout.strip().splitlines()[-1])["test_accuracy"]
@@ -134,7 +139,7 @@ def test_train_and_evaluate_on_coloured_shapes(
     assert checkpoint["input_shape"] == [3, 32, 32]
     assert checkpoint["metadata"]["class_names"][:2] == ["circle", "square"]
     evaluated = ("evaluate", "--model", str(out), "--dataset", "shapes", "--backend", "eager")
-    code, stdout, _ = run_main(capsys, *evaluated, "--json")
+    code, stdout, _ = run_main(capsys, *evaluated, "--json", "--device", "cpu")
     assert code == 0
     assert json.loads(stdout.strip().splitlines()[-1])["accuracy"] == pytest.approx(accuracy)
 
@@ -165,8 +170,9 @@ def test_export_a_colour_checkpoint_channels_last_and_evaluate_it(
     accuracies = []
     for model, extra in ((checkpoint, ()), (out, norm)):
         code, stdout, err = run_main(
-            capsys, "evaluate", "--model", str(model), "--dataset", "shapes", "--json", *extra
-        )
+            capsys, "evaluate", "--model", str(model), "--dataset", "shapes", "--json", *extra,
+            "--device", "cpu",  # ONNX Runtime's: the same sums on both sides, argmaxes alike
+        )  # fmt: skip
         assert code == 0, err
         accuracies.append(json.loads(stdout.strip().splitlines()[-1])["accuracy"])
     assert "colour.onnx: input is NHWC (Nx32x32x3), read as layout nhwc" in err

@@ -201,7 +201,7 @@ def test_a_newer_measurement_is_not_dropped(tmp_path: Path) -> None:
 
 def test_compile_is_not_measured_for_work_it_could_not_repay(tmp_path: Path) -> None:
     """A sweep too small for any compilation to repay leaves torch.compile unmeasured, and
-    says so; a larger one, or ``identikit backends`` (which names no work), measures it."""
+    says so; a larger one measures it."""
     target = cpu_target(toy_linear(), "toy", tmp_path)
     small = EngineOptions(backend="auto", work=1_000, cache_dir=tmp_path)
     choice = tuning.choose(target, small)[1]
@@ -211,12 +211,13 @@ def test_compile_is_not_measured_for_work_it_could_not_repay(tmp_path: Path) -> 
     assert "not used: compile (not measured" in choice.summary()
     again = tuning.choose(target, small)[1]
     assert again.how == "cached" and again.deferred == ["compile"]
-    # Work that a compilation could repay (or unknown work) measures it, once.
+    # Work that a compilation could repay measures it, once; unknown work is REPAY_IMAGES.
     fastest = again.images_per_s
     assert fastest and not tuning._deferred_would_repay(again, 1_000)
-    assert tuning._deferred_would_repay(again, int(fastest * tuning.COMPILE_WORTH_SECONDS) + 1)
-    assert tuning._deferred_would_repay(again, None)
-    full = tuning.choose(target, dataclasses.replace(small, work=None))[1]
+    worth = int(fastest * tuning.COMPILE_WORTH_SECONDS) + 1
+    assert tuning._deferred_would_repay(again, worth)
+    assert tuning._deferred_would_repay(again, None) == (worth <= tuning.REPAY_IMAGES)
+    full = tuning.choose(target, dataclasses.replace(small, work=100 * worth))[1]
     assert full.how == "measured" and full.deferred == [] and "compile" not in full.skipped
     assert "compile" in {trial.backend for trial in full.trials()}
     assert tuning.choose(target, small)[1].how == "cached"

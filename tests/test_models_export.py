@@ -136,6 +136,8 @@ def test_cli_export_and_search_round_trip(tiny_model: Path, tmp_path: Path) -> N
             "--max-queries",
             "2000",
             "--no-progress",
+            "--device",  # where ONNX Runtime runs: the same random masks for both
+            "cpu",
             *extra,
         )
         assert proc.returncode == 0, proc.stderr

@@ -385,7 +385,7 @@ def test_the_manifold_prior_learns_from_the_data_a_checkpoint_was_trained_on(
     model = build_model("softmax", 10, shape)
     metadata = {"dataset": f"npz:{data}"}
     save_checkpoint(path, model, architecture="softmax", metadata=metadata, input_shape=shape)
-    colour = load_classifier(path)
+    colour = load_classifier(path, device="cpu")
     assert training_dataset(colour.info) == f"npz:{data}"
     assert training_dataset(ModelInfo()) == "mnist"  # a model that records none: MNIST
     result = api.search(colour, MANIFOLD, out=tmp_path / "sweep")

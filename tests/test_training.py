@@ -150,7 +150,8 @@ def test_training_uses_the_recipes_thread_count_and_restores_it(tiny_dataset: Pa
     seen: list[int] = []
     before = torch.get_num_threads()
     train(
-        TrainSpec("softmax", dataset="tiny", root=tiny_dataset, epochs=1),
+        # The recipe's threads are the CPU's: a GPU's training leaves them alone.
+        TrainSpec("softmax", dataset="tiny", root=tiny_dataset, epochs=1, device="cpu"),
         progress=False,
         log=lambda _: seen.append(torch.get_num_threads()),
     )
@@ -299,7 +300,7 @@ def test_train_and_evaluate_on_the_8x8_digits(
     assert result.test_accuracy > 0.6
     assert load_checkpoint(out)[1]["input_shape"] == ImageShape(1, 8, 8)
     args = ("evaluate", "--model", str(out), "--dataset", "sklearn-digits", "--json")
-    code, stdout, _ = run_main(capsys, *args, "--backend", "eager")
+    code, stdout, _ = run_main(capsys, *args, "--backend", "eager", "--device", "cpu")
     assert code == 0
     assert json.loads(stdout.strip().splitlines()[-1])["accuracy"] == pytest.approx(
         result.test_accuracy

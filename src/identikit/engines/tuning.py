@@ -207,19 +207,20 @@ class _Bench:
         )
 
     def _could_repay(self, name: str) -> bool:
-        """Whether the compiling engine ``name`` is worth measuring for the work ahead: where
-        the whole of it takes under COMPILE_WORTH_SECONDS at the fastest engine timed, it is
-        left out (deferred, and said so); where nothing else was timed, or the work is not
-        known, it is measured."""
+        """Whether the compiling engine ``name`` is worth measuring for the work ahead (the
+        horizon where it is not known): where the whole of it takes under
+        COMPILE_WORTH_SECONDS at the fastest engine timed, it is left out (deferred, and said
+        so); where nothing else was timed, it is measured."""
         fastest = max(self.rates.values(), default=0.0)
-        if self.work is None or fastest <= 0:
+        if fastest <= 0:
             return True
-        seconds = self.work / fastest
+        work = self.horizon if self.work is None else self.work
+        seconds = work / fastest
         if seconds >= COMPILE_WORTH_SECONDS:
             return True
         self.deferred.append(name)
         self.skipped[name] = (
-            f"not measured: the work ahead ({self.work:,} images) takes {seconds:.2g} s "
+            f"not measured: the work ahead ({work:,} images) takes {seconds:.2g} s "
             "at the fastest engine, too little for a compilation to repay"
         )
         return False
@@ -341,14 +342,13 @@ def for_work(choice: Choice, work: int | None) -> Choice:
 
 
 def _deferred_would_repay(choice: Choice, work: int | None) -> bool:
-    """Whether ``work`` is large enough for an engine ``choice`` left unmeasured (see
-    :meth:`_Bench._could_repay`) to be measured after all; a caller that does not say its work
-    (``identikit backends``) sees every engine measured."""
+    """Whether ``work`` images (None: REPAY_IMAGES) are enough for an engine ``choice`` left
+    unmeasured (see :meth:`_Bench._could_repay`) to be measured after all."""
     if not choice.deferred:
         return False
-    if work is None or not choice.images_per_s:
+    if not choice.images_per_s:
         return True
-    return work / choice.images_per_s >= COMPILE_WORTH_SECONDS
+    return (REPAY_IMAGES if work is None else work) / choice.images_per_s >= COMPILE_WORTH_SECONDS
 
 
 def _compiled(label: str) -> bool:
