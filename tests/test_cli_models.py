@@ -130,8 +130,8 @@ def test_train_and_evaluate_on_coloured_shapes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "shapes.pt"
-    trained = ("train", "--model", "softmax", "--dataset", "shapes", "--epochs", "1", "--device")
-    trained += ("cpu",)
+    trained = ["train", "--model", "softmax", "--dataset", "shapes", "--epochs", "1"]
+    trained += ["--device", "cpu"]
     code, stdout, _ = run_main(capsys, *trained, "--out", str(out), "--json", "--no-progress")
     assert code == 0
     accuracy = json.loads(stdout.strip().splitlines()[-1])["test_accuracy"]
