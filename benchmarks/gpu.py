@@ -13,7 +13,9 @@ Prints, for the card, torch and CUDA versions it names:
    isolated rates (images/s), and the best of them;
 2. the search loop of the original method (10 digits x 100 runs, 500 candidates a step) with
    the engine identikit picks, in fp32 and bf16, and its ratio to the best isolated rate
-   (targets: >= 0.9x; bf16 >= 3 M images/s on an H100/H200);
+   (targets: >= 0.9x; bf16 >= 3 M images/s on an H100/H200); measured in the same run with the
+   GPU's groups (``GPU_GROUP_IMAGES``: a whole iteration at once) and with the CPU's groups of
+   16,384 candidates that a GPU had before;
 3. a 10 x 100 sweep of the original method against the plain GPU implementation (one run at a
    time, 500 candidates a forward pass, one ``.item()`` a step; ``sweep_vs_plain.py --device``)
    (target: >= 4x);
@@ -41,6 +43,7 @@ from identikit.engines.options import EngineOptions
 from identikit.engines.precision import bf16_supported, tf32_in_use
 from identikit.models import build_model
 from identikit.models.info import ModelInfo
+from identikit.strategies import base
 from identikit.training.trainer import TrainSpec, train
 from search_throughput import search_rate  # type: ignore[import-not-found]
 
@@ -93,15 +96,22 @@ def engine_rates(
 
 def loop_rates(
     model: torch.nn.Module, device: torch.device, runs: int, seconds: float
-) -> dict[str, tuple[float, str]]:
-    """The search loop's images/s with the engine identikit picks, per precision."""
+) -> dict[str, tuple[float, float, str]]:
+    """The search loop's images/s with the engine identikit picks, per precision: with the
+    device's own groups, and with groups of the CPU's GROUP_IMAGES (as a GPU had before)."""
     precisions = ["fp32"] + (["bf16"] if bf16_supported(device) else [])
     out = {}
     for precision in precisions:
         engine = EngineOptions(backend="auto", precision=precision, work=10 * runs * 100_000)
         classifier = Classifier(model, ModelInfo(sha256="gpu"), device=device, engine=engine)
         rate = search_rate(classifier, runs, seconds)
-        out[precision] = (rate, classifier.choice.summary())
+        own = base.GPU_GROUP_IMAGES
+        base.GPU_GROUP_IMAGES = base.GROUP_IMAGES
+        try:
+            before = search_rate(classifier, runs, seconds)
+        finally:
+            base.GPU_GROUP_IMAGES = own
+        out[precision] = (rate, before, classifier.choice.summary())
     return out
 
 
@@ -138,12 +148,14 @@ def main() -> None:
         rates.update(engine_rates(model, device, batches, seconds))
 
     def search_loop() -> None:
-        for precision, (rate, summary) in loop_rates(model, device, runs, seconds * 3).items():
+        measured = loop_rates(model, device, runs, seconds * 3)
+        for precision, (rate, before, summary) in measured.items():
             best = max((r for (_, p, _), r in rates.items() if p == precision), default=math.nan)
             print(
                 f"  {precision}: {rate:,.0f} images/s = {rate / best:.2f}x the best isolated "
                 f"{best:,.0f} (target >= 0.9x){' , >= 3 M' if precision == 'bf16' else ''}; "
-                f"{summary}",
+                f"groups of {base.GROUP_IMAGES:,} candidates: {before:,.0f} images/s "
+                f"({rate / before:.2f}x); {summary}",
                 flush=True,
             )
 

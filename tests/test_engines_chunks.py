@@ -15,7 +15,6 @@ from identikit.engines.chunks import (
     chunk_values,
     fit_chunk,
     fit_chunks,
-    gpu_memory,
     timing_images,
 )
 from identikit.engines.tuning import CPU_CHUNKS, CUDA_CHUNKS
@@ -40,12 +39,6 @@ def test_a_gpu_of_more_memory_takes_larger_chunks(monkeypatch: pytest.MonkeyPatc
         assert fitted == tuple(c for c in CUDA_CHUNKS if c <= largest)
         assert fitted[-1] * MNIST_SHAPE.size <= max(CUDA_CHUNK_VALUES, (memory or 0) // 1024)
         assert fit_chunk(65536, IMAGENET, CUDA) == chunk_values(CUDA) // IMAGENET.size
-
-
-def test_the_memory_of_this_machines_gpu() -> None:
-    memory = gpu_memory(CUDA)
-    assert (memory is None) == (not torch.cuda.is_available())
-    assert memory is None or memory > 1 << 30
 
 
 @pytest.mark.parametrize("device", [CPU, CUDA])

@@ -29,6 +29,7 @@ from identikit.strategies import (
     Converged,
     Stuck,
     advance,
+    base,
     initial_state,
     make_strategy,
 )
@@ -214,6 +215,23 @@ def test_group_sizes_shrink_with_the_number_of_classes() -> None:
     assert GROUP_BYTES <= 256 * 2**20
     assert group_runs(50, MANY_CLASSES) == 3
     assert group_runs(2_000, MANY_CLASSES) == 1  # at least one run, while its step fits the limit
+
+
+def test_a_gpu_takes_a_whole_iteration_in_a_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU with the memory for it, the 1,000 runs of a 10 x 100 sweep of the original
+    method step as one group; a smaller card holds its groups to a share of its memory; a CPU
+    (or a 'cuda' device where there is no GPU) keeps its groups as they were."""
+    cuda, per_image = torch.device("cuda"), 4 * (784 + 2 * 10)
+    for memory, expected in (
+        (None, GROUP_IMAGES // 500),
+        (141 << 30, base.GPU_GROUP_IMAGES // 500),
+        (8 << 30, (8 << 30) // base.GPU_GROUP_SHARE // per_image // 500),
+    ):
+        monkeypatch.setattr(base, "gpu_memory", lambda _device, m=memory: m)
+        assert group_runs(500, 10, 784, cuda) == expected
+        assert group_runs(500, 10, 784, torch.device("cpu")) == GROUP_IMAGES // 500
+    assert 500 * group_runs(500, 10, 784, cuda) * per_image <= (8 << 30) // base.GPU_GROUP_SHARE
+    assert base.GPU_GROUP_IMAGES // 500 >= 1000  # the 10 x 100 sweep's iteration, whole
 
 
 def test_one_step_too_large_for_the_memory_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -64,7 +64,9 @@ def test_pause_anywhere_then_resume_gives_identical_results(
 ) -> None:
     """On a GPU too: the runs' generators and the model's scores do not depend on where the
     sweep was paused."""
-    monkeypatch.setattr(base, "GROUP_IMAGES", 60)  # 2 runs per group: pauses fall mid-iteration
+    # 2 runs per group (a GPU's too): pauses fall mid-iteration
+    monkeypatch.setattr(base, "GROUP_IMAGES", 60)
+    monkeypatch.setattr(base, "GPU_GROUP_IMAGES", 60)
     whole = sweep_to_folder(classifier(device), CONFIG, tmp_path / "whole", options=QUIET)
     assert whole.results is not None and not whole.resumed
     total_commits = sum(r["iterations"] for r in whole.results["runs"]) // 2

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
+from identikit.base.device import gpu_memory
 from identikit.base.shapes import ImageShape
 
 # Input values of one chunk, at most: 2 MiB of float32 pixels on a CPU (512 MNIST images fit),
@@ -42,16 +43,6 @@ def chunk_values(device: torch.device) -> int:
         if memory is None
         else max(CUDA_CHUNK_VALUES, memory // CUDA_BYTES_PER_VALUE)
     )
-
-
-def gpu_memory(device: torch.device) -> int | None:
-    """The bytes of memory of the CUDA ``device``; None where this machine has no such GPU."""
-    if not torch.cuda.is_available():
-        return None
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    if index >= torch.cuda.device_count():
-        return None
-    return int(torch.cuda.get_device_properties(index).total_memory)
 
 
 def fit_chunk(chunk: int, shape: ImageShape, device: torch.device) -> int:

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from identikit.base.device import gpu_memory
 from identikit.base.errors import IdentikitError
 from identikit.base.limits import STEP_BYTES
 from identikit.base.shapes import ImageShape
@@ -39,6 +40,15 @@ GROUP_IMAGES = 16384
 # 6.5 GB of outputs, and the log-softmax a copy). Models of up to 600 classes keep groups
 # of GROUP_IMAGES images, so their groups, and so resumed searches, stay as they were.
 GROUP_BYTES = 128 * 2**20
+# On a GPU a group is larger: each costs a few waits for the device (its runs' iteration counts
+# come to the host to seed their generators, its confidences to their histories), and while the
+# host prepares the next group the GPU idles. GROUP_IMAGES candidates are about 11 ms of an
+# H200's scoring (issue 19: 1.5 M images/s), too little to hide that; here a whole iteration of a
+# 10 x 100 sweep of the original method (1,000 runs x 500 candidates) is one group ...
+GPU_GROUP_IMAGES = 2**19
+# ... its candidates and outputs held to this fraction of the GPU's memory (GROUP_BYTES at
+# least): 1.7 GB of MNIST candidates on an H200's 140 GB, a third of that on an 8 GB card.
+GPU_GROUP_SHARE = 16
 # Candidates per run and step re-scored in float32 after a low-precision ranking.
 RESCORED = 8
 
@@ -345,9 +355,15 @@ def apply_rules(state: SearchState, rules: Sequence[StoppingRule], next_cost: in
         active &= ~hit
 
 
-def group_runs(cost: int, classes: int, pixels: int = MNIST_SHAPE.size) -> int:
-    """Runs advanced together: as many as fit, at ``cost`` candidates each, in GROUP_IMAGES
-    images and in GROUP_BYTES of float32 pixels and outputs, and at least one.
+def group_runs(
+    cost: int,
+    classes: int,
+    pixels: int = MNIST_SHAPE.size,
+    device: torch.device | None = None,
+) -> int:
+    """Runs advanced together on ``device`` (None: a CPU): as many as fit, at ``cost``
+    candidates each, in GROUP_IMAGES images and in GROUP_BYTES of float32 pixels and outputs
+    (on a GPU, GPU_GROUP_IMAGES and a GPU_GROUP_SHARE of its memory), and at least one.
 
     An image's outputs count twice: the model's (N, classes) and their log-softmax. A group of
     one run is as small as a group gets, so one run's step must itself fit
@@ -355,8 +371,11 @@ def group_runs(cost: int, classes: int, pixels: int = MNIST_SHAPE.size) -> int:
     """
     per_image = 4 * (pixels + 2 * classes)
     STEP_BYTES.check(cost * per_image, f"one step of {cost:,} images of {classes:,} classes")
-    images = min(GROUP_IMAGES, GROUP_BYTES // per_image)
-    return max(1, images // cost)
+    most, room = GROUP_IMAGES, GROUP_BYTES
+    memory = gpu_memory(device) if device is not None and device.type == "cuda" else None
+    if memory is not None:
+        most, room = GPU_GROUP_IMAGES, max(GROUP_BYTES, memory // GPU_GROUP_SHARE)
+    return max(1, min(most, room // per_image) // cost)
 
 
 @dataclass(frozen=True)
@@ -415,7 +434,7 @@ def advance(
     """
     strategy.check_shape(classifier.info.input_shape)
     cost = step_cost(strategy, classifier)
-    group = group_runs(cost, classifier.num_classes, state.images[0].numel())
+    group = group_runs(cost, classifier.num_classes, state.images[0].numel(), classifier.device)
     if not state.memory:
         state.memory = strategy.init_memory(state)
     apply_rules(state, rules, cost)
