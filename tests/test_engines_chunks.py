@@ -32,12 +32,15 @@ def test_mnist_chunks_are_as_they_were() -> None:
 
 
 def test_a_gpu_of_more_memory_takes_larger_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """8,192 MNIST images a chunk on any GPU, as before; 65,536 on one of an H200's memory."""
-    for memory, largest in ((None, 8192), (8 << 30, 8192), (24 << 30, 8192), (141 << 30, 65536)):
+    """8,192 MNIST images a chunk on any GPU, as before; 32,768 on an 80 GB H100, 65,536 on a
+    141 GB H200."""
+    sizes = ((None, 8192), (8 << 30, 8192), (24 << 30, 8192), (80 << 30, 32768), (141 << 30, 65536))
+    for memory, largest in sizes:
         monkeypatch.setattr(chunks, "gpu_memory", lambda _device, m=memory: m)
         fitted = fit_chunks(CUDA_CHUNKS, MNIST_SHAPE, CUDA)
         assert fitted == tuple(c for c in CUDA_CHUNKS if c <= largest)
-        assert fitted[-1] * MNIST_SHAPE.size <= max(CUDA_CHUNK_VALUES, (memory or 0) // 1024)
+        room = (memory or 0) // chunks.CUDA_BYTES_PER_VALUE
+        assert fitted[-1] * MNIST_SHAPE.size <= max(CUDA_CHUNK_VALUES, room)
         assert fit_chunk(65536, IMAGENET, CUDA) == chunk_values(CUDA) // IMAGENET.size
 
 

@@ -23,9 +23,10 @@ CPU_CHUNK_VALUES = 2**19
 CUDA_CHUNK_VALUES = 2**23
 # ... or on a GPU with more memory, one input value per this many bytes of it: the cnn's
 # activations peak near 40 values per input value (160 bytes in float32), so a chunk's stay
-# within a sixth of the card. An H200's 140 GB take 65,536 MNIST images a chunk, where the
-# issue's isolated rate peaked; a 24 GB card stays at 8,192.
-CUDA_BYTES_PER_VALUE = 1024
+# within a twelfth of the card, and four processes sharing it (Ray's --gpus-per-task 0.25) a
+# third. An H200's 141 GB take 65,536 MNIST images a chunk, where issue 19's isolated rate
+# peaked, an 80 GB H100 32,768; a 24 GB card stays at 8,192.
+CUDA_BYTES_PER_VALUE = 2048
 # Images that timing an engine scores per measurement, at most (MNIST's timing batch) ...
 TIMING_IMAGES = 1024
 # ... and input values, at most: two CPU chunks' worth.
