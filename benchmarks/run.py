@@ -6,6 +6,8 @@ import runpy
 import sys
 from pathlib import Path
 
+import torch
+
 BENCHMARKS = [
     "search_throughput.py",
     "search_throughput.py --architecture colour-cnn --shape 3,32,32",
@@ -24,7 +26,8 @@ BENCHMARKS = [
 
 def main() -> None:
     here = Path(__file__).parent
-    for command in BENCHMARKS:
+    # The GPU's figures (issue 19) where there is one to measure.
+    for command in BENCHMARKS + (["gpu.py"] if torch.cuda.is_available() else []):
         print(f"== {command}", flush=True)
         name, *arguments = command.split()
         sys.argv = [name, *arguments]
