@@ -212,15 +212,12 @@ class _Bench:
         COMPILE_WORTH_SECONDS at the fastest engine timed, it is left out (deferred, and said
         so); where nothing else was timed, it is measured."""
         fastest = max(self.rates.values(), default=0.0)
-        if fastest <= 0:
+        if fastest <= 0 or _compiling_could_repay(self.work, fastest):
             return True
         work = self.horizon if self.work is None else self.work
-        seconds = work / fastest
-        if seconds >= COMPILE_WORTH_SECONDS:
-            return True
         self.deferred.append(name)
         self.skipped[name] = (
-            f"not measured: the work ahead ({work:,} images) takes {seconds:.2g} s "
+            f"not measured: the work ahead ({work:,} images) takes {work / fastest:.2g} s "
             "at the fastest engine, too little for a compilation to repay"
         )
         return False
@@ -341,14 +338,18 @@ def for_work(choice: Choice, work: int | None) -> Choice:
     )
 
 
+def _compiling_could_repay(work: int | None, fastest: float) -> bool:
+    """Whether ``work`` images (None: REPAY_IMAGES) take COMPILE_WORTH_SECONDS or more at
+    ``fastest`` images/s: enough for a compilation to be worth measuring."""
+    return (REPAY_IMAGES if work is None else work) / fastest >= COMPILE_WORTH_SECONDS
+
+
 def _deferred_would_repay(choice: Choice, work: int | None) -> bool:
     """Whether ``work`` images (None: REPAY_IMAGES) are enough for an engine ``choice`` left
     unmeasured (see :meth:`_Bench._could_repay`) to be measured after all."""
     if not choice.deferred:
         return False
-    if not choice.images_per_s:
-        return True
-    return (REPAY_IMAGES if work is None else work) / choice.images_per_s >= COMPILE_WORTH_SECONDS
+    return not choice.images_per_s or _compiling_could_repay(work, choice.images_per_s)
 
 
 def _compiled(label: str) -> bool:
