@@ -29,15 +29,16 @@ echo "cores: $(nproc)"
 
 started=$(date +%s)
 if command -v make >/dev/null; then
-	timeout 300 make test PY=python3 >"$OUT/tests.log" 2>&1
+	timeout -k 10 300 make test PY=python3 >"$OUT/tests.log" 2>&1
 else # the same run as make's, spelled out
 	workers=$(($(nproc) / 2))
-	OMP_NUM_THREADS=2 timeout 300 python3 -m pytest -q -n "$workers" >"$OUT/tests.log" 2>&1
+	OMP_NUM_THREADS=2 timeout -k 10 300 python3 -m pytest -q -n "$workers" >"$OUT/tests.log" 2>&1
 fi
 code=$?
+pkill -f "pytest" 2>/dev/null # workers a timeout left behind would take gpu.py's cores
 echo "== make test PY=python3: exit $code in $(($(date +%s) - started)) s (target < 300 s)"
 grep -E "passed|failed|^FAILED|^ERROR|timeout" "$OUT/tests.log" | tail -n 40
 
 started=$(date +%s)
-timeout 270 python3 benchmarks/gpu.py 2>&1 | tee "$OUT/gpu.log"
+timeout -k 10 270 python3 benchmarks/gpu.py 2>&1 | tee "$OUT/gpu.log"
 echo "== benchmarks/gpu.py: exit ${PIPESTATUS[0]} in $(($(date +%s) - started)) s"
