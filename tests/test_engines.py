@@ -107,6 +107,22 @@ def test_backends_command_measures_once(device: str, tiny_model: Path, tmp_path:
     assert third["how"] == "measured"
 
 
+def test_backends_command_chooses_for_the_work_asked(tiny_model: Path, tmp_path: Path) -> None:
+    """``--work``: the choice for a sweep of that many images; torch.compile is not measured
+    for one too small for it to repay, and is for a larger one."""
+    env = {"IDENTIKIT_DATA": str(tmp_path / "data")}
+    args = ("backends", "--model", str(tiny_model), "--device", "cpu", "--json", "--work")
+    small = json.loads(run_cli(*args, "1000", env=env).stdout.strip().splitlines()[-1])
+    assert small["deferred"] == ["compile"]
+    assert small["skipped"]["compile"].startswith("not measured: the work ahead (1,000 images)")
+    large = run_cli(*args, str(10**10), env=env)
+    assert large.returncode == 0, large.stderr
+    record = json.loads(large.stdout.strip().splitlines()[-1])
+    assert record["how"] == "measured" and record["deferred"] == []
+    assert any(label.startswith("compile@") for label in record["rates"])
+    assert_one_line_error(run_cli(*args, "0", env=env), "--work")
+
+
 def test_backends_command_says_why_and_when(tiny_model: Path, tmp_path: Path) -> None:
     env = {"IDENTIKIT_DATA": str(tmp_path / "data")}
     args = ("backends", "--model", str(tiny_model), "--backend", "channels_last")

@@ -77,7 +77,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
-    classifier = make_classifier(args)
+    classifier = make_classifier(args, args.work)
     choice = classifier.choice
     if args.json:
         print_json({"model": classifier.name, **choice.record(), "how": choice.how})
@@ -234,6 +234,13 @@ def _add_backends(commands: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="measure again, even when a choice is cached (a choice a sweep showed was "
         "measured on a busy machine is measured again anyway)",
+    )
+    backends.add_argument(
+        "--work",
+        type=positive_int,
+        help="images the choice is for, as a sweep tells it its budget (classes x runs x "
+        "--max-queries): torch.compile is taken, or even measured, only where it repays "
+        "within them (default: 1,000,000)",
     )
     backends.add_argument("--json", action="store_true", help="print the choice as JSON")
     add_device(backends)
