@@ -5,6 +5,7 @@ import from here, never from one another; fixtures live in ``conftest.py``."""
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import io
 import json
 import os
@@ -38,6 +39,17 @@ from identikit.sweeps.experiment import SweepConfig
 
 CHROMIUM = shutil.which("chromium")
 """The Debian chromium the report pages are rendered with, or None where it is not installed."""
+
+_NO_BROWSER = (
+    "Debian chromium is not installed"
+    if CHROMIUM is None
+    else "playwright is not installed"  # where nothing can be installed: a GPU machine
+    if importlib.util.find_spec("playwright") is None
+    else None
+)
+needs_browser = pytest.mark.skipif(_NO_BROWSER is not None, reason=_NO_BROWSER or "")
+"""For a test that renders a page in chromium, driven by playwright: skips, saying which is
+missing."""
 
 NAN, INF = float("nan"), float("inf")
 

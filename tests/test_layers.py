@@ -33,7 +33,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("api", ("api",)),
     ("cli", ("cli", "__main__", "")),  # "" is the package itself: its public API
 ]
-OPTIONAL = ("onnxruntime", "onnx", "sklearn", "ray")
+# Third-party packages imported where they are used, since identikit (or a test) runs without
+# them: playwright drives the browser tests, and a GPU machine that installs nothing lacks it.
+OPTIONAL = ("onnxruntime", "onnx", "sklearn", "ray", "playwright")
 
 
 def module_name(path: Path) -> str:

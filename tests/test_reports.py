@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from playwright.sync_api import sync_playwright
 
 from identikit.cli import main
 from identikit.data import datasets as data
@@ -22,6 +21,7 @@ from identikit.sweeps.result_files import read_ceiling
 from tests.helpers import (
     CHROMIUM,
     assert_one_line_error,
+    needs_browser,
     read_page,
     report_search_args,
     run_cli,
@@ -251,12 +251,14 @@ def results_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed")
+@needs_browser
 def test_report_in_headless_chromium(results_folder: Path, tmp_path: Path) -> None:
     page_file = results_folder / "report.html"
     html = page_file.read_text()
     assert "http://" not in html and "https://" not in html  # nothing fetched from elsewhere
     results = json.loads((results_folder / "sweep" / "results.json").read_text())
+    from playwright.sync_api import sync_playwright  # optional: see needs_browser
+
     errors: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
@@ -285,7 +287,7 @@ def test_report_in_headless_chromium(results_folder: Path, tmp_path: Path) -> No
     assert (tmp_path / "report.png").stat().st_size > 10_000
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed")
+@needs_browser
 def test_a_page_of_ceilings_and_cards_in_chromium(
     ceilinged: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -293,6 +295,8 @@ def test_a_page_of_ceilings_and_cards_in_chromium(
     (tmp_path / "certainty.json").write_text(json.dumps({"blank": CERTAINTY_ROW}))
     code, _, err = run_main(capsys, "report", str(tmp_path))
     assert code == 0, err
+    from playwright.sync_api import sync_playwright  # optional: see needs_browser
+
     errors: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
