@@ -22,6 +22,7 @@ from identikit.cli.options import (
 )
 from identikit.data.datasets import SPLITS, ensure_files, load_dataset, refetch_files
 from identikit.data.images import load_images
+from identikit.engines.tuning import REPAY_IMAGES
 from identikit.models import ARCHITECTURES
 from identikit.models.export import export_model
 from identikit.models.preprocessing import values_text
@@ -240,7 +241,7 @@ def _add_backends(commands: Any, common: argparse.ArgumentParser) -> None:
         type=positive_int,
         help="images the choice is for, as a sweep tells it its budget (classes x runs x "
         "--max-queries): torch.compile is taken, or even measured, only where it repays "
-        "within them (default: 1,000,000)",
+        f"within them (default: {REPAY_IMAGES:,})",
     )
     backends.add_argument("--json", action="store_true", help="print the choice as JSON")
     add_device(backends)
