@@ -59,3 +59,9 @@ SAMPLES = Limit("samples", 1_000_000, "images per source")
 FILE_BYTES = Limit("file_bytes", 2**31, "bytes")
 # Bytes of a model file, read whole to hash the very bytes that are loaded.
 MODEL_BYTES = Limit("model_bytes", 64 * 2**30, "bytes")
+# Pixels of one picture of a folder:DIR dataset, read from its header before it is decoded
+# (Pillow's own warning starts at 89 million; 2**26 is an 8,192 x 8,192 picture).
+IMAGE_PIXELS = Limit("image_pixels", 2**26, "pixels per image")
+# Pixels of all the pictures of a folder:DIR dataset together, counted from their headers before
+# any is decoded: the dataset's array takes this many bytes in grey, three times as many in RGB.
+DATASET_PIXELS = Limit("dataset_pixels", 2**30, "pixels per dataset")
