@@ -63,6 +63,13 @@ def test_a_valid_set_reads_back() -> None:
             },
             "no training images",
         ),
+        (
+            {
+                "test_images": np.zeros((0, 3, 4, 5), dtype=np.uint8),
+                "test_labels": np.zeros(0, dtype=np.int64),
+            },
+            "no test images",  # whatever the reader: evaluate would score 0.00% on nothing
+        ),
     ],
 )
 def test_a_bad_set_is_refused_in_one_line(changes: dict[str, Any], fragment: str) -> None:
@@ -115,3 +122,11 @@ def test_channels_first_and_class_count() -> None:
     assert moved.shape == (2, 3, 4, 5) and moved.flags.c_contiguous
     assert moved[1, 2, 3, 4] == colour[1, 3, 4, 2]
     assert class_count(np.array([0, 4]), np.array([], dtype=np.int64), np.array([7])) == 8
+
+
+def test_class_count_is_refused_above_the_limit_before_anything_is_built() -> None:
+    with pytest.raises(DataError) as caught:
+        class_count(np.array([0, 2**62]), subject="big.npz: labels")
+    message = one_line_message(caught)
+    assert message.startswith("big.npz: labels") and "IDENTIKIT_LIMIT_CLASSES" in message
+    assert class_count(np.array([99_999]), subject="x") == 100_000  # the limit itself is fine

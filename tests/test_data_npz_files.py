@@ -80,6 +80,18 @@ def _bad(name: str) -> dict[str, Any]:
         "few names": {"class_names": np.array(["a", "b"])},
         "numeric names": {"class_names": np.array([1, 2, 3])},
         "one class": {"labels": np.zeros(12, dtype=np.int64)},
+        # One label of 2**62 once asked for 2**62 class names: a MemoryError after 34 s.
+        "huge label": {"labels": np.array([0] * 11 + [2**62], dtype=np.int64)},
+        "many names": {"class_names": np.array([str(n) for n in range(100_001)])},
+        # An empty test split once scored "accuracy 0.00%" in evaluate.
+        "empty test split": {
+            "test_images": np.zeros((0, 5, 7, 3), dtype=np.uint8),
+            "test_labels": np.zeros(0, dtype=np.int64),
+        },
+        "no images": {
+            "images": np.zeros((0, 5, 7, 3), dtype=np.uint8),
+            "labels": np.zeros(0, dtype=np.int64),
+        },
     }
     arrays = {**good, **changes[name]}
     return {key: value for key, value in arrays.items() if value is not None}
@@ -100,6 +112,10 @@ def _bad(name: str) -> dict[str, Any]:
         ("few names", "2 class_names but labels reach 2"),
         ("numeric names", "list of strings"),
         ("one class", "at least two"),
+        ("huge label", "4,611,686,018,427,387,905 classes is over the limit"),
+        ("many names", "class_names (up to 100,000): 100,001 classes is over the limit"),
+        ("empty test split", "test_images holds no images"),
+        ("no images", "images holds no images"),
     ],
 )
 def test_a_bad_archive_is_one_line_naming_it(tmp_path: Path, name: str, fragment: str) -> None:

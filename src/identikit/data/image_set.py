@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from identikit.base.errors import DataError
+from identikit.base.errors import DataError, IdentikitError
 from identikit.base.limits import CLASSES
 from identikit.base.shapes import ImageShape
 
@@ -56,8 +56,10 @@ class ImageSet:
             if not isinstance(labels, np.ndarray) or labels.dtype != np.int64:
                 raise DataError(f"{self.name}: {split} labels must be an int64 array")
             check_labels(labels, len(images), len(self.class_names), f"{self.name} ({split})")
-        if len(self.train_images) == 0:
-            raise DataError(f"{self.name}: no training images")
+        for split, images in (("training", self.train_images), ("test", self.test_images)):
+            # An empty test split would score an accuracy of 0.00% on nothing.
+            if len(images) == 0:
+                raise DataError(f"{self.name}: no {split} images")
 
     @property
     def classes(self) -> int:
@@ -99,9 +101,16 @@ def integer_labels(array: np.ndarray, subject: str) -> np.ndarray:
     return labels
 
 
-def class_count(*labels: np.ndarray) -> int:
-    """The number of classes the labels of every split imply: the largest label plus one."""
-    return max((int(part.max()) + 1 for part in labels if len(part)), default=0)
+def class_count(*labels: np.ndarray, subject: str = "labels") -> int:
+    """The number of classes the labels of every split imply: the largest label plus one,
+    refused above :data:`~identikit.base.limits.CLASSES` before anything is built per class
+    (one label of 2**62 would otherwise ask for 2**62 class names)."""
+    count = max((int(part.max()) + 1 for part in labels if len(part)), default=0)
+    try:
+        CLASSES.check(count, f"{subject} (up to {count - 1:,})")
+    except IdentikitError as exc:
+        raise DataError(str(exc)) from None
+    return count
 
 
 def seeded_split(

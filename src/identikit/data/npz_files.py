@@ -57,7 +57,8 @@ def load_npz_images(path: Path, *, name: str | None = None) -> ImageSet:
         parts = (images, labels, test_images, test_labels)
     else:
         parts = seeded_split(images, labels)
-    names = _class_names(arrays.get("class_names"), class_count(labels, parts[3]), path)
+    implied = class_count(labels, parts[3], subject=f"{path}: labels")
+    names = _class_names(arrays.get("class_names"), implied, path)
     shape = ImageShape.of(images.shape[1:])
     return ImageSet(*parts, class_names=names, shape=shape, name=name or f"npz:{path}")
 
@@ -68,6 +69,8 @@ def _images(array: np.ndarray, subject: str) -> np.ndarray:
         raise DataError(f"{subject} must be uint8 (pixel values 0..255), got {array.dtype}")
     if array.ndim not in (3, 4) or 0 in array.shape[1:]:
         raise DataError(f"{subject} have shape {array.shape}; expected N x H x W or N x H x W x C")
+    if len(array) == 0:  # an empty test split would score 0.00% on nothing
+        raise DataError(f"{subject} holds no images (shape {array.shape}); at least one is needed")
     if array.ndim == 4 and array.shape[3] > 4 and array.shape[1] <= 4:
         # (N, 3, 32, 32) read as channels-last would be 32 channels of 3 x 32 pixels.
         raise DataError(
@@ -93,6 +96,7 @@ def _class_names(array: np.ndarray | None, implied: int, path: Path) -> tuple[st
         return tuple(str(c) for c in range(implied))
     if array.dtype.kind not in "US" or array.ndim != 1:
         raise DataError(f"{path}: class_names must be a list of strings, got {array.dtype}")
+    class_count(np.array([len(array) - 1]), subject=f"{path}: class_names")  # before decoding
     names = tuple(
         item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
         for item in array.tolist()

@@ -33,6 +33,15 @@ class Evaluation:
     confusion: list[list[int]]
 
 
+def _some_images(images: np.ndarray, labels: np.ndarray) -> None:
+    """Refuse an empty set: its accuracy is undefined, and would be printed as 0.00%."""
+    if len(images) == 0 or len(labels) == 0:
+        raise IdentikitError(
+            f"nothing to evaluate on: {len(images)} images and {len(labels)} labels; "
+            "give a dataset whose test split holds images"
+        )
+
+
 def _evaluation(predicted: np.ndarray, labels: np.ndarray, num_classes: int) -> Evaluation:
     truth = labels.astype(np.int64)
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
@@ -49,6 +58,7 @@ def evaluate(
 ) -> Evaluation:
     """Evaluate ``model`` (in eval mode) on uint8 ``images`` (N, C, H, W) or (N, H, W) and
     their ``labels``."""
+    _some_images(images, labels)
     device = device or next(model.parameters()).device
     model.eval()
     num_classes = int(model(to_pixels(images[:1], device).zero_()).shape[1])
@@ -64,6 +74,7 @@ def evaluate_classifier(
     classifier: Classifier, images: np.ndarray, labels: np.ndarray
 ) -> Evaluation:
     """Evaluate any model behind a :class:`Classifier` (checkpoint, TorchScript, ONNX)."""
+    _some_images(images, labels)
     if len(labels) and int(labels.max()) >= classifier.num_classes:
         raise IdentikitError(
             f"{classifier.name} has {classifier.num_classes} classes; the data "
