@@ -348,3 +348,65 @@ def test_search_resume_and_report_a_model_of_any_shape(
     assert code == 0, err
     page = (tmp_path / "cut" / "report.html").read_text()
     assert f"images {shape} (C x H x W" in page and "image/gif" in page
+
+
+# --- What reaches the terminal -----------------------------------------------------------------
+
+HOSTILE_NAMES = ["t\x1b]0;owned\x07", "c\x1b[2J", "two\nlines", "nul\x00", "c1\x9b2J"]
+
+
+def test_class_names_reach_the_terminal_escaped(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Class names that would set the window title, clear the screen or forge a row are shown
+    escaped in the search table; the results keep them as they are."""
+    names = [*HOSTILE_NAMES, *"56789"]
+    out = tmp_path / "names"
+    code, printed, err = run_main(
+        capsys,
+        *("search", "--model", str(tiny_model), "--out", str(out), "--class-names"),
+        ",".join(names),
+        *("--digits", "0-4", "--runs", "1", "--candidates", "20", "--max-queries", "40"),
+        *("--backend", "eager", "--chunk-size", "64", "--device", "cpu", "--no-progress"),
+    )
+    assert code == 0, err
+    for text in (printed, err):
+        assert not any(ord(c) < 0x20 and c != "\n" or 0x7F <= ord(c) < 0xA0 for c in text)
+    rows = printed.splitlines()
+    for shown in ("t\\x1b]0;owned\\x07", "c\\x1b[2J", "two\\nlines", "nul\\x00", "c1\\x9b2J"):
+        assert sum(shown in row for row in rows) == 1, printed
+    assert json.loads((out / "results.json").read_text())["model"]["class_names"] == names
+
+
+def test_a_model_file_name_reaches_the_terminal_escaped(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tiny_model.rename(tmp_path / "m\x1b[2J.pt")
+    code, _, err = run_main(capsys, *quick_search_args({"checkpoint": model}, tmp_path / "s"))
+    assert code == 0, err
+    assert "m\\x1b[2J.pt: scoring with" in err and "\x1b" not in err
+    missing = tmp_path / "gone\x1b]0;x\x07.pt"
+    code, _, err = run_main(capsys, *quick_search_args({"checkpoint": missing}, tmp_path / "t"))
+    assert code == 2 and "\x1b" not in err and "\x07" not in err
+
+
+def test_a_figure_that_cannot_be_drawn_loses_no_results(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A class name matplotlib cannot set (a lone surrogate, from a non-UTF-8 folder name):
+    results.json, identikits.npz and the state are written before the grid is drawn, and the
+    grid's failure is one line that says so; a second run says the same, losing nothing."""
+    out = tmp_path / "sweep"
+    argv = [
+        *("search", "--model", str(tiny_model), "--out", str(out), "--class-names"),
+        ",".join(["cat\udcff", *"123456789"]),
+        *("--digits", "0", "--runs", "1", "--candidates", "20", "--max-queries", "40"),
+        *("--backend", "eager", "--chunk-size", "64", "--device", "cpu", "--no-progress"),
+    ]
+    for _ in range(2):
+        code, _, err = run_main(capsys, *argv)
+        assert_refused((code, "", err), "the results are saved", "grid.png could not be drawn")
+        results = json.loads((out / "results.json").read_text())
+        assert results["runs"][0]["queries"] > 0 and results["runs"][0]["status"] != "active"
+        assert (out / "identikits.npz").is_file() and (out / "sweep-state.npz").is_file()
+        assert not (out / "grid.png").exists()

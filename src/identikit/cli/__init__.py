@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 from tqdm import tqdm
 
 from identikit.base.errors import IdentikitError
+from identikit.base.text import terminal_safe
 from identikit.cli import models, reconstructing, reporting, searching
-from identikit.cli.options import Parser
+from identikit.cli.options import Parser, escape_warnings
 
 DESCRIPTION = "What does a trained image classifier believe a class looks like?"
 Handler = Callable[[argparse.Namespace], int]
@@ -55,6 +56,7 @@ def _clear_progress_bars() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    escape_warnings()
     parser = build_parser()
     arguments = _attach_ranges(list(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(arguments)
@@ -66,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         _clear_progress_bars()
-        print(f"identikit: error: {exc}", file=sys.stderr)
+        print(f"identikit: error: {terminal_safe(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         _clear_progress_bars()
@@ -82,8 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _clear_progress_bars()
         print(
-            f"identikit: internal error: {type(exc).__name__}: {exc} (please report it; "
-            "--debug shows the traceback)",
+            f"identikit: internal error: {type(exc).__name__}: {terminal_safe(exc)} "
+            "(please report it; --debug shows the traceback)",
             file=sys.stderr,
         )
         return 1

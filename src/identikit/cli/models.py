@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from identikit.base.errors import IdentikitError
+from identikit.base.text import terminal_safe
 from identikit.cli.options import (
     add_convention_options,
     add_data_options,
@@ -36,14 +37,17 @@ def cmd_data(args: argparse.Namespace) -> int:
     paths = ensure_files(args.dataset, args.root)
     for split in SPLITS:
         images, labels = load_dataset(args.dataset, split, args.root)
-        print(f"{args.dataset} {split}: {len(images)} images, {len(set(labels.tolist()))} classes")
+        classes = len(set(labels.tolist()))
+        print(f"{terminal_safe(args.dataset)} {split}: {len(images)} images, {classes} classes")
     folder = sorted({str(p.parent) for p in paths.values()})
-    print(f"files in {', '.join(folder)} (checksums verified)")
+    print(f"files in {terminal_safe(', '.join(folder))} (checksums verified)")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    log = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    def log(line: str) -> None:
+        print(terminal_safe(line), file=sys.stderr if args.json else sys.stdout)
+
     spec = TrainSpec(
         args.model,
         dataset=args.dataset,
@@ -72,7 +76,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         print(
             f"{result.architecture}: test accuracy {result.test_accuracy:.2%} after "
-            f"{result.epochs} epochs in {result.seconds:.0f} s; saved {args.out}"
+            f"{result.epochs} epochs in {result.seconds:.0f} s; saved {terminal_safe(args.out)}"
         )
     return 0
 
@@ -119,8 +123,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             }
         )
         return 0
-    names = data.class_names
-    print(f"{args.model} on {args.dataset} test: accuracy {result.accuracy:.2%}")
+    # Escaped before they are cut to five characters: what is shown is safe, if shortened.
+    names = [terminal_safe(name) for name in data.class_names]
+    model, dataset = terminal_safe(args.model), terminal_safe(args.dataset)
+    print(f"{model} on {dataset} test: accuracy {result.accuracy:.2%}")
     print("confusion: rows are the true class, columns the predicted class")
     print("true   accuracy   " + " ".join(f"{n[:5]:>5}" for n in names))
     for name, accuracy, row in zip(names, result.per_class, result.confusion, strict=True):
@@ -144,7 +150,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"--std {values_text(preprocessing.std)} --layout {preprocessing.layout or 'nchw'} "
         f"--outputs {preprocessing.outputs}"
     )
-    print(f"wrote {args.out} ({args.format}); use it with: {flags}")
+    print(f"wrote {terminal_safe(args.out)} ({args.format}); use it with: {flags}")
     return 0
 
 

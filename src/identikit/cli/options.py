@@ -6,12 +6,14 @@ import argparse
 import json
 import math
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, NoReturn
 
 from identikit.base.device import DEVICE_CHOICES
 from identikit.base.errors import IdentikitError
 from identikit.base.shapes import ImageShape
+from identikit.base.text import terminal_lines, terminal_safe
 from identikit.classifier import Classifier, load_classifier
 from identikit.cluster.model_source import LoadOptions, ModelSource
 from identikit.cluster.ray_sweep import GPU_SHARE, RETRIES, RayCluster
@@ -204,19 +206,20 @@ def _say_what_scores(args: argparse.Namespace, classifier: Classifier, precision
     """Tell the user what computes the search: the chosen engine ranks candidates, but
     gradients always come from PyTorch in fp32 (:meth:`Classifier.value_and_grad`)."""
     white_box = white_box_strategies(args)
+    name = terminal_safe(classifier.name)  # a file's name: it may hold escapes
     engine = classifier.choice.summary()
     if classifier.device.type == "cuda":
         engine += "; TF32 on" if tf32_in_use(classifier.device) else "; float32 as IEEE (no TF32)"
     if not white_box:
-        print(f"{classifier.name}: scoring with {engine}", file=sys.stderr)
+        print(f"{name}: scoring with {engine}", file=sys.stderr)
         return
     gradients = f"gradients with PyTorch (fp32, eager, on {classifier.device})"
     if hasattr(args, "strategy"):
-        print(f"{classifier.name}: {gradients}; other scores with {engine}", file=sys.stderr)
+        print(f"{name}: {gradients}; other scores with {engine}", file=sys.stderr)
         return
     note = f" (--precision {precision} ranks the other strategies' candidates)"
     print(
-        f"{classifier.name}: {', '.join(white_box)}: {gradients}"
+        f"{name}: {', '.join(white_box)}: {gradients}"
         f"{note if precision != 'fp32' else ''}; other scoring with {engine}",
         file=sys.stderr,
     )
@@ -233,7 +236,7 @@ def engine_options(args: argparse.Namespace, work: int | None = None) -> EngineO
         chunk_size=args.chunk_size,
         remeasure=getattr(args, "remeasure", False),
         work=work,
-        log=lambda line: print(line, file=sys.stderr),
+        log=say,
     )
 
 
@@ -268,7 +271,7 @@ def make_classifier(args: argparse.Namespace, work: int | None = None) -> Classi
     _say_what_scores(args, classifier, engine.precision)
     if classifier.detected_outputs and classifier.outputs != "logits":
         print(
-            f"{classifier.name}: outputs detected as {classifier.outputs} "
+            f"{terminal_safe(classifier.name)}: outputs detected as {classifier.outputs} "
             "(set --outputs to override)",
             file=sys.stderr,
         )
@@ -294,6 +297,27 @@ def add_device(parser: argparse.ArgumentParser) -> None:
         choices=DEVICE_CHOICES,
         help="where to run the model; auto takes a GPU when there is one (default: %(default)s)",
     )
+
+
+def say(line: str) -> None:
+    """Print a line a command says on its way to stderr, made safe for a terminal (it may name
+    a file, whose name may hold escapes)."""
+    print(terminal_safe(line), file=sys.stderr, flush=True)
+
+
+def escape_warnings() -> None:
+    """Show every warning's text made safe for a terminal: a library's warning may quote a
+    class name (matplotlib's "Glyph 27 (\\x1b) missing from font" does, raw). Installed once,
+    however often it is called."""
+    plain = warnings.formatwarning
+    if getattr(plain, "terminal_safe", False):
+        return
+
+    def safe(*args: Any, **kwargs: Any) -> str:
+        return terminal_lines(plain(*args, **kwargs))
+
+    safe.terminal_safe = True  # type: ignore[attr-defined]
+    warnings.formatwarning = safe
 
 
 def print_json(obj: Any) -> None:

@@ -15,6 +15,7 @@ from identikit.base.errors import IdentikitError
 from identikit.base.interrupt import PauseOnInterrupt
 from identikit.base.limits import MODEL_BYTES, SAMPLES
 from identikit.base.safe_files import display_name, read_regular
+from identikit.base.text import terminal_safe
 from identikit.classifier.classifier import Classifier
 from identikit.cli.options import (
     add_data_options,
@@ -28,6 +29,7 @@ from identikit.cli.options import (
     positive_float,
     positive_int,
     print_json,
+    say,
 )
 from identikit.cli.tables import (
     format_ceiling,
@@ -71,8 +73,9 @@ from identikit.sweeps.sweep import SweepOptions
 def paused(args: argparse.Namespace, pause: PauseOnInterrupt) -> int:
     """After Ctrl-C or SIGTERM: say where the work is saved and the command that resumes it;
     exit 130 (Ctrl-C) or 143 (SIGTERM), as the shell would."""
-    command = shlex.join(["identikit", *args.argv])
-    print(f"identikit: paused; saved in {args.out}. Resume with:\n  {command}", file=sys.stderr)
+    command = terminal_safe(shlex.join(["identikit", *args.argv]))
+    out = terminal_safe(args.out)
+    print(f"identikit: paused; saved in {out}. Resume with:\n  {command}", file=sys.stderr)
     return pause.exit_code
 
 
@@ -146,7 +149,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             classifier.choice,
             result.record["queries_per_second"],
             seconds=result.record["seconds"],
-            log=lambda line: print(line, file=sys.stderr),
+            log=say,
         )
     report_sweep(args, result)
     return 0
@@ -155,15 +158,16 @@ def cmd_search(args: argparse.Namespace) -> int:
 def report_sweep(args: argparse.Namespace, outcome: api.SearchResult) -> None:
     """What a finished search prints: what was rebuilt or resumed, then its summary."""
     results = outcome.record
+    out = terminal_safe(args.out)
     if outcome.rebuilt:
         print(
-            f"{args.out}: rebuilt {', '.join(outcome.rebuilt)} of the finished sweep",
+            f"{out}: rebuilt {', '.join(outcome.rebuilt)} of the finished sweep",
             file=sys.stderr,
         )
     if outcome.already_done:
-        print(f"{args.out} holds this sweep, finished: nothing to do", file=sys.stderr)
+        print(f"{out} holds this sweep, finished: nothing to do", file=sys.stderr)
     elif outcome.resumed:
-        print(f"resumed and finished the sweep saved in {args.out}", file=sys.stderr)
+        print(f"resumed and finished the sweep saved in {out}", file=sys.stderr)
     if args.json:
         print_json(
             {
@@ -175,7 +179,7 @@ def report_sweep(args: argparse.Namespace, outcome: api.SearchResult) -> None:
         )
     else:
         print(format_summary(results))
-        print(f"results in {args.out}/: results.json, identikits.npz, grid.png")
+        print(f"results in {out}/: results.json, identikits.npz, grid.png")
 
 
 def cmd_strategies(args: argparse.Namespace) -> int:
@@ -237,7 +241,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     worst = _linear_ceiling(classifier)
     if worst is not None:
         print(format_reach(worst, THRESHOLDS))
-    print(f"per-digit figures in {args.out / 'compare.json'}; curves in {args.out / 'curves.png'}")
+    out = terminal_safe(args.out)
+    print(f"per-digit figures in {out}/compare.json; curves in {out}/curves.png")
     return 0
 
 
@@ -281,7 +286,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
         cache=args.cache,
         device=args.device,
         trust_code=args.trust_code,
-        log=lambda line: print(line, file=sys.stderr, flush=True),
+        log=say,
         epochs=args.judge_epochs,
     )
     names = [j.strip() for j in args.judges.split(",") if j.strip()]
@@ -316,7 +321,7 @@ def cmd_certainty(args: argparse.Namespace) -> int:
         return 0
     print(format_certainty(result.model, result.statistics))
     if args.out is not None:
-        print(f"histograms in {args.out / 'certainty.png'}")
+        print(f"histograms in {terminal_safe(args.out / 'certainty.png')}")
     return 0
 
 

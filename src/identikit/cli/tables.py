@@ -1,7 +1,9 @@
 """The text tables the commands print: each a function from a result to its lines.
 
 The layers below return values (records, summaries, verdicts); only the command line turns
-them into text, here, and prints it.
+them into text, here, and prints it. Every name a user or a file gave (class names, sources,
+strategies, folders) passes through :func:`~identikit.base.text.terminal_safe` on its way: a
+name holding ``ESC [2J`` or a newline is shown escaped, never sent to the terminal.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from identikit.base.text import terminal_safe
+
 
 def format_summary(results: dict[str, Any]) -> str:
     """The per-class table printed at the end of a sweep, aligned for names of any length."""
@@ -18,7 +22,7 @@ def format_summary(results: dict[str, Any]) -> str:
     names = results["model"].get("class_names") or []
     labels = {}
     for digit in results["summary"]:
-        name = names[int(digit)] if int(digit) < len(names) else digit
+        name = terminal_safe(names[int(digit)]) if int(digit) < len(names) else digit
         labels[digit] = digit if name == digit else f"{digit} {name}"
     width = max([len("class"), *map(len, labels.values())])
     lines = [
@@ -43,13 +47,13 @@ def format_summary(results: dict[str, Any]) -> str:
 def format_certainty(name: str, report: dict[str, dict[str, float]]) -> str:
     """The certainty table as printed by ``identikit certainty``."""
     lines = [
-        f"{name}: largest softmax output",
+        f"{terminal_safe(name)}: largest softmax output",
         f"{'source':16s} {'n':>6s} {'mean':>6s} {'median':>6s} {'>0.6':>6s} {'>0.9':>6s} "
         f"{'>0.99':>6s}",
     ]
     for source, row in report.items():
         lines.append(
-            f"{source:16s} {row['n']:6d} {row['mean']:6.3f} {row['median']:6.3f} "
+            f"{terminal_safe(source):16s} {row['n']:6d} {row['mean']:6.3f} {row['median']:6.3f} "
             f"{row['above_0.6']:6.1%} {row['above_0.9']:6.1%} {row['above_0.99']:6.1%}"
         )
     return "\n".join(lines)
@@ -68,7 +72,7 @@ def format_comparison(summary: dict[str, dict[str, Any]], thresholds: Sequence[f
             f"{row['success'][str(t)]:>8.0%} {_queries(row['median_queries'][str(t)]):>9s}"
             for t in thresholds
         )
-        lines.append(f"{name:14s}{cells}   {row['seconds']:7.1f}")
+        lines.append(f"{terminal_safe(name):14s}{cells}   {row['seconds']:7.1f}")
     return "\n".join(lines)
 
 
@@ -87,7 +91,7 @@ def format_ceiling(rows: dict[str, dict[str, Any]]) -> str:
     lines = ["class   best 1 - p    certified within (log-prob)   reaches 0.99 / 0.9999"]
     for name, row in rows.items():
         lines.append(
-            f"{name:>5}   {row['shortfall']:10.2e}    {row['gap']:10.1e}"
+            f"{terminal_safe(name):>5}   {row['shortfall']:10.2e}    {row['gap']:10.1e}"
             f"                   {'yes' if row['reaches_0.99'] else 'no':>3} / "
             f"{'yes' if row['reaches_0.9999'] else 'no'}"
         )
@@ -96,35 +100,36 @@ def format_ceiling(rows: dict[str, dict[str, Any]]) -> str:
 
 def format_verdict(verdict: dict[str, Any], folder: Path) -> str:
     """The verdict on one sweep: each judge's agreement and the nearest real digits."""
-    lines = [f"{verdict['identikits']} identikits of {folder} ({verdict['strategy']})"]
+    where, strategy = terminal_safe(folder), terminal_safe(verdict["strategy"])
+    lines = [f"{verdict['identikits']} identikits of {where} ({strategy})"]
     for name, share in verdict["judges"].items():
-        lines.append(f"  {name:12s} calls {share:6.1%} of them their class")
+        lines.append(f"  {terminal_safe(name):12s} calls {share:6.1%} of them their class")
     lines.append(
         f"  nearest real training image has their class: {verdict['nearest_neighbour']:.1%} "
         f"(median distance {verdict['median_distance_own_class']:.2f} to their class, "
         f"{verdict['median_distance_other_classes']:.2f} to others)"
     )
-    lines.append(f"transfer matrices in {folder / 'judge.json'}")
+    lines.append(f"transfer matrices in {terminal_safe(folder / 'judge.json')}")
     return "\n".join(lines)
 
 
 def format_verdict_table(verdicts: Sequence[dict[str, Any]], folder: Path) -> str:
     """One row per strategy of a comparison: each judge's agreement and the nearest-real-digit
     share."""
-    names = list(dict.fromkeys(name for v in verdicts for name in v["judges"]))
+    names = list(dict.fromkeys(terminal_safe(name) for v in verdicts for name in v["judges"]))
     width = max([12, *(len(n) + 2 for n in names)])
     lines = [
         f"{'strategy':14s}" + "".join(f"{n:>{width}s}" for n in names) + f"{'nearest':>{width}s}"
     ]
     for verdict in verdicts:
+        shares = {terminal_safe(n): share for n, share in verdict["judges"].items()}
         cells = "".join(
-            f"{verdict['judges'][n]:>{width}.1%}" if n in verdict["judges"] else f"{'-':>{width}s}"
-            for n in names
+            f"{shares[n]:>{width}.1%}" if n in shares else f"{'-':>{width}s}" for n in names
         )
-        strategy = str(verdict["strategy"] or Path(verdict["sweep"]).name)
+        strategy = terminal_safe(verdict["strategy"] or Path(verdict["sweep"]).name)
         lines.append(f"{strategy:14s}{cells}{verdict['nearest_neighbour']:>{width}.1%}")
     lines.append(
         "(share of identikits each judge calls their class; nearest: share whose nearest real "
-        f"training image has their class); judge.json in each sweep of {folder}"
+        f"training image has their class); judge.json in each sweep of {terminal_safe(folder)}"
     )
     return "\n".join(lines)

@@ -1,7 +1,8 @@
 """A finished sweep's folder: its one writer and its one reader.
 
-The folder holds ``identikits.npz`` (the best image of every run and its digit), ``grid.png``
-(their picture) and ``results.json`` (the record, written last: it marks the sweep finished).
+The folder holds ``identikits.npz`` (the best image of every run and its digit),
+``results.json`` (the record: it marks the sweep finished) and ``grid.png`` (their picture,
+drawn last, so that a figure that fails to draw never costs the results).
 :func:`write_sweep_folder` writes them, each atomically; :func:`read_sweep_folder` reads the
 folder back, every field checked by :mod:`identikit.sweeps.records`, as one
 :class:`SweepFolder`. Resume, ``judge`` and ``report`` all read sweeps through it.
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from identikit.base.atomic import atomic_write_bytes, atomic_write_text
-from identikit.base.errors import IdentikitError
+from identikit.base.errors import IdentikitError, first_line
 from identikit.base.figures import identikit_grid
 from identikit.base.safe_files import read_json
 from identikit.base.shapes import ImageShape
@@ -97,8 +98,9 @@ def grid_png(results: dict[str, Any], images: np.ndarray, digits: np.ndarray) ->
 def write_sweep_folder(
     out: str | os.PathLike[str], results: dict[str, Any], state: SearchState
 ) -> None:
-    """Write ``identikits.npz``, ``grid.png`` and, last, ``results.json`` into ``out``,
-    atomically: ``results.json`` marks a finished sweep, so it is written once the rest is."""
+    """Write ``identikits.npz``, then ``results.json``, then ``grid.png`` into ``out``, each
+    atomically: the results first, so that a figure that fails to draw (a name matplotlib
+    cannot set) never loses them; a missing grid is redrawn from them by the next run."""
     folder = Path(out)
     # Grey images are kept as (N, H, W), the one channel implied (as before colour); others
     # as (N, C, H, W).
@@ -108,5 +110,20 @@ def write_sweep_folder(
     buffer = io.BytesIO()
     np.savez_compressed(buffer, images=images, digits=digits)
     atomic_write_bytes(folder / IDENTIKITS_FILE, buffer.getvalue())
-    atomic_write_bytes(folder / GRID_FILE, grid_png(results, images, digits))
     atomic_write_text(folder / RESULTS_FILE, json.dumps(results, indent=1, allow_nan=False))
+    write_grid(folder, results, images, digits)
+
+
+def write_grid(
+    folder: Path, results: dict[str, Any], images: np.ndarray, digits: np.ndarray
+) -> None:
+    """Draw ``grid.png`` into ``folder``, whose results are saved: a figure that fails to
+    draw is a one-line error that says so."""
+    try:
+        png = grid_png(results, images, digits)
+    except Exception as exc:  # matplotlib's own errors, of many types
+        raise IdentikitError(
+            f"{folder}: the results are saved ({RESULTS_FILE}, {IDENTIKITS_FILE}), but "
+            f"{GRID_FILE} could not be drawn ({first_line(exc)})"
+        ) from None
+    atomic_write_bytes(folder / GRID_FILE, png)

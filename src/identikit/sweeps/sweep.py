@@ -31,7 +31,7 @@ from identikit.sweeps.experiment import (
     sweep_identity,
     sweep_results,
 )
-from identikit.sweeps.folder import GRID_FILE, SHARDS_FOLDER, grid_png, write_sweep_folder
+from identikit.sweeps.folder import GRID_FILE, SHARDS_FOLDER, write_grid, write_sweep_folder
 from identikit.sweeps.records import (
     IDENTIKITS_FILE,
     RESULTS_FILE,
@@ -216,7 +216,7 @@ def _finished_without_state(folder: Path, identity: dict[str, Any]) -> SweepOutc
             "to search again"
         ) from None
     if not _png_ok(folder / GRID_FILE):
-        atomic_write_bytes(folder / GRID_FILE, grid_png(existing, images, digits))
+        write_grid(folder, existing, images, digits)
         return SweepOutcome(existing, resumed=False, already_done=True, rebuilt=[GRID_FILE])
     return SweepOutcome(existing, resumed=False, already_done=True)
 
