@@ -11,8 +11,10 @@ for training in five batches and 10,000 for testing. Two of its distributions ar
   classes, one a line;
 * the Python version (``cifar-10-batches-py``): the same batches without ``.bin``, each a
   pickled dict with ``data`` (a uint8 array of N x 3,072 values, as above) and ``labels``.
-  A pickle can run any code when loaded, so these are read by :mod:`identikit.data.pickles`,
-  which builds nothing but dicts, lists, numbers, strings and NumPy arrays of numbers.
+  A pickle can run any code when loaded, and even NumPy's own constructors accept states that
+  read memory, so these are never unpickled: :mod:`identikit.data.pickles` interprets their
+  opcodes itself and builds nothing but the dict, its strings, integers and lists, and the
+  uint8 array, made from the file's bytes.
 """
 
 from __future__ import annotations
@@ -133,12 +135,8 @@ def _binary_names(place: Path) -> tuple[str, ...]:
 
 
 def _python_batch(path: Path, root: Path) -> Batch:
-    """One batch of the Python version, unpickled without running anything."""
+    """One batch of the Python version, read without unpickling (a dict, or a refusal)."""
     batch = read_pickle(_bytes(path, root), str(path))
-    if not isinstance(batch, dict):
-        raise DataError(
-            f"{path}: holds a {type(batch).__name__}, expected a dict of data and labels"
-        )
     data = _entry(batch, "data", path)
     labels = _entry(batch, "labels", path)
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
@@ -156,7 +154,7 @@ def _python_batch(path: Path, root: Path) -> Batch:
     return data.reshape(-1, *CIFAR_SHAPE.dims).copy(), integer_labels(labels, str(path))
 
 
-def _entry(batch: dict[object, object], key: str, path: Path) -> object:
+def _entry(batch: dict[str | bytes, object], key: str, path: Path) -> object:
     """``batch[key]``: keys are bytes in the distributed files (pickled by Python 2), text in
     copies pickled again by Python 3."""
     for candidate in (key.encode(), key):
@@ -170,8 +168,12 @@ def _python_names(place: Path) -> tuple[str, ...]:
     meta = place / "batches.meta"
     if not meta.is_file():
         return CLASS_NAMES
-    content = read_pickle(_bytes(meta, place), str(meta))
-    names = _entry(content, "label_names", meta) if isinstance(content, dict) else None
-    if not isinstance(names, list) or len(names) < 2:
+    names = _entry(read_pickle(_bytes(meta, place), str(meta)), "label_names", meta)
+    if (
+        not isinstance(names, list)
+        or len(names) < 2
+        or not all(isinstance(name, str | bytes) for name in names)
+    ):
         raise DataError(f"{meta}: label_names must be a list of at least two names")
-    return tuple(n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in names)
+    # Python 2 wrote the names as bytes: text here, as the binary version's meta file gives.
+    return tuple(n.decode("utf-8", "replace") if isinstance(n, bytes) else n for n in names)
