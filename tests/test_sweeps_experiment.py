@@ -1,11 +1,15 @@
-"""A sweep's settings: the digits a user names."""
+"""A sweep's settings: the digits a user names, and every field of a SweepConfig checked where
+it is made."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 
 from identikit.base.errors import IdentikitError
-from identikit.sweeps.experiment import parse_digits
+from identikit.sweeps.experiment import SweepConfig, parse_digits
 
 
 def test_parse_digits() -> None:
@@ -15,3 +19,55 @@ def test_parse_digits() -> None:
     for bad in ("", "a", "3-1", "-1", "1-"):
         with pytest.raises(IdentikitError, match="malformed"):
             parse_digits(bad)
+
+
+# A small valid config; each case below changes one field of it.
+VALID: dict[str, object] = {"digits": (0, 3), "runs": 2, "max_queries": 300}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"max_queries": math.inf}, "--max-queries must be a whole number, got inf"),
+        ({"max_queries": 1500.0}, "--max-queries must be a whole number, got 1500.0"),
+        ({"patience": math.nan}, "--patience must be a whole number, got nan"),
+        ({"target": math.nan}, "--target must be a finite number, got nan"),
+        ({"target": "0.5"}, "--target must be a finite number, got '0.5'"),
+        ({"runs": "3"}, "--runs must be a whole number, got '3'"),
+        ({"runs": True}, "--runs must be a whole number, got True"),
+        ({"runs": 0}, "--runs must be at least 1, got 0"),
+        ({"seed": 1.5}, "--seed must be a whole number, got 1.5"),
+        ({"digits": "37"}, "--digits must be a sequence of class numbers such as (3, 7), got '37'"),
+        ({"digits": (3.5,)}, "--digits must hold whole numbers, got 3.5"),
+        ({"digits": (True,)}, "--digits must hold whole numbers, got True"),
+        ({"digits": {1, 2}}, "--digits must be a sequence of class numbers"),
+        ({"digits": ()}, "--digits: no classes to search for"),
+        ({"digits": (-1,)}, "--digits: [-1] are not class numbers"),
+        ({"digits": (3, 3)}, "--digits names [3] more than once"),
+        ({"digits": range(10**12)}, "more than the 100,000 there are"),
+        ({"strategy": None}, "--strategy must be a strategy's name, got None"),
+        ({"strategy_settings": None}, "strategy_settings must be a dict of setting: value"),
+        ({"start": None}, "--start must be one of blank, gray, noise"),
+    ],
+)
+def test_a_config_refuses_what_the_command_line_refuses(
+    change: dict[str, object], message: str
+) -> None:
+    """Each field is checked where the config is made, in the command line's words: before,
+    wrong types raised TypeError, and runs=True, seed=1.5 or max_queries=inf ran the whole
+    sweep and then failed to record it (results.json "damaged or edited", or JSON's inf)."""
+    with pytest.raises(IdentikitError) as caught:
+        SweepConfig(**{**VALID, **change})  # type: ignore[arg-type]
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_config_keeps_python_numbers() -> None:
+    """NumPy's numbers (a notebook's ``np.arange``) are taken as their values, and kept as
+    Python ints and floats, so that results.json records them as the numbers they are."""
+    config = SweepConfig(
+        digits=np.arange(3), runs=np.int64(2), target=np.float64(0.9), max_queries=300
+    )
+    assert config.digits == (0, 1, 2) and type(config.digits[0]) is int
+    assert type(config.runs) is int and type(config.target) is float
+    assert config == SweepConfig(digits=(0, 1, 2), runs=2, target=0.9, max_queries=300)
+    assert SweepConfig(digits=[7, 3], seed=-4).digits == (7, 3)  # any order, any seed

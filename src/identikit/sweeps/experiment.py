@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import platform
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
 
 from identikit.base.analysis import summarise_runs
+from identikit.base.arguments import class_numbers, finite_number, instance_of, whole_number
 from identikit.base.errors import IdentikitError
 from identikit.base.limits import CANDIDATES, CLASSES, RUNS
 from identikit.base.shapes import ImageShape
@@ -58,20 +60,36 @@ class SweepConfig:
     start: str = "blank"
 
     def __post_init__(self) -> None:
-        if self.runs < 1:
-            raise IdentikitError(f"--runs must be at least 1, got {self.runs}")
-        if not self.digits:
-            raise IdentikitError("no digits to search for")
-        RUNS.check(len(self.digits) * self.runs, f"{len(self.digits)} digits x --runs {self.runs}")
+        """Check every field's type and range, as the command line's options are checked,
+        before any work: a config is made from Python (the API) as well as from options, and
+        a wrong value (``runs=True``, ``seed=1.5``, ``max_queries=inf``) would otherwise run
+        the whole sweep and then fail to be recorded or read back. Numbers are kept as Python
+        ints and floats (a NumPy integer is taken as its value), so that results.json records
+        them as the numbers they are."""
+        digits = class_numbers(self.digits, "--digits", CLASSES.value)
+        runs = whole_number(self.runs, "--runs", least=1)
+        RUNS.check(len(digits) * runs, f"{len(digits)} digits x --runs {runs}")
+        numbers = {
+            "digits": digits,
+            "runs": runs,
+            "seed": whole_number(self.seed, "--seed"),
+            "target": finite_number(self.target, "--target"),
+            "patience": whole_number(self.patience, "--patience", least=1),
+            "max_queries": whole_number(self.max_queries, "--max-queries", least=1),
+        }
+        for name, value in numbers.items():
+            object.__setattr__(self, name, value)  # frozen: set once, here, as checked
         if not 0 < self.target < 1:
             raise IdentikitError(f"--target must be inside (0, 1), got {self.target}")
-        if self.patience < 1:
-            raise IdentikitError(f"--patience must be at least 1, got {self.patience}")
-        if self.max_queries < 1:
-            raise IdentikitError(f"--max-queries must be at least 1, got {self.max_queries}")
-        if self.start not in START_IMAGES:
+        if not isinstance(self.start, str) or self.start not in START_IMAGES:
             raise IdentikitError(f"--start must be one of {', '.join(START_IMAGES)}")
-        strategy = self.spec.make()  # refuses bad settings
+        instance_of(self.strategy, str, "--strategy", "a strategy's name")
+        settings = instance_of(
+            self.strategy_settings, Mapping, "strategy_settings", "a dict of setting: value"
+        )
+        if not all(isinstance(key, str) for key in settings):
+            raise IdentikitError("strategy_settings must be a dict whose keys are names")
+        strategy = self.spec.make()  # refuses unknown settings and values of the wrong type
         CANDIDATES.check(strategy.queries_per_step, f"strategy {self.strategy}")
 
     @property
