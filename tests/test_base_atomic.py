@@ -108,3 +108,45 @@ def test_temporary_files_of_a_killed_writer_are_removed(
     assert code == 0, err
     assert not any(p.exists() for p in leftovers)
     assert keep.exists()
+
+
+def test_writes_below_a_root_go_through_no_link(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = tmp_path / "out"
+    root.mkdir()
+    (root / "pngs").symlink_to(outside)
+    with pytest.raises(IdentikitError, match="is a link; refusing to write through it") as error:
+        atomic.atomic_write_text(root / "pngs" / "sweep" / "0-0.png", "x", root=root)
+    assert str(root / "pngs") in str(error.value)
+    assert list(outside.iterdir()) == []
+
+
+def test_writes_below_a_root_make_its_folders_and_replace_atomically(tmp_path: Path) -> None:
+    user = tmp_path / "user"
+    user.mkdir()
+    root = tmp_path / "out"
+    root.symlink_to(user)  # the folder the user names may be a link of theirs
+    target = root / "a" / "b" / "file.json"
+    atomic.atomic_write_text(target, "first", root=root)
+    atomic.atomic_write_text(target, "second", root=root)
+    assert (user / "a" / "b" / "file.json").read_text() == "second"
+    assert os.listdir(user / "a" / "b") == ["file.json"]  # no temporary file left
+    mode = (user / "a" / "b" / "file.json").stat().st_mode & 0o777
+    assert mode == 0o666 & ~atomic._umask()  # as a plain open() makes it
+
+
+def test_writes_below_a_root_replace_a_link_never_its_target(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    root = tmp_path / "out"
+    root.mkdir()
+    (root / "plan.json").symlink_to(victim)
+    atomic.atomic_write_text(root / "plan.json", "ours", root=root)
+    assert victim.read_text() == "keep me"
+    assert not (root / "plan.json").is_symlink() and (root / "plan.json").read_text() == "ours"
+    (root / "folder").mkdir()
+    with pytest.raises(IdentikitError, match="refusing to replace it"):
+        atomic.atomic_write_text(root / "folder", "x", root=root)
+    with pytest.raises(IdentikitError, match="not inside"):
+        atomic.atomic_write_text(tmp_path / "elsewhere", "x", root=root)

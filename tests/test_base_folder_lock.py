@@ -12,7 +12,7 @@ import pytest
 
 from identikit.base.errors import IdentikitError
 from identikit.base.folder_lock import LOCK_FILE, locked_folder
-from tests.helpers import assert_clean_error, run_cli, search_args
+from tests.helpers import assert_clean_error, run_cli, run_main, search_args
 
 
 def test_a_second_process_on_a_locked_folder_is_refused(model_file: Path, tmp_path: Path) -> None:
@@ -56,3 +56,29 @@ def test_lock_file_that_is_a_link_is_not_followed(tmp_path: Path) -> None:
     with pytest.raises(IdentikitError, match="cannot lock"), locked_folder(out):
         pass
     assert victim.read_text() == "keep me"
+
+
+def test_lock_file_hard_linked_to_a_users_file_is_refused(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    out = tmp_path / "out"
+    out.mkdir()
+    os.link(victim, out / LOCK_FILE)
+    with pytest.raises(IdentikitError, match="2 links") as error, locked_folder(out):
+        pass
+    assert str(out / LOCK_FILE) in str(error.value) and "\n" not in str(error.value)
+    assert victim.read_text() == "keep me"
+
+
+def test_search_on_a_hard_linked_lock_file_is_one_line(
+    model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    out = tmp_path / "out"
+    out.mkdir()
+    os.link(victim, out / LOCK_FILE)
+    code, _, err = run_main(capsys, *search_args(model_file, out))
+    assert_clean_error(code, err, "a hard link", str(out / LOCK_FILE))
+    assert victim.read_text() == "keep me"
+    assert not (out / "results.json").exists()

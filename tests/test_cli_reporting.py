@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from identikit.sweeps.records import read_identikits, read_results
-from tests.helpers import run_main
+from tests.helpers import assert_clean_error, run_main
 
 
 def test_open_without_a_browser_says_where_the_page_is(
@@ -39,3 +39,13 @@ def test_pngs_of_every_identikit(
         pixels = np.asarray(png)[::8, ::8]  # nearest scaling: each pixel an 8 x 8 square
         assert np.array_equal(pixels, (image * 255).round().astype(np.uint8))
     assert "4 identikit images" in stdout
+
+
+def test_pngs_naming_a_file_is_one_line_before_any_work(
+    swept: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mine = tmp_path / "mine.txt"
+    mine.write_text("user data")
+    code, _, err = run_main(capsys, "report", str(swept), "--no-animation", "--pngs", str(mine))
+    assert_clean_error(code, err, "--pngs", str(mine), "not a folder")
+    assert mine.read_text() == "user data"

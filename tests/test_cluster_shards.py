@@ -114,3 +114,44 @@ def test_a_shard_is_read_back_only_when_it_is_this_plans(tmp_path: Path) -> None
     assert (tmp_path / SHARDS_FOLDER / shard_name(0)).is_file()
     shards.remove()
     assert not (tmp_path / SHARDS_FOLDER).exists()
+
+
+def linked_shards(tmp_path: Path) -> tuple[ShardFolder, Path]:
+    """A sweep folder whose ``shards`` is a link to a user's folder holding a file of theirs."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("user data")
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / SHARDS_FOLDER).symlink_to(outside)
+    return ShardFolder(sweep, identity()), outside
+
+
+def test_a_linked_shards_folder_is_never_written_through(tmp_path: Path) -> None:
+    shards, outside = linked_shards(tmp_path)
+    with pytest.raises(IdentikitError, match="is a link; refusing to write") as error:
+        shards.write_plan(ShardPlan(2, 4), 0.0)
+    assert str(shards.path) in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(IdentikitError, match="is a link; refusing to write"):
+        shards.write_shard(0, b"shard")
+    assert sorted(p.name for p in outside.iterdir()) == ["precious.txt"]
+
+
+def test_removing_a_linked_shards_folder_deletes_nothing_outside(tmp_path: Path) -> None:
+    shards, outside = linked_shards(tmp_path)
+    (outside / PLAN_FILE).write_text("{}")  # what the old code would have written there
+    with pytest.raises(IdentikitError, match="is a link"):
+        shards.remove()
+    assert sorted(p.name for p in outside.iterdir()) == [PLAN_FILE, "precious.txt"]
+
+
+def test_removing_shards_deletes_only_their_own_regular_files(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("user data")
+    shards = ShardFolder(tmp_path / "sweep", identity())
+    shards.write_plan(ShardPlan(2, 4), 0.0)
+    (shards.path / "link").symlink_to(victim)
+    shards.remove()
+    assert victim.read_text() == "user data"
+    # A link is not ours to delete, and keeps the folder.
+    assert [p.name for p in shards.path.iterdir()] == ["link"]

@@ -187,3 +187,25 @@ def test_a_cache_file_that_is_no_json_object_or_no_file_is_replaced(tmp_path: Pa
     (folder / choices.CACHE_FILE).mkdir(parents=True)  # an empty folder where the file belongs
     assert_valid_and_kept(channels_last(folder), folder)
     assert (folder / choices.CACHE_FILE).is_file()
+
+
+def test_the_default_backends_folder_is_never_written_through_a_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_root = tmp_path / "data"
+    data_root.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    monkeypatch.setenv("IDENTIKIT_DATA", str(data_root))
+    backends = EngineOptions().cache_folder
+    backends.symlink_to(outside)
+    choices.save_choices(backends, {"key": {"engine": "eager"}})  # a cache: refused quietly
+    with pytest.raises(IdentikitError, match="is a link"):
+        choices.make_cache_folder(backends, backends / "onnx")
+    assert list(outside.iterdir()) == []
+    # A cache folder the user names is theirs, a link of theirs included.
+    named = tmp_path / "named"
+    named.symlink_to(outside)
+    choices.save_choices(named, {"key": {"engine": "eager"}})
+    choices.make_cache_folder(named, named / "onnx")
+    assert sorted(p.name for p in outside.iterdir()) == [choices.CACHE_FILE, "onnx"]

@@ -313,3 +313,22 @@ def test_a_page_of_ceilings_and_cards_in_chromium(
         browser.close()
     assert errors == [] and broken == "0" and images == 1  # the ceiling's picture, loaded
     assert rows == 11 and cards == 1
+
+
+def test_pngs_are_never_written_through_a_linked_sweep_folder(swept: Path, tmp_path: Path) -> None:
+    from identikit.base.errors import IdentikitError
+    from identikit.reports.page import write_pngs
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    user = tmp_path / "user-pngs"
+    user.mkdir()
+    out = tmp_path / "pngs"
+    out.symlink_to(user)  # the folder the user names may be a link of theirs
+    assert len(write_pngs(swept, out)) == 4
+    assert sorted(p.name for p in (user / "sweep").iterdir())[0] == "0-0.png"
+    (user / "sweep").rename(user / "old")
+    (user / "sweep").symlink_to(outside)  # identikit's own folder below it may not
+    with pytest.raises(IdentikitError, match="is a link; refusing to write through it"):
+        write_pngs(swept, out)
+    assert list(outside.iterdir()) == []

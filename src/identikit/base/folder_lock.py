@@ -4,7 +4,9 @@ Two ``identikit search`` processes given the same ``--out`` would each save thei
 over the other's every few seconds, and the one that finished last would win silently. The
 first takes ``DIR/.identikit-lock`` with ``flock`` (released by the kernel when the process
 dies, however it dies, so a kill never leaves a folder locked) and writes who it is into the
-file; a second is refused in one line naming the holder.
+file; a second is refused in one line naming the holder. The lock file is opened without
+following a link, and one with several (hard) links is refused: it is another file too, and
+the record would be written into it.
 """
 
 from __future__ import annotations
@@ -77,9 +79,18 @@ def _open_lock(path: Path) -> int:
         fd = os.open(path, flags, 0o644)
     except OSError as exc:
         raise IdentikitError(f"cannot lock {path.parent}: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
         os.close(fd)
         raise IdentikitError(f"cannot lock {path.parent}: {path.name} is not a regular file")
+    if info.st_nlink > 1:
+        # A hard link: the same file is someone's elsewhere too, and writing who holds the
+        # lock would overwrite it. Nothing has been written yet (open does not truncate).
+        os.close(fd)
+        raise IdentikitError(
+            f"cannot lock {path.parent}: {path} has {info.st_nlink} links (a hard link to "
+            "another file); refusing to write into it: delete it and run again"
+        )
     return fd
 
 

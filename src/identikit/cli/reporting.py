@@ -11,10 +11,12 @@ from typing import Any
 from identikit import api
 from identikit.cli.demo import run_demo
 from identikit.cli.options import add_device, output_path
-from identikit.reports.page import write_pngs
+from identikit.reports.page import check_pngs_folder, write_pngs
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if args.pngs is not None:
+        check_pngs_folder(args.pngs)  # before the page: a bad --pngs costs no work
     page = api.report(
         args.folder,
         animate=not args.no_animation,

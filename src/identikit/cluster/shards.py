@@ -32,6 +32,7 @@ import torch
 from identikit.base.atomic import atomic_write_bytes, atomic_write_text
 from identikit.base.errors import DifferentSweepError, IdentikitError
 from identikit.base.safe_files import read_regular
+from identikit.base.safe_folders import remove_folder
 from identikit.base.shapes import ImageShape
 from identikit.strategies import SearchState
 from identikit.strategies.stopping import ACTIVE
@@ -118,7 +119,8 @@ class ShardFolder:
         return plan, seconds
 
     def write_plan(self, plan: ShardPlan, seconds: float) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        """Record the plan in ``shards/`` (made here, never through a link: see
+        :mod:`identikit.base.safe_folders`)."""
         record = {
             "format": "identikit-shards",
             "sweep": self.identity,
@@ -126,11 +128,13 @@ class ShardFolder:
             "runs": plan.runs,
             "seconds": round(seconds, 3),
         }
-        atomic_write_text(self.path / PLAN_FILE, json.dumps(record, indent=1))
+        atomic_write_text(
+            self.path / PLAN_FILE, json.dumps(record, indent=1), root=self.path.parent
+        )
 
     def write_shard(self, index: int, data: bytes) -> None:
         """Keep a finished shard's state file, as its worker made it."""
-        atomic_write_bytes(self.path / shard_name(index), data)
+        atomic_write_bytes(self.path / shard_name(index), data, root=self.path.parent)
 
     def read_shard(
         self, plan: ShardPlan, index: int, shape: ImageShape
@@ -160,7 +164,10 @@ class ShardFolder:
         return record, state, seconds
 
     def remove(self) -> None:
-        """Remove the shards folder once the whole sweep is written: its state holds them all."""
-        for path in self.path.iterdir():
-            path.unlink()
-        self.path.rmdir()
+        """Remove the shards folder once the whole sweep is written: its state holds them all.
+
+        Only regular files in the folder itself are deleted: a ``shards`` that is a link is
+        refused (the files it leads to are not ours), and what is not a regular file keeps
+        the folder.
+        """
+        remove_folder(self.path.parent, self.path)

@@ -30,7 +30,9 @@ import torch
 from identikit.base.atomic import atomic_write_text
 from identikit.base.errors import IdentikitError
 from identikit.base.safe_files import read_json
+from identikit.base.safe_folders import opened_folder
 from identikit.base.values import is_finite, is_whole
+from identikit.data.datasets import default_root
 
 CACHE_FILE = "choices.json"
 # The cache file's format: 2 nests the choices under "choices" beside "version".
@@ -280,16 +282,37 @@ def read_choices(folder: Path) -> dict[str, Any]:
 
 def save_choices(folder: Path, choices: dict[str, Any]) -> None:
     """Write the cached ``choices``, atomically, or leave the cache as it was (a cache that
-    cannot be written only costs a re-measurement)."""
+    cannot be written only costs a re-measurement).
+
+    The default cache folder (``backends`` under the data root) is identikit's own: where it
+    is a link, nothing is written through it (:func:`cache_root`).
+    """
     path = folder / CACHE_FILE
     with contextlib.suppress(OSError, IdentikitError):
-        folder.mkdir(parents=True, exist_ok=True)
-        if path.is_dir() and not path.is_symlink():
+        root = cache_root(folder)
+        with opened_folder(root, folder) as opened, contextlib.suppress(OSError):
             # An empty folder where the cache belongs is replaced; one holding files is left
-            # alone (rmdir refuses it), and choices are then measured in every process.
-            path.rmdir()
+            # alone (rmdir refuses it, as it refuses a link), and choices are then measured in
+            # every process.
+            os.rmdir(CACHE_FILE, dir_fd=opened)
         document = {"version": CACHE_VERSION, "choices": choices}
-        atomic_write_text(path, json.dumps(document, indent=1, sort_keys=True))
+        atomic_write_text(path, json.dumps(document, indent=1, sort_keys=True), root=root)
+
+
+def cache_root(folder: Path) -> Path:
+    """The folder of ``folder`` that the user chose and that may be a link: a cache folder
+    they named is theirs; for the default one, ``backends`` is made by identikit below the
+    data root (see :attr:`~identikit.engines.options.EngineOptions.cache_folder`), and only
+    the data root is followed."""
+    data_root = default_root()
+    return data_root if folder == data_root / "backends" else folder
+
+
+def make_cache_folder(cache: Path, folder: Path) -> None:
+    """Create ``folder`` below the cache folder ``cache`` (its ``onnx`` exports), refusing
+    a link anywhere below the folder the user chose (:func:`cache_root`)."""
+    with opened_folder(cache_root(cache), folder):
+        pass
 
 
 def remember(folder: Path, key: str, choice: Choice) -> None:

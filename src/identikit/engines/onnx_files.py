@@ -20,6 +20,7 @@ import torch
 from identikit.base.atomic import atomic_write_bytes
 from identikit.base.errors import IdentikitError, first_line
 from identikit.base.shapes import ImageShape
+from identikit.engines.choices import make_cache_folder
 from identikit.engines.quantize import quantize_onnx
 from identikit.engines.registry import Build
 from identikit.engines.scorers import BackendUnavailable, Scorer, module_digest
@@ -141,7 +142,7 @@ def _export(target: Target, path: Path) -> None:
 
     assert target.module is not None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_cache_folder(target.cache_dir, path.parent)  # never through a link
         module = copy.deepcopy(target.module).cpu().float()
         atomic_write_bytes(path, onnx_bytes(module, torch.rand(target.input_shape.batch(2))))
     except Exception as exc:  # the exporter's own errors
@@ -161,7 +162,7 @@ def _quantize(target: Target, source: Path, path: Path) -> None:
 
     assert target.calibration is not None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_cache_folder(target.cache_dir, path.parent)  # never through a link
         quantize_onnx(
             source,
             path,

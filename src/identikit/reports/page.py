@@ -227,8 +227,14 @@ def _replay_all(
 def write_pngs(folder: str | os.PathLike[str], out: str | os.PathLike[str]) -> list[Path]:
     """Every identikit under ``folder`` as ``out/<sweep folder>/<digit>-<run>.png``, grey or in
     colour, each pixel a square (8 x 8 for MNIST's images, larger for smaller ones), each file
-    atomic; returns the files written."""
+    atomic; returns the files written.
+
+    ``out`` is the user's (it may be a link they made); the sweep folders below it are made
+    here, and one that is a link is refused rather than written through. An ``out`` that is a
+    file is refused before anything is written.
+    """
     root, target = Path(folder), Path(out)
+    check_pngs_folder(target)
     written = []
     for results_file in _files(root, RESULTS_FILE):
         sweep = results_file.parent
@@ -237,12 +243,18 @@ def write_pngs(folder: str | os.PathLike[str], out: str | os.PathLike[str]) -> l
         read = read_sweep_folder(sweep, root=root)
         # The sweep's place under ``root``, found by walking it: never ".." or absolute.
         place = target / sweep.relative_to(root)
-        place.mkdir(parents=True, exist_ok=True)
         for image, run in zip(read.images, read.results["runs"], strict=True):
             path = place / f"{run['digit']}-{run['run']}.png"
-            atomic_write_bytes(path, figures.identikit_png(image))
+            atomic_write_bytes(path, figures.identikit_png(image), root=target)
             written.append(path)
     return written
+
+
+def check_pngs_folder(out: Path) -> None:
+    """Refuse, in one line, an ``--pngs`` that names something other than a folder (a link
+    to one is the user's, and allowed)."""
+    if os.path.lexists(out) and not out.is_dir():
+        raise IdentikitError(f"--pngs {out} is not a folder; name a folder for the images")
 
 
 def render(context: dict[str, Any]) -> str:
