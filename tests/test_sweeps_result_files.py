@@ -142,6 +142,22 @@ def test_a_record_of_a_newer_version_is_refused(kind: str, tmp_path: Path) -> No
     one_line_refusal(lambda: read(tmp_path), name, "newer identikit", "version 2")
 
 
+@pytest.mark.parametrize("version", [0, -5])
+@pytest.mark.parametrize("kind", [*sorted(UNVERSIONED), "ceiling"])
+def test_a_version_below_1_is_refused(kind: str, version: int, tmp_path: Path) -> None:
+    if kind == "ceiling":
+        write_ceiling_record(tmp_path, name="m.pt", sha256="ab", rows=CEILING_ROWS)
+        name: str = CEILING_FILE
+        read: Callable[[Path], object] = read_ceiling
+        rewrite_json(tmp_path / name, lambda r: {**r, "version": version})
+    else:
+        name, record, read = UNVERSIONED[kind]
+        (tmp_path / name).write_text(json.dumps({"version": version, **record}))
+    one_line_refusal(
+        lambda: read(tmp_path), name, f"version = {version} is out of range: identikit writes 1 to"
+    )
+
+
 def test_a_version_that_is_no_whole_number_is_damage(tmp_path: Path) -> None:
     (tmp_path / CERTAINTY_FILE).write_text(json.dumps({"version": "2", **CERTAINTY}))
     one_line_refusal(lambda: read_certainty(tmp_path), CERTAINTY_FILE, "version is not a whole")

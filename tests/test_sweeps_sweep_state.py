@@ -44,6 +44,17 @@ STATE_CASES: dict[str, Callable[[Path], object]] = {
     "other seeds": lambda p: rewrite_npz(p, lambda a: {**a, "seeds": a["seeds"] + 1}),
     "no scores": lambda p: rewrite_npz(p, lambda a: {k: v for k, v in a.items() if k != "scores"}),
     "version a text": lambda p: rewrite_npz(p, lambda a: {**a, "version": np.array("2")}),
+    "nan images": lambda p: rewrite_npz(p, lambda a: {**a, "images": a["images"] * np.nan}),
+    "images above 1": lambda p: rewrite_npz(p, lambda a: {**a, "images": a["images"] + 5}),
+    "scores not its history's": lambda p: rewrite_npz(
+        p, lambda a: {**a, "scores": a["scores"] * 0 - 5}
+    ),
+    "positive scores": lambda p: rewrite_npz(p, lambda a: {**a, "scores": a["scores"] * 0 + 2}),
+    "history above 1": lambda p: rewrite_npz(p, lambda a: {**a, "history": a["history"] + 2}),
+    "negative queries": lambda p: rewrite_npz(p, lambda a: {**a, "queries": -a["queries"] - 1}),
+    "negative seconds": lambda p: rewrite_npz(p, lambda a: {**a, "seconds": np.array(-1.0)}),
+    "version 0": lambda p: rewrite_npz(p, lambda a: {**a, "version": np.array(0)}),
+    "version -5": lambda p: rewrite_npz(p, lambda a: {**a, "version": np.array(-5)}),
     "object array": lambda p: rewrite_npz(
         p, lambda a: {**a, "scores": np.array([None] * 4, dtype=object)}
     ),

@@ -95,7 +95,9 @@ def check_version(record: dict[str, Any], fields: Fields, newest: int) -> int:
     """The format version of ``record``: 1 where it has none (written before versions were
     recorded); a version above ``newest``, the newest this code knows, is refused in one line
     that says a newer identikit wrote the file."""
-    version = fields.integer(record.get("version", 1), "version", 1)
+    version = fields.integer(record.get("version", 1), "version")
+    if version < 1:  # no identikit writes it: not a file to read as any version
+        fields.fail("version", f"= {version} is out of range: identikit writes 1 to {newest}")
     if version > newest:
         raise IdentikitError(
             f"{fields.source} was written by a newer identikit (format version {version}, "

@@ -111,25 +111,41 @@ def load_state(
     return identity, state, seconds
 
 
-def _unreadable(path: Path, exc: IdentikitError) -> IdentikitError:
+class UnreadableState(IdentikitError):
+    """A state file that cannot be resumed from; ``reason`` says why, without the advice
+    (a cluster's driver gives its own: it sets a shard aside and searches it again)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _unreadable(path: Path, exc: IdentikitError | str) -> UnreadableState:
     """The one-line error for a damaged state, saying how to start afresh."""
     reason = str(exc).removeprefix(f"{path}: ").removeprefix(f"{path.name} ")
-    return IdentikitError(f"{path} is unreadable ({reason}); delete it to start the sweep afresh")
+    reason = reason.removeprefix("is damaged: ")  # "unreadable" says it already
+    return UnreadableState(
+        f"{path} is unreadable ({reason}); delete it to start the sweep afresh", reason
+    )
 
 
 def _check_version(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """A state without a version was written before versions were recorded (version 1); one
-    newer than this code knows is refused, saying so, rather than read as damaged."""
+    newer than this code knows is refused, saying so, rather than read as damaged, and one
+    below 1 (which no identikit writes) as damaged."""
     version = arrays.get("version", np.array(1))
     if version.shape != () or version.dtype.kind not in "iu":
-        raise IdentikitError(
-            f"{path} is unreadable ({path.name} is damaged: its version is not a whole "
-            "number); delete it to start the sweep afresh"
-        )
+        raise _unreadable(path, "its version is not a whole number")
     if int(version) > STATE_VERSION:
-        raise IdentikitError(
+        raise UnreadableState(
             f"{path} was written by a newer identikit (format version {int(version)}, this one "
-            f"reads up to {STATE_VERSION}): resume it with that version, or delete it"
+            f"reads up to {STATE_VERSION}): resume it with that version, or delete it",
+            f"it was written by a newer identikit (format version {int(version)})",
+        )
+    if int(version) < 1:
+        raise _unreadable(
+            path,
+            f"its format version {int(version)} is not one identikit writes (1 to {STATE_VERSION})",
         )
 
 
@@ -152,33 +168,35 @@ def _unpack(
     if not isinstance(identity, dict):
         fail("its identity is not an object")
     n = len(arrays["seeds"])
-    for name, (kind, own) in _SHAPES.items():
-        array, tail = arrays[name], shape.dims if own is None else own
+    # (``key``, not ``name``: fail() names the file by ``name``.)
+    for key, (kind, own) in _SHAPES.items():
+        array, tail = arrays[key], shape.dims if own is None else own
         if array.dtype.kind not in kind or array.shape != (n, *tail):
-            fail(f"{name} has shape {array.shape} ({array.dtype}), expected {(n, *tail)}")
-    for name in (n for n in arrays if n.startswith("memory_")):
-        if arrays[name].dtype.kind not in "fiub" or arrays[name].shape[:1] != (n,):
-            fail(f"{name} does not have one row per run")
+            fail(f"{key} has shape {array.shape} ({array.dtype}), expected {(n, *tail)}")
+    for key in (k for k in arrays if k.startswith("memory_")):
+        if arrays[key].dtype.kind not in "fiub" or arrays[key].shape[:1] != (n,):
+            fail(f"{key} does not have one row per run")
     lengths = arrays["history_lengths"].tolist()
     flat = arrays["history"]
     if flat.dtype.kind != "f" or flat.ndim != 1 or sum(lengths) != len(flat):
         fail("the histories do not add up")
     if lengths != [i + 1 for i in arrays["iterations"].tolist()]:
         fail("a history does not have one entry per iteration")
-    if not (np.isfinite(flat).all() and np.isfinite(arrays["scores"]).all()):
-        fail("a score or a history is not finite")
-    if not np.isin(arrays["status"], range(len(STATUS_NAMES))).all():
-        fail("a run's status is unknown")
+    problem = _implausible(arrays, lengths)
+    if problem is not None:
+        fail(problem)
     seconds = arrays["seconds"]
     if seconds.shape != () or seconds.dtype.kind != "f" or not np.isfinite(seconds):
         fail("seconds is not a number")
+    if seconds < 0:
+        fail("seconds is negative")
     tensors = {
-        name: torch.from_numpy(arrays[name].astype(_DTYPES[name])).to(device) for name in _TENSORS
+        key: torch.from_numpy(arrays[key].astype(_DTYPES[key])).to(device) for key in _TENSORS
     }
     memory = {
-        name.removeprefix("memory_"): torch.from_numpy(arrays[name].copy()).to(device)
-        for name in arrays
-        if name.startswith("memory_")
+        key.removeprefix("memory_"): torch.from_numpy(arrays[key].copy()).to(device)
+        for key in arrays
+        if key.startswith("memory_")
     }
     offsets = np.cumsum([0, *lengths]).tolist()
     history = [flat[a:b].tolist() for a, b in itertools.pairwise(offsets)]
@@ -186,6 +204,61 @@ def _unpack(
         seeds=[int(s) for s in arrays["seeds"]], history=history, memory=memory, **tensors
     )
     return identity, state, float(seconds)
+
+
+def _implausible(arrays: dict[str, np.ndarray], lengths: list[int]) -> str | None:
+    """What no search can have produced in arrays of the right kinds and shapes, or None.
+
+    A search keeps images in [0, 1] and scores that are log-probabilities (finite, at most 0)
+    whose confidence is the last of its run's history; counts never go below 0. A state
+    holding anything else was edited or damaged, and resuming from it (or merging it, for a
+    cluster's shard) would record it as a result.
+    """
+    if not np.isin(arrays["status"], range(len(STATUS_NAMES))).all():
+        return "a run's status is unknown"
+    for name in ("targets", "iterations", "queries", "stale"):
+        if (arrays[name] < 0).any():
+            return f"{name} holds a negative number"
+    images, scores, flat = arrays["images"], arrays["scores"], arrays["history"]
+    with np.errstate(invalid="ignore"):  # NaN compares false: caught by the finite checks
+        if not (np.isfinite(images).all() and ((images >= 0) & (images <= 1)).all()):
+            return "an image is not finite or has a pixel outside [0, 1]"
+        if not (np.isfinite(scores).all() and (scores <= 0).all()):
+            return "a score is not a log-probability (finite, at most 0)"
+        if not (np.isfinite(flat).all() and ((flat >= 0) & (flat <= 1)).all()):
+            return "a history holds a confidence that is not a probability in [0, 1]"
+    if not _histories_end_at_scores(scores, flat, lengths):
+        return "a run's score is not the confidence its history ends at"
+    for name in (n for n in arrays if n.startswith("memory_")):
+        # Strategies start some memory at -inf (a best value not yet seen); never at NaN.
+        if arrays[name].dtype.kind == "f" and np.isnan(arrays[name]).any():
+            return f"{name} is not a number"
+    return None
+
+
+def _histories_end_at_scores(scores: np.ndarray, flat: np.ndarray, lengths: list[int]) -> bool:
+    """Whether every run's history ends at its score's confidence (``exp``), as every commit
+    of a search leaves it. The exponential may have been taken on another device, whose last
+    bits differ: the two are compared to float32's precision, not exactly."""
+    if not lengths:
+        return True
+    last = flat[np.cumsum(lengths) - 1]
+    return bool(np.allclose(np.exp(scores.astype(np.float64)), last, rtol=1e-5, atol=1e-30))
+
+
+def same_states(a: SearchState, b: SearchState) -> bool:
+    """Whether two states hold the same runs, bit for bit (wherever their tensors are)."""
+
+    def same(x: torch.Tensor, y: torch.Tensor) -> bool:
+        return x.dtype == y.dtype and torch.equal(x.detach().cpu(), y.detach().cpu())
+
+    return (
+        a.seeds == b.seeds
+        and a.history == b.history
+        and all(same(getattr(a, name), getattr(b, name)) for name in _TENSORS)
+        and a.memory.keys() == b.memory.keys()
+        and all(same(a.memory[key], b.memory[key]) for key in a.memory)
+    )
 
 
 def merge_states(parts: list[tuple[list[int], SearchState]], runs: int) -> SearchState:
