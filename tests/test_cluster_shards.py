@@ -3,19 +3,30 @@ and the finished shards kept in the folder, and a folder of another sweep refuse
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from identikit.base.errors import DifferentSweepError, IdentikitError
-from identikit.cluster.shards import PLAN_FILE, ShardFolder, ShardPlan, plan_shards, shard_name
+from identikit.cluster.shards import (
+    PLAN_FILE,
+    ShardError,
+    ShardFolder,
+    ShardPlan,
+    plan_shards,
+    shard_name,
+)
 from identikit.strategies import initial_state
 from identikit.strategies.stopping import CONVERGED
 from identikit.sweeps.experiment import SweepConfig, sweep_identity
 from identikit.sweeps.folder import SHARDS_FOLDER
 from identikit.sweeps.sweep_state import state_bytes
-from tests.helpers import classifier
+from tests.helpers import classifier, rewrite_npz
 
 
 @pytest.mark.parametrize(
@@ -78,6 +89,10 @@ def test_a_damaged_plan_is_one_line(tmp_path: Path, text: str) -> None:
     assert "\n" not in str(error.value)
 
 
+# Where a shard ran, as a worker records it.
+WHERE = {"engine": {"backend": "torch"}, "scoring": {}, "host": "h", "node": "a"}
+
+
 def finished_shard(record: dict[str, Any], rows: list[int], *, finish: bool = True) -> bytes:
     """A shard file's bytes: the runs ``rows`` of the sweep, at their start, marked finished."""
     config = SweepConfig(digits=(0, 1), runs=2)
@@ -92,7 +107,7 @@ def test_a_shard_is_read_back_only_when_it_is_this_plans(tmp_path: Path) -> None
     shards = ShardFolder(tmp_path, identity())
     plan = ShardPlan(2, 4)
     assert shards.read_shard(plan, 0, classifier().info.input_shape) is None
-    good = {"sweep": identity(), "rows": [0, 2], "node": "a"}
+    good = {"sweep": identity(), "shard": 0, "rows": [0, 2], **WHERE}
     cases = {
         "another sweep": ({**good, "sweep": identity(seed=1)}, [0, 2], True),
         "other runs": ({**good, "rows": [1, 3]}, [1, 3], True),
@@ -101,7 +116,7 @@ def test_a_shard_is_read_back_only_when_it_is_this_plans(tmp_path: Path) -> None
     shape = classifier().info.input_shape
     for problem, (record, rows, finish) in cases.items():
         shards.write_shard(0, finished_shard(record, rows, finish=finish))
-        with pytest.raises(IdentikitError, match="delete it to search the shard again") as error:
+        with pytest.raises(ShardError) as error:
             shards.read_shard(plan, 0, shape)
         assert shard_name(0) in str(error.value), problem
     shards.write_shard(0, finished_shard(good, [0, 2]))
@@ -155,3 +170,68 @@ def test_removing_shards_deletes_only_their_own_regular_files(tmp_path: Path) ->
     assert victim.read_text() == "user data"
     # A link is not ours to delete, and keeps the folder.
     assert [p.name for p in shards.path.iterdir()] == ["link"]
+
+
+# --- Tampered cluster files: refused before any work, a bad shard set aside -------------------
+
+SHARD_CASES: dict[str, tuple[Callable[[dict[str, np.ndarray]], dict[str, Any]], str]] = {
+    "NaN images": (lambda a: {**a, "images": a["images"] * np.nan}, "not finite"),
+    "images above 1": (lambda a: {**a, "images": a["images"] + 5}, "outside [0, 1]"),
+    "scores of -5": (lambda a: {**a, "scores": a["scores"] * 0 - 5}, "history ends at"),
+    "positive scores": (lambda a: {**a, "scores": a["scores"] * 0 + 3}, "log-probability"),
+    "other targets": (lambda a: {**a, "targets": 1 - a["targets"]}, "classes are not"),
+    "other seeds": (lambda a: {**a, "seeds": a["seeds"] + 1}, "seeds are not"),
+    "negative queries": (lambda a: {**a, "queries": a["queries"] * 0 - 3}, "negative"),
+    "version 0": (lambda a: {**a, "version": np.array(0)}, "format version 0"),
+    "version -5": (lambda a: {**a, "version": np.array(-5)}, "format version -5"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SHARD_CASES))
+def test_a_tampered_shard_is_refused_and_set_aside(tmp_path: Path, case: str) -> None:
+    change, message = SHARD_CASES[case]
+    shards = ShardFolder(tmp_path, identity())
+    plan, shape = ShardPlan(2, 4), classifier().info.input_shape
+    good = {"sweep": identity(), "shard": 0, "rows": [0, 2], **WHERE}
+    shards.write_shard(0, finished_shard(good, [0, 2]))
+    assert shards.read_shard(plan, 0, shape) is not None  # sound before the edit
+    rewrite_npz(shards.path / shard_name(0), change)
+    with pytest.raises(ShardError, match=re.escape(message)) as error:
+        shards.read_shard(plan, 0, shape)
+    assert str(error.value).startswith(str(shards.path / shard_name(0)))
+    assert "\n" not in str(error.value)
+    edited = (shards.path / shard_name(0)).read_bytes()
+    # Set aside out of shards/ (which goes when the sweep is written), the first free name.
+    assert shards.set_aside(0) == tmp_path / "shard-00000.bad-1.npz"
+    assert (tmp_path / "shard-00000.bad-1.npz").read_bytes() == edited
+    assert shards.read_shard(plan, 0, shape) is None  # its runs are searched again
+    shards.write_shard(0, edited)
+    assert shards.set_aside(0) == tmp_path / "shard-00000.bad-2.npz"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"runs": 2}, "2 shards of 2 runs, for a sweep of 4 runs"),
+        ({"runs": 32}, "2 shards of 32 runs, for a sweep of 4 runs"),
+        ({"shards": 10**8, "runs": 10**8}, "100000000 shards of 100000000 runs"),
+        ({"shards": 0}, "0 shards of 4 runs"),
+        ({"seconds": float("nan")}, "seconds = nan is not a time"),
+        ({"seconds": -1e300}, "seconds = -1e+300 is not a time"),
+        ({"seconds": True}, "seconds is not a number"),
+        ({"shards": 2.5}, "shards is not a whole number"),
+        ({"runs": "4"}, "runs is not a whole number"),
+        ({"format": "other"}, "not an identikit-shards record"),
+    ],
+)
+def test_a_tampered_plan_is_one_line_before_any_work(
+    tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    shards = ShardFolder(tmp_path, identity())
+    shards.write_plan(ShardPlan(2, 4), 1.0)
+    record = json.loads((shards.path / PLAN_FILE).read_text())
+    (shards.path / PLAN_FILE).write_text(json.dumps({**record, **change}))
+    with pytest.raises(IdentikitError, match=re.escape(message)) as error:
+        shards.read_plan()
+    assert f"delete {shards.path} to start the sweep afresh" in str(error.value)
+    assert "\n" not in str(error.value)

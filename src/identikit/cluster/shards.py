@@ -20,6 +20,7 @@ that scored it and the node that ran it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -36,11 +37,13 @@ from identikit.base.safe_folders import remove_folder
 from identikit.base.shapes import ImageShape
 from identikit.strategies import SearchState
 from identikit.strategies.stopping import ACTIVE
-from identikit.sweeps.experiment import identity_differences
+from identikit.sweeps.experiment import SweepConfig, identity_differences
 from identikit.sweeps.folder import SHARDS_FOLDER
-from identikit.sweeps.sweep_state import load_state
+from identikit.sweeps.sweep_state import UnreadableState, load_state
 
 PLAN_FILE = "plan.json"
+PLAN_FORMAT = "identikit-shards"
+_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 # Shards per worker: with k, the last shard to start idles the others for about 1/k of one
 # worker's share of the sweep.
 SHARDS_PER_WORKER = 4
@@ -79,6 +82,45 @@ def plan_shards(
     return ShardPlan(max(1, min(runs, max(workers, shards))), runs)
 
 
+class ShardError(IdentikitError):
+    """A shard file that cannot be kept: damaged, edited, or of other runs. Its shard is
+    searched again."""
+
+
+def _free_name(folder: int, stem: str) -> str:
+    """``STEM.bad-N.npz``, the first N that names nothing in ``folder`` (a descriptor). The
+    caller holds the sweep folder's lock: nobody takes the name meanwhile."""
+    for n in itertools.count(1):
+        name = f"{stem}.bad-{n}.npz"
+        try:
+            os.stat(name, dir_fd=folder, follow_symlinks=False)
+        except FileNotFoundError:
+            return name
+    raise AssertionError("unreachable")  # pragma: no cover - count() never ends
+
+
+def _not_set_aside(path: Path, exc: OSError) -> IdentikitError:
+    return IdentikitError(
+        f"cannot set {path} aside ({exc.strerror or exc}); delete it to search the shard again"
+    )
+
+
+def _whole(value: Any, name: str) -> int:
+    """A count from plan.json: a JSON whole number (not a text, a fraction or true)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"its {name} is not a whole number")
+    return value
+
+
+def _seconds(value: Any) -> float:
+    """The seconds from plan.json: a finite number of at least 0 (JSON's NaN included)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("its seconds is not a number")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"its seconds = {value} is not a time")
+    return float(value)
+
+
 def shard_name(index: int) -> str:
     return f"shard-{index:05d}.npz"
 
@@ -93,17 +135,35 @@ class ShardFolder:
     def exists(self) -> bool:
         return os.path.lexists(self.path / PLAN_FILE)
 
+    @property
+    def layout(self) -> list[tuple[int, int, int]]:
+        """(digit, run, seed) of each of the sweep's runs, from its identity's settings (the
+        caller's, never a file's): what every shard's runs must be."""
+        settings = self.identity["settings"]
+        config = SweepConfig(
+            digits=tuple(settings["digits"]), runs=settings["runs"], seed=settings["seed"]
+        )
+        return config.layout()
+
     def read_plan(self) -> tuple[ShardPlan, float]:
         """The plan recorded when the sweep began and the seconds spent on it so far; a plan
-        of another sweep is refused, naming what differs."""
+        of another sweep is refused, naming what differs.
+
+        Every field is checked before any shard is searched: the runs must be this sweep's,
+        the shards between 1 and the runs, the seconds a finite number of at least 0. A plan
+        that fails is one line saying what to do (the shards were split by it: no other plan
+        can take its place and keep them).
+        """
         path = self.path / PLAN_FILE
         try:
             record = json.loads(read_regular(path))
-            plan = ShardPlan(int(record["shards"]), int(record["runs"]))
-            seconds = float(record["seconds"])
+            if not isinstance(record, dict) or record.get("format") != PLAN_FORMAT:
+                raise TypeError(f"it is not an {PLAN_FORMAT} record")
             saved = record["sweep"]
             if not isinstance(saved, dict):
                 raise TypeError("its sweep is not an object")
+            shards, runs = _whole(record["shards"], "shards"), _whole(record["runs"], "runs")
+            seconds = _seconds(record["seconds"])
         except (ValueError, KeyError, TypeError) as exc:
             raise IdentikitError(
                 f"{path} is damaged ({exc}); delete {self.path} to start the sweep afresh"
@@ -116,7 +176,13 @@ class ShardFolder:
                 f"{self.path.parent} already holds a different sweep ({'; '.join(differences)}): "
                 "use another --out, or the saved settings to resume it"
             )
-        return plan, seconds
+        expected = len(self.layout)
+        if runs != expected or not 1 <= shards <= runs:
+            raise IdentikitError(
+                f"{path} is damaged ({shards} shards of {runs} runs, for a sweep of {expected} "
+                f"runs); delete {self.path} to start the sweep afresh"
+            )
+        return ShardPlan(shards, runs), seconds
 
     def write_plan(self, plan: ShardPlan, seconds: float) -> None:
         """Record the plan in ``shards/`` (made here, never through a link: see
@@ -142,26 +208,77 @@ class ShardFolder:
         """Shard ``index``'s record, final state and seconds of search, or None where it has
         not finished.
 
-        A shard file of another sweep, of other runs, or with runs still searching is refused:
-        the folder was edited, and its shard must be searched again.
+        The file is checked as strictly as a sweep's own state (:func:`load_state`: kinds,
+        shapes, finite pixels in [0, 1], log-probabilities, counts), and more: it must be this
+        sweep's, hold the runs the plan gives the shard (their classes and seeds as the
+        sweep's layout has them), all finished, and say where it ran. Anything else is a
+        :class:`ShardError` naming the file: the caller sets it aside and searches it again.
         """
         name = shard_name(index)
-        saved = load_state(self.path, torch.device("cpu"), shape, name)
+        try:
+            saved = load_state(self.path, torch.device("cpu"), shape, name)
+        except UnreadableState as exc:
+            raise ShardError(f"{self.path / name}: {exc.reason}") from None
         if saved is None:
             return None
         record, state, seconds = saved
-        problem = None
-        if record.get("sweep") != self.identity:
-            problem = "it belongs to another sweep"
-        elif record.get("rows") != plan.rows(index) or len(state.seeds) != len(plan.rows(index)):
-            problem = "it holds other runs than the plan gives it"
-        elif bool((state.status == ACTIVE).any()):
-            problem = "its runs have not finished"
+        problem = self._problem(plan, index, record, state)
         if problem is not None:
-            raise IdentikitError(
-                f"{self.path / name}: {problem}; delete it to search the shard again"
-            )
+            raise ShardError(f"{self.path / name}: {problem}")
         return record, state, seconds
+
+    def _problem(
+        self, plan: ShardPlan, index: int, record: dict[str, Any], state: SearchState
+    ) -> str | None:
+        """What is wrong with a shard whose file reads as a state, or None."""
+        rows = plan.rows(index)
+        layout = self.layout
+        if record.get("sweep") != self.identity:
+            return "it belongs to another sweep"
+        if record.get("rows") != rows or record.get("shard") != index:
+            return "it holds other runs than the plan gives it"
+        # The classes and seeds are the runs themselves: a shard whose targets were edited
+        # would be recorded as a search for classes it never searched.
+        if state.targets.tolist() != [layout[r][0] for r in rows]:
+            return "its runs' classes are not the sweep's"
+        if state.seeds != [layout[r][2] for r in rows]:
+            return "its runs' seeds are not the sweep's"
+        if bool((state.status == ACTIVE).any()):
+            return "its runs have not finished"
+        for key in ("engine", "scoring"):
+            if not isinstance(record.get(key), dict):
+                return f"its {key} is not a record"
+        for key in ("host", "node"):
+            if not isinstance(record.get(key), str):
+                return f"its {key} is not a name"
+        return None
+
+    def set_aside(self, index: int) -> Path:
+        """Move shard ``index``'s file out of ``shards/`` into the sweep's folder, as
+        ``shard-K.bad-N.npz`` (the first N free), and return its new path.
+
+        A refused shard is kept for whoever wants to see what was wrong with it, out of
+        ``shards/`` (which goes once the sweep is written); its runs are searched again.
+        Both folders are opened once and the file renamed between them, ``shards`` never
+        through a link.
+        """
+        name = shard_name(index)
+        try:
+            parent = os.open(self.path.parent, _FOLDER)
+        except OSError as exc:
+            raise _not_set_aside(self.path / name, exc) from None
+        try:
+            shards = os.open(SHARDS_FOLDER, _FOLDER | os.O_NOFOLLOW, dir_fd=parent)
+            try:
+                aside = _free_name(parent, name.removesuffix(".npz"))
+                os.rename(name, aside, src_dir_fd=shards, dst_dir_fd=parent)
+            finally:
+                os.close(shards)
+        except OSError as exc:
+            raise _not_set_aside(self.path / name, exc) from None
+        finally:
+            os.close(parent)
+        return self.path.parent / aside
 
     def remove(self) -> None:
         """Remove the shards folder once the whole sweep is written: its state holds them all.
