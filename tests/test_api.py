@@ -4,11 +4,14 @@ the same files and numbers as the commands, typed results, and HTML for notebook
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import identikit
 from identikit.classifier import load_classifier
@@ -16,7 +19,15 @@ from identikit.engines.options import EngineOptions
 from identikit.models import build_model
 from identikit.sweeps.compare import THRESHOLDS
 from identikit.sweeps.result_files import read_certainty, read_comparison
-from tests.helpers import CONFIG, run_cli, same_results, small_model, softmax_model, stop_after
+from tests.helpers import (
+    CONFIG,
+    one_line_message,
+    run_cli,
+    same_results,
+    small_model,
+    softmax_model,
+    stop_after,
+)
 
 FLAGS = ("--digits", "0,3,7", "--runs", "3", "--candidates", "30", "--max-queries", "1500")
 
@@ -213,3 +224,124 @@ def test_search_of_a_colour_model_gives_colour_identikits(tmp_path: Path) -> Non
     assert page.count('<img src="data:image/png;base64,') == 1
     again = identikit.search(model, SMALL, out=tmp_path / "colour")
     assert again.already_done and np.array_equal(again.images, result.images)
+
+
+# --- Arguments checked as the command line checks its options (issue 28, group 11) -----------
+
+TINY = identikit.SweepConfig(
+    digits=(0,), runs=1, strategy_settings={"candidates": 30}, max_queries=300
+)
+
+
+def refused(call: Callable[[], object], message: str) -> None:
+    """``call()`` raises a one-line IdentikitError holding ``message``."""
+    with pytest.raises(identikit.IdentikitError) as caught:
+        call()
+    assert message in one_line_message(caught)
+
+
+def test_an_empty_out_is_refused_and_nothing_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``out=""`` is the current folder to Path: before, the sweep (and its lock) was written
+    there; now it is refused as ``--out ''`` is, before any work."""
+    monkeypatch.chdir(tmp_path)
+    model = softmax_model()
+    refused(lambda: identikit.search(model, TINY, out=""), "out: an empty path is not an output")
+    refused(lambda: identikit.search(model, TINY, out="  "), "out: an empty path is not an output")
+    refused(lambda: identikit.certainty(model, samples=10, out=""), "out: an empty path is not")
+    comparison = identikit.Comparison(("square",), digits=(0,), runs=1, max_queries=100)
+    refused(lambda: identikit.compare(model, comparison, out=""), "out: an empty path is not")
+    refused(lambda: identikit.judge(""), "folder: an empty path is not a folder")
+    refused(lambda: identikit.report(""), "folder: an empty path is not a folder")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("model", [None, "", 3, b"m.pt"])
+def test_a_model_of_the_wrong_kind_is_named(model: object) -> None:
+    """Before: ``search(None)`` raised TypeError from os.fspath; now one line says what a model
+    may be (an empty path is no model file either)."""
+    expected = "model: an empty path" if model == "" else "model must be a Classifier"
+    refused(lambda: identikit.search(model, TINY), expected)  # type: ignore[arg-type]
+    refused(lambda: identikit.certainty(model, samples=10), expected)  # type: ignore[arg-type]
+    refused(lambda: identikit.reconstruct(model), expected)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda m: identikit.search(m, "x"), "config must be a SweepConfig or None, got 'x'"),
+        (lambda m: identikit.search(m, TINY, options="x"), "options must be a SweepOptions"),
+        (lambda m: identikit.search(m, TINY, hooks=print), "hooks must be a RunHooks"),
+        (lambda m: identikit.search(m, TINY, cluster="ray"), "cluster must be a RayCluster"),
+        (
+            lambda m: identikit.search(
+                m, TINY, options=identikit.SweepOptions(save_every=math.nan)
+            ),
+            "--save-every must be a finite number, got nan",
+        ),
+        (lambda m: identikit.search(m, TINY, out=3), "out must be a path (a str or a Path)"),
+        (lambda m: identikit.reconstruct(m, 3), "config must be a SweepConfig or None"),
+        (lambda m: identikit.compare(m, None), "comparison must be a Comparison, got None"),
+        (
+            lambda m: identikit.compare(
+                m, identikit.Comparison("square", digits=(0,), runs=1, max_queries=100)
+            ),
+            "comparison.strategies must be a sequence of names",
+        ),
+        (
+            lambda m: identikit.compare(
+                m, identikit.Comparison(("square",), digits="37", runs=1, max_queries=100)
+            ),
+            "--digits must be a sequence of class numbers",
+        ),
+        (lambda m: identikit.certainty(m, samples="5"), "--samples must be a whole number"),
+        (lambda m: identikit.certainty(m, samples=True), "--samples must be a whole number"),
+        (lambda m: identikit.certainty(m, samples=10, seed=1.5), "--seed must be a whole number"),
+        (lambda m: identikit.certainty(m, samples=10, dataset=None), "dataset must be a dataset"),
+    ],
+)
+def test_wrong_arguments_are_one_line_errors_before_any_work(
+    call: Callable[[nn.Module], object],
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before: AttributeError or TypeError from deep inside, some after the search had run;
+    now each argument is checked first and named."""
+    monkeypatch.chdir(tmp_path)
+    refused(lambda: call(softmax_model()), message)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_none_for_options_and_hooks_means_their_defaults() -> None:
+    """``options=None`` (and ``hooks=None``) is taken as the default, not an AttributeError."""
+    result = identikit.search(softmax_model(), TINY, options=None, hooks=None)
+    assert result.folder is None and len(result.runs) == 1
+
+
+def test_judge_and_report_check_their_arguments(tmp_path: Path) -> None:
+    """A name given as one string is not iterated letter by letter, and the report's
+    arguments are checked before a page is built."""
+    identikit.search(softmax_model(), TINY, out=tmp_path / "sweep")
+    before = sorted(p.name for p in (tmp_path / "sweep").iterdir())
+    sweep = tmp_path / "sweep"
+    refused(lambda: identikit.judge(None), "folder must be a path")  # type: ignore[arg-type]
+    refused(lambda: identikit.judge(sweep, "softmax"), "judges must be a sequence of names")
+    refused(lambda: identikit.judge(sweep, ["softmax"], setup="x"), "setup must be a JudgeSetup")  # type: ignore[arg-type]
+    refused(lambda: identikit.report(None), "folder must be a path")  # type: ignore[arg-type]
+    refused(lambda: identikit.report(sweep, models="m.pt"), "models must be a sequence")
+    refused(lambda: identikit.report(sweep, animate="square"), "animate must be True, False")
+    refused(lambda: identikit.report(sweep, trust_code="no"), "trust_code must be True or False")  # type: ignore[arg-type]
+    assert sorted(p.name for p in sweep.iterdir()) == before
+
+
+@pytest.mark.parametrize("spec", [None, 3, Path("mnist")])
+def test_load_images_names_a_dataset_by_a_string(spec: object) -> None:
+    """Before: ``load_images(None)`` raised AttributeError ('NoneType' has no 'partition')."""
+    refused(lambda: identikit.load_images(spec), "a dataset is named by a string")  # type: ignore[arg-type]
+    refused(lambda: identikit.load_dataset(spec), "a dataset is named by a string")  # type: ignore[arg-type]
+
+
+def test_a_dataset_root_must_be_a_path() -> None:
+    refused(lambda: identikit.load_images("mnist", root=3), "root must be a path")  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from torch import nn
@@ -32,6 +32,16 @@ from identikit.api.results import (
     Report,
     Run,
     SearchResult,
+)
+from identikit.base.arguments import (
+    finite_number,
+    flag,
+    instance_of,
+    optional_path,
+    path_argument,
+    shown,
+    text_sequence,
+    whole_number,
 )
 from identikit.base.atomic import atomic_write_bytes
 from identikit.base.data_free import data_free
@@ -80,8 +90,18 @@ class Stopped(Exception):
         self.folder = folder
 
 
+# What an ``out`` names, in the words of the command line's refusal of ``--out ''``.
+OUTPUT = "an output"
+
+# What a ``model`` argument may be, for the message that refuses anything else.
+MODEL_KINDS = "a Classifier, a torch.nn.Module or a model file's path"
+
+
 def classifier_of(model: ModelLike) -> Classifier:
-    """A Classifier for whatever a user hands the API (see the module's docstring)."""
+    """A Classifier for whatever a user hands the API (see the module's docstring); anything
+    else (None, a number, an empty path) is refused in one line naming the argument."""
+    if not isinstance(model, Classifier | nn.Module | str | os.PathLike):
+        raise IdentikitError(f"model must be {MODEL_KINDS}, got {shown(model)}")
     if isinstance(model, Classifier):
         return model
     if isinstance(model, nn.Module):
@@ -89,7 +109,7 @@ def classifier_of(model: ModelLike) -> Classifier:
         # folder refuses to be resumed by another module.
         info = ModelInfo(name=type(model).__name__, sha256=module_digest(model, weights=True))
         return Classifier(model, info)
-    return load_classifier(model)
+    return load_classifier(path_argument(model, "model"))
 
 
 def _recorded(options: SweepOptions, model: ModelLike) -> SweepOptions:
@@ -99,11 +119,61 @@ def _recorded(options: SweepOptions, model: ModelLike) -> SweepOptions:
     return options
 
 
+@dataclass(frozen=True)
+class _SweepArguments:
+    """The arguments every sweep call (search, reconstruct, compare) takes besides its model
+    and config, checked: ``out`` a non-empty path or None, the rest of their types (None for
+    ``options`` and ``hooks`` meaning their defaults)."""
+
+    out: Path | None
+    options: SweepOptions
+    hooks: RunHooks
+    cluster: RayCluster | None
+
+
+def _sweep_arguments(
+    out: object, options: object, hooks: object, cluster: object
+) -> _SweepArguments:
+    """The arguments of a sweep call, checked before the model is loaded or a folder made:
+    ``out=""`` would be the current folder, and a wrong type would fail deep inside the sweep
+    (an AttributeError) after work was done."""
+    return _SweepArguments(
+        out=optional_path(out, "out", OUTPUT),
+        options=_options(options),
+        hooks=NO_HOOKS if hooks is None else instance_of(hooks, RunHooks, "hooks", "a RunHooks"),
+        cluster=None
+        if cluster is None
+        else instance_of(cluster, RayCluster, "cluster", "a RayCluster or None"),
+    )
+
+
+def _options(options: object) -> SweepOptions:
+    """``options`` checked (None: :data:`QUIET`), as the command line checks its flags:
+    ``save_every`` a finite number > 0 (``--save-every``), the rest of their types."""
+    if options is None:
+        return QUIET
+    checked = instance_of(options, SweepOptions, "options", "a SweepOptions or None")
+    if finite_number(checked.save_every, "--save-every") <= 0:
+        raise IdentikitError(f"--save-every must be a finite number > 0, got {checked.save_every}")
+    flag(checked.progress, "options.progress")
+    flag(checked.allow_engine_change, "options.allow_engine_change")
+    if checked.model_path is not None:
+        instance_of(checked.model_path, str, "options.model_path", "a str or None")
+    return checked
+
+
+def _config(config: object) -> SweepConfig | None:
+    """``config`` when it is a SweepConfig or None (the call's default)."""
+    if config is None:
+        return None
+    return instance_of(config, SweepConfig, "config", "a SweepConfig or None")
+
+
 @contextlib.contextmanager
-def _folder(out: str | os.PathLike[str] | None) -> Iterator[Path]:
+def _folder(out: Path | None) -> Iterator[Path]:
     """``out``, or a temporary folder removed afterwards when there is none."""
     if out is not None:
-        yield Path(out)
+        yield out
         return
     with tempfile.TemporaryDirectory(prefix="identikit-") as temporary:
         yield Path(temporary) / "sweep"
@@ -126,8 +196,8 @@ def search(
     config: SweepConfig | None = None,
     *,
     out: str | os.PathLike[str] | None = None,
-    options: SweepOptions = QUIET,
-    hooks: RunHooks = NO_HOOKS,
+    options: SweepOptions | None = QUIET,
+    hooks: RunHooks | None = NO_HOOKS,
     cluster: RayCluster | None = None,
 ) -> SearchResult:
     """Search for the identikits ``config`` asks for (default: the original method, every
@@ -137,16 +207,20 @@ def search(
     arguments resumes or recalls it); without, it runs in a temporary folder. Raises
     :class:`Stopped` when ``hooks`` stop it before it finishes. With ``cluster``, the sweep
     runs as Ray tasks (:mod:`identikit.cluster.ray_sweep`), with the same results; the model
-    must then be a file (or ``cluster.source`` name it).
+    must then be a file (or ``cluster.source`` name it). ``options=None`` and ``hooks=None``
+    take their defaults. Every argument is checked first, as the command's options are: a
+    wrong one is an :class:`~identikit.base.errors.IdentikitError` of one line, before any work.
     """
+    given = _sweep_arguments(out, options, hooks, cluster)
+    config = _config(config) or SweepConfig()
     classifier = classifier_of(model)
-    config = config or SweepConfig()
-    with _folder(out) as folder:
-        on = _on_cluster(cluster, model)
-        outcome = _sweep(classifier, config, folder, on, hooks, _recorded(options, model))
+    with _folder(given.out) as folder:
+        on = _on_cluster(given.cluster, model)
+        recorded = _recorded(given.options, model)
+        outcome = _sweep(classifier, config, folder, on, given.hooks, recorded)
         if outcome.results is None:
-            raise Stopped(folder if out is not None else None)
-        result = _read_back(folder, keep=out is not None)
+            raise Stopped(folder if given.out is not None else None)
+        result = _read_back(folder, keep=given.out is not None)
     return replace(
         result,
         resumed=outcome.resumed,
@@ -203,8 +277,8 @@ def reconstruct(
     config: SweepConfig | None = None,
     *,
     out: str | os.PathLike[str] | None = None,
-    options: SweepOptions = QUIET,
-    hooks: RunHooks = NO_HOOKS,
+    options: SweepOptions | None = QUIET,
+    hooks: RunHooks | None = NO_HOOKS,
     cluster: RayCluster | None = None,
 ) -> SearchResult:
     """A data-free reconstruction of every class, as ``identikit reconstruct`` makes it
@@ -212,7 +286,7 @@ def reconstruct(
     dataset may be read or fetched (:func:`~identikit.base.data_free.data_free`), so that the
     identikits come from the model alone; ``results.json`` records ``"uses_data": false``.
     Otherwise :func:`search`."""
-    config = config or reconstruction_config()
+    config = _config(config) or reconstruction_config()
     if config.strategy not in STEPS or config.spec.needs().data:
         raise IdentikitError(
             f"a reconstruction draws with {' or '.join(STEPS)}, which read no data; "
@@ -234,13 +308,18 @@ def certainty(
     """The largest softmax output on ``samples`` real test images of ``dataset`` and on as many
     random images of each kind, as ``identikit certainty`` measures it; with ``out``,
     ``certainty.json`` and ``certainty.png`` are written there."""
-    # Before the model is loaded and the data read: a wrong number of samples costs nothing.
+    # Before the model is loaded and the data read: a wrong argument costs nothing.
+    samples = whole_number(samples, "--samples", least=1)
     SAMPLES.check(samples, "samples")
+    seed = whole_number(seed, "--seed")
+    instance_of(dataset, str, "dataset", "a dataset's name such as 'mnist' or 'idx:DIR'")
+    root = optional_path(root, "root")
+    folder = optional_path(out, "out", OUTPUT)
     classifier = classifier_of(model)
     maxima = dataset_maxima(classifier, dataset, root, samples=samples, seed=seed)
-    if out is not None:
-        with locked_folder(Path(out)):
-            write_certainty(classifier, maxima, out)
+    if folder is not None:
+        with locked_folder(folder):
+            write_certainty(classifier, maxima, folder)
     return CertaintyResult(classifier.name, maxima, certainty_report(maxima))
 
 
@@ -249,25 +328,28 @@ def compare(
     comparison: Comparison,
     *,
     out: str | os.PathLike[str] | None = None,
-    options: SweepOptions = QUIET,
-    hooks: RunHooks = NO_HOOKS,
+    options: SweepOptions | None = QUIET,
+    hooks: RunHooks | None = NO_HOOKS,
     cluster: RayCluster | None = None,
 ) -> ComparisonResult:
     """Every strategy of ``comparison`` on the same runs and budget, as ``identikit compare``
     runs them: one resumable sweep per strategy under ``out/<strategy>``, ``compare.json`` and
     ``curves.png`` (a temporary folder without ``out``). Raises :class:`Stopped` when ``hooks``
-    stop it. With ``cluster``, every sweep runs as Ray tasks on one Ray session."""
+    stop it. With ``cluster``, every sweep runs as Ray tasks on one Ray session. Every
+    argument, and every strategy's sweep, is checked before any work."""
+    given = _sweep_arguments(out, options, hooks, cluster)
+    comparison = _comparison(comparison)
     classifier = classifier_of(model)
-    options = _recorded(options, model)
-    on = _on_cluster(cluster, model)
+    recorded = _recorded(given.options, model)
+    on = _on_cluster(given.cluster, model)
     runner = on_this_machine if on is None else _runner_on(on)
     session = contextlib.nullcontext() if on is None else connected(on)
-    with _folder(out) as folder, locked_folder(folder), session:
+    with _folder(given.out) as folder, locked_folder(folder), session:
         by_strategy = run_comparison(
-            classifier, comparison, folder, options=options, hooks=hooks, runner=runner
+            classifier, comparison, folder, options=recorded, hooks=given.hooks, runner=runner
         )
         if by_strategy is None:
-            raise Stopped(folder if out is not None else None)
+            raise Stopped(folder if given.out is not None else None)
         summary = {name: summarise_strategy(r) for name, r in by_strategy.items()}
         write_comparison(folder, summary)
         budget = comparison.max_queries
@@ -281,8 +363,40 @@ def compare(
                 white_box=[name for name in by_strategy if is_white_box(name)],
             ),
         )
-        sweeps = {name: _read_back(folder / name, keep=out is not None) for name in by_strategy}
-    return ComparisonResult(sweeps, summary, Path(out) if out is not None else None)
+        sweeps = {
+            name: _read_back(folder / name, keep=given.out is not None) for name in by_strategy
+        }
+    return ComparisonResult(sweeps, summary, given.out)
+
+
+def _comparison(comparison: object) -> Comparison:
+    """``comparison`` checked: its strategies a sequence of names (``"square"`` is not the
+    strategies s, q, u...), each with the sweep it will run made, which checks the digits,
+    runs, seed, budget and start as :class:`SweepConfig` does."""
+    checked = instance_of(comparison, Comparison, "comparison", "a Comparison")
+    strategies = text_sequence(checked.strategies, "comparison.strategies")
+    if not strategies:
+        raise IdentikitError("comparison.strategies: no strategies to compare")
+    flag(checked.allow_engine_change, "comparison.allow_engine_change")
+    for strategy in strategies:
+        checked.config(strategy)  # refuses an unknown strategy and bad settings, in one line
+    return replace(checked, strategies=strategies)
+
+
+def _animate(animate: object) -> bool | Collection[str]:
+    """``report``'s ``animate``: True, False, or a collection of strategy names (one name as
+    a str would be taken as its letters)."""
+    if isinstance(animate, bool):
+        return animate
+    if (
+        isinstance(animate, str | bytes)
+        or not isinstance(animate, Collection)
+        or not all(isinstance(name, str) for name in animate)
+    ):
+        raise IdentikitError(
+            f"animate must be True, False or a collection of strategy names, got {shown(animate)}"
+        )
+    return animate
 
 
 def judge(
@@ -293,7 +407,12 @@ def judge(
     """Judge the sweep in ``folder`` (or every sweep of a comparison's folder), as
     ``identikit judge`` does: each judge's agreement and the nearest real images, written to
     each sweep's ``judge.json``. Built-in judges are trained on first use and cached."""
-    verdicts = judge_all(folder, judges, setup or JudgeSetup())
+    # "" would judge the current folder and write judge.json there.
+    where = path_argument(folder, "folder", "a folder")
+    names = text_sequence(judges, "judges")
+    if setup is not None:
+        instance_of(setup, JudgeSetup, "setup", "a JudgeSetup or None")
+    verdicts = judge_all(where, names, setup or JudgeSetup())
     return [JudgeResult(sweep, verdict) for sweep, verdict in verdicts]
 
 
@@ -311,12 +430,19 @@ def report(
     (TorchScript ones only with ``trust_code``): all of them, or with ``animate`` a collection
     of strategy names only their sweeps, or none with ``animate=False``; ``log`` hears what
     takes time."""
+    # "" would write report.html into the current folder.
+    where = path_argument(folder, "folder", "a folder")
+    if isinstance(models, str | os.PathLike) or not isinstance(models, Sequence):
+        raise IdentikitError(f"models must be a sequence of model files, got {shown(models)}")
+    files = [path_argument(m, "models[]", "a model file") for m in models]
+    if log is not None and not callable(log):
+        raise IdentikitError(f"log must be a function of one line, or None, got {shown(log)}")
     path = build_report(
-        folder,
-        animate=animate,
-        models=[Path(m) for m in models],
-        trust_code=trust_code,
+        where,
+        animate=_animate(animate),
+        models=files,
+        trust_code=flag(trust_code, "trust_code"),
         log=log,
-        progress=progress,
+        progress=flag(progress, "progress"),
     )
     return Report(path)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from identikit.base.arguments import optional_path, shown
 from identikit.base.atomic import atomic_write_bytes
 from identikit.base.data_free import check_data_allowed
 from identikit.base.errors import DataError
@@ -194,9 +195,20 @@ def default_root() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "identikit"
 
 
+def dataset_name(value: object) -> str:
+    """``value`` when it names a dataset (a str); refused in one line otherwise, before it
+    is taken apart (``None.partition`` would be an AttributeError deep in a reader)."""
+    if not isinstance(value, str):
+        raise DataError(
+            f"a dataset is named by a string such as 'mnist', 'idx:DIR' or 'npz:FILE', "
+            f"got {shown(value)}"
+        )
+    return value
+
+
 def get_spec(name: str) -> DatasetSpec:
     """The registered dataset called ``name``, or ``idx:DIR`` for a folder of IDX files."""
-    if name.startswith("idx:"):
+    if dataset_name(name).startswith("idx:"):
         return idx_folder_spec(Path(name[4:]).expanduser())
     try:
         return DATASETS[name]
@@ -220,7 +232,7 @@ def ensure_files(
     """Locate every file of dataset ``name``, fetching them when absent and a fetcher exists."""
     check_data_allowed(f"the dataset {name!r}")
     spec = get_spec(name)
-    base = Path(root) if root is not None else default_root()
+    base = optional_path(root, "root") or default_root()
     wanted = [f for pair in spec.files.values() for f in pair]
     found = {f: find_file(spec, f, base) for f in wanted}
     if any(p is None for p in found.values()):

@@ -23,7 +23,7 @@ import numpy as np
 from identikit.base.data_free import check_data_allowed
 from identikit.base.errors import DataError
 from identikit.data.cifar import load_cifar10
-from identikit.data.datasets import DATASETS, get_spec, load_dataset
+from identikit.data.datasets import DATASETS, dataset_name, get_spec, load_dataset
 from identikit.data.image_folders import load_folder_images
 from identikit.data.image_set import ImageSet
 from identikit.data.npz_files import load_npz_images
@@ -47,7 +47,7 @@ def known_specs() -> tuple[str, ...]:
 def load_images(spec: str, root: str | os.PathLike[str] | None = None) -> ImageSet:
     """The dataset ``spec`` names (see the module notes); ``root`` is where the IDX datasets'
     files are looked for (default ``$IDENTIKIT_DATA``, else ``~/.cache/identikit``)."""
-    check_data_allowed(f"the dataset {spec!r}")
+    check_data_allowed(f"the dataset {dataset_name(spec)!r}")
     prefix, colon, rest = spec.partition(":")
     if colon and prefix in FILE_SOURCES:
         what, read = FILE_SOURCES[prefix]
