@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from identikit.base.errors import IdentikitError
 from identikit.cli import main
 from identikit.data import datasets as data
 from identikit.data.idx import encode_idx
+from identikit.reports.page import write_pngs
 from identikit.strategies.registry import is_white_box
 from identikit.sweeps.result_files import read_ceiling
 from tests.helpers import (
@@ -316,9 +318,6 @@ def test_a_page_of_ceilings_and_cards_in_chromium(
 
 
 def test_pngs_are_never_written_through_a_linked_sweep_folder(swept: Path, tmp_path: Path) -> None:
-    from identikit.base.errors import IdentikitError
-    from identikit.reports.page import write_pngs
-
     outside = tmp_path / "outside"
     outside.mkdir()
     user = tmp_path / "user-pngs"
