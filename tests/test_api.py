@@ -7,6 +7,7 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -267,38 +268,40 @@ def test_a_model_of_the_wrong_kind_is_named(model: object) -> None:
     refused(lambda: identikit.reconstruct(model), expected)  # type: ignore[arg-type]
 
 
+# The API as a notebook calls it, without a type checker: whatever it is handed.
+UNTYPED: Any = identikit
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda m: identikit.search(m, "x"), "config must be a SweepConfig or None, got 'x'"),
-        (lambda m: identikit.search(m, TINY, options="x"), "options must be a SweepOptions"),
-        (lambda m: identikit.search(m, TINY, hooks=print), "hooks must be a RunHooks"),
-        (lambda m: identikit.search(m, TINY, cluster="ray"), "cluster must be a RayCluster"),
+        (lambda m: UNTYPED.search(m, "x"), "config must be a SweepConfig or None, got 'x'"),
+        (lambda m: UNTYPED.search(m, TINY, options="x"), "options must be a SweepOptions"),
+        (lambda m: UNTYPED.search(m, TINY, hooks=print), "hooks must be a RunHooks"),
+        (lambda m: UNTYPED.search(m, TINY, cluster="ray"), "cluster must be a RayCluster"),
         (
-            lambda m: identikit.search(
-                m, TINY, options=identikit.SweepOptions(save_every=math.nan)
-            ),
+            lambda m: UNTYPED.search(m, TINY, options=UNTYPED.SweepOptions(save_every=math.nan)),
             "--save-every must be a finite number, got nan",
         ),
-        (lambda m: identikit.search(m, TINY, out=3), "out must be a path (a str or a Path)"),
-        (lambda m: identikit.reconstruct(m, 3), "config must be a SweepConfig or None"),
-        (lambda m: identikit.compare(m, None), "comparison must be a Comparison, got None"),
+        (lambda m: UNTYPED.search(m, TINY, out=3), "out must be a path (a str or a Path)"),
+        (lambda m: UNTYPED.reconstruct(m, 3), "config must be a SweepConfig or None"),
+        (lambda m: UNTYPED.compare(m, None), "comparison must be a Comparison, got None"),
         (
-            lambda m: identikit.compare(
-                m, identikit.Comparison("square", digits=(0,), runs=1, max_queries=100)
+            lambda m: UNTYPED.compare(
+                m, UNTYPED.Comparison("square", digits=(0,), runs=1, max_queries=100)
             ),
             "comparison.strategies must be a sequence of names",
         ),
         (
-            lambda m: identikit.compare(
-                m, identikit.Comparison(("square",), digits="37", runs=1, max_queries=100)
+            lambda m: UNTYPED.compare(
+                m, UNTYPED.Comparison(("square",), digits="37", runs=1, max_queries=100)
             ),
             "--digits must be a sequence of class numbers",
         ),
-        (lambda m: identikit.certainty(m, samples="5"), "--samples must be a whole number"),
-        (lambda m: identikit.certainty(m, samples=True), "--samples must be a whole number"),
-        (lambda m: identikit.certainty(m, samples=10, seed=1.5), "--seed must be a whole number"),
-        (lambda m: identikit.certainty(m, samples=10, dataset=None), "dataset must be a dataset"),
+        (lambda m: UNTYPED.certainty(m, samples="5"), "--samples must be a whole number"),
+        (lambda m: UNTYPED.certainty(m, samples=True), "--samples must be a whole number"),
+        (lambda m: UNTYPED.certainty(m, samples=10, seed=1.5), "--seed must be a whole number"),
+        (lambda m: UNTYPED.certainty(m, samples=10, dataset=None), "dataset must be a dataset"),
     ],
 )
 def test_wrong_arguments_are_one_line_errors_before_any_work(
@@ -345,3 +348,13 @@ def test_load_images_names_a_dataset_by_a_string(spec: object) -> None:
 
 def test_a_dataset_root_must_be_a_path() -> None:
     refused(lambda: identikit.load_images("mnist", root=3), "root must be a path")  # type: ignore[arg-type]
+
+
+def test_loading_training_and_evaluating_name_a_wrong_argument() -> None:
+    """Before: TypeError from os.fspath (load_classifier(None)), AttributeError from
+    ``None.config`` (train) and from ``None.parameters`` (evaluate)."""
+    refused(lambda: identikit.load_classifier(None), "model must be a path")  # type: ignore[arg-type]
+    refused(lambda: identikit.load_classifier(""), "model: an empty path")
+    refused(lambda: identikit.train(None), "spec must be a TrainSpec")  # type: ignore[arg-type]
+    images, labels = np.zeros((4, 28, 28), np.uint8), np.zeros(4, np.int64)
+    refused(lambda: identikit.evaluate(None, images, labels), "model must be a torch.nn.Module")  # type: ignore[arg-type]

@@ -4,6 +4,7 @@ it is made."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -64,10 +65,14 @@ def test_a_config_refuses_what_the_command_line_refuses(
 def test_a_config_keeps_python_numbers() -> None:
     """NumPy's numbers (a notebook's ``np.arange``) are taken as their values, and kept as
     Python ints and floats, so that results.json records them as the numbers they are."""
-    config = SweepConfig(
-        digits=np.arange(3), runs=np.int64(2), target=np.float64(0.9), max_queries=300
-    )
+    numbers: dict[str, Any] = {
+        "digits": np.arange(3),
+        "runs": np.int64(2),
+        "target": np.float64(0.9),
+    }
+    config = SweepConfig(**numbers, max_queries=300)
     assert config.digits == (0, 1, 2) and type(config.digits[0]) is int
     assert type(config.runs) is int and type(config.target) is float
     assert config == SweepConfig(digits=(0, 1, 2), runs=2, target=0.9, max_queries=300)
-    assert SweepConfig(digits=[7, 3], seed=-4).digits == (7, 3)  # any order, any seed
+    listed: Any = [7, 3]
+    assert SweepConfig(digits=listed, seed=-4).digits == (7, 3)  # any order, any seed

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from identikit.base.arguments import path_argument
 from identikit.base.device import resolve_device
 from identikit.base.errors import IdentikitError, first_line
 from identikit.base.limits import MODEL_BYTES
@@ -76,7 +77,7 @@ def load_classifier(
     are chosen; ``engine.log`` is told when a TorchScript file is loaded and when an ONNX
     input is read as channels last.
     """
-    file = Path(path)
+    file = path_argument(path, "model")  # None or "" named in one line, not a TypeError
     data = read_regular(file, limit=MODEL_BYTES)
     options = engine or EngineOptions()
     expected = expect or Expected()

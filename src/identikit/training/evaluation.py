@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from identikit.base.arguments import instance_of
 from identikit.base.errors import IdentikitError
 from identikit.classifier.classifier import Classifier
 
@@ -58,6 +59,7 @@ def evaluate(
 ) -> Evaluation:
     """Evaluate ``model`` (in eval mode) on uint8 ``images`` (N, C, H, W) or (N, H, W) and
     their ``labels``."""
+    instance_of(model, nn.Module, "model", "a torch.nn.Module")
     _some_images(images, labels)
     device = device or next(model.parameters()).device
     model.eval()

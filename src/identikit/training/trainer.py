@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from identikit.base.arguments import instance_of
 from identikit.base.device import resolve_device
 from identikit.base.errors import IdentikitError
 from identikit.data.datasets import DATASETS, checksums
@@ -126,6 +127,8 @@ def train(
     own recipe. ``log`` receives one line per epoch. Settings and ``out`` are checked first:
     nothing is trained that could not be saved.
     """
+    if not isinstance(spec, str):  # None named in one line, not an AttributeError from .config
+        instance_of(spec, TrainSpec, "spec", "a TrainSpec or an architecture's name")
     spec = TrainSpec(spec) if isinstance(spec, str) else spec
     config = spec.config()
     if out is not None:
