@@ -7,10 +7,12 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +35,10 @@ from identikit.models import build_model
 from identikit.models.checkpoint import save_checkpoint
 from identikit.models.export import onnx_bytes
 from identikit.models.info import ModelInfo
+from identikit.models.preprocessing import Preprocessing
 from identikit.reports.replay import replay_first_runs
 from identikit.strategies import STRATEGIES, PriorInputs, PriorNeeds, RunHooks, Subspace, base
-from identikit.sweeps.experiment import SweepConfig
+from identikit.sweeps.experiment import SweepConfig, identity_differences, sweep_identity
 from identikit.sweeps.folder import read_sweep_folder
 from identikit.sweeps.records import read_identikits, read_results
 from identikit.sweeps.sweep import SweepOptions, sweep_to_folder
@@ -557,3 +560,99 @@ def test_a_square_sweep_of_an_imagenet_sized_onnx_model(tmp_path: Path) -> None:
     recorded = torch.tensor([r["confidence"] for r in runs])
     scored = loaded.probabilities(torch.from_numpy(folder.pixels).float())
     assert torch.allclose(scored[torch.arange(10), torch.arange(10)], recorded, atol=1e-5)
+
+
+# --- Conventions are part of a sweep's identity --------------------------------------------------
+
+RGB_SHAPE = ImageShape(3, 8, 8)
+IMAGENET_LIKE = Preprocessing(mean=(0.5, 0.45, 0.4), std=(0.25, 0.2, 0.3), outputs="logits")
+
+
+def conventional(preprocessing: Preprocessing, shape: ImageShape = RGB_SHAPE) -> Classifier:
+    """:func:`shaped_classifier`'s model under ``preprocessing``, one hash whatever the
+    conventions (as an ONNX file's is: the options, not the file, set them)."""
+    model = shaped_classifier(shape).model
+    info = ModelInfo(name="m.onnx", sha256="m", input_shape=shape, preprocessing=preprocessing)
+    return Classifier(model, info)
+
+
+def test_a_sweep_resumed_under_other_conventions_is_refused(tmp_path: Path) -> None:
+    """Paused with --mean 0.5,0.45,0.4 --std 0.25,0.2,0.3, resumed with --mean 0.1 --std 0.9 (or
+    identikit's own, or another range or layout): refused, naming what differs, the state kept;
+    the same conventions resume it."""
+    paused = sweep_to_folder(
+        conventional(IMAGENET_LIKE),
+        SHAPED,
+        tmp_path,
+        hooks=RunHooks(should_stop=stop_after(1)),
+        options=QUIET,
+    )
+    assert paused.results is None
+    others = {
+        r"--mean: 0.5,0.45,0.4 -> 0.1; --std: 0.25,0.2,0.3 -> 0.9": Preprocessing(
+            mean=0.1, std=0.9, outputs="logits"
+        ),
+        r"--mean: 0.5,0.45,0.4 -> 0.0; --std: 0.25,0.2,0.3 -> 1.0": Preprocessing(),
+        r"--input-range: 0,1 -> -1,1": replace(IMAGENET_LIKE, input_range="-1,1"),
+        r"--layout: nchw -> nhwc": replace(IMAGENET_LIKE, layout="nhwc"),
+        r"--outputs: logits -> probabilities": replace(IMAGENET_LIKE, outputs="probabilities"),
+        r"--mean: 0.5,0.45,0.4 -> 0.5,0.45,0.4000001": replace(
+            IMAGENET_LIKE, mean=(0.5, 0.45, 0.4000001)
+        ),
+    }
+    for named, preprocessing in others.items():
+        with pytest.raises(DifferentSweepError, match=rf"different sweep \({re.escape(named)}\)"):
+            sweep_to_folder(conventional(preprocessing), SHAPED, tmp_path, options=QUIET)
+    resumed = sweep_to_folder(conventional(IMAGENET_LIKE), SHAPED, tmp_path, options=QUIET)
+    assert resumed.resumed and resumed.results is not None
+
+
+def test_a_sweep_begun_under_identikits_conventions_refuses_others(tmp_path: Path) -> None:
+    sweep_to_folder(
+        conventional(Preprocessing()),
+        SHAPED,
+        tmp_path,
+        hooks=RunHooks(should_stop=stop_after(1)),
+        options=QUIET,
+    )
+    with pytest.raises(DifferentSweepError, match=r"--mean: 0.0 -> 0.5,0.45,0.4; --std: 1.0 ->"):
+        sweep_to_folder(conventional(IMAGENET_LIKE), SHAPED, tmp_path, options=QUIET)
+
+
+def test_the_identity_of_a_sweep_under_identikits_conventions_is_unchanged() -> None:
+    """A sweep of a model that takes pixels as they are has the identity it always had (its
+    saved state and cluster plan still resume); other conventions add theirs, exactly."""
+    for outputs in (None, "logits", "probabilities"):
+        plain = sweep_identity(conventional(Preprocessing(outputs=outputs)), SHAPED)
+        assert set(plain) == {"settings", "model_sha256"}
+    assert set(sweep_identity(classifier(), CONFIG)) == {"settings", "model_sha256"}
+    assert sweep_identity(conventional(IMAGENET_LIKE), SHAPED)["conventions"] == {
+        "input_range": "0,1",
+        "mean": [0.5, 0.45, 0.4],
+        "std": [0.25, 0.2, 0.3],
+        "layout": "nchw",
+        "outputs": "logits",
+        "input_shape": [3, 8, 8],
+    }
+
+
+def test_another_input_shape_is_another_sweep() -> None:
+    """A dynamic model's --input-shape, with its conventions: named as what differs."""
+    saved = sweep_identity(conventional(IMAGENET_LIKE), SHAPED)
+    wider = sweep_identity(conventional(IMAGENET_LIKE, ImageShape(3, 8, 9)), SHAPED)
+    assert "--input-shape: 3,8,8 -> 3,8,9" in identity_differences(saved, wider)
+
+
+def test_a_finished_sweep_without_state_is_recalled_under_its_conventions(
+    tmp_path: Path,
+) -> None:
+    """Its results.json describes the conventions (to six significant digits): the same ones
+    recall it, other ones are refused."""
+    thirds = replace(IMAGENET_LIKE, mean=(1 / 3, 0.45, 0.4))
+    sweep_to_folder(conventional(thirds), SHAPED, tmp_path, options=QUIET)
+    (tmp_path / STATE_FILE).unlink()
+    assert sweep_to_folder(conventional(thirds), SHAPED, tmp_path, options=QUIET).already_done
+    with pytest.raises(DifferentSweepError, match=r"--mean: 0.333333,0.45,0.4 -> 0.5,0.45,0.4"):
+        sweep_to_folder(conventional(IMAGENET_LIKE), SHAPED, tmp_path, options=QUIET)
+    with pytest.raises(DifferentSweepError, match=r"--mean: 0.333333,0.45,0.4 -> 0; "):
+        sweep_to_folder(conventional(Preprocessing()), SHAPED, tmp_path, options=QUIET)

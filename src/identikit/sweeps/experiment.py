@@ -22,7 +22,7 @@ from identikit.base.limits import CANDIDATES, CLASSES, RUNS
 from identikit.base.shapes import ImageShape
 from identikit.classifier.classifier import Classifier
 from identikit.engines.precision import tf32_in_use
-from identikit.models.preprocessing import Preprocessing
+from identikit.models.preprocessing import Preprocessing, Values
 from identikit.strategies import (
     STATUS_NAMES,
     Budget,
@@ -137,34 +137,158 @@ def sweep_settings(config: SweepConfig, shape: ImageShape) -> dict[str, Any]:
 
 
 def sweep_identity(classifier: Classifier, config: SweepConfig) -> dict[str, Any]:
-    """What makes two sweeps the same: their settings and the model's hash (which fixes the
-    image shape)."""
+    """What makes two sweeps the same: their settings, the model's hash, and, where they are
+    not identikit's own, the model's conventions with its image shape. A model's hash fixes
+    neither: an ONNX or TorchScript file takes whatever ``--input-range``, ``--mean``,
+    ``--std``, ``--layout`` and (for a dynamic input) ``--input-shape`` say, and a search under
+    other conventions is another search."""
     identity: dict[str, Any] = {
         "settings": sweep_settings(config, classifier.info.input_shape),
         "model_sha256": classifier.sha256,
     }
     if classifier.precision != "fp32":  # bf16 ranks candidates differently: another search
         identity["precision"] = classifier.precision
+    conventions = identity_conventions(classifier.preprocessing, classifier.info.input_shape)
+    if conventions is not None:
+        identity["conventions"] = conventions
     return dict(json.loads(json.dumps(identity)))  # as it reads back from JSON
 
 
+def identity_conventions(preprocessing: Preprocessing, shape: ImageShape) -> dict[str, Any] | None:
+    """The conventions a sweep's identity records, exactly (each mean and std as the floats
+    they are), with the image shape; None where they are identikit's own (as
+    :func:`recorded_conventions` says), so that such a sweep's identity is the very one it
+    always was, and folders saved before conventions were recorded still resume."""
+    if recorded_conventions(preprocessing) is None:
+        return None
+    return {
+        "input_range": preprocessing.input_range,
+        "mean": _as_list(preprocessing.mean),
+        "std": _as_list(preprocessing.std),
+        "layout": preprocessing.layout or "nchw",
+        "outputs": preprocessing.outputs,
+        "input_shape": list(shape.dims),
+    }
+
+
+def results_identity(results: dict[str, Any]) -> dict[str, Any]:
+    """The identity of the sweep a ``results.json`` record describes (for a folder whose state
+    is gone): its settings, model hash, precision, and the conventions the record names (in
+    :meth:`Preprocessing.describe`'s words, means and stds to six significant digits)."""
+    model = results.get("model", {})
+    identity: dict[str, Any] = {
+        "settings": results.get("settings"),
+        "model_sha256": model.get("sha256"),
+        "precision": results.get("scoring", {}).get("precision", "fp32"),
+    }
+    described = model.get("preprocessing")
+    if described is not None:
+        identity["conventions"] = {"described": described, "input_shape": model.get("input_shape")}
+    return identity
+
+
 def identity_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Human-readable differences between two sweep identities, e.g. ``--runs: 5 -> 10``."""
-
-    def flat(identity: dict[str, Any]) -> dict[str, Any]:
-        settings = dict(identity.get("settings", {}))
-        out = {k: v for k, v in settings.items() if k != "strategy_settings"}
-        out.update(settings.get("strategy_settings", {}))
-        out["model"] = identity.get("model_sha256")
-        out["precision"] = identity.get("precision", "fp32")
-        return out
-
-    before, after = flat(saved), flat(current)
+    """Human-readable differences between two sweep identities, e.g. ``--runs: 5 -> 10`` or
+    ``--mean: 0.5,0.45,0.4 -> 0.1``."""
+    # Means and stds are compared exactly, unless one side knows them only as a results.json
+    # record describes them (six significant digits): then both sides at that precision.
+    exact = not (_described(saved) or _described(current))
+    before, after = _flat_identity(saved, exact), _flat_identity(current, exact)
+    keys = set(before) | set(after)
+    # Identikit's own conventions leave the kind of outputs and the image shape unrecorded
+    # (the model's hash fixes the shape of all but a few models): they are compared where
+    # both sides record them.
+    keys -= {k for k in ("outputs", "input_shape") if k not in before or k not in after}
     return [
         f"--{key.replace('_', '-')}: {before.get(key)} -> {after.get(key)}"
-        for key in sorted(set(before) | set(after))
+        for key in sorted(keys)
         if before.get(key) != after.get(key)
     ]
+
+
+_CONVENTIONS = ("input_range", "mean", "std", "layout", "outputs", "input_shape")
+# The words of Preprocessing.describe() ("pixels 0,1; mean 0.5; std 0.25; layout nchw") and
+# the conventions they name.
+_DESCRIBED = {"pixels": "input_range", "mean": "mean", "std": "std", "layout": "layout"}
+_DESCRIBED_OUTPUTS = "outputs"
+
+
+def _flat_identity(identity: dict[str, Any], exact: bool) -> dict[str, Any]:
+    """An identity as one mapping of option names (``runs``, ``candidates``, ``mean``) to
+    values, conventions written as the options write them. A saved identity is read as it
+    is, whatever it holds: an edited one shows as differences, never as an error here."""
+    settings = identity.get("settings")
+    out = dict(settings) if isinstance(settings, dict) else {}
+    strategy_settings = out.pop("strategy_settings", {})
+    out.update(strategy_settings if isinstance(strategy_settings, dict) else {})
+    out["model"] = identity.get("model_sha256")
+    out["precision"] = identity.get("precision", "fp32")
+    out.update(_convention_texts(identity.get("conventions"), exact))
+    return out
+
+
+def _convention_texts(conventions: object, exact: bool) -> dict[str, str]:
+    """Conventions as the options write them (``{"mean": "0.5,0.45,0.4", "layout": "nchw",
+    "input_shape": "3,32,32", ...}``); identikit's own where an identity records none."""
+    if not isinstance(conventions, dict):
+        own = Preprocessing()
+        conventions = {
+            "input_range": own.input_range,
+            "mean": _as_list(own.mean),
+            "std": _as_list(own.std),
+            "layout": "nchw",
+        }
+    elif "described" in conventions:
+        conventions = {**_parse_described(conventions["described"]), **conventions}
+    return {
+        key: _values_text(value, exact) if key in ("mean", "std") else _text(value)
+        for key, value in conventions.items()
+        if key in _CONVENTIONS
+    }
+
+
+def _described(identity: dict[str, Any]) -> bool:
+    conventions = identity.get("conventions")
+    return isinstance(conventions, dict) and "described" in conventions
+
+
+def _parse_described(text: object) -> dict[str, Any]:
+    """The conventions :meth:`Preprocessing.describe` wrote as ``text`` (means and stds as
+    written; identikit's own where it names none, as describe() leaves them out)."""
+    own = Preprocessing()
+    parsed: dict[str, Any] = {"mean": _as_list(own.mean), "std": _as_list(own.std)}
+    for part in str(text).split(";"):
+        word, _, value = part.strip().partition(" ")
+        if word in _DESCRIBED:
+            parsed[_DESCRIBED[word]] = value
+        elif word == _DESCRIBED_OUTPUTS:
+            parsed["outputs"] = value
+    return parsed
+
+
+def _as_list(values: Values) -> list[float]:
+    """A mean or std as a list: one value, or one per channel."""
+    return list(values) if isinstance(values, tuple) else [values]
+
+
+def _values_text(values: object, exact: bool) -> str:
+    """A mean or std as the options write it: every float in full (``exact``: the shortest
+    text that reads back as it) or to six significant digits, as results.json records it."""
+    items: list[Any] = values.split(",") if isinstance(values, str) else _listed(values)
+    try:
+        numbers = [float(v) for v in items]
+    except (TypeError, ValueError):
+        return str(values)  # an edited identity: shown, and differs
+    return ",".join(repr(n) if exact else f"{n:g}" for n in numbers)
+
+
+def _listed(value: object) -> list[Any]:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _text(value: object) -> str:
+    """A convention's value as an option writes it: an image shape ``3,32,32``."""
+    return ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
 
 
 def recorded_conventions(preprocessing: Preprocessing) -> str | None:

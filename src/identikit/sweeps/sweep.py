@@ -28,6 +28,7 @@ from identikit.strategies.stopping import ACTIVE, CONVERGED, STUCK
 from identikit.sweeps.experiment import (
     SweepConfig,
     identity_differences,
+    results_identity,
     sweep_identity,
     sweep_results,
 )
@@ -202,12 +203,7 @@ def _png_ok(path: Path) -> bool:
 def _finished_without_state(folder: Path, identity: dict[str, Any]) -> SweepOutcome:
     """A folder whose sweep finished and whose state is gone: check, and rebuild the grid."""
     existing = read_results(folder)
-    recorded = {
-        "settings": existing.get("settings"),
-        "model_sha256": existing.get("model", {}).get("sha256"),
-        "precision": existing.get("scoring", {}).get("precision", "fp32"),
-    }
-    _refuse_if_different(folder, recorded, identity)
+    _refuse_if_different(folder, results_identity(existing), identity)
     try:
         images, digits = read_identikits(folder, existing)
     except IdentikitError as exc:
