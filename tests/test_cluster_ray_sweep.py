@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,13 +29,28 @@ import pytest
 
 from identikit.base.errors import IdentikitError
 from identikit.cluster.model_source import LoadOptions, ModelSource
-from identikit.cluster.ray_sweep import RayCluster, check_reachable, connected, sweep_on_ray
-from identikit.cluster.shards import PLAN_FILE, ShardFolder, ShardPlan
+from identikit.cluster.ray_sweep import (
+    RayCluster,
+    _finish,
+    _resume,
+    check_reachable,
+    connected,
+    sweep_on_ray,
+)
+from identikit.cluster.shards import PLAN_FILE, ShardFolder, ShardPlan, shard_name
+from identikit.cluster.tasks import ShardTask, search_shard
 from identikit.strategies import RunHooks
 from identikit.sweeps.experiment import SweepConfig, sweep_identity
-from identikit.sweeps.folder import SHARDS_FOLDER
+from identikit.sweeps.folder import SHARDS_FOLDER, read_sweep_folder
 from identikit.sweeps.sweep import SweepOptions, sweep_to_folder
-from tests.helpers import TIMING, needs_cuda, private_network, run_cli, stop_after
+from tests.helpers import (
+    TIMING,
+    needs_cuda,
+    private_network,
+    rewrite_npz,
+    run_cli,
+    stop_after,
+)
 
 
 def needs_ray(test: Callable[..., None]) -> Callable[..., None]:
@@ -450,3 +466,160 @@ def test_without_ray_a_cluster_sweep_says_what_to_install(
     refused = pytest.raises(IdentikitError, match=r"needs Ray: pip install 'identikit\[ray\]'")
     with refused, connected(RayCluster()):
         pass
+
+
+# --- A hostile address: one line, within the wait ---------------------------------------------
+
+
+@contextlib.contextmanager
+def listener(answer: Callable[[socket.socket], None]) -> Iterator[str]:
+    """A TCP listener on 127.0.0.1 that hands each connection to ``answer``; its address."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):  # the server closed at the end of the test
+            while True:
+                connection, _ = server.accept()
+                held.append(connection)
+                answer(connection)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        server.close()
+        for connection in held:
+            connection.close()
+
+
+# An empty SETTINGS frame, then GOAWAY (RFC 9113 §6.5, §6.8): HTTP/2 that refuses to go on.
+REFUSAL = bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]) + bytes([0, 0, 8, 7, 0, 0, 0, 0, 0]) + bytes(8)
+ANSWERS: dict[str, tuple[Callable[[socket.socket], None], str]] = {
+    "silent": (lambda c: None, "it gave no answer in 1 s"),
+    "garbage": (lambda c: c.sendall(b"HTTP/1.0 200 OK\r\n\r\nhello\n"), "does not speak HTTP/2"),
+    # Closed before or after our request came: either way no answer.
+    "hangs up": (lambda c: c.close(), "closed the connection without an answer|reset|pipe"),
+    "goaway": (lambda c: c.sendall(REFUSAL), "GOAWAY"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ANSWERS))
+def test_an_address_that_does_not_answer_as_ray_is_one_line(case: str) -> None:
+    answer, reason = ANSWERS[case]
+    with listener(answer) as address, pytest.raises(IdentikitError) as error:
+        check_reachable(address, wait=1.0)  # the sweep waits REACH_SECONDS
+    message = str(error.value)
+    assert message.startswith(f"no Ray cluster answers at {address} (")
+    assert re.search(reason, message) and "\n" not in message
+
+
+# --- Tampered cluster files: checked before Ray starts; the merge keeps the shards ------------
+
+TAMPER_CONFIG = SweepConfig(digits=(0, 1), runs=2, max_queries=300)
+
+
+def begun_on_a_cluster(model_file: Path, out: Path) -> tuple[ModelSource, ShardFolder]:
+    """A cluster sweep of 4 runs in 2 shards, both finished (searched here, as a worker
+    would), as a driver stopped before merging leaves it."""
+    source = ModelSource.read(model_file, LoadOptions(device="cpu"))
+    shards = ShardFolder(out, sweep_identity(source.load(), TAMPER_CONFIG))
+    plan = ShardPlan(2, 4)
+    shards.write_plan(plan, 1.0)
+    for k in range(plan.shards):
+        task = ShardTask(TAMPER_CONFIG, shards.identity, k, tuple(plan.rows(k)))
+        shards.write_shard(k, search_shard(source, task))
+    return source, shards
+
+
+def test_a_tampered_shard_is_set_aside_and_the_rest_kept(
+    model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, shards = begun_on_a_cluster(model_file, tmp_path)
+    bad = shards.path / shard_name(1)
+    rewrite_npz(bad, lambda a: {**a, "images": a["images"] * np.nan})
+    edited = bad.read_bytes()
+    sweep = _resume(source.load(), TAMPER_CONFIG, shards, RayCluster(source=source))
+    assert set(sweep.finished) == {0}  # shard 1 is searched again, shard 0 kept
+    aside = tmp_path / "shard-00001.bad-1.npz"
+    assert aside.read_bytes() == edited and not bad.exists()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{bad} set aside as {aside}" in err
+    assert "an image is not finite" in err and "searched again" in err
+
+
+@pytest.mark.parametrize(
+    "change", [{"runs": 2}, {"runs": 32}, {"seconds": float("nan")}, {"shards": 10**8}]
+)
+def test_a_tampered_plan_is_refused_before_ray_starts(
+    model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: dict[str, Any]
+) -> None:
+    source, shards = begun_on_a_cluster(model_file, tmp_path)
+    plan = shards.path / PLAN_FILE
+    plan.write_text(json.dumps({**json.loads(plan.read_text()), **change}))
+    kept = {p.name: p.read_bytes() for p in shards.path.iterdir()}
+    monkeypatch.setitem(sys.modules, "ray", None)  # whatever needs Ray would say so instead
+    with pytest.raises(IdentikitError, match=f"{plan} is damaged") as error:
+        sweep_on_ray(source.load(), TAMPER_CONFIG, tmp_path, cluster=RayCluster(source=source))
+    assert "\n" not in str(error.value)
+    assert {p.name: p.read_bytes() for p in shards.path.iterdir()} == kept
+
+
+def test_the_merge_keeps_the_shards_until_the_sweep_is_written(
+    model_file: Path, tmp_path: Path
+) -> None:
+    source, shards = begun_on_a_cluster(model_file, tmp_path)
+    classifier = source.load()
+    quiet = SweepOptions(progress=False)
+    (tmp_path / "grid.png").mkdir()  # the last file of the sweep cannot be written
+    with pytest.raises(IdentikitError):
+        _finish(_resume(classifier, TAMPER_CONFIG, shards, RayCluster()), tmp_path, quiet)
+    assert sorted(p.name for p in shards.path.iterdir()) == [
+        PLAN_FILE,
+        shard_name(0),
+        shard_name(1),
+    ]
+    (tmp_path / "grid.png").rmdir()
+    done = _finish(_resume(classifier, TAMPER_CONFIG, shards, RayCluster()), tmp_path, quiet)
+    assert done.results is not None and len(done.results["runs"]) == 4
+    assert not shards.path.exists()  # written and read back: the sweep's state holds them
+    written = read_sweep_folder(tmp_path)
+    assert np.isfinite(written.images).all() and written.digits.tolist() == [0, 0, 1, 1]
+
+
+@needs_ray
+def test_a_ray_sweep_resumed_over_a_tampered_shard_searches_it_again(
+    model_file: Path, tmp_path: Path
+) -> None:
+    source, shards = begun_on_a_cluster(model_file, tmp_path / "ray")
+    rewrite_npz(shards.path / shard_name(0), lambda a: {**a, "scores": a["scores"] * 0 - 5})
+    cluster = RayCluster(source=source, cpus=2)
+    quiet = SweepOptions(progress=False)
+    done = sweep_on_ray(
+        source.load(), TAMPER_CONFIG, tmp_path / "ray", cluster=cluster, options=quiet
+    )
+    assert done.results is not None and not shards.path.exists()
+    assert (tmp_path / "ray" / "shard-00000.bad-1.npz").is_file()
+    # The runs are the local sweep's: the tampered scores were not recorded.
+    local = sweep_to_folder(source.load(), TAMPER_CONFIG, tmp_path / "local", options=quiet)
+    assert local.results is not None
+    assert [r["confidence"] for r in done.results["runs"]] == [
+        r["confidence"] for r in local.results["runs"]
+    ]
+
+
+def test_a_sweep_whose_shards_are_all_in_is_merged_without_ray(
+    model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, shards = begun_on_a_cluster(model_file, tmp_path)
+    monkeypatch.setitem(sys.modules, "ray", None)  # a Ray started would fail the test
+    done = sweep_on_ray(
+        source.load(),
+        TAMPER_CONFIG,
+        tmp_path,
+        cluster=RayCluster(source=source),
+        options=SweepOptions(progress=False),
+    )
+    assert done.results is not None and done.resumed and not shards.path.exists()
+    assert placement(tmp_path)["shards"] == 2

@@ -8,6 +8,7 @@ already in. A shard run again after its worker died starts its counts afresh.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -45,7 +46,9 @@ class Throttled:
     def __init__(self, send: Callable[[Counts], None], every: float = REPORT_SECONDS) -> None:
         self.send = send
         self.every = every
-        self.last = 0.0
+        # Never reported: the first call sends (monotonic time may be below ``every`` on a
+        # machine up for less than that).
+        self.last = -math.inf
 
     def __call__(self, state: SearchState) -> None:
         now = time.monotonic()

@@ -14,6 +14,13 @@ same command skips them; a worker process that dies mid-shard has its shard run 
 (``max_retries``), which gives the same runs, since a run depends on its seed alone; a shard
 that keeps failing ends the sweep with one line naming it, keeping the others.
 
+Nothing is trusted either: a resumed sweep's plan and every kept shard are checked, before Ray
+starts, as strictly as a sweep's own state and against the sweep's runs; a bad plan is one
+line, a bad shard is set aside (moved out of ``shards/``, said in one line) and searched again.
+The shards go only once the merged files are written and read back as written. A cluster
+address is asked to answer as Ray (:mod:`identikit.cluster.probe`) within
+:data:`REACH_SECONDS` before Ray is given it.
+
 Ray: Moritz et al., "Ray: A Distributed Framework for Emerging AI Applications", OSDI 2018.
 """
 
@@ -24,7 +31,7 @@ import json
 import logging
 import os
 import signal
-import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -32,12 +39,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 from identikit.base.atomic import atomic_write_text, remove_leftovers
 from identikit.base.data_free import data_allowed
 from identikit.base.errors import IdentikitError, first_line
 from identikit.base.folder_lock import locked_folder
+from identikit.base.safe_files import read_regular
 from identikit.classifier.classifier import Classifier
 from identikit.cluster.model_source import ModelSource
+from identikit.cluster.probe import check_answers
 from identikit.cluster.progress import (
     REPORT_SECONDS,
     ProgressBoard,
@@ -45,12 +57,12 @@ from identikit.cluster.progress import (
     Throttled,
     counts,
 )
-from identikit.cluster.shards import ShardFolder, ShardPlan, plan_shards
+from identikit.cluster.shards import ShardError, ShardFolder, ShardPlan, plan_shards, shard_name
 from identikit.cluster.tasks import ShardTask, search_shard
 from identikit.strategies import SearchState
 from identikit.strategies.base import NO_HOOKS, RunHooks, check_targets, step_cost
 from identikit.sweeps.experiment import SweepConfig, sweep_identity, sweep_results
-from identikit.sweeps.folder import write_sweep_folder
+from identikit.sweeps.folder import read_sweep_folder, write_sweep_folder
 from identikit.sweeps.sweep import (
     DEFAULT_OPTIONS,
     SweepOptions,
@@ -58,7 +70,13 @@ from identikit.sweeps.sweep import (
     check_writable,
     recall_sweep,
 )
-from identikit.sweeps.sweep_state import merge_states, save_state
+from identikit.sweeps.sweep_state import (
+    STATE_FILE,
+    load_state,
+    merge_states,
+    same_states,
+    save_state,
+)
 from identikit.sweeps.training_data import prior_inputs, training_dataset
 
 CLUSTER_FILE = "cluster.json"
@@ -148,19 +166,19 @@ def connected(cluster: RayCluster) -> Iterator[Any]:
         ray.shutdown()
 
 
-def check_reachable(address: str) -> None:
-    """Refuse, in one line, a cluster address (``HOST:PORT``) where nothing listens: Ray
-    itself would wait for it for minutes."""
+def check_reachable(address: str, wait: float = REACH_SECONDS) -> None:
+    """Refuse, in one line and within ``wait`` seconds, a cluster address (``HOST:PORT``)
+    that does not answer as Ray: nothing listening, or a listener that says nothing or
+    something else (:mod:`identikit.cluster.probe`). Ray itself would wait for it for
+    minutes."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         return  # "auto", or a form Ray resolves itself
-    try:
-        socket.create_connection((host, int(port)), timeout=REACH_SECONDS).close()
-    except OSError as exc:
-        raise IdentikitError(
-            f"no Ray cluster answers at {address} ({exc.strerror or exc}): start one there "
-            "with `ray start --head`, or leave out --address to start Ray on this machine"
-        ) from None
+    host = host.removeprefix("[").removesuffix("]")  # an IPv6 address, as Ray writes it
+    # With RAY_USE_TLS, Ray's gRPC runs inside TLS, which the probe does not speak: whether
+    # anything listens is then all that can be asked without Ray.
+    tls = os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true")
+    check_answers(address, host, int(port), wait, speak=not tls)
 
 
 def _shard_on_node(source: ModelSource, task: ShardTask, board: Any) -> bytes:
@@ -243,10 +261,15 @@ def sweep_on_ray(
             recalled = recall_sweep(classifier, config, folder, options)
             if recalled is not None:
                 return recalled
+        # Before Ray starts and any shard is searched: the plan and every finished shard,
+        # checked (a bad shard is set aside, to be searched again).
+        resumed = _resume(classifier, config, shards, cluster) if shards.exists() else None
+        if resumed is not None and len(resumed.finished) == resumed.plan.shards:
+            return _finish(resumed, folder, options)  # every shard is in: no Ray needed
         # On the driver, before any task: what the priors learn from (read once, here).
         priors = prior_inputs(needs, training_dataset(classifier.info))
         with connected(cluster) as ray:
-            sweep = _begin(ray, classifier, config, shards, cluster)
+            sweep = resumed or _begin(ray, classifier, config, shards, cluster)
             task = ShardTask(config, shards.identity, 0, (), priors, data_free=not data_allowed())
             if not _run(ray, sweep, cluster, task, hooks, options):
                 return SweepOutcome(None, resumed=sweep.resumed, already_done=False)
@@ -256,25 +279,46 @@ def sweep_on_ray(
 def _begin(
     ray: Any, classifier: Classifier, config: SweepConfig, shards: ShardFolder, cluster: RayCluster
 ) -> _Sweep:
-    """The plan (recorded at the sweep's start, or made for this cluster) and the shards
-    already finished."""
-    resumed = shards.exists()
-    if resumed:
-        plan, earlier = shards.read_plan()
-    else:
-        cost = step_cost(config.spec.make(), classifier)
-        cuda = classifier.device.type == "cuda"
-        count = workers(ray, cluster, cuda)
-        plan = plan_shards(len(config.layout()), count, cost, shard_runs=cluster.shard_runs)
-        earlier = 0.0
-        shards.write_plan(plan, earlier)
+    """A new sweep: its plan, made for this cluster and recorded before any shard runs."""
+    cost = step_cost(config.spec.make(), classifier)
+    cuda = classifier.device.type == "cuda"
+    count = workers(ray, cluster, cuda)
+    plan = plan_shards(len(config.layout()), count, cost, shard_runs=cluster.shard_runs)
+    shards.write_plan(plan, 0.0)
+    return _Sweep(classifier, config, shards, plan, 0.0, {}, False, cluster.retries)
+
+
+def _resume(
+    classifier: Classifier, config: SweepConfig, shards: ShardFolder, cluster: RayCluster
+) -> _Sweep:
+    """A sweep begun in an earlier call: the plan it recorded (a damaged one is refused in
+    one line) and the shards it finished. A shard file that fails its checks is set aside,
+    said in one line, and its runs are searched again: nothing in it is trusted, and the
+    other shards are kept."""
+    plan, earlier = shards.read_plan()
     shape = classifier.info.input_shape
     finished = {}
     for index in range(plan.shards):
-        shard = shards.read_shard(plan, index, shape)
+        try:
+            shard = shards.read_shard(plan, index, shape)
+        except ShardError as exc:
+            _set_aside(shards, index, exc)
+            continue
         if shard is not None:
             finished[index] = shard
-    return _Sweep(classifier, config, shards, plan, earlier, finished, resumed, cluster.retries)
+    return _Sweep(classifier, config, shards, plan, earlier, finished, True, cluster.retries)
+
+
+def _set_aside(shards: ShardFolder, index: int, problem: ShardError) -> Path:
+    """Set a refused shard aside, saying so on stderr in one line, and return its new path."""
+    aside = shards.set_aside(index)
+    reason = str(problem).removeprefix(f"{shards.path / shard_name(index)}: ")
+    print(
+        f"identikit: {shards.path / shard_name(index)} set aside as {aside} ({reason}); "
+        "its runs are searched again",
+        file=sys.stderr,
+    )
+    return aside
 
 
 def _run(
@@ -366,7 +410,16 @@ def _keep(
             "command resumes"
         )
     sweep.shards.write_shard(index, data)
-    shard = sweep.shards.read_shard(sweep.plan, index, sweep.classifier.info.input_shape)
+    try:
+        shard = sweep.shards.read_shard(sweep.plan, index, sweep.classifier.info.input_shape)
+    except ShardError as exc:  # what a worker handed back fails the checks of a kept shard
+        aside = sweep.shards.set_aside(index)
+        reason = str(exc).removeprefix(f"{sweep.shards.path / shard_name(index)}: ")
+        return IdentikitError(
+            f"{_describe(sweep, index)} came back damaged ({reason}) and is set aside as "
+            f"{aside}; finished shards kept in {sweep.shards.path}: {len(sweep.finished)} of "
+            f"{sweep.plan.shards}, and the same command searches the rest"
+        )
     if shard is None:  # pragma: no cover - it was just written
         raise IdentikitError(f"shard {index} vanished from {sweep.shards.path}")
     sweep.finished[index] = shard
@@ -416,11 +469,49 @@ def _finish(sweep: _Sweep, folder: Path, options: SweepOptions) -> SweepOutcome:
     )
     results["scoring"] = records[0]["scoring"]  # what scored it: the workers' choice
     identity = {**sweep.shards.identity, "engines": engines}
+    placement = _placement(sweep, records)
     save_state(folder, identity, state, seconds=seconds)
     write_sweep_folder(folder, results, state)
-    atomic_write_text(folder / CLUSTER_FILE, json.dumps(_placement(sweep, records), indent=1))
+    atomic_write_text(folder / CLUSTER_FILE, json.dumps(placement, indent=1))
+    # The shards are the only other copy of every run: they go only once the files that
+    # replace them read back as what was written.
+    problem = _written_wrong(sweep, folder, identity, state, placement)
+    if problem is not None:
+        raise IdentikitError(
+            f"{folder}: the merged sweep does not read back as written ({problem}); the "
+            f"shards are kept in {sweep.shards.path}, and the same command merges them again"
+        )
     sweep.shards.remove()
     return SweepOutcome(results, resumed=sweep.resumed, already_done=False)
+
+
+def _written_wrong(
+    sweep: _Sweep,
+    folder: Path,
+    identity: dict[str, Any],
+    state: SearchState,
+    placement: dict[str, Any],
+) -> str | None:
+    """What of the sweep's files in ``folder`` (its state, identikits, results and
+    ``cluster.json``) does not read back, checked, as ``state`` and ``placement``; None
+    where all do."""
+    shape = sweep.classifier.info.input_shape
+    try:
+        saved = load_state(folder, torch.device("cpu"), shape)
+        written = read_sweep_folder(folder, shape=shape)
+        cluster = json.loads(read_regular(folder / CLUSTER_FILE))
+    except (IdentikitError, ValueError) as exc:
+        return first_line(exc)
+    if saved is None or saved[0] != identity or not same_states(saved[1], state):
+        return f"{STATE_FILE} holds another state"
+    images = state.images.detach().cpu().numpy()
+    if not np.array_equal(written.pixels, images) or written.digits.tolist() != [
+        int(t) for t in state.targets.tolist()
+    ]:
+        return "the identikits are not the merged shards' images"
+    if cluster != placement:
+        return f"{CLUSTER_FILE} is not what was written"
+    return None
 
 
 def _placement(sweep: _Sweep, records: list[dict[str, Any]]) -> dict[str, Any]:
