@@ -148,3 +148,45 @@ def test_an_address_without_a_cluster_is_refused(
     args = search_args(tiny_model, tmp_path / "out", "--address", "127.0.0.1:6379")
     assert_refused(run_main(capsys, *args), "--address joins a Ray cluster: add --cluster ray")
     assert not (tmp_path / "out").exists()
+
+
+# --- Sizes asked for on the command line, bounded before anything is allocated ---------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragments"),
+    [
+        (
+            ("--input-shape", "3,100000,100000"),
+            ("argument --input-shape", "10,000,000,000 pixels", "IDENTIKIT_LIMIT_IMAGE_PIXELS"),
+        ),
+        (
+            ("--input-shape", "1000000,100,100"),
+            ("argument --input-shape", "values per image", "IDENTIKIT_LIMIT_IMAGE_VALUES"),
+        ),
+        (("--chunk-size", str(10**12)), ("argument --chunk-size: must be at most 1,048,576",)),
+        (("--chunk-size", "0"), ("argument --chunk-size: must be at least 1",)),
+    ],
+)
+def test_sizes_beyond_the_limits_are_refused_in_one_line(
+    models: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: tuple[str, ...],
+    fragments: tuple[str, ...],
+) -> None:
+    """Before the model is read: a dynamic ONNX model would otherwise be probed with 120 GB
+    images, and a chunk of 10^12 would run a sweep whose results.json then read as edited."""
+    out = tmp_path / "sweep"
+    result = run_main(capsys, "search", "--model", str(models["onnx"]), "--out", str(out), *extra)
+    assert_refused(result, *fragments)
+    assert not out.exists()
+
+
+def test_the_image_limit_can_be_lifted(monkeypatch: pytest.MonkeyPatch) -> None:
+    parse = build_parser().parse_args
+    monkeypatch.setenv("IDENTIKIT_LIMIT_IMAGE_PIXELS", str(10**10))
+    monkeypatch.setenv("IDENTIKIT_LIMIT_IMAGE_VALUES", str(3 * 10**10))
+    args = parse(["search", "--model", "m.onnx", "--out", "o", "--input-shape", "3,100000,100000"])
+    assert args.input_shape == ImageShape(3, 100_000, 100_000)
+    assert parse(["search", "--model", "m", "--out", "o", "--chunk-size", "1048576"]).chunk_size

@@ -232,3 +232,18 @@ def test_a_channels_last_onnx_model_is_read_as_such_and_said(tmp_path: Path) -> 
     assert told == []  # told, so nothing to say
     with pytest.raises(IdentikitError, match=r"--mean has 2 values.*3 channels"):
         load_classifier(path, device="cpu", preprocessing=Preprocessing(mean=(0.1, 0.2)))
+
+
+def test_images_too_large_to_allocate_are_refused_before_a_probe(tmp_path: Path) -> None:
+    """A dynamic model given --input-shape 3,100000,100000 (120 GB an image), or a model
+    whose static dimensions ask as much: one line naming the limit, nothing allocated."""
+    path = export_dynamic(ChannelMeans(), tmp_path / "dyn.onnx", torch.rand(2, 3, 16, 16))
+    huge = ImageShape(3, 100_000, 100_000)
+    with pytest.raises(IdentikitError, match=r"10,000,000,000 pixels per image is over the limit"):
+        load_classifier(path, device="cpu", expect=Expected(input_shape=huge))
+    with pytest.raises(IdentikitError, match=r"^m\.onnx: images \(3x100000x100000\): .*PIXELS"):
+        onnx_input("m.onnx", [None, 3, 100_000, 100_000], given=None, layout=None)
+    with pytest.raises(IdentikitError, match=r"^m\.onnx: images \(40000x100x100\): .*VALUES"):
+        wide = ImageShape(40_000, 100, 100)
+        onnx_input("m.onnx", [None, wide.size], given=wide, layout=None)
+    assert onnx_input("m.onnx", [None, 3, 224, 224], given=None, layout=None)[0].size == 150_528

@@ -24,7 +24,7 @@ from identikit.data.datasets import MNIST_SHAPE
 from identikit.models import build_model, get_architecture
 from identikit.models.checkpoint import load_checkpoint
 from identikit.models.training_config import TrainConfig
-from identikit.training import fitting
+from identikit.training import fitting, trainer
 from identikit.training.evaluation import evaluate, evaluate_classifier
 from identikit.training.fitting import FitHooks, fit, one_cycle
 from identikit.training.trainer import TrainSpec, check_output_file, train
@@ -308,3 +308,86 @@ def test_train_and_evaluate_on_the_8x8_digits(
     )
     code, _, stderr = run_main(capsys, "evaluate", "--model", str(out), "--dataset", "shapes")
     assert code == 2 and "1x8x8" in stderr and "3x32x32" in stderr
+
+
+# --- Training that diverges -----------------------------------------------------------------------
+
+
+class Overflowing(nn.Module):
+    """A linear model whose outputs overflow: its loss is nan from the first batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(784, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.linear(x.flatten(1)) * 1e39
+        return out
+
+
+class NanGradient(Overflowing):
+    """Finite outputs and loss, but a nan gradient (0 x the infinite slope of a square root at
+    0): the step that follows leaves nan weights, though the loss it returned was finite."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = self.linear.bias
+        out: torch.Tensor = self.linear(x.flatten(1)) + 0 * torch.sqrt(bias - bias.detach()).sum()
+        return out
+
+
+def digits_like(n: int) -> tuple[np.ndarray, np.ndarray]:
+    images = np.random.default_rng(0).integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    return images, np.arange(n) % 10
+
+
+def test_a_loss_that_stops_being_finite_stops_training_in_one_line() -> None:
+    heard: list[int] = []
+    hooks = FitHooks(progress=False, on_epoch=lambda epoch, _: heard.append(epoch))
+    config = TrainConfig(epochs=2, batch_size=8, lr=1e-3)
+    with pytest.raises(
+        fitting.Diverged, match=r"^training diverged: the loss became nan in epoch 1"
+    ):
+        fit(Overflowing(), *digits_like(64), config, hooks=hooks)
+    assert heard == []  # no epoch was reported as done
+    assert not [bar for bar in getattr(tqdm, "_instances", ()) if not bar.disable]
+
+
+def test_weights_that_stop_being_finite_stop_training() -> None:
+    """One step: its loss, computed before the step, is finite; the weights after it are not."""
+    config = TrainConfig(epochs=1, batch_size=8, lr=1e-3)
+    with pytest.raises(fitting.Diverged, match=r"weight linear\.bias is not finite after epoch 1"):
+        fit(NanGradient(), *digits_like(8), config, hooks=QUIET)
+
+
+@pytest.mark.parametrize(
+    ("lr", "said"),
+    [
+        ("1e308", "identikit: error: --lr must be a finite number in (0, 1]"),
+        ("2", "identikit: error: --lr must be a finite number in (0, 1]"),
+        ("nan", "argument --lr"),
+        ("inf", "argument --lr"),
+        ("0", "argument --lr"),
+        ("-0.1", "argument --lr"),
+    ],
+)
+def test_train_refuses_a_learning_rate_it_cannot_train_with(
+    capsys: pytest.CaptureFixture[str], tiny_dataset: Path, tmp_path: Path, lr: str, said: str
+) -> None:
+    """One line, exit 2, before any training, and no checkpoint."""
+    out = tmp_path / "m.pt"
+    args = ("train", "--model", "softmax", "--dataset", "tiny", "--root", str(tiny_dataset))
+    result = run_main(capsys, *args, "--out", str(out), f"--lr={lr}", "--epochs", "1")
+    assert_refused(result, said, "--lr")
+    assert result[1] == "" and list(tmp_path.iterdir()) == [tiny_dataset]
+
+
+def test_train_that_diverges_saves_no_checkpoint(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train() with a model that overflows: one line, and no checkpoint written."""
+    monkeypatch.setattr(trainer, "build_model", lambda *_: Overflowing())
+    out = tmp_path / "m.pt"
+    spec = TrainSpec("softmax", dataset="tiny", root=tiny_dataset, epochs=1, device="cpu")
+    with pytest.raises(IdentikitError, match=r"training diverged: .*nothing was saved"):
+        train(spec, out=out, progress=False)
+    assert not out.exists() and list(tmp_path.iterdir()) == [tiny_dataset]

@@ -65,3 +65,7 @@ IMAGE_PIXELS = Limit("image_pixels", 2**26, "pixels per image")
 # Pixels of all the pictures of a folder:DIR dataset together, counted from their headers before
 # any is decoded: the dataset's array takes this many bytes in grey, three times as many in RGB.
 DATASET_PIXELS = Limit("dataset_pixels", 2**30, "pixels per dataset")
+# Values of one model input image (channels x pixels, each a float32): what --input-shape or a
+# model file's dimensions may ask for, checked before a probe or a search allocates one. Four
+# channels of a picture at IMAGE_PIXELS, 1 GiB an image.
+IMAGE_VALUES = Limit("image_values", 4 * 2**26, "values per image")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from identikit.base.errors import IdentikitError
+from identikit.base.limits import IMAGE_PIXELS, IMAGE_VALUES
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,15 @@ class ImageShape:
     def batch(self, count: int) -> tuple[int, int, int, int]:
         """``(count, C, H, W)``, the shape of ``count`` images."""
         return (count, self.channels, self.height, self.width)
+
+    def check_size(self, subject: str) -> ImageShape:
+        """This shape, where one image of it is within the limits (``IMAGE_PIXELS`` of height x
+        width, as an image folder's pictures; ``IMAGE_VALUES`` of channels x height x width);
+        else a one-line error naming ``subject`` and the limit, before anything of the shape
+        is allocated (``--input-shape 3,100000,100000`` would ask for 120 GB an image)."""
+        IMAGE_PIXELS.check(self.height * self.width, f"{subject} ({self})")
+        IMAGE_VALUES.check(self.size, f"{subject} ({self})")
+        return self
 
     def __str__(self) -> str:
         return f"{self.channels}x{self.height}x{self.width}"

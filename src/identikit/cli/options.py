@@ -19,6 +19,7 @@ from identikit.cluster.model_source import LoadOptions, ModelSource
 from identikit.cluster.ray_sweep import GPU_SHARE, RETRIES, RayCluster
 from identikit.data.datasets import DATASETS
 from identikit.engines import BACKENDS, PRECISIONS
+from identikit.engines.choices import MAX_CHUNK
 from identikit.engines.options import EngineOptions
 from identikit.engines.precision import tf32_in_use
 from identikit.models.info import Expected
@@ -145,9 +146,9 @@ def add_model_options(parser: argparse.ArgumentParser, *, precision: bool = True
     )
     group.add_argument(
         "--chunk-size",
-        type=int,
+        type=chunk_size,
         default=None,
-        help="images per forward pass (default: measured with the backend)",
+        help=f"images per forward pass, 1 to {MAX_CHUNK:,} (default: measured with the backend)",
     )
     group.add_argument(
         "--trust-code",
@@ -458,7 +459,21 @@ def image_shape(text: str) -> ImageShape:
     parts = text.split(",")
     if len(parts) != 3:
         raise argparse.ArgumentTypeError(f"expected C,H,W (three whole numbers), got {text!r}")
-    return ImageShape(*(_int_at_least(part, 1) for part in parts))
+    shape = ImageShape(*(_int_at_least(part, 1) for part in parts))
+    try:  # before a model is read: a probe would allocate images of this shape
+        return shape.check_size("images")
+    except IdentikitError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def chunk_size(text: str) -> int:
+    """Images per forward pass: 1 to MAX_CHUNK. A larger one would be tried for every batch
+    (``--chunk-size 10^12`` ran a whole sweep, then its own results.json was refused as edited,
+    which records chunk sizes up to the same bound)."""
+    value = _int_at_least(text, 1)
+    if value > MAX_CHUNK:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_CHUNK:,}, got {text!r}")
+    return value
 
 
 def open_fraction(text: str) -> float:

@@ -30,6 +30,8 @@ class Expected:
     def __post_init__(self) -> None:
         if self.classes is not None and self.classes < 2:
             raise IdentikitError(f"--classes must be at least 2, got {self.classes}")
+        if self.input_shape is not None:  # refused before a probe allocates images of it
+            self.input_shape.check_size("--input-shape")
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,15 @@ def onnx_input(
     ``layout`` None: channels last where the dimensions say so unambiguously (see
     :func:`detect_layout`), else channels first.
     """
+    shape, chosen = _image_input(name, dims, given=given, layout=layout)
+    # Static dimensions can ask for as much as --input-shape: checked before any probe.
+    return shape.check_size(f"{name}: images"), chosen
+
+
+def _image_input(
+    name: str, dims: list[int | None], *, given: ImageShape | None, layout: str | None
+) -> tuple[ImageShape, str]:
+    """:func:`onnx_input`, before the size of the images is checked."""
     if len(dims) == 2:
         return _flat_input(name, dims[1], given), layout or "nchw"
     if len(dims) != 4:

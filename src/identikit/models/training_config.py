@@ -7,6 +7,11 @@ from dataclasses import dataclass
 from identikit.base.errors import IdentikitError
 from identikit.base.values import is_finite, is_whole
 
+# The largest peak learning rate taken: Adam moves every weight by about the rate at each step
+# (Kingma and Ba 2015, section 2.1), so above 1 each jumps further than its own scale; far
+# above, the step overflows float32 inside the optimiser (--lr 1e308 failed so).
+MAX_LR = 1.0
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -41,8 +46,10 @@ class TrainConfig:
                 raise IdentikitError(f"{_flag(name)} must be a whole number >= 1, got {value!r}")
         if self.threads is not None and (not is_whole(self.threads) or self.threads < 1):
             raise IdentikitError(f"threads must be a whole number >= 1, got {self.threads!r}")
-        if not is_finite(self.lr) or self.lr <= 0:
-            raise IdentikitError(f"--lr must be a finite number > 0, got {self.lr!r}")
+        if not is_finite(self.lr) or not 0 < self.lr <= MAX_LR:
+            raise IdentikitError(
+                f"--lr must be a finite number in (0, {MAX_LR:g}], got {self.lr!r}"
+            )
         if not is_finite(self.weight_decay) or self.weight_decay < 0:
             raise IdentikitError(
                 f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}"

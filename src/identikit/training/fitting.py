@@ -1,6 +1,10 @@
 """Fitting a model: Adam under a one-cycle learning-rate schedule (Smith & Topin 2017,
 "Super-Convergence") with cross-entropy loss, in float32 or under bfloat16 autocast, the batches
-drawn by a seeded generator so that the same seed gives the same model on CPU."""
+drawn by a seeded generator so that the same seed gives the same model on CPU.
+
+Training that diverges (a loss or a weight that is no longer a finite number, as ``--lr 1e308``
+makes at once) stops with a one-line error: nan weights score every image alike, and a model
+saved with them would search to nothing."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from identikit.base.errors import IdentikitError
 from identikit.engines.precision import bf16_supported, check_precision
 from identikit.models.training_config import TrainConfig
 from identikit.training.evaluation import to_pixels
@@ -67,7 +72,8 @@ def fit(
     (N, H, W); return the mean loss of each epoch.
 
     Batches are drawn by a generator seeded with ``seed``, so the same seed gives the same
-    model on CPU.
+    model on CPU. A loss or weight that stops being finite is a one-line error (see
+    :class:`Diverged`), raised before ``hooks.on_epoch`` hears of the epoch.
     """
     # ``config`` checked its own settings when it was made (see TrainConfig).
     hooks = hooks or FitHooks()
@@ -99,14 +105,44 @@ def fit(
             (x_all[index].contiguous(memory_format=memory_format), y_all[index])
             for index in torch.split(order, config.batch_size)
         )
-        total = _epoch(
-            step, batches, steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", hooks=hooks
-        )
+        try:
+            total = _epoch(
+                step, batches, steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", hooks=hooks
+            )
+        except _NonFinite as exc:
+            raise Diverged(f"the loss became {exc.value} in epoch {epoch}", config) from None
+        _check_weights(model, config, epoch)
         losses.append(total / steps_per_epoch)
         if hooks.on_epoch is not None:
             hooks.on_epoch(epoch, losses[-1])
     model.eval()
     return losses
+
+
+class Diverged(IdentikitError):
+    """Training that diverged: its loss or weights are no longer finite numbers."""
+
+    def __init__(self, what: str, config: TrainConfig) -> None:
+        super().__init__(
+            f"training diverged: {what} (--lr {config.lr:g}); nothing was saved: train again "
+            "with a lower --lr"
+        )
+
+
+class _NonFinite(Exception):
+    """A loss that is not a finite number, met while an epoch's losses were read."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(value)
+        self.value = value
+
+
+def _check_weights(model: nn.Module, config: TrainConfig, epoch: int) -> None:
+    """Refuse weights that are no longer finite: the last step of an epoch can make them so
+    while the loss it returned, computed before the step, still was."""
+    for name, parameter in model.named_parameters():
+        if not bool(torch.isfinite(parameter).all()):
+            raise Diverged(f"weight {name} is not finite after epoch {epoch}", config)
 
 
 # One optimisation step on a batch (inputs, labels); it returns the batch's loss, on the device.
@@ -185,6 +221,8 @@ class _Losses:
         (one read: it waits for the device)."""
         if self.pending:
             for value in torch.stack(self.pending).tolist():
+                if not math.isfinite(value):
+                    raise _NonFinite(value)
                 self.total += value
                 self.running = value if self.running is None else 0.98 * self.running + 0.02 * value
             self.pending.clear()
