@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -187,3 +188,28 @@ def test_export_a_colour_checkpoint_channels_last_and_evaluate_it(
     assert_clean_error(
         mismatched[0], mismatched[2], "colour.onnx: --input-shape 3x28x28", "Nx32x32x3"
     )
+
+
+def test_evaluate_shows_class_names_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The confusion table's class names, from a dataset file: escapes shown, never sent."""
+    rng = np.random.default_rng(0)
+    data = tmp_path / "d.npz"
+    np.savez(
+        data,
+        images=rng.integers(0, 256, (12, 8, 8), dtype=np.uint8),
+        labels=np.arange(12) % 2,
+        class_names=np.array(["a\x1b[2J", "b\x1b]0;x\x07"]),
+    )
+    shape = ImageShape(1, 8, 8)
+    model = tmp_path / "m.pt"
+    torch.manual_seed(0)
+    net = build_model("softmax", 2, shape)
+    save_checkpoint(model, net, architecture="softmax", metadata={}, input_shape=shape)
+    code, out, err = run_main(
+        capsys, "evaluate", "--model", str(model), "--dataset", f"npz:{data}", "--device", "cpu"
+    )
+    assert code == 0, err
+    assert "\x1b" not in out + err and "\x07" not in out + err
+    assert "a\\x1b" in out and "b\\x1b" in out
