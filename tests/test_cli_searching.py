@@ -371,7 +371,7 @@ def test_class_names_reach_the_terminal_escaped(
     )
     assert code == 0, err
     for text in (printed, err):
-        assert not any(ord(c) < 0x20 and c != "\n" or 0x7F <= ord(c) < 0xA0 for c in text)
+        assert not any((ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) < 0xA0 for c in text)
     rows = printed.splitlines()
     for shown in ("t\\x1b]0;owned\\x07", "c\\x1b[2J", "two\\nlines", "nul\\x00", "c1\\x9b2J"):
         assert sum(shown in row for row in rows) == 1, printed
