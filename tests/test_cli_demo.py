@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from identikit.base.errors import DifferentSweepError, IdentikitError
 from identikit.cli import demo
 from identikit.sweeps.folder import read_sweep_folder
 from identikit.sweeps.result_files import read_certainty
@@ -53,3 +54,21 @@ def test_the_demo_runs_every_step_and_reuses_its_work(
     again = capsys.readouterr().out
     assert f"softmax: reusing {out / 'softmax.pt'}" in again and "training softmax" not in again
     assert read_sweep_folder(out / "softmax" / "search").results["runs"] == sweep.results["runs"]
+
+
+def test_a_linked_sweep_folder_of_another_sweep_is_one_line_and_kept(tmp_path: Path) -> None:
+    """The demo empties a folder holding an earlier version's sweep; one that is a link leads
+    somewhere that is not the demo's, and is refused rather than emptied (or a traceback)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "results.json").write_text("a user's sweep")
+    folder = tmp_path / "sweep"
+    folder.symlink_to(elsewhere)
+
+    def different(_: Path) -> demo.api.SearchResult:
+        raise DifferentSweepError(f"{folder} already holds a different sweep")
+
+    with pytest.raises(IdentikitError, match="is a link and holds another sweep") as error:
+        demo.afresh_if_different(folder, different)
+    assert "\n" not in str(error.value)
+    assert (elsewhere / "results.json").read_text() == "a user's sweep"

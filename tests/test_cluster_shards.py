@@ -149,7 +149,11 @@ def test_a_linked_shards_folder_is_never_written_through(tmp_path: Path) -> None
     assert str(shards.path) in str(error.value) and "\n" not in str(error.value)
     with pytest.raises(IdentikitError, match="is a link; refusing to write"):
         shards.write_shard(0, b"shard")
-    assert sorted(p.name for p in outside.iterdir()) == ["precious.txt"]
+    # The first question a Ray sweep asks refuses it too, before Ray starts or a plan is read.
+    (outside / PLAN_FILE).write_text("{}")
+    with pytest.raises(IdentikitError, match="is a link; refusing to work through it"):
+        shards.exists()
+    assert sorted(p.name for p in outside.iterdir()) == [PLAN_FILE, "precious.txt"]
 
 
 def test_removing_a_linked_shards_folder_deletes_nothing_outside(tmp_path: Path) -> None:

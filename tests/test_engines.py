@@ -39,9 +39,9 @@ def test_engine_options_default_and_refusals(
     assert EngineOptions(cache_dir=tmp_path / "c").cache_folder == tmp_path / "c"
     with pytest.raises(IdentikitError, match="--backend must be auto or one of eager"):
         EngineOptions(backend="tensorrt")
-    for chunk in (0, -3):
-        with pytest.raises(IdentikitError, match="--chunk-size must be at least 1"):
-            EngineOptions(chunk_size=chunk)
+    for chunk in (0, -3, 10**12, 2.5):
+        with pytest.raises(IdentikitError, match="--chunk-size must be 1 to 1,048,576, got"):
+            EngineOptions(chunk_size=chunk)  # type: ignore[arg-type]
     lines: list[str] = []
     EngineOptions(log=lines.append).tell("measured")
     EngineOptions().tell("nobody hears this")

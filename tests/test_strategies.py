@@ -223,8 +223,9 @@ def check_shaped_run(classifier: Classifier, name: str, settings: dict[str, obje
     # random model's gradients are small enough that Adam's first, sign-like steps turn that
     # rounding into different images; PyTorch's own kernels compute each image of a batch
     # alike, so the comparison below tests the strategy, not the CPU's choice of kernels.
+    # (Set directly: mkldnn.flags() also warns that Intel GPUs' TF32 is not built in.)
     enabled = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False  # (flags() would also warn about Intel GPUs' TF32)
+    torch.backends.mkldnn.enabled = False  # type: ignore[assignment]
     try:
         _check_shaped_run(classifier, name, settings)
     finally:

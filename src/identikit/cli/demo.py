@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from identikit import api
-from identikit.base.errors import CheckpointError, DifferentSweepError
+from identikit.base.errors import CheckpointError, DifferentSweepError, IdentikitError
 from identikit.classifier import Classifier, load_classifier
 from identikit.cli.tables import format_certainty, format_summary, format_verdict
 from identikit.data.datasets import load_mnist
@@ -75,6 +75,12 @@ def afresh_if_different(
     try:
         return sweep(folder)
     except DifferentSweepError:
+        # rmtree refuses a link with a traceback, and what a link leads to is not the demo's.
+        if folder.is_symlink():
+            raise IdentikitError(
+                f"{folder} is a link and holds another sweep; the demo empties only folders of "
+                "its own: remove the link and run it again"
+            ) from None
         shutil.rmtree(folder)
         return sweep(folder)
 

@@ -133,6 +133,10 @@ class ShardFolder:
         self.identity = identity  # the sweep's, as recorded in the plan and every shard
 
     def exists(self) -> bool:
+        """Whether the sweep has begun on a cluster; a ``shards`` that is a link is refused
+        here, the first thing a Ray sweep asks, before Ray starts or any file is read."""
+        if self.path.is_symlink():
+            raise IdentikitError(f"{self.path} is a link; refusing to work through it (remove it)")
         return os.path.lexists(self.path / PLAN_FILE)
 
     @property

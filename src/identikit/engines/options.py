@@ -15,6 +15,7 @@ from pathlib import Path
 from identikit.base.errors import IdentikitError
 from identikit.base.values import is_whole
 from identikit.data.datasets import default_root
+from identikit.engines.choices import MAX_CHUNK
 from identikit.engines.registry import engine_names
 
 
@@ -50,8 +51,12 @@ class EngineOptions:
         names = engine_names()
         if self.backend is not None and self.backend != "auto" and self.backend not in names:
             raise IdentikitError(f"--backend must be auto or one of {', '.join(names)}")
-        if self.chunk_size is not None and (not is_whole(self.chunk_size) or self.chunk_size < 1):
-            raise IdentikitError("--chunk-size must be at least 1")
+        if self.chunk_size is not None and (
+            not is_whole(self.chunk_size) or not 1 <= self.chunk_size <= MAX_CHUNK
+        ):
+            # As the CLI's bound: a larger chunk is tried for every batch, and results.json,
+            # which records it, would then be refused as edited after the whole sweep.
+            raise IdentikitError(f"--chunk-size must be 1 to {MAX_CHUNK:,}, got {self.chunk_size}")
         if self.work is not None and (not is_whole(self.work) or self.work < 1):
             raise IdentikitError(f"the work ahead must be a positive number of images: {self.work}")
 

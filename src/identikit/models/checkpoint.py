@@ -212,7 +212,8 @@ def recorded_shape(file: Path, payload: dict[str, Any]) -> ImageShape:
     if not isinstance(dims, list | tuple) or len(dims) != 3 or not all(map(is_whole, dims)):
         raise CheckpointError(f"{file}: 'input_shape' must be C, H, W, got {_shown(dims)}")
     try:
-        return ImageShape.of(dims)
+        # A recorded shape is the user's file's word: as large a one as --input-shape is refused.
+        return ImageShape.of(dims).check_size("its 'input_shape'")
     except IdentikitError as exc:
         raise CheckpointError(f"{file}: {exc}") from None
 
