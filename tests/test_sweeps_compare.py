@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from identikit.base.errors import IdentikitError
 from identikit.strategies import RunHooks
 from identikit.sweeps.compare import (
     NO_STALLING,
@@ -148,3 +149,18 @@ def test_compare_cli(tiny_model: Path, tmp_path: Path) -> None:
         ),
         "magic",
     )
+
+
+def test_a_strategys_folder_that_is_a_link_is_refused_before_any_search(tmp_path: Path) -> None:
+    """``out/<strategy>`` is the comparison's own folder: one linked elsewhere would have had a
+    sweep written (and a killed writer's leftovers removed) wherever it leads."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "compare"
+    out.mkdir()
+    (out / "square").symlink_to(elsewhere)
+    with pytest.raises(IdentikitError, match="square is a link; refusing to write through it"):
+        run_comparison(classifier(), COMPARISON, out, options=SweepOptions(progress=False))
+    assert list(elsewhere.iterdir()) == []
+    # The first strategy's folder was made, but nothing was searched in it.
+    assert list((out / "random-masks").iterdir()) == []

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from identikit.base.analysis import median, queries_to_reach, wilson_interval
+from identikit.base.safe_folders import opened_folder
 from identikit.classifier.classifier import Classifier
 from identikit.strategies import RunHooks, StrategySpec
 from identikit.strategies.base import NO_HOOKS
@@ -135,6 +136,11 @@ def run_comparison(
     """
     by_strategy: dict[str, dict[str, Any]] = {}
     options = replace(options, allow_engine_change=comparison.allow_engine_change)
+    for name in comparison.strategies:
+        # Each strategy's folder is the comparison's own: made here, and refused where it is
+        # a link (its sweep would be written, and its leftovers removed, wherever it leads).
+        with opened_folder(out, Path(out) / name):
+            pass
     for name in comparison.strategies:
         outcome = runner(classifier, comparison.config(name), Path(out) / name, hooks, options)
         if outcome.results is None:
