@@ -14,10 +14,13 @@ import importlib.util
 import json
 import os
 import re
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -623,3 +626,152 @@ def test_a_sweep_whose_shards_are_all_in_is_merged_without_ray(
     )
     assert done.results is not None and done.resumed and not shards.path.exists()
     assert placement(tmp_path)["shards"] == 2
+
+
+# --- The README's recipe, as written ------------------------------------------------------------
+
+README = Path(__file__).parent.parent / "README.md"
+# Where the recipe's placeholders point here: the head is this machine (127.0.0.1).
+HEAD = "127.0.0.1"
+
+
+def readme_blocks(section: str) -> list[list[str]]:
+    """The commands of each code block in the README's ``section`` (its ``## `` title), one
+    string each, their comments left off."""
+    text = README.read_text().split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    blocks = text.split("```")[1::2]  # what lies between the fences
+    return [
+        [line.split("#", 1)[0].strip() for line in block.splitlines() if line.split("#")[0].strip()]
+        for block in blocks
+    ]
+
+
+def as_here(command: str, model: Path, out: Path, extra: list[str]) -> str:
+    """A README command for this machine: its placeholders filled in, ``ray`` and
+    ``identikit`` this environment's, and ``extra`` options after a sweep's own (the last of
+    an option given twice counts). Other commands are the shell's, as written."""
+    words = shlex.split(command)
+    if words[0] not in ("identikit", "ray"):
+        return command
+    swap = {"cnn.pt": str(model), "DIR": str(out)}
+    words = [swap.get(w, w).replace("HEAD:", f"{HEAD}:") for w in words]
+    if words[0] == "identikit":
+        words = [sys.executable, "-m", "identikit", *words[1:], *extra]
+    else:
+        words[0] = ray_command()
+    return shlex.join(words)
+
+
+def pid_namespace() -> bool:
+    """Whether a process namespace of its own can be made here (``ray stop`` stops every Ray
+    process it can see, so the recipe runs where it sees its own alone)."""
+    proc = subprocess.run(
+        ["unshare", "--pid", "--kill-child", "--mount-proc", "true"],
+        capture_output=True,
+        check=False,
+    )
+    return proc.returncode == 0
+
+
+RECIPE_SCRIPT = """
+set -eu
+# However the script ends, the Ray it started stops (and the namespace's end kills the rest).
+trap 'RAY_AUTH_MODE=token {ray} stop --force >> stop-force.log 2>&1 || true' EXIT
+step() {{ echo "$ $1" >> steps.log; }}
+# A command expected to fail: its output in NAME.log and its exit status in NAME.rc.
+failing() {{ name=$1; shift; "$@" > "$name.log" 2>&1 || echo $? > "$name.rc"; }}
+nodes() {{ {ray} status --address {head}:6379 2>/dev/null | grep -c ' node_' || true; }}
+
+step 'the recipe'
+{head_start} > head.log 2>&1
+{node_start} > node.log 2>&1
+# The second node is up; ray status shows it within a few seconds.
+for _ in $(seq 60); do [ "$(nodes)" -ge 2 ] && break; sleep 1; done
+{search} > search.log 2>&1
+{stop} > stop.log 2>&1
+
+step 'token authentication'
+{token_lines}
+{head_start} > token-head.log 2>&1
+# Without RAY_AUTH_MODE=token, or with another token, identikit is refused (Ray retries for
+# 20 s, asked here for 2); with it but no token (a home folder without one), Ray refuses
+# before it asks. Side by side.
+export RAY_gcs_server_port_wait_time_s=2
+failing refused env -u RAY_AUTH_MODE {refused} &
+failing wrong-token env RAY_AUTH_TOKEN={wrong_token} {wrong} &
+failing no-token env HOME="$PWD/no-token" {no_token} &
+wait
+{stop} > token-stop.log 2>&1
+step 'done'
+"""
+
+
+@needs_ray
+def test_the_readmes_two_machine_recipe_runs_as_written(model_file: Path, tmp_path: Path) -> None:
+    """The README's cluster commands, as written, on this machine: a head, a second node, a
+    sweep on both, ``ray stop``; then its token authentication, and identikit's one line for a
+    machine without the token. Its own HOME (Ray keeps the token in ``~/.ray``) and temporary
+    folder (``RAY_TMPDIR``, short: Ray's socket paths have a length limit), in a process
+    namespace of its own, so that ``ray stop`` stops this Ray alone."""
+    if not pid_namespace():
+        pytest.skip("the recipe's ray stop stops every Ray it sees: it needs unshare --pid")
+    plain, tokens = readme_blocks("Sweeps on a cluster")[:2]
+    starts = [c for c in plain if c.startswith("ray start")]
+    head_start, node_start = starts
+    search = next(c for c in plain if c.startswith("identikit") and "--address" in c)
+    assert "ray stop" in plain
+    # 8 shards of one short run each: enough for both nodes to take some.
+    extra = [*sweep(model_file, tmp_path, 2_000)[5:], "--shard-runs", "1"]
+    work = tmp_path / "recipe"
+    (work / "home").mkdir(parents=True)
+    (work / "no-token").mkdir()
+    script = RECIPE_SCRIPT.format(
+        ray=shlex.quote(ray_command()),
+        head=HEAD,
+        head_start=as_here(head_start, model_file, work, extra),
+        node_start=as_here(node_start, model_file, work, extra),
+        search=as_here(search, model_file, work / "sweep", extra),
+        stop=as_here("ray stop", model_file, work, extra),
+        token_lines="\n".join(as_here(c, model_file, work, extra) for c in tokens),
+        refused=as_here(search, model_file, work / "refused-sweep", extra),
+        wrong=as_here(search, model_file, work / "wrong-token-sweep", extra),
+        wrong_token="0" * 64,
+        no_token=as_here(search, model_file, work / "no-token-sweep", extra),
+    )
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("RAY_")},
+        "HOME": str(work / "home"),
+        "RAY_TMPDIR": ray_tmp,
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    try:
+        proc = subprocess.run(
+            ["unshare", "--pid", "--kill-child", "--mount-proc", "sh", "-c", script],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=400,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    logs = "\n".join(f"--- {p.name}\n{p.read_text()}" for p in sorted(work.glob("*.log")))
+    assert proc.returncode == 0 and "$ done" in logs, f"{proc.stderr}\n{logs}"
+
+    # The sweep ran on both nodes, and the real user's ~/.ray was never touched.
+    assert len(placement(work / "sweep")["nodes"]) == 2
+    assert (work / "home" / ".ray" / "auth_token").stat().st_mode & 0o077 == 0  # chmod 600
+    # A machine without RAY_AUTH_MODE=token, with another token, or without one: one line
+    # each, naming the fix, exit 2.
+    for name, fix in (
+        ("refused", "set RAY_AUTH_MODE=token here"),
+        ("wrong-token", "refused this machine's token"),
+        ("no-token", "no Ray token"),
+    ):
+        assert (work / f"{name}.rc").read_text().strip() == "2", logs
+        err = (work / f"{name}.log").read_text()
+        lines = [line for line in err.splitlines() if line.startswith("identikit:")]
+        assert len(lines) == 1 and fix in lines[0] and "Traceback" not in err, err
+        assert "~/.ray/auth_token" in lines[0]

@@ -154,7 +154,12 @@ def connected(cluster: RayCluster) -> Iterator[Any]:
             logging_level=logging.WARNING,
             configure_logging=True,
         )
+    except ray.exceptions.AuthenticationError:
+        # RAY_AUTH_MODE=token here, and Ray found no token before asking anyone.
+        raise IdentikitError(no_token_here(address)) from None
     except (ConnectionError, ValueError, RuntimeError) as exc:
+        if refused_token(exc):
+            raise IdentikitError(token_refused(address)) from None
         where = "this machine" if address == "local" else address
         raise IdentikitError(f"cannot start Ray on {where}: {first_line(exc)}") from None
     finally:
@@ -164,6 +169,46 @@ def connected(cluster: RayCluster) -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
+
+
+def refused_token(exc: BaseException) -> bool:
+    """Whether ``ray.init`` failed because the cluster refused this process's token.
+
+    Ray 2.58 wraps the refusal (gRPC UNAUTHENTICATED, which Ray names ``InvalidAuthToken``) in
+    a RuntimeError whose text holds the last attempt's traceback, then in a ConnectionError
+    that says only "Failed to connect"; so the chain is read, the causes included.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if "InvalidAuthToken" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def token_refused(address: str) -> str:
+    """One line for a cluster that asks for a token this machine did not give (see the
+    README's "Sweeps on a cluster": Ray's token authentication)."""
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":  # as Ray reads it
+        return (
+            f"the Ray cluster at {address} asks for a token (InvalidAuthToken): set "
+            "RAY_AUTH_MODE=token here and copy the head's ~/.ray/auth_token to "
+            "~/.ray/auth_token on this machine, as on every node"
+        )
+    return (
+        f"the Ray cluster at {address} refused this machine's token (InvalidAuthToken): copy "
+        "the head's ~/.ray/auth_token to ~/.ray/auth_token here (RAY_AUTH_TOKEN and "
+        "RAY_AUTH_TOKEN_PATH, where set, come first)"
+    )
+
+
+def no_token_here(address: str) -> str:
+    """One line for RAY_AUTH_MODE=token on a machine that holds no token."""
+    return (
+        f"cannot join the Ray cluster at {address}: RAY_AUTH_MODE=token but this machine has "
+        "no Ray token: copy the head's ~/.ray/auth_token to ~/.ray/auth_token here (or name "
+        "the file with RAY_AUTH_TOKEN_PATH)"
+    )
 
 
 def check_reachable(address: str, wait: float = REACH_SECONDS) -> None:
