@@ -50,7 +50,7 @@ def test_load_classifier_describes_a_checkpoint(tmp_path: Path) -> None:
         load_classifier(path, device="cpu", expect=Expected(classes=3))
 
 
-def test_an_onnx_model_scores_but_gives_no_gradients(tmp_path: Path) -> None:
+def test_an_onnx_model_scores_and_gives_gradients(tmp_path: Path) -> None:
     onnx = tmp_path / "m.onnx"
     export_model(softmax_model(), onnx, fmt="onnx")
     classifier = load_classifier(onnx, device="cpu")
@@ -60,8 +60,12 @@ def test_an_onnx_model_scores_but_gives_no_gradients(tmp_path: Path) -> None:
     with torch.inference_mode():
         expected = torch.log_softmax(softmax_model()(images), dim=1)
     torch.testing.assert_close(classifier.log_probabilities(images), expected, rtol=0, atol=1e-5)
-    with pytest.raises(IdentikitError, match="gives no gradients"):
-        classifier.value_and_grad(images, lambda x, log_p, rows: log_p[:, 0])
+    # Gradients come from identikit's ONNX interpreter: the module's own, within float32
+    values, grads = classifier.value_and_grad(images, lambda x, log_p, rows: log_p[:, 0])
+    x = images.clone().requires_grad_(True)
+    (expected_grads,) = torch.autograd.grad(torch.log_softmax(softmax_model()(x), 1)[:, 0].sum(), x)
+    torch.testing.assert_close(values, expected[:, 0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(grads, expected_grads, rtol=0, atol=1e-5)
     # bf16 is refused: for want of the instructions, or else because ONNX Runtime lacks it
     bf16 = EngineOptions(precision="bf16")
     with pytest.raises(IdentikitError, match=r"--precision bf16: (this CPU|ONNX Runtime scores m)"):
@@ -126,7 +130,7 @@ def test_bad_models_give_clear_errors(tiny_model: Path, tmp_path: Path) -> None:
     )
     assert_one_line_error(proc, "rgb.onnx", "1x28x28", "Nx3x32x32")
     proc = run_cli(
-        "search", "--model", str(tiny_model), "--classes", "7", "--out", str(tmp_path / "o")
+        "search", "--model", str(tiny_model), "--num-classes", "7", "--out", str(tmp_path / "o")
     )
     assert_one_line_error(proc, "expected 7")
     proc = run_cli(

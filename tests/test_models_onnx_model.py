@@ -20,6 +20,7 @@ from identikit.base.shapes import ImageShape
 from identikit.classifier import load_classifier
 from identikit.data.datasets import MNIST_SHAPE
 from identikit.engines.options import EngineOptions
+from identikit.models.export import export_model
 from identikit.models.info import Expected
 from identikit.models.onnx_model import detect_layout, onnx_input
 from identikit.models.preprocessing import Preprocessing
@@ -247,3 +248,21 @@ def test_images_too_large_to_allocate_are_refused_before_a_probe(tmp_path: Path)
         wide = ImageShape(40_000, 100, 100)
         onnx_input("m.onnx", [None, wide.size], given=wide, layout=None)
     assert onnx_input("m.onnx", [None, 3, 224, 224], given=None, layout=None)[0].size == 150_528
+
+
+def test_a_flat_onnx_model_fixed_to_one_image_gives_its_modules_gradients(tmp_path: Path) -> None:
+    """An ONNX input of flattened images (N, 784), its batch fixed at 1: the interpreter takes
+    the same inputs as ONNX Runtime (flattened as they are) and gives the module's gradients."""
+    torch.manual_seed(0)
+    module = Reshaped(lambda out: out)
+    path = tmp_path / "flat.onnx"
+    export_model(module, path, fmt="onnx", flatten=True, fixed_batch=True)
+    classifier = load_classifier(path, device="cpu")
+    assert classifier.model.flat and classifier.model.fixed_batch == 1  # type: ignore[attr-defined]
+    images = torch.rand(3, 1, 28, 28)
+    values, grads = classifier.value_and_grad(images, lambda x, log_p, rows: log_p[:, 4])
+    x = images.clone().requires_grad_(True)
+    expected = torch.log_softmax(module(x), dim=1)[:, 4]
+    (expected_grads,) = torch.autograd.grad(expected.sum(), x)
+    torch.testing.assert_close(values, expected.detach(), rtol=0, atol=1e-5)
+    torch.testing.assert_close(grads, expected_grads, rtol=0, atol=1e-5)

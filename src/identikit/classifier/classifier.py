@@ -31,6 +31,7 @@ from identikit.engines.options import EngineOptions
 from identikit.engines.precision import ieee_fp32
 from identikit.engines.scorers import Scorer
 from identikit.models.info import ModelInfo, batch_text
+from identikit.models.onnx_model import OnnxModel
 from identikit.models.preprocessing import Preprocessing, to_log_probabilities
 
 Objective = Callable[[torch.Tensor, torch.Tensor, slice], torch.Tensor]
@@ -232,10 +233,7 @@ class Classifier:
         ``images``; it returns one value per image. Each image counts as one query. Only for
         models that give gradients (white-box strategies).
         """
-        if self.torch_module is None:
-            raise IdentikitError(
-                f"{self.name} gives no gradients (an ONNX model): use a black-box strategy"
-            )
+        forward = self.differentiable()
         values, grads = [], []
         size = self.exact_scorer.chunk_size
         for start in range(0, images.shape[0], size):
@@ -243,7 +241,7 @@ class Classifier:
             x = images[rows].detach().to(self.device, torch.float32).requires_grad_(True)
             with torch.enable_grad():
                 log_probabilities = to_log_probabilities(
-                    self.reference(self.preprocessing.to_model(x)), self.outputs
+                    forward(self.preprocessing.to_model(x)), self.outputs
                 )
                 value = objective(x, log_probabilities, rows)
                 (grad,) = torch.autograd.grad(value.sum(), x)
@@ -255,6 +253,30 @@ class Classifier:
         result = torch.cat(values)
         self._check_finite(result)
         return result, torch.cat(grads)
+
+    def differentiable(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """What :meth:`value_and_grad` differentiates: model inputs -> outputs, with autograd.
+
+        A PyTorch model is :attr:`reference` itself; an ONNX model's graph is run in PyTorch
+        by identikit's interpreter (read on first use, and refused in one line where it has an
+        operator the interpreter does not run, or is quantized), while its scores still come
+        from ONNX Runtime. Calling this before a search says at once whether gradients can be
+        had.
+        """
+        if self.torch_module is not None:
+            return self.reference
+        if isinstance(self.reference, OnnxModel):
+            return self.reference.differentiable()
+        raise IdentikitError(f"{self.name} gives no gradients: use a black-box strategy")
+
+    @property
+    def gradients_by(self) -> str:
+        """What computes :meth:`value_and_grad`'s gradients, in words (for the line a command
+        prints before a white-box search): ``PyTorch (fp32, eager, on cpu)``, or for an ONNX
+        model ``identikit's ONNX interpreter in PyTorch (fp32, on cpu)``."""
+        if self.torch_module is None and isinstance(self.reference, OnnxModel):
+            return f"identikit's ONNX interpreter in PyTorch (fp32, on {self.device})"
+        return f"PyTorch (fp32, eager, on {self.device})"
 
     def _check_finite(self, values: torch.Tensor) -> None:
         if not torch.isfinite(values).all():

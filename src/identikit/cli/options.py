@@ -31,6 +31,8 @@ from identikit.models.preprocessing import (
     Values,
 )
 from identikit.strategies import STRATEGIES
+from identikit.sweeps.experiment import SweepConfig
+from identikit.sweeps.sweep import size_line
 
 
 class Parser(argparse.ArgumentParser):
@@ -116,9 +118,14 @@ def add_convention_options(
     )
 
 
-def add_model_options(parser: argparse.ArgumentParser, *, precision: bool = True) -> None:
+def add_model_options(
+    parser: argparse.ArgumentParser, *, precision: bool = True, classes_flag: bool = True
+) -> None:
     """How to read a model file (checkpoint, TorchScript or ONNX) and its conventions;
-    ``precision=False`` for commands that score in fp32 only (see :func:`add_backend_options`)."""
+    ``precision=False`` for commands that score in fp32 only (see :func:`add_backend_options`);
+    ``classes_flag=False`` for the sweep commands, whose ``--classes`` chooses the classes to
+    search (:func:`add_sweep_options`): the number the model must return is then
+    ``--num-classes`` alone, as it is on every command."""
     group = parser.add_argument_group("model conventions (for TorchScript and ONNX models)")
     add_convention_options(
         group,
@@ -134,9 +141,11 @@ def add_model_options(parser: argparse.ArgumentParser, *, precision: bool = True
         "says: a checkpoint's recorded shape, an ONNX input's static dimensions; else 1,28,28)",
     )
     group.add_argument(
-        "--classes",
+        *(("--num-classes", "--classes") if classes_flag else ("--num-classes",)),
+        dest="num_classes",
         type=class_count,
         default=None,
+        metavar="N",
         help="number of classes the model must return (default: any)",
     )
     group.add_argument(
@@ -214,7 +223,8 @@ def _say_what_scores(args: argparse.Namespace, classifier: Classifier, precision
     if not white_box:
         print(f"{name}: scoring with {engine}", file=sys.stderr)
         return
-    gradients = f"gradients with PyTorch (fp32, eager, on {classifier.device})"
+    classifier.differentiable()  # an ONNX graph without gradients is refused here, in one line
+    gradients = f"gradients with {classifier.gradients_by}"
     if hasattr(args, "strategy"):
         print(f"{name}: {gradients}; other scores with {engine}", file=sys.stderr)
         return
@@ -248,7 +258,7 @@ def load_options(args: argparse.Namespace, work: int | None = None) -> LoadOptio
     return LoadOptions(
         device=args.device,
         preprocessing=conventions(args),
-        expect=Expected(args.classes, names, args.input_shape),
+        expect=Expected(args.num_classes, names, args.input_shape),
         engine=engine_options(args, work),
         trust_code=args.trust_code,
     )
@@ -328,8 +338,10 @@ def print_json(obj: Any) -> None:
 def add_sweep_options(
     parser: argparse.ArgumentParser, *, runs: int, max_queries: int | None
 ) -> None:
-    """What every sweep takes: model, output folder, digits, runs, seed, budget (unless
-    ``max_queries`` is None: a sweep whose budget is set otherwise), output form."""
+    """What every sweep takes: model, output folder, classes, runs, seed, budget (unless
+    ``max_queries`` is None: a sweep whose budget is set otherwise), output form. The classes
+    default to every class of the model (:func:`sweep_classes`); ``--digits`` is their older
+    name, kept for the command lines written when the default was 0-9."""
     parser.add_argument(
         "--model",
         required=True,
@@ -344,7 +356,13 @@ def add_sweep_options(
         "with (results may then differ in the last bits; every engine is recorded)",
     )
     parser.add_argument(
-        "--digits", default="0-9", help="classes to search, e.g. 0-9, 3,7 (default: %(default)s)"
+        "--classes",
+        "--digits",
+        dest="classes",
+        default=None,
+        metavar="CLASSES",
+        help="classes to search, e.g. 0-9, 3,7, 0-2,7 or all (default: all the model's "
+        "classes; --digits is the older name)",
     )
     parser.add_argument(
         "--runs", type=int, default=runs, help="runs per class (default: %(default)s)"
@@ -399,6 +417,43 @@ def add_cluster_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="runs per shard (default: sized to the cluster, several shards per worker)",
     )
+
+
+def sweep_classes(args: argparse.Namespace, config: SweepConfig) -> SweepConfig:
+    """``config`` (made from a sweep command's options) with its classes known before the
+    model is loaded for scoring, whose engine choice weighs the sweep's budget: every class
+    of the model where ``--classes`` names none (as many as ``--num-classes`` says, else as
+    the model returns, read from a first, unmeasured load); the classes named otherwise."""
+    if config.resolved:
+        return config
+    return config.for_classes(args.num_classes or model_classes(args))
+
+
+def model_classes(args: argparse.Namespace) -> int:
+    """The number of classes ``--model`` returns, as the command's options load it, without
+    measuring engines or saying anything (the load that scores says what it finds)."""
+    options = load_options(args)
+    probe = load_classifier(
+        args.model,
+        device=options.device,
+        preprocessing=options.preprocessing,
+        expect=options.expect,
+        engine=EngineOptions(chunk_size=args.chunk_size),  # backend None: nothing measured
+        trust_code=options.trust_code,
+    )
+    return probe.num_classes
+
+
+def announce_size(
+    config: SweepConfig, classifier: Classifier, cluster: RayCluster | None, *, sweeps: int = 1
+) -> None:
+    """Say a large sweep's size and budget before it starts (see
+    :func:`identikit.sweeps.sweep.size_line`), with the longest it can take at the rate the
+    engine was measured at here (none on a cluster, whose workers score at their own)."""
+    rate = None if cluster is not None else classifier.choice.images_per_s
+    line = size_line(config, rate, sweeps=sweeps)
+    if line is not None:
+        say(f"{classifier.name}: {line}")
 
 
 def cluster_of(args: argparse.Namespace, work: int | None = None) -> RayCluster | None:

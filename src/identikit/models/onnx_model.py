@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from identikit.base.safe_files import display_name
 from identikit.base.shapes import ImageShape
 from identikit.data.datasets import MNIST_SHAPE
 from identikit.models.info import batch_text
+from identikit.models.onnx_graph import OnnxGraph, load_graph
 
 # Channel counts that mark a last dimension as channels (grey, RGB): an input (N, 32, 32, 3) is
 # laid out channels last, (N, 3, 32, 32) channels first.
@@ -40,6 +43,9 @@ class OnnxModel:
     :func:`onnx_input` has read it from :attr:`input_dims`. ``data`` is the file's content when
     the caller has read it already (so that the model run is the very one whose hash is
     recorded); ``path`` then only names it.
+
+    Scores come from ONNX Runtime; gradients from the same graph run in PyTorch by identikit's
+    own interpreter (:meth:`differentiable`), built the first time they are asked for.
     """
 
     def __init__(
@@ -71,6 +77,9 @@ class OnnxModel:
         except Exception as exc:  # onnxruntime raises its own exception types
             raise IdentikitError(f"{name}: not a usable ONNX model ({first_line(exc)})") from None
         self.path = Path(path)
+        self.data = data
+        self._graph: OnnxGraph | None = None
+        self._graph_lock = threading.Lock()  # lanes may ask for gradients at once
         self.threads = options.intra_op_num_threads
         first = self.session.get_inputs()[0]
         self.input_name = first.name
@@ -106,6 +115,25 @@ class OnnxModel:
             rows = [self._run(array[i : i + 1]) for i in range(len(array))]
             return torch.from_numpy(np.concatenate(rows)) if rows else torch.zeros(0)
         return torch.from_numpy(self._run(np.ascontiguousarray(array)))
+
+    def differentiable(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The model as a differentiable torch function of the same inputs as :meth:`__call__`
+        (flattened here where the model takes rows): its graph run in PyTorch by
+        :func:`~identikit.models.onnx_graph.load_graph`, read once, on first use. A one-line
+        :class:`IdentikitError` where the graph has an operator the interpreter does not run
+        or is quantized (int8): scoring by ONNX Runtime still works."""
+        with self._graph_lock:
+            if self._graph is None:
+                data = self.data if self.data is not None else self.path.read_bytes()
+                self._graph = load_graph(data, display_name(self.path))
+        return self._differentiable
+
+    def _differentiable(self, inputs: torch.Tensor) -> torch.Tensor:
+        assert self._graph is not None
+        if self.flat:
+            inputs = inputs.reshape(len(inputs), math.prod(inputs.shape[1:]))
+        outputs: torch.Tensor = self._graph(inputs)
+        return outputs
 
     def _run(self, array: np.ndarray) -> np.ndarray:
         out = np.asarray(self.session.run(None, {self.input_name: array})[0])
