@@ -332,3 +332,24 @@ def test_the_cli_refuses_gradients_of_an_unknown_operator_in_one_line(
     lines = [line for line in err.splitlines() if line.startswith("identikit: error:")]
     assert len(lines) == 1 and "operator Elu (node 'the_last')" in lines[0], err
     assert "Traceback" not in err
+
+
+def test_a_reconstruction_through_an_onnx_file_runs(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`reconstruct`, white-box too, draws through the interpreter where it used to be
+    refused."""
+    torch.manual_seed(0)
+    path = tmp_path / "m.onnx"
+    path.write_bytes(
+        exported(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), torch.rand(2, 1, 28, 28))
+    )
+    out = tmp_path / "out"
+    code, _, err = run_main(
+        capsys,
+        *("reconstruct", "--model", str(path), "--out", str(out), "--runs", "1"),
+        *("--steps", "3", "--seed", "0", "--device", "cpu", "--no-progress"),
+    )
+    assert code == 0, err
+    assert "gradients with identikit's ONNX interpreter in PyTorch" in err
+    assert len(json.loads((out / "results.json").read_text())["runs"]) == 10
