@@ -25,7 +25,7 @@ from identikit.engines.options import EngineOptions
 from identikit.sweeps.experiment import SweepConfig
 from identikit.models import build_model
 from identikit.strategies import advance, initial_state, make_strategy
-config = SweepConfig(runs=100)
+config = SweepConfig(classes=range(10), runs=100)  # the CNN's 10 classes
 engine = EngineOptions(backend="auto", precision=sys.argv[2])
 classifier = Classifier(build_model("cnn"), engine=engine)
 print(classifier.choice.summary(), flush=True)

@@ -74,7 +74,8 @@ def main() -> None:
     parser.add_argument("--max-queries", type=int, default=SweepConfig.max_queries)
     parser.add_argument("--device", default="cpu", help="cpu, or cuda (a GPU: 10 x 100 runs)")
     args = parser.parse_args()
-    config = SweepConfig(runs=args.runs, max_queries=args.max_queries)
+    # The CNN's 10 classes, named: the work ahead and the digit-by-digit loop need them.
+    config = SweepConfig(classes=range(10), runs=args.runs, max_queries=args.max_queries)
     path = default_cnn()
     device = torch.device(args.device)
     cpu = device.type == "cpu"

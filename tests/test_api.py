@@ -19,6 +19,7 @@ from identikit.classifier import load_classifier
 from identikit.engines.options import EngineOptions
 from identikit.models import build_model
 from identikit.sweeps.compare import THRESHOLDS
+from identikit.sweeps.reconstruction import reconstruction_config
 from identikit.sweeps.result_files import read_certainty, read_comparison
 from tests.helpers import (
     CONFIG,
@@ -358,3 +359,36 @@ def test_loading_training_and_evaluating_name_a_wrong_argument() -> None:
     refused(lambda: identikit.train(None), "spec must be a TrainSpec")  # type: ignore[arg-type]
     images, labels = np.zeros((4, 28, 28), np.uint8), np.zeros(4, np.int64)
     refused(lambda: identikit.evaluate(None, images, labels), "model must be a torch.nn.Module")  # type: ignore[arg-type]
+
+
+# --- Every class by default (issue 29) ----------------------------------------------------------
+
+
+def test_search_with_classes_none_searches_every_class_of_a_module() -> None:
+    """``classes=None`` (the default) is every class of the model: a 12-class module is
+    searched on its 12; ``digits=`` still names classes, as ``classes=`` does."""
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Flatten(), nn.Linear(784, 12)).eval()
+    quick: dict[str, Any] = {"runs": 1, "max_queries": 41, "strategy_settings": {"candidates": 20}}
+    result = identikit.search(module, identikit.SweepConfig(classes=None, **quick))
+    assert result.config.digits == tuple(range(12))
+    assert [run.digit for run in result.runs] == list(range(12))
+    assert identikit.search(module, identikit.SweepConfig(**quick)).config == result.config
+    named = identikit.search(module, identikit.SweepConfig(classes=(0, 11), **quick))
+    old = identikit.search(module, identikit.SweepConfig(digits=(0, 11), **quick))
+    assert named.config == old.config and named.summary == old.summary
+    refused(
+        lambda: identikit.search(module, identikit.SweepConfig(classes=(12,), **quick)),
+        "outside the model's 12 classes",
+    )
+
+
+def test_reconstruct_and_compare_with_no_classes_take_every_class() -> None:
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Flatten(), nn.Linear(784, 5)).eval()
+    drawn = identikit.reconstruct(module, reconstruction_config(runs=1, steps=2))
+    assert drawn.config.digits == (0, 1, 2, 3, 4)
+    compared = identikit.compare(
+        module, identikit.Comparison(("square",), digits=None, runs=1, max_queries=41)
+    )
+    assert compared.sweeps["square"].config.digits == (0, 1, 2, 3, 4)

@@ -190,3 +190,26 @@ def test_the_image_limit_can_be_lifted(monkeypatch: pytest.MonkeyPatch) -> None:
     args = parse(["search", "--model", "m.onnx", "--out", "o", "--input-shape", "3,100000,100000"])
     assert args.input_shape == ImageShape(3, 100_000, 100_000)
     assert parse(["search", "--model", "m", "--out", "o", "--chunk-size", "1048576"]).chunk_size
+
+
+@pytest.mark.parametrize("command", ["search", "compare", "reconstruct"])
+def test_classes_default_to_all_and_digits_is_their_older_name(command: str) -> None:
+    """Issue 29: --classes chooses the classes to search, every class of the model unless it
+    says otherwise; --digits, its older name, fills the same option; the number of classes
+    the model must return is --num-classes."""
+    parser = build_parser()
+    base = [command, "--model", "m.pt", "--out", "o"]
+    assert parser.parse_args(base).classes is None
+    assert parser.parse_args([*base, "--classes", "0,3"]).classes == "0,3"
+    assert parser.parse_args([*base, "--digits", "0,3"]).classes == "0,3"
+    assert parser.parse_args([*base, "--num-classes", "5"]).num_classes == 5
+
+
+def test_commands_without_a_sweep_keep_classes_as_the_count() -> None:
+    """evaluate and certainty choose no classes: there --classes is still the number of
+    classes the model must return, as it was (--num-classes on every command)."""
+    parser = build_parser()
+    args = parser.parse_args(["certainty", "--model", "m.pt", "--classes", "12"])
+    assert args.num_classes == 12
+    args = parser.parse_args(["certainty", "--model", "m.pt", "--num-classes", "12"])
+    assert args.num_classes == 12

@@ -7,12 +7,22 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import identikit
+from identikit.models import build_model
+from identikit.models.checkpoint import save_checkpoint
 from identikit.strategies.registry import StrategySpec
 from identikit.sweeps.experiment import SweepConfig
 from identikit.sweeps.reconstruction import reconstruction_config
-from tests.helpers import EAGER_CPU, run_cli, same_results, softmax_model, stop_after
+from tests.helpers import (
+    EAGER_CPU,
+    run_cli,
+    run_main,
+    same_results,
+    softmax_model,
+    stop_after,
+)
 
 
 def test_reconstruct_reads_nothing_but_the_model(tiny_model: Path, tmp_path: Path) -> None:
@@ -89,3 +99,28 @@ def test_a_paused_reconstruction_resumes_to_the_same_identikits(tmp_path: Path) 
     assert resumed.resumed
     identikit.api.reconstruct(model, config, out=tmp_path / "whole")
     same_results(tmp_path / "paused", tmp_path / "whole")
+
+
+def test_reconstruct_without_a_class_flag_draws_every_class(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 29: before, reconstruct drew 0-9 whatever the model (a 5-class model refused)."""
+    model = tmp_path / "m5.pt"
+    torch.manual_seed(0)
+    save_checkpoint(
+        model,
+        build_model("softmax", num_classes=5).eval(),
+        architecture="softmax",
+        metadata={"test_accuracy": 0.1},
+    )
+    out = tmp_path / "rec"
+    args = ["reconstruct", "--model", str(model), "--runs", "1", "--steps", "2"]
+    code, _, err = run_main(capsys, *args, "--out", str(out), *EAGER_CPU)
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    assert results["settings"]["digits"] == [0, 1, 2, 3, 4]
+    assert results["uses_data"] is False
+    code, _, err = run_main(capsys, *args, "--classes", "0-4", "--out", str(out), *EAGER_CPU)
+    assert code == 0 and "finished: nothing to do" in err
+    assert reconstruction_config(classes=None).digits is None  # every class, until a model
+    assert reconstruction_config(digits=(3,)) == reconstruction_config(classes=[3])

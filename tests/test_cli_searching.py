@@ -262,8 +262,8 @@ def test_search_refuses_bad_settings(
         (("--mean", "inf"), "--mean"),
         (("--std", "nan"), "--std"),
         (("--std", "inf"), "--std"),
-        (("--classes", "0"), "--classes"),
-        (("--classes", "1"), "--classes"),
+        (("--num-classes", "0"), "--num-classes"),
+        (("--num-classes", "1"), "--num-classes"),
     ],
 )
 def test_search_flags_must_be_finite_and_in_range(
@@ -410,3 +410,129 @@ def test_a_figure_that_cannot_be_drawn_loses_no_results(
         assert results["runs"][0]["queries"] > 0 and results["runs"][0]["status"] != "active"
         assert (out / "identikits.npz").is_file() and (out / "sweep-state.npz").is_file()
         assert not (out / "grid.png").exists()
+
+
+# --- Every class by default (issue 29) ----------------------------------------------------------
+
+# One run per class, a few queries each: a sweep of every class that takes a second.
+EVERY_CLASS = (
+    *("--runs", "1", "--candidates", "20", "--max-queries", "41", "--backend", "eager"),
+    *("--chunk-size", "64", "--device", "cpu", "--no-progress"),
+)
+
+
+def classes_model(path: Path, classes: int, architecture: str = "softmax") -> Path:
+    """An untrained checkpoint of ``classes`` classes, for MNIST's 1 x 28 x 28."""
+    torch.manual_seed(0)
+    model = build_model(architecture, num_classes=classes).eval()
+    save_checkpoint(path, model, architecture=architecture, metadata={"test_accuracy": 0.1})
+    return path
+
+
+@pytest.mark.parametrize("classes", [5, 12])
+def test_a_search_without_a_class_flag_searches_every_class(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, classes: int
+) -> None:
+    """Before: 0-9 always (a 5-class model refused, 10 of 12 searched)."""
+    model = classes_model(tmp_path / f"m{classes}.pt", classes)
+    out = tmp_path / "sweep"
+    code, stdout, err = run_main(
+        capsys, "search", "--model", str(model), "--out", str(out), *EVERY_CLASS
+    )
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    assert results["settings"]["digits"] == list(range(classes))
+    assert [run["digit"] for run in results["runs"]] == list(range(classes))
+    rows = [line.split()[0] for line in stdout.splitlines() if line.strip()]
+    assert str(classes - 1) in rows  # the last class has its row in the table
+    assert "sweep of" not in err  # a sweep of 100 runs or fewer is not announced
+
+
+def test_a_1000_class_model_plans_every_class_and_says_so(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A sweep of more than 100 runs says its size and budget in one line before it starts
+    (here refused right after: its --out is a file)."""
+    model = classes_model(tmp_path / "m1000.pt", 1000)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    code, _, err = run_main(
+        capsys, "search", "--model", str(model), "--out", str(blocked), *EVERY_CLASS
+    )
+    assert code == 2
+    said = [line for line in err.splitlines() if "sweep of" in line]
+    assert said == [
+        "m1000.pt: sweep of 1,000 runs (1,000 classes x 1 runs), budget 41,000 model queries "
+        "(41 a run)"
+    ]
+    assert err.index("sweep of") < err.index("identikit: error:")
+
+
+def test_classes_and_digits_ask_for_the_same_sweep(
+    capsys: pytest.CaptureFixture[str], tiny_model: Path, tmp_path: Path
+) -> None:
+    """--digits is --classes' older name; with neither, a 10-class model's sweep is 0-9's, the
+    very sweep the old default made (same identity: the folder is recalled, not redone)."""
+    out = tmp_path / "sweep"
+    common = ("search", "--model", str(tiny_model), "--out", str(out), *EVERY_CLASS)
+    code, _, err = run_main(capsys, *common, "--classes", "0,3")
+    assert code == 0, err
+    code, _, err = run_main(capsys, *common, "--digits", "0,3")
+    assert code == 0 and "finished: nothing to do" in err
+    every = tmp_path / "every"
+    code, _, err = run_main(
+        capsys, "search", "--model", str(tiny_model), "--out", str(every), *EVERY_CLASS
+    )
+    assert code == 0, err
+    assert json.loads((every / "results.json").read_text())["settings"]["digits"] == list(range(10))
+    for old in ("--digits", "--classes"):
+        code, _, err = run_main(
+            capsys,
+            "search",
+            "--model",
+            str(tiny_model),
+            "--out",
+            str(every),
+            *EVERY_CLASS,
+            old,
+            "0-9",
+        )
+        assert code == 0 and "finished: nothing to do" in err
+
+
+def test_a_class_the_model_lacks_is_one_line_naming_its_classes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    model = classes_model(tmp_path / "m5.pt", 5)
+    out = tmp_path / "sweep"
+    for flag in ("--classes", "--digits"):
+        result = run_main(
+            capsys, "search", "--model", str(model), "--out", str(out), *EVERY_CLASS, flag, "3,7"
+        )
+        assert_refused(result, "identikit: error:", "classes [7]", "model's 5 classes")
+    assert not out.exists()
+    compare = tmp_path / "compare"
+    result = run_main(
+        capsys,
+        *("compare", "--model", str(model), "--out", str(compare), "--strategies", "square"),
+        *("--runs", "1", "--max-queries", "41", "--classes", "3,7", "--no-progress"),
+        *("--backend", "eager", "--chunk-size", "64", "--device", "cpu"),
+    )
+    assert_refused(result, "identikit: error:", "model's 5 classes")
+
+
+def test_compare_without_a_class_flag_compares_on_every_class(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # An MLP: compare adds a linear model's exact ceiling, which takes seconds to compute.
+    model = classes_model(tmp_path / "m5.pt", 5, "mlp")
+    out = tmp_path / "compare"
+    code, _, err = run_main(
+        capsys,
+        *("compare", "--model", str(model), "--out", str(out), "--strategies", "square"),
+        *("--runs", "1", "--max-queries", "41", "--backend", "eager", "--chunk-size", "64"),
+        *("--device", "cpu", "--no-progress"),
+    )
+    assert code == 0, err
+    results = json.loads((out / "square" / "results.json").read_text())
+    assert results["settings"]["digits"] == [0, 1, 2, 3, 4]

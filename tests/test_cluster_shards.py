@@ -62,7 +62,7 @@ def test_shard_runs_sets_their_size() -> None:
 
 
 def test_every_shard_holds_runs_of_every_class() -> None:
-    layout = SweepConfig(runs=20).layout()
+    layout = SweepConfig(runs=20).for_classes(10).layout()  # every class of a 10-class model
     plan = plan_shards(len(layout), 2, 500)
     for k in range(plan.shards):
         assert {layout[row][0] for row in plan.rows(k)} == set(range(10))

@@ -41,7 +41,7 @@ from identikit.strategies import STRATEGIES, PriorInputs, PriorNeeds, RunHooks, 
 from identikit.sweeps.experiment import SweepConfig, identity_differences, sweep_identity
 from identikit.sweeps.folder import read_sweep_folder
 from identikit.sweeps.records import read_identikits, read_results
-from identikit.sweeps.sweep import SweepOptions, sweep_to_folder
+from identikit.sweeps.sweep import SweepOptions, size_line, sweep_to_folder
 from identikit.sweeps.sweep_state import STATE_FILE
 from identikit.sweeps.training_data import prior_inputs, training_dataset
 from tests.helpers import (
@@ -656,3 +656,40 @@ def test_a_finished_sweep_without_state_is_recalled_under_its_conventions(
         sweep_to_folder(conventional(IMAGENET_LIKE), SHAPED, tmp_path, options=QUIET)
     with pytest.raises(DifferentSweepError, match=r"--mean: 0.333333,0.45,0.4 -> 0; "):
         sweep_to_folder(conventional(Preprocessing()), SHAPED, tmp_path, options=QUIET)
+
+
+# --- Every class by default (issue 29) ----------------------------------------------------------
+
+
+def test_a_large_sweep_says_its_size_budget_and_time_before_it_starts() -> None:
+    """Sweeps of more than 100 runs are announced in one line: runs, queries (runs x
+    max_queries) and, where the engine's rate was measured, the longest they can take."""
+    assert size_line(SweepConfig(runs=10, max_queries=100).for_classes(10)) is None  # 100 runs
+    assert size_line(SweepConfig(runs=1)) is None  # classes not yet known
+    config = SweepConfig(runs=10, max_queries=100_000).for_classes(1000)
+    assert size_line(config) == (
+        "sweep of 10,000 runs (1,000 classes x 10 runs), "
+        "budget 1,000,000,000 model queries (100,000 a run)"
+    )
+    timed = size_line(config, 2_000.0)
+    assert timed is not None and timed.endswith("; at most 5.8 days at 2,000 images/s")
+    small = SweepConfig(runs=3, max_queries=1_000).for_classes(50)
+    assert size_line(small, 5_000.0, sweeps=2) == (
+        "sweep of 300 runs (50 classes x 3 runs x 2 strategies), budget 300,000 model "
+        "queries (1,000 a run); at most 60 s at 5,000 images/s"
+    )
+
+
+def test_sweep_to_folder_resolves_every_class_against_the_model(tmp_path: Path) -> None:
+    """A config of every class reaches the sweep unresolved; the folder records the model's
+    classes, and a class it lacks is refused in one line before anything is written."""
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 5)).eval()
+    classifier = Classifier(module, ModelInfo(name="five"))
+    quick = SweepConfig(runs=1, max_queries=41, strategy_settings={"candidates": 20})
+    outcome = sweep_to_folder(classifier, quick, tmp_path / "all", options=QUIET)
+    assert outcome.results is not None
+    assert outcome.results["settings"]["digits"] == [0, 1, 2, 3, 4]
+    with pytest.raises(IdentikitError, match=r"classes \[5\] are outside the model's 5 classes"):
+        sweep_to_folder(classifier, replace(quick, digits=(5,)), tmp_path / "six")
+    assert not (tmp_path / "six").exists()

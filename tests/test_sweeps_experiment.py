@@ -3,14 +3,17 @@ it is made."""
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
 
 from identikit.base.errors import IdentikitError
-from identikit.sweeps.experiment import SweepConfig, parse_digits
+from identikit.data.datasets import MNIST_SHAPE
+from identikit.sweeps.experiment import SweepConfig, parse_classes, parse_digits, sweep_settings
 
 
 def test_parse_digits() -> None:
@@ -76,3 +79,64 @@ def test_a_config_keeps_python_numbers() -> None:
     assert config == SweepConfig(digits=(0, 1, 2), runs=2, target=0.9, max_queries=300)
     listed: Any = [7, 3]
     assert SweepConfig(digits=listed, seed=-4).digits == (7, 3)  # any order, any seed
+
+
+def test_classes_none_means_every_class_of_the_model() -> None:
+    """Issue 29: a config's classes default to None, every class of the model; for_classes
+    resolves them against the model's number of classes into the concrete tuple."""
+    config = SweepConfig(runs=1)
+    assert config.digits is None and not config.resolved
+    assert SweepConfig(classes=None, runs=1) == config
+    assert config.for_classes(5).digits == (0, 1, 2, 3, 4)
+    assert config.for_classes(12).targets == tuple(range(12))
+    assert len(config.for_classes(1000).layout()) == 1000
+    named = SweepConfig(classes=(0, 3), runs=1)
+    assert named.for_classes(5) is named  # named classes stay as named
+
+
+def test_classes_and_digits_are_one_setting() -> None:
+    assert SweepConfig(classes=(0, 3)) == SweepConfig(digits=(0, 3))
+    assert SweepConfig(classes=[0, 3], digits=(0, 3)).digits == (0, 3)
+    with pytest.raises(IdentikitError, match="differ: give one"):
+        SweepConfig(classes=(0, 3), digits=(1,))
+    with pytest.raises(IdentikitError, match="--classes must hold whole numbers"):
+        SweepConfig(classes=(0.5,))  # type: ignore[arg-type]
+    # replace() keeps working on the field (classes is an argument, not a field)
+    assert replace(SweepConfig(classes=(1, 2)), digits=(4,)).digits == (4,)
+
+
+def test_unresolved_classes_never_reach_the_identity() -> None:
+    """A config of 'every class' cannot be laid out, recorded or identified before the model
+    resolves it: the sweep's identity always names the concrete classes."""
+    config = SweepConfig(runs=1)
+    for attempt in (config.layout, lambda: sweep_settings(config, MNIST_SHAPE)):
+        with pytest.raises(IdentikitError, match="not yet resolved"):
+            attempt()
+
+
+def test_every_class_of_a_10_class_model_is_the_old_default_exactly() -> None:
+    """The recorded settings of a default sweep of a 10-class model are those 0-9, the old
+    default, recorded: same key, same values, same order, so that its identity (and every
+    folder saved before) is unchanged."""
+    resolved = sweep_settings(SweepConfig().for_classes(10), MNIST_SHAPE)
+    old = sweep_settings(SweepConfig(digits=tuple(range(10))), MNIST_SHAPE)
+    assert json.dumps(resolved) == json.dumps(old)
+    assert next(iter(resolved)) == "digits" and resolved["digits"] == list(range(10))
+    assert "classes" not in resolved
+
+
+def test_a_class_the_model_lacks_names_its_class_count() -> None:
+    with pytest.raises(IdentikitError) as error:
+        SweepConfig(classes=(3, 12)).for_classes(10)
+    assert str(error.value) == (
+        "classes [12] are outside the model's 10 classes (0 to 9): choose --classes among them"
+    )
+
+
+def test_parse_classes_takes_all() -> None:
+    assert parse_classes("all") is None and parse_classes(None) is None
+    assert parse_classes("0,3") == (0, 3)
+    with pytest.raises(IdentikitError, match="--classes 'x' is malformed"):
+        parse_classes("x")
+    with pytest.raises(IdentikitError, match="--digits 'x' is malformed"):
+        parse_digits("x")

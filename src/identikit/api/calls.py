@@ -201,7 +201,8 @@ def search(
     cluster: RayCluster | None = None,
 ) -> SearchResult:
     """Search for the identikits ``config`` asks for (default: the original method, every
-    class, 10 runs), as ``identikit search`` does.
+    class, 10 runs), as ``identikit search`` does. A config whose classes are None
+    (``SweepConfig(classes=None)``, the default) searches every class of the model.
 
     With ``out``, the sweep is saved there and resumable (a second call with the same
     arguments resumes or recalls it); without, it runs in a temporary folder. Raises
@@ -214,6 +215,9 @@ def search(
     given = _sweep_arguments(out, options, hooks, cluster)
     config = _config(config) or SweepConfig()
     classifier = classifier_of(model)
+    # "Every class" is the model's classes, resolved before the sweep's identity is made;
+    # a class the model lacks is refused here, before any folder is touched.
+    config = config.for_classes(classifier.num_classes)
     with _folder(given.out) as folder:
         on = _on_cluster(given.cluster, model)
         recorded = _recorded(given.options, model)
@@ -340,6 +344,9 @@ def compare(
     given = _sweep_arguments(out, options, hooks, cluster)
     comparison = _comparison(comparison)
     classifier = classifier_of(model)
+    # digits None: every class of the model, resolved (and checked) before any sweep.
+    first = comparison.config(comparison.strategies[0]).for_classes(classifier.num_classes)
+    comparison = replace(comparison, digits=first.targets)
     recorded = _recorded(given.options, model)
     on = _on_cluster(given.cluster, model)
     runner = on_this_machine if on is None else _runner_on(on)
@@ -371,8 +378,9 @@ def compare(
 
 def _comparison(comparison: object) -> Comparison:
     """``comparison`` checked: its strategies a sequence of names (``"square"`` is not the
-    strategies s, q, u...), each with the sweep it will run made, which checks the digits,
-    runs, seed, budget and start as :class:`SweepConfig` does."""
+    strategies s, q, u...), each with the sweep it will run made, which checks the classes
+    (None: every class of the model), runs, seed, budget and start as :class:`SweepConfig`
+    does."""
     checked = instance_of(comparison, Comparison, "comparison", "a Comparison")
     strategies = text_sequence(checked.strategies, "comparison.strategies")
     if not strategies:

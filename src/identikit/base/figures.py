@@ -99,6 +99,12 @@ def confidence_label(p: float) -> str:
     return f"1-{mantissa}e{int(exponent)}"
 
 
+# The most classes of one run each drawn as a single row of axes, one axes an image; more go
+# into the mosaic, one class a row: matplotlib's constrained layout of 1,000 axes (every class
+# of an ImageNet model, one run each) took over 10 minutes.
+SINGLE_ROW_CLASSES = 20
+
+
 def identikit_grid(
     images: np.ndarray,
     digits: Sequence[int] | np.ndarray,
@@ -117,7 +123,7 @@ def identikit_grid(
     rows = sorted(set(digit_list))
     columns = max(digit_list.count(d) for d in rows)
     labels = [class_label(d, names) for d in digit_list]
-    if columns == 1:  # one image per class: lay them out in a single row
+    if columns == 1 and len(rows) <= SINGLE_ROW_CLASSES:  # a single row of few classes
         return _single_row(images, labels, confidences, target=target, title=title)
     # One axes holding every image in a single mosaic, labels as text: one axes per image took
     # 2.5 s to draw for 10 x 10 images and 27 s for 10 x 100; this takes 0.23 s and 2.8 s.

@@ -10,15 +10,17 @@ from identikit.cli.options import (
     add_device,
     add_model_options,
     add_sweep_options,
+    announce_size,
     cluster_of,
     make_classifier,
     open_fraction,
     positive_float,
     positive_int,
+    sweep_classes,
 )
 from identikit.cli.searching import budget, report_sweep, run_sweep
 from identikit.strategies.registry import StrategySpec, parse_option
-from identikit.sweeps.experiment import parse_digits
+from identikit.sweeps.experiment import parse_classes
 from identikit.sweeps.reconstruction import (
     BLACK_BOX,
     RECONSTRUCT,
@@ -34,14 +36,17 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     settings = dict(parse_option(strategy, option) for option in args.option)
     config = reconstruction_config(
         StrategySpec(strategy, settings),
-        digits=parse_digits(args.digits),
+        classes=parse_classes(args.classes),  # None: every class of the model
         runs=args.runs,
         seed=args.seed,
         steps=args.steps,
         target=args.target,
     )
+    config = sweep_classes(args, config)
     classifier = make_classifier(args, budget(config))
+    config = config.for_classes(classifier.num_classes)  # a class it lacks: one line
     cluster = cluster_of(args, budget(config))
+    announce_size(config, classifier, cluster)
     result = run_sweep(
         args,
         lambda options, hooks: api.reconstruct(
@@ -100,5 +105,5 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     add_sweep_options(reconstruct, runs=10, max_queries=None)
     add_device(reconstruct)
-    add_model_options(reconstruct, precision=False)
+    add_model_options(reconstruct, precision=False, classes_flag=False)
     reconstruct.set_defaults(handler=cmd_reconstruct, strategy=RECONSTRUCT)

@@ -7,6 +7,7 @@ import hashlib
 import shlex
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from identikit.cli.options import (
     add_device,
     add_model_options,
     add_sweep_options,
+    announce_size,
     cluster_of,
     make_classifier,
     open_fraction,
@@ -30,6 +32,7 @@ from identikit.cli.options import (
     positive_int,
     print_json,
     say,
+    sweep_classes,
 )
 from identikit.cli.tables import (
     format_ceiling,
@@ -66,7 +69,7 @@ from identikit.sweeps.compare import (
     THRESHOLDS,
     Comparison,
 )
-from identikit.sweeps.experiment import SweepConfig, parse_digits
+from identikit.sweeps.experiment import SweepConfig, parse_classes
 from identikit.sweeps.sweep import SweepOptions
 
 
@@ -91,9 +94,10 @@ def _strategy_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _search_config(args: argparse.Namespace) -> SweepConfig:
-    """The sweep the search command's flags ask for."""
+    """The sweep the search command's flags ask for (its classes None, every class of the
+    model, where ``--classes`` names none)."""
     return SweepConfig(
-        digits=parse_digits(args.digits),
+        classes=parse_classes(args.classes),
         runs=args.runs,
         strategy=args.strategy,
         strategy_settings=_strategy_settings(args),
@@ -106,8 +110,9 @@ def _search_config(args: argparse.Namespace) -> SweepConfig:
 
 
 def budget(config: SweepConfig) -> int:
-    """The images a sweep may score at most: every run's whole budget."""
-    return len(config.digits) * config.runs * config.max_queries
+    """The images a sweep may score at most: every run's whole budget (its classes known:
+    see :func:`~identikit.cli.options.sweep_classes`)."""
+    return len(config.targets) * config.runs * config.max_queries
 
 
 def run_sweep(
@@ -129,10 +134,13 @@ def run_sweep(
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    config = _search_config(args)
+    config = sweep_classes(args, _search_config(args))
     work = budget(config)
     classifier = make_classifier(args, work)
+    # A class the model lacks: one line naming its number of classes, before any search.
+    config = config.for_classes(classifier.num_classes)
     cluster = cluster_of(args, work)
+    announce_size(config, classifier, cluster)
     result = run_sweep(
         args,
         lambda options, hooks: api.search(
@@ -212,15 +220,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
     comparison = Comparison(
         tuple(strategies),
-        digits=parse_digits(args.digits),
+        digits=parse_classes(args.classes),
         runs=args.runs,
         max_queries=args.max_queries,
         seed=args.seed,
         allow_engine_change=args.allow_engine_change,
     )
-    work = len(strategies) * budget(comparison.config(strategies[0]))
+    config = sweep_classes(args, comparison.config(strategies[0]))
+    comparison = replace(comparison, digits=config.targets)  # every class: the model's
+    work = len(strategies) * budget(config)
     classifier = make_classifier(args, work)
+    config = config.for_classes(classifier.num_classes)  # a class it lacks: one line
     cluster = cluster_of(args, work)
+    announce_size(config, classifier, cluster, sweeps=len(strategies))
     options = SweepOptions(progress=not args.no_progress, model_path=str(args.model))
     with PauseOnInterrupt() as pause:
         try:
@@ -371,7 +383,7 @@ def _add_search(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     add_sweep_options(search, runs=10, max_queries=100_000)
     add_device(search)
-    add_model_options(search)
+    add_model_options(search, classes_flag=False)
     search.set_defaults(handler=cmd_search)
 
 
@@ -422,7 +434,7 @@ def _add_compare(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     add_sweep_options(compare, runs=5, max_queries=10_000)
     add_device(compare)
-    add_model_options(compare)
+    add_model_options(compare, classes_flag=False)
     compare.set_defaults(handler=cmd_compare)
 
 

@@ -295,7 +295,8 @@ def sweep_on_ray(
     if source.sha256 != classifier.sha256:
         raise IdentikitError(f"{source.name} is not the model this sweep describes")
     folder = Path(out)
-    check_targets(classifier, config.digits)
+    config = config.for_classes(classifier.num_classes)  # "every class": the model's
+    check_targets(classifier, config.targets)
     needs = config.spec.needs()
     config.spec.make().for_shape(classifier.info.input_shape)  # refuses a shape it cannot search
     with locked_folder(folder):

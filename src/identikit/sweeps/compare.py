@@ -38,7 +38,7 @@ class Comparison:
     """
 
     strategies: tuple[str, ...]
-    digits: tuple[int, ...]
+    digits: tuple[int, ...] | None  # None: every class of the model
     runs: int
     max_queries: int
     seed: int = 0

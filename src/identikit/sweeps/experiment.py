@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import platform
 import re
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import InitVar, asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -45,11 +45,17 @@ RESULTS_VERSION = 2
 class SweepConfig:
     """What a sweep searches for and how.
 
-    Run r of digit d uses seed ``derive_seed(seed, d, r)``, so adding digits or runs to a sweep
-    leaves the existing runs' results unchanged.
+    ``classes`` (or ``digits``, its older name: either may be given, not both) are the
+    classes searched; None, the default, means every class of the model, resolved against
+    the model by :meth:`for_classes` before the sweep's identity is computed, so that a sweep
+    of a 10-class model records ``"digits": [0, ..., 9]`` exactly as when 0-9 was the default.
+    The field keeps its recorded name, ``digits``.
+
+    Run r of class d uses seed ``derive_seed(seed, d, r)``, so adding classes or runs to a
+    sweep leaves the existing runs' results unchanged.
     """
 
-    digits: tuple[int, ...] = tuple(range(10))
+    digits: tuple[int, ...] | None = None
     runs: int = 10
     strategy: str = "random-masks"
     strategy_settings: dict[str, Any] = field(default_factory=dict)
@@ -58,17 +64,21 @@ class SweepConfig:
     patience: int = PATIENCE  # model queries without gain before a run is stuck
     max_queries: int = 100_000
     start: str = "blank"
+    # An argument, not a field: asdict() and so the recorded settings leave it out, and
+    # replace() does not pass it again (its value is held in ``digits``).
+    classes: InitVar[Sequence[int] | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, classes: Sequence[int] | None) -> None:
         """Check every field's type and range, as the command line's options are checked,
         before any work: a config is made from Python (the API) as well as from options, and
         a wrong value (``runs=True``, ``seed=1.5``, ``max_queries=inf``) would otherwise run
         the whole sweep and then fail to be recorded or read back. Numbers are kept as Python
         ints and floats (a NumPy integer is taken as its value), so that results.json records
         them as the numbers they are."""
-        digits = class_numbers(self.digits, "--digits", CLASSES.value)
+        digits = _chosen_classes(classes, self.digits)
         runs = whole_number(self.runs, "--runs", least=1)
-        RUNS.check(len(digits) * runs, f"{len(digits)} digits x --runs {runs}")
+        if digits is not None:  # else checked once the model's classes resolve them
+            RUNS.check(len(digits) * runs, f"{len(digits)} classes x --runs {runs}")
         numbers = {
             "digits": digits,
             "runs": runs,
@@ -93,6 +103,39 @@ class SweepConfig:
         CANDIDATES.check(strategy.queries_per_step, f"strategy {self.strategy}")
 
     @property
+    def resolved(self) -> bool:
+        """Whether the classes searched are known (given, or resolved by :meth:`for_classes`)."""
+        return self.digits is not None
+
+    @property
+    def targets(self) -> tuple[int, ...]:
+        """The classes searched, in order; refused in one line while they are "every class of
+        the model" not yet resolved against one, so that no sweep can be laid out, recorded or
+        identified without its concrete classes."""
+        if self.digits is None:
+            raise IdentikitError(
+                "the sweep's classes are 'all the model's', not yet resolved: "
+                "use config.for_classes(model's number of classes) first"
+            )
+        return self.digits
+
+    def for_classes(self, count: int) -> SweepConfig:
+        """This sweep for a model of ``count`` classes: every one of them where no classes
+        were named; the classes named, where each is one of the model's; else a one-line
+        error naming the model's number of classes."""
+        count = whole_number(count, "the model's number of classes", least=1)
+        if self.digits is None:
+            CLASSES.check(count, "the model's classes")
+            return replace(self, digits=tuple(range(count)))
+        outside = sorted(c for c in self.digits if c >= count)
+        if outside:
+            raise IdentikitError(
+                f"classes {outside} are outside the model's {count} classes "
+                f"(0 to {count - 1}): choose --classes among them"
+            )
+        return self
+
+    @property
     def spec(self) -> StrategySpec:
         """The sweep's strategy: build it with ``spec.build(inputs)``."""
         return StrategySpec(self.strategy, self.strategy_settings)
@@ -102,26 +145,62 @@ class SweepConfig:
         return [Converged(self.target), Stuck(self.patience), Budget(self.max_queries)]
 
     def layout(self) -> list[tuple[int, int, int]]:
-        """(digit, run, seed) of every run, digit-major."""
-        return [(d, r, derive_seed(self.seed, d, r)) for d in self.digits for r in range(self.runs)]
+        """(class, run, seed) of every run, class-major."""
+        return [
+            (d, r, derive_seed(self.seed, d, r)) for d in self.targets for r in range(self.runs)
+        ]
+
+
+def _chosen_classes(classes: object, digits: object) -> tuple[int, ...] | None:
+    """The classes a config was given, as ``classes`` or as ``digits`` (its older name), each
+    checked as class numbers; None (every class of the model) where neither was given. Both
+    may be given only where they agree."""
+    given = {
+        name: class_numbers(value, f"--{name}", CLASSES.value)
+        for name, value in (("classes", classes), ("digits", digits))
+        if value is not None
+    }
+    if len(set(given.values())) > 1:
+        raise IdentikitError(
+            f"classes={given['classes']} and digits={given['digits']} differ: give one "
+            "(digits is the older name of classes)"
+        )
+    return next(iter(given.values()), None)
 
 
 _DIGIT_RANGE = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?")
+# What --classes says for every class of the model (its default).
+ALL_CLASSES = "all"
 
 
-def parse_digits(text: str) -> tuple[int, ...]:
-    """``"0-9"``, ``"3,7"`` or ``"0-2,7"`` -> sorted distinct digits; a clear error otherwise."""
+def parse_classes(text: str | None, option: str = "--classes") -> tuple[int, ...] | None:
+    """``"0-9"``, ``"3,7"`` or ``"0-2,7"`` -> sorted distinct class numbers; None or ``"all"``
+    -> None, every class of the model (resolved by :meth:`SweepConfig.for_classes`); a
+    one-line error naming ``option`` otherwise."""
+    if text is None or text.strip().lower() == ALL_CLASSES:
+        return None
     digits: set[int] = set()
     for part in text.split(","):
         match = _DIGIT_RANGE.fullmatch(part)
         first = int(match.group(1)) if match else 0
         last = int(match.group(2) or first) if match else -1
         if last < first:
-            raise IdentikitError(f"--digits {text!r} is malformed: expected e.g. 0-9, 3,7 or 0-2,7")
+            raise IdentikitError(
+                f"{option} {text!r} is malformed: expected e.g. 0-9, 3,7, 0-2,7 or all"
+            )
         # Checked before the range is made: "0-99999999999" would fill the memory.
-        CLASSES.check(last + 1, f"--digits {text}")
+        CLASSES.check(last + 1, f"{option} {text}")
         digits.update(range(first, last + 1))
     return tuple(sorted(digits))
+
+
+def parse_digits(text: str) -> tuple[int, ...]:
+    """``"0-9"``, ``"3,7"`` or ``"0-2,7"`` -> sorted distinct digits; a clear error otherwise
+    (:func:`parse_classes` under the option's older name, for a caller that names classes)."""
+    classes = parse_classes(text, "--digits")
+    if classes is None:
+        raise IdentikitError("--digits: name the classes, e.g. 0-9 (all needs the model)")
+    return classes
 
 
 def sweep_settings(config: SweepConfig, shape: ImageShape) -> dict[str, Any]:
@@ -132,7 +211,8 @@ def sweep_settings(config: SweepConfig, shape: ImageShape) -> dict[str, Any]:
     return {
         **asdict(config),
         "strategy_settings": strategy.settings(),
-        "digits": list(config.digits),
+        # The key every results.json has had: "classes" would make each sweep another.
+        "digits": list(config.targets),
     }
 
 
@@ -141,7 +221,9 @@ def sweep_identity(classifier: Classifier, config: SweepConfig) -> dict[str, Any
     not identikit's own, the model's conventions with its image shape. A model's hash fixes
     neither: an ONNX or TorchScript file takes whatever ``--input-range``, ``--mean``,
     ``--std``, ``--layout`` and (for a dynamic input) ``--input-shape`` say, and a search under
-    other conventions is another search."""
+    other conventions is another search. A config of every class is first resolved against
+    the model, so that its identity names the classes, exactly as one that names them."""
+    config = config.for_classes(classifier.num_classes)
     identity: dict[str, Any] = {
         "settings": sweep_settings(config, classifier.info.input_shape),
         "model_sha256": classifier.sha256,
@@ -326,6 +408,7 @@ def sweep_results(
 ) -> dict[str, Any]:
     """The ``results.json`` record of a finished sweep; ``engines`` lists every engine that
     scored it (more than one only where a resumed sweep was allowed to change engine)."""
+    config = config.for_classes(classifier.num_classes)  # every class: the model's
     runs = []
     for i, (digit, run, seed) in enumerate(config.layout()):
         runs.append(
@@ -364,6 +447,6 @@ def sweep_results(
         "seconds": round(seconds, 3),
         "total_queries": total_queries,
         "queries_per_second": round(total_queries / seconds, 1) if seconds > 0 else None,
-        "summary": summarise_runs(runs, config.digits),
+        "summary": summarise_runs(runs, config.targets),
         "runs": runs,
     }

@@ -8,6 +8,9 @@ to reading no data (:mod:`identikit.base.data_free`). Its folder is an ordinary 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TypedDict, Unpack
+
 from identikit.base.errors import IdentikitError
 from identikit.strategies.registry import StrategySpec
 from identikit.sweeps.experiment import SweepConfig
@@ -29,19 +32,35 @@ POLISH = 6
 TARGET = 0.9999
 
 
+class SweepChoice(TypedDict, total=False):
+    """What a reconstruction chooses of its sweep as any sweep does (:class:`SweepConfig`'s
+    fields of the same names): its classes (None, the default: every class of the model;
+    ``digits`` is their older name), its runs per class (10) and its seed (0)."""
+
+    classes: Sequence[int] | None
+    digits: tuple[int, ...] | None
+    runs: int
+    seed: int
+
+
 def reconstruction_config(
     strategy: StrategySpec = WHITE_BOX,
     *,
-    digits: tuple[int, ...] = tuple(range(10)),
-    runs: int = 10,
-    seed: int = 0,
     steps: int | None = None,
     target: float = TARGET,
+    **sweep: Unpack[SweepChoice],
 ) -> SweepConfig:
     """The sweep of a reconstruction: ``steps`` steps (default: ``STEPS`` of the strategy) of
     ``strategy`` (``reconstruct``, or its black-box twin, with the settings given; the last
     sixth of the steps polish unless they say otherwise, see ``polish_after``), every run to
-    ``target`` or to the end of its steps; never stopped as stuck (its steps are its budget)."""
+    ``target`` or to the end of its steps; never stopped as stuck (its steps are its budget).
+    ``sweep`` chooses the classes drawn, runs and seed (:class:`SweepChoice`); its classes
+    None, the default, are every class of the model (resolved when the sweep meets it)."""
+    unknown = sorted(set(sweep) - set(SweepChoice.__annotations__))
+    if unknown:  # the budget, patience and strategy are the recipe's own
+        raise IdentikitError(
+            f"a reconstruction takes no {', '.join(unknown)}: its steps set its budget"
+        )
     if strategy.name not in STEPS:
         raise IdentikitError(
             f"a reconstruction draws with {' or '.join(STEPS)}, not {strategy.name!r}"
@@ -52,11 +71,9 @@ def reconstruction_config(
     # One query more: the start image is scored before the first step.
     budget = steps * StrategySpec(strategy.name, chosen).make().queries_per_step + 1
     return SweepConfig(
-        digits=digits,
-        runs=runs,
+        **sweep,
         strategy=strategy.name,
         strategy_settings=chosen,
-        seed=seed,
         target=target,
         patience=budget,
         max_queries=budget,

@@ -160,7 +160,7 @@ def checked_results(value: Any, source: str | Path) -> tuple[dict[str, Any], Swe
     card = model.get("card")
     if card is not None:
         _check_card(fields, fields.mapping(card, "model.card"))
-    if max(config.digits) >= classes:
+    if max(config.targets) >= classes:
         fields.fail("settings.digits", f"name classes the model ({classes} classes) lacks")
     runs = fields.sequence(record.get("runs"), "runs", len(config.layout()))
     for i, (run, (digit, number, seed)) in enumerate(zip(runs, config.layout(), strict=True)):
@@ -176,7 +176,7 @@ def checked_results(value: Any, source: str | Path) -> tuple[dict[str, Any], Swe
         fields.text(scoring.get("backend"), "scoring.backend")
         fields.text(scoring.get("precision"), "scoring.precision")
         fields.integer(scoring.get("chunk_size"), "scoring.chunk_size", 1, 1 << 20)
-    return {**record, "summary": summarise_runs(runs, config.digits)}, config
+    return {**record, "summary": summarise_runs(runs, config.targets)}, config
 
 
 def _check_shape(fields: Fields, value: Any) -> ImageShape:

@@ -42,7 +42,47 @@ from identikit.sweeps.records import (
 from identikit.sweeps.sweep_state import STATE_FILE, load_state, save_state
 
 SAVE_EVERY = 5.0  # seconds between saves: what a kill -9 can lose, plus one group
+# Sweeps of more runs than this are announced before they start (see size_line): every
+# class of a 1,000-class model is a large sweep that a user may not have meant.
+ANNOUNCED_RUNS = 100
 NO_INPUTS = PriorInputs()
+
+
+def size_line(
+    config: SweepConfig, images_per_s: float | None = None, *, sweeps: int = 1
+) -> str | None:
+    """One line that says a large sweep's size before it starts: its runs (classes x runs
+    per class, times ``sweeps`` for a comparison of several strategies), its budget in model
+    queries (runs x ``max_queries``) and, where the scoring engine was measured
+    (``images_per_s``), the longest it can take at that rate (runs that converge or stall
+    stop sooner; a gradient step's backward pass is not in the rate). None for a sweep of
+    :data:`ANNOUNCED_RUNS` runs or fewer, or one whose classes are not yet resolved."""
+    if not config.resolved:
+        return None
+    classes = len(config.targets)
+    runs = classes * config.runs * sweeps
+    if runs <= ANNOUNCED_RUNS:
+        return None
+    queries = runs * config.max_queries
+    line = (
+        f"sweep of {runs:,} runs ({classes:,} classes x {config.runs:,} runs"
+        f"{f' x {sweeps} strategies' if sweeps > 1 else ''}), "
+        f"budget {queries:,} model queries ({config.max_queries:,} a run)"
+    )
+    if images_per_s:
+        line += f"; at most {_duration(queries / images_per_s)} at {images_per_s:,.0f} images/s"
+    return line
+
+
+def _duration(seconds: float) -> str:
+    """A time for a person: ``40 s``, ``12 min``, ``3.5 h``, ``2.1 days``."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 @dataclass
@@ -255,7 +295,9 @@ def sweep_to_folder(
     from its saved state where one is missing or damaged.
     """
     folder = Path(out)
-    check_targets(classifier, config.digits)
+    # "Every class" becomes the model's classes before the sweep's identity is computed.
+    config = config.for_classes(classifier.num_classes)
+    check_targets(classifier, config.targets)
     # Before any work: refuses missing prior inputs, and (Strategy.check_shape) a shape the
     # strategy cannot search; settings that depend on the image are filled in for its shape.
     strategy = config.spec.build(priors).for_shape(classifier.info.input_shape)
