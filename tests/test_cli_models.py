@@ -213,3 +213,80 @@ def test_evaluate_shows_class_names_escaped(
     assert code == 0, err
     assert "\x1b" not in out + err and "\x07" not in out + err
     assert "a\\x1b" in out and "b\\x1b" in out
+
+
+def _two_class_model(path: Path) -> Path:
+    """An untrained two-class softmax checkpoint for 1 x 8 x 8 images."""
+    shape = ImageShape(1, 8, 8)
+    torch.manual_seed(0)
+    net = build_model("softmax", 2, shape)
+    save_checkpoint(path, net, architecture="softmax", metadata={}, input_shape=shape)
+    return path
+
+
+def _npz(path: Path, count: int, *, test: int = 0) -> Path:
+    """``count`` random 8 x 8 images of two classes, and ``test`` more as a test split."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (count, 8, 8), dtype=np.uint8)
+    if not test:
+        np.savez(path, images=images, labels=np.arange(count) % 2)
+        return path
+    test_images = rng.integers(0, 256, (test, 8, 8), dtype=np.uint8)
+    np.savez(
+        path,
+        images=images,
+        labels=np.arange(count) % 2,
+        test_images=test_images,
+        test_labels=np.arange(test) % 2,
+    )
+    return path
+
+
+def test_evaluate_says_how_many_images_it_scored_and_from_which_split(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: an npz without a test split scored a held-out sixth (17 of 100 images) and
+    said only "test"; the JSON did not say how many images either."""
+    model = str(_two_class_model(tmp_path / "m.pt"))
+    held = f"npz:{_npz(tmp_path / 'held.npz', 100)}"
+    given = f"npz:{_npz(tmp_path / 'given.npz', 40, test=30)}"
+    code, out, err = run_main(capsys, "evaluate", "--model", model, "--dataset", held)
+    assert code == 0, err
+    assert "on 17 images held out of its 100 (about 1/6, at random: it has no test split)" in out
+    code, out, err = run_main(capsys, "evaluate", "--model", model, "--dataset", held, "--json")
+    assert code == 0, err
+    record = json.loads(out.strip().splitlines()[-1])
+    assert record["split"] == "held-out" and record["images"] == 17
+    assert record["held_out_of"] == 100 and sum(map(sum, record["confusion"])) == 17
+    code, out, err = run_main(capsys, "evaluate", "--model", model, "--dataset", given)
+    assert code == 0, err
+    assert "on its test split of 30 images" in out and "held out" not in out
+    code, out, err = run_main(capsys, "evaluate", "--model", model, "--dataset", given, "--json")
+    record = json.loads(out.strip().splitlines()[-1])
+    assert (record["split"], record["images"]) == ("test", 30) and "held_out_of" not in record
+
+
+def test_evaluate_shows_the_class_names_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: --class-names was accepted and ignored; the table showed the dataset's 0, 1."""
+    model = str(_two_class_model(tmp_path / "m.pt"))
+    data = f"npz:{_npz(tmp_path / 'd.npz', 60)}"
+    evaluated = ("evaluate", "--model", model, "--dataset", data)
+    code, out, err = run_main(capsys, *evaluated, "--class-names", "cat,dog")
+    assert code == 0, err
+    rows = out.splitlines()
+    assert rows[2].split() == ["true", "accuracy", "cat", "dog"]
+    assert rows[3].split()[0] == "cat" and rows[4].split()[0] == "dog"
+    code, out, err = run_main(capsys, *evaluated, "--class-names", "cat,dog", "--json")
+    assert json.loads(out.strip().splitlines()[-1])["class_names"] == ["cat", "dog"]
+    code, out, err = run_main(capsys, *evaluated, "--json")  # no names: the dataset's numbers
+    assert json.loads(out.strip().splitlines()[-1])["class_names"] == ["0", "1"]
+
+
+def test_evaluate_help_takes_any_model_file(capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: "--model MODEL  checkpoint file", though ONNX and TorchScript files load too."""
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "model file: an identikit checkpoint, TorchScript (with --trust-code) or ONNX" in text

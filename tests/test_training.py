@@ -21,11 +21,12 @@ from identikit.base.shapes import ImageShape
 from identikit.classifier.classifier import Classifier
 from identikit.data import datasets as data
 from identikit.data.datasets import MNIST_SHAPE
+from identikit.data.images import load_images
 from identikit.models import build_model, get_architecture
 from identikit.models.checkpoint import load_checkpoint
 from identikit.models.training_config import TrainConfig
 from identikit.training import fitting, trainer
-from identikit.training.evaluation import evaluate, evaluate_classifier
+from identikit.training.evaluation import Scored, evaluate, evaluate_classifier
 from identikit.training.fitting import FitHooks, fit, one_cycle
 from identikit.training.trainer import TrainSpec, check_output_file, train
 from tests.helpers import NAN, assert_refused, run_main
@@ -391,3 +392,46 @@ def test_train_that_diverges_saves_no_checkpoint(
     with pytest.raises(IdentikitError, match=r"training diverged: .*nothing was saved"):
         train(spec, out=out, progress=False)
     assert not out.exists() and list(tmp_path.iterdir()) == [tiny_dataset]
+
+
+class Fixed(nn.Module):
+    """Always the same scores, without parameters (a fixed function of the pixels)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.eye(4)[1].expand(x.shape[0], 4) + 0 * x.flatten(1)[:, :1]
+
+
+def test_evaluate_a_module_without_parameters_or_with_too_few_classes() -> None:
+    """Before: StopIteration from ``next(model.parameters())``, and an IndexError from NumPy
+    for a label the model has no output for."""
+    images = np.zeros((3, 8, 8), np.uint8)
+    assert evaluate(Fixed(), images, np.array([1, 1, 0])).accuracy == pytest.approx(2 / 3)
+    with pytest.raises(IdentikitError, match="Fixed has 4 classes; the data has labels up to 7"):
+        evaluate(Fixed(), images, np.array([1, 7, 0]))
+
+
+def test_scored_says_the_test_split_or_the_held_out_share(tmp_path: Path) -> None:
+    """What an evaluation scored, read from the dataset as its reader split it: a file's own
+    test split, or a held-out sixth of a file without one."""
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (100, 8, 8), dtype=np.uint8), np.arange(100) % 2
+    np.savez(tmp_path / "held.npz", images=images, labels=labels)
+    np.savez(
+        tmp_path / "given.npz",
+        images=images,
+        labels=labels,
+        test_images=images[:30],
+        test_labels=labels[:30],
+    )
+    held = Scored.of(load_images(f"npz:{tmp_path / 'held.npz'}"))
+    assert held == Scored(17, held_out_of=100)
+    assert held.record() == {
+        "split": "held-out",
+        "images": 17,
+        "held_out_of": 100,
+        "held_out_share": 0.1667,
+    }
+    given = Scored.of(load_images(f"npz:{tmp_path / 'given.npz'}"))
+    assert given == Scored(30) and given.record() == {"split": "test", "images": 30}
+    assert given.text() == "its test split of 30 images"
+    assert Scored.of(load_images("shapes")).held_out_of is None  # generated with a test split

@@ -9,6 +9,7 @@ from typing import Any
 
 from identikit.base.errors import IdentikitError
 from identikit.base.text import terminal_safe
+from identikit.classifier.classifier import Classifier
 from identikit.cli.options import (
     add_convention_options,
     add_data_options,
@@ -22,12 +23,13 @@ from identikit.cli.options import (
     print_json,
 )
 from identikit.data.datasets import SPLITS, ensure_files, load_dataset, refetch_files
+from identikit.data.image_set import ImageSet
 from identikit.data.images import load_images
 from identikit.engines.tuning import REPAY_IMAGES
 from identikit.models import ARCHITECTURES
 from identikit.models.export import export_model
 from identikit.models.preprocessing import values_text
-from identikit.training.evaluation import evaluate_classifier
+from identikit.training.evaluation import Scored, evaluate_classifier
 from identikit.training.trainer import TrainSpec, train
 
 
@@ -112,26 +114,39 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"has {data.shape}"
         )
     result = evaluate_classifier(classifier, images, labels)
+    scored = Scored.of(data)
+    names = _class_names(classifier, data)
     if args.json:
         print_json(
             {
                 "model": classifier.name,
                 "dataset": args.dataset,
+                **scored.record(),
                 "accuracy": result.accuracy,
+                "class_names": names,
                 "per_class": result.per_class,
                 "confusion": result.confusion,
             }
         )
         return 0
-    # Escaped before they are cut to five characters: what is shown is safe, if shortened.
-    names = [terminal_safe(name) for name in data.class_names]
     model, dataset = terminal_safe(args.model), terminal_safe(args.dataset)
-    print(f"{model} on {dataset} test: accuracy {result.accuracy:.2%}")
+    print(f"{model} on {dataset}: accuracy {result.accuracy:.2%} on {scored.text()}")
     print("confusion: rows are the true class, columns the predicted class")
-    print("true   accuracy   " + " ".join(f"{n[:5]:>5}" for n in names))
-    for name, accuracy, row in zip(names, result.per_class, result.confusion, strict=True):
+    # Escaped before they are cut to five characters: what is shown is safe, if shortened.
+    shown = [terminal_safe(name) for name in names]
+    print("true   accuracy   " + " ".join(f"{n[:5]:>5}" for n in shown))
+    for name, accuracy, row in zip(shown, result.per_class, result.confusion, strict=True):
         print(f"{name[:5]:>5}  {accuracy:8.2%}   " + " ".join(f"{v:5d}" for v in row))
     return 0
+
+
+def _class_names(classifier: Classifier, data: ImageSet) -> list[str]:
+    """The names of the confusion table's classes: ``--class-names`` or the names the model
+    file records, else the dataset's (its ``class_names``, or the numbers). A model without
+    names is given the numbers when it is probed, which must not hide the dataset's names."""
+    numbers = [str(c) for c in range(classifier.num_classes)]
+    named = classifier.class_names
+    return named if named and named != numbers else list(data.class_names)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -221,7 +236,13 @@ def _add_evaluate(commands: Any, common: argparse.ArgumentParser) -> None:
     evaluate = commands.add_parser(
         "evaluate", parents=[common], help="accuracy, per-class accuracy, confusion"
     )
-    evaluate.add_argument("--model", required=True, type=Path, help="checkpoint file")
+    evaluate.add_argument(
+        "--model",
+        required=True,
+        type=Path,
+        help="model file: an identikit checkpoint, TorchScript (with --trust-code) or ONNX, "
+        "with its conventions given by the options below",
+    )
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
     add_data_options(evaluate, any_shape=True)
     add_device(evaluate)

@@ -110,7 +110,13 @@ def load_folder_images(folder: Path, *, name: str | None = None) -> ImageSet:
     else:
         parts = seeded_split(images, labels)
     shape = ImageShape.of(images.shape[1:])
-    return ImageSet(*parts, class_names=names, shape=shape, name=name or f"folder:{folder}")
+    return ImageSet(
+        *parts,
+        class_names=names,
+        shape=shape,
+        name=name or f"folder:{folder}",
+        held_out=not test,
+    )
 
 
 def class_name(folder: Path) -> str:

@@ -39,6 +39,9 @@ class ImageSet:
     class_names: tuple[str, ...]
     shape: ImageShape
     name: str
+    # True where the source had no test split and the test images are a held-out share of its
+    # images (seeded_split), so that a score on them can say what it was measured on.
+    held_out: bool = False
 
     def __post_init__(self) -> None:
         if len(self.class_names) < 2:

@@ -60,7 +60,13 @@ def load_npz_images(path: Path, *, name: str | None = None) -> ImageSet:
     implied = class_count(labels, parts[3], subject=f"{path}: labels")
     names = _class_names(arrays.get("class_names"), implied, path)
     shape = ImageShape.of(images.shape[1:])
-    return ImageSet(*parts, class_names=names, shape=shape, name=name or f"npz:{path}")
+    return ImageSet(
+        *parts,
+        class_names=names,
+        shape=shape,
+        name=name or f"npz:{path}",
+        held_out="test_images" not in arrays,
+    )
 
 
 def _images(array: np.ndarray, subject: str) -> np.ndarray:

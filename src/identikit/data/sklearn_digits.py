@@ -40,4 +40,5 @@ def load_sklearn_digits(*, name: str = "sklearn-digits") -> ImageSet:
         class_names=tuple(str(d) for d in range(10)),
         shape=DIGITS_SHAPE,
         name=name,
+        held_out=True,
     )
