@@ -358,7 +358,49 @@ def test_loading_training_and_evaluating_name_a_wrong_argument() -> None:
     refused(lambda: identikit.load_classifier(""), "model: an empty path")
     refused(lambda: identikit.train(None), "spec must be a TrainSpec")  # type: ignore[arg-type]
     images, labels = np.zeros((4, 28, 28), np.uint8), np.zeros(4, np.int64)
-    refused(lambda: identikit.evaluate(None, images, labels), "model must be a torch.nn.Module")  # type: ignore[arg-type]
+    refused(
+        lambda: identikit.evaluate(None, images, labels),  # type: ignore[arg-type]
+        "model must be a Classifier, a torch.nn.Module",
+    )
+
+
+def test_evaluate_takes_a_classifier_a_model_file_or_a_module(tmp_path: Path) -> None:
+    """Before: ``identikit.evaluate(classifier, images, labels)`` raised AttributeError
+    ('Classifier' object has no attribute 'parameters'), and a model file was not taken."""
+    model = small_model(tmp_path / "softmax.pt")
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (30, 28, 28), dtype=np.uint8), np.arange(30) % 10
+    classifier = load_classifier(model, device="cpu")
+    by_classifier = identikit.evaluate(classifier, images, labels)
+    by_file = identikit.evaluate(model, images, labels)
+    by_str = identikit.evaluate(str(model), images[:, None], labels)  # (N, 1, H, W) too
+    by_module = identikit.evaluate(softmax_model(), images, labels)
+    assert sum(map(sum, by_classifier.confusion)) == 30
+    assert by_classifier == by_file == by_str == by_module
+
+
+@pytest.mark.parametrize(
+    ("images", "labels", "message"),
+    [
+        (np.zeros((4, 28, 28), np.float32), np.zeros(4, np.int64), "images must be uint8"),
+        ([[0]], np.zeros(1, np.int64), "images must be a NumPy array"),
+        (np.zeros((4, 28), np.uint8), np.zeros(4, np.int64), "images must be (N, C, H, W)"),
+        (np.zeros((4, 28, 28), np.uint8), np.zeros(3, np.int64), "4 images but 3 labels"),
+        (np.zeros((4, 28, 28), np.uint8), np.zeros(4), "labels must be one class number"),
+        (np.zeros((4, 28, 28), np.uint8), [0, 1, 2, 3], "labels must be a NumPy array"),
+        (np.zeros((4, 28, 28), np.uint8), np.full(4, -1), "labels must be class numbers from 0"),
+        (np.zeros((4, 28, 28), np.uint8), np.full(4, 10), "has 10 classes; the data has labels"),
+        (np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int64), "nothing to evaluate on"),
+        (np.zeros((2, 1, 8, 8), np.uint8), np.zeros(2, np.int64), "expected images of shape"),
+    ],
+)
+def test_evaluate_refuses_wrong_images_and_labels_in_one_line(
+    model_file: Path, images: object, labels: object, message: str
+) -> None:
+    """Each wrong argument is an IdentikitError naming it, whatever the model's form (before:
+    a Classifier raised AttributeError first, a float image was scored as near-black)."""
+    for model in (load_classifier(model_file, device="cpu"), model_file):
+        refused(lambda: identikit.evaluate(model, images, labels), message)  # noqa: B023
 
 
 # --- Every class by default (issue 29) ----------------------------------------------------------

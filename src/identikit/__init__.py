@@ -21,6 +21,7 @@ from identikit.api import (
     Stopped,
     certainty,
     compare,
+    evaluate,
     judge,
     reconstruct,
     report,
@@ -42,7 +43,6 @@ from identikit.studies.judge import JudgeSetup
 from identikit.sweeps.compare import Comparison
 from identikit.sweeps.experiment import SweepConfig
 from identikit.sweeps.sweep import SweepOptions
-from identikit.training.evaluation import evaluate
 from identikit.training.trainer import TrainSpec, train
 
 __all__ = [

@@ -74,6 +74,8 @@ from identikit.sweeps.reconstruction import STEPS, reconstruction_config
 from identikit.sweeps.result_files import write_comparison
 from identikit.sweeps.sweep import SweepOptions, SweepOutcome, sweep_to_folder
 from identikit.sweeps.training_data import prior_inputs, training_dataset
+from identikit.training.evaluation import Evaluation, check_labelled, evaluate_classifier
+from identikit.training.evaluation import evaluate as evaluate_module
 
 ModelLike = Classifier | nn.Module | str | os.PathLike[str]
 
@@ -405,6 +407,22 @@ def _animate(animate: object) -> bool | Collection[str]:
             f"animate must be True, False or a collection of strategy names, got {shown(animate)}"
         )
     return animate
+
+
+def evaluate(model: ModelLike, images: object, labels: object) -> Evaluation:
+    """Accuracy, per-class accuracy and the confusion matrix (rows: the true class) of
+    ``model`` on uint8 ``images`` (N, C, H, W) or (N, H, W) and their integer ``labels``, as
+    ``identikit evaluate`` computes them. ``model`` is a Classifier, a model file (checkpoint,
+    ONNX; loaded with the defaults) or a ``torch.nn.Module`` taking pixels in [0, 1] of the
+    images' own shape; anything else, and images or labels of the wrong kind, are refused in
+    one line before any model is loaded."""
+    instance_of(model, (Classifier, nn.Module, str, os.PathLike), "model", MODEL_KINDS)
+    pixels, truth = check_labelled(images, labels)
+    if isinstance(model, nn.Module):
+        # A module says its shape by the images it takes: no Classifier (whose default
+        # shape is MNIST's) stands between them.
+        return evaluate_module(model, pixels, truth)
+    return evaluate_classifier(classifier_of(model), pixels, truth)
 
 
 def judge(
