@@ -3,7 +3,9 @@ no progress bar left over an error."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import platform
 import sys
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from identikit.base.errors import IdentikitError
-from identikit.cli import models
+from identikit.cli import main, models
 from tests.helpers import assert_one_line_error, run_cli, run_main, write_idx_folder
 
 
@@ -69,3 +71,29 @@ def test_errors_clear_a_bar_left_showing(
     # so the error starts a line of its own.
     assert code == 2 and "\nidentikit: error: bad" in err
     assert not list(getattr(tqdm, "_instances", ()))
+
+
+def test_version_names_identikit_and_what_it_runs_on(capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: ``identikit --version`` was an error (no command given)."""
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    line = capsys.readouterr().out.strip()
+    assert line == (
+        f"identikit {importlib.metadata.version('identikit')} (torch {torch.__version__}, "
+        f"Python {platform.python_version()})"
+    )
+
+
+def test_version_of_a_source_tree_says_it_is_not_installed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run from a checkout with PYTHONPATH=src, no installed package has a version to show."""
+
+    def not_installed(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("identikit (source tree, not installed) (torch ")

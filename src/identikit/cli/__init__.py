@@ -6,10 +6,14 @@ Every user error is one line on stderr and exit code 2; ``--debug`` shows the tr
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
+import platform
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
+import torch
 from tqdm import tqdm
 
 from identikit.base.errors import IdentikitError
@@ -21,9 +25,37 @@ DESCRIPTION = "What does a trained image classifier believe a class looks like?"
 Handler = Callable[[argparse.Namespace], int]
 
 
+def version_line() -> str:
+    """``identikit 0.1.0 (torch 2.13.0, Python 3.11.9)``: the installed package's version (a
+    bug report needs it, and the versions it runs on); a source tree run without installing
+    (``PYTHONPATH=src``) has no installed version to show, and says so."""
+    try:
+        version = importlib.metadata.version("identikit")
+    except importlib.metadata.PackageNotFoundError:
+        version = "(source tree, not installed)"
+    return f"identikit {version} (torch {torch.__version__}, Python {platform.python_version()})"
+
+
+class _Version(argparse.Action):
+    """``--version``: print :func:`version_line` and exit 0, like argparse's own version
+    action, but unwrapped and computed only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> NoReturn:
+        print(version_line())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="identikit", description=DESCRIPTION)
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument(
+        "--version",
+        action=_Version,
+        help="show identikit's version, and torch's and Python's, and exit",
+    )
     # --debug is accepted after the command too; SUPPRESS keeps a top-level --debug intact.
     common = Parser(add_help=False)
     common.add_argument(
