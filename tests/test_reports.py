@@ -122,7 +122,9 @@ def test_comparison_sweep_labels(
     code, _, err = run_main(capsys, "report", str(tmp_path), "--no-animation")
     assert code == 0, err
     page = read_page(tmp_path)
-    assert "patience none," in " ".join(page.text.split())
+    assert "patience 1,000,000,000 queries (more than a run's budget: it stopped no run)," in (
+        " ".join(page.text.split())
+    )
     assert "forward and one backward pass" in page.text
     assert [r[0] for r in page.table("comparison")] == ["gradient*", "square"]
     # The certainty record is titled by the model of the sweep beside it.
@@ -331,3 +333,33 @@ def test_pngs_are_never_written_through_a_linked_sweep_folder(swept: Path, tmp_p
     with pytest.raises(IdentikitError, match="is a link; refusing to write through it"):
         write_pngs(swept, out)
     assert list(outside.iterdir()) == []
+
+
+def test_the_settings_line_shows_the_recorded_patience(
+    model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: "patience none" where results.json recorded 25000 (the default, more than the
+    sweep's 400 queries a run); a patience within the budget is shown as recorded too."""
+    for patience, shown in (
+        ("25000", "25,000 queries (more than a run's budget"),
+        ("100", "100 queries,"),
+    ):
+        out = tmp_path / patience
+        assert main([*report_search_args(model_file, out / "s"), "--patience", patience]) == 0
+        assert json.loads((out / "s" / "results.json").read_text())["settings"]["patience"] == int(
+            patience
+        )
+        code, _, err = run_main(capsys, "report", str(out), "--no-animation")
+        assert code == 0, err
+        text = " ".join(read_page(out).text.split())
+        assert f"patience {shown}" in text and "patience none" not in text
+
+
+def test_report_help_says_what_the_pngs_are(capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: "each pixel shown 8 x 8, grayscale", also for colour sweeps (RGB, 7 x 7 for
+    32 x 32) and other sizes."""
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "grayscale for one-channel images, RGB for three" in text
+    assert "8 for 28 x 28 images, 7 for 32 x 32" in text and "8 x 8, grayscale" not in text

@@ -18,10 +18,12 @@ from identikit import api
 from identikit.base.shapes import ImageShape
 from identikit.models import build_model
 from identikit.models.checkpoint import save_checkpoint
+from identikit.reports.replay import why_another_path
 from tests.helpers import (
     hostile_torchscript,
     read_page,
     report_search_args,
+    rewrite_npz,
     run_main,
     small_model,
 )
@@ -130,3 +132,52 @@ def test_only_the_strategies_asked_for_are_replayed(copy: Path, model_file: Path
     assert "no animation: only sweeps of square were replayed" in page
     api.report(copy, models=[model_file], animate=("random-masks",))
     assert "image/gif" in (copy / "report.html").read_text()
+
+
+def _flip_first_identikit(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The first identikit (run 0 of the first digit) inverted: a replay cannot end on it."""
+    arrays["images"][0] = 1 - arrays["images"][0]
+    return arrays
+
+
+@pytest.mark.parametrize(
+    ("backend", "reason"),
+    [
+        ("onnx", "ONNX Runtime scores an image alike in any batch"),
+        ("eager", "eager (PyTorch) rounds an image's scores in the last bits by batch"),
+    ],
+)
+def test_a_replay_that_ends_elsewhere_says_why_for_the_sweeps_engine(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], backend: str, reason: str
+) -> None:
+    """Before: every replay that ended elsewhere blamed "the model's arithmetic differs in
+    the last bits by batch", also for a sweep scored by ONNX Runtime, which is
+    batch-independent (README, Identikits)."""
+    model = small_model(tmp_path / "softmax.pt")
+    args = report_search_args(model, tmp_path / "sweep")
+    code, _, err = run_main(capsys, *[backend if a == "eager" else a for a in args])
+    assert code == 0, err
+    results = json.loads((tmp_path / "sweep" / "results.json").read_text())
+    assert results["scoring"]["backend"] == backend
+    rewrite_npz(tmp_path / "sweep" / "identikits.npz", _flip_first_identikit)
+    code, _, err = run_main(capsys, "report", str(tmp_path), "--model", str(model))
+    assert code == 0, err
+    text = " ".join(read_page(tmp_path).text.split())
+    assert "for digit(s) 0 the replay took another path" in text
+    assert reason in text and "arithmetic differs in the last bits by batch" not in text
+
+
+def test_why_a_replay_differs_follows_the_recorded_engines() -> None:
+    """The reason for each record a sweep can leave: resumed on another engine, on a GPU, by
+    gradients, by a batch-independent engine, or no engine recorded (an older folder)."""
+    onnx = {"backend": "onnx", "precision": "fp32", "chunk_size": 64, "device": "cpu"}
+    square = {"settings": {"strategy": "square"}, "scoring": {"backend": "onnx"}}
+    assert "another engine" in why_another_path(
+        {**square, "engines": [onnx, {**onnx, "backend": "eager"}]}
+    )
+    assert "ran on cuda:0" in why_another_path({**square, "environment": {"device": "cuda:0"}})
+    assert "gradients come from PyTorch" in why_another_path(
+        {**square, "settings": {"strategy": "gradient"}}
+    )
+    assert "alike in any batch" in why_another_path({**square, "engines": [onnx, onnx]})
+    assert "not recorded" in why_another_path({"settings": {"strategy": "square"}})

@@ -76,8 +76,10 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         type=output_path,
         default=None,
         metavar="OUT",
-        help="also write every identikit as OUT/<sweep folder>/<digit>-<run>.png (the "
-        "model's image size, each pixel shown 8 x 8, grayscale)",
+        help="also write every identikit as OUT/<sweep folder>/<digit>-<run>.png: grayscale "
+        "for one-channel images, RGB for three, each image pixel an N x N square, N the most "
+        "that keeps the longer side within 224 pixels (8 for 28 x 28 images, 7 for 32 x 32, "
+        "28 for 8 x 8, 1 for larger ones)",
     )
     report.add_argument(
         "--no-animation",

@@ -37,7 +37,12 @@ from identikit.base.safe_files import display_name, read_regular
 from identikit.classifier import load_classifier
 from identikit.engines.options import EngineOptions
 from identikit.reports.cards import Cards, card_of_record
-from identikit.reports.replay import REPLAY_ITERATIONS, Replay, replay_first_runs
+from identikit.reports.replay import (
+    REPLAY_ITERATIONS,
+    Replay,
+    replay_first_runs,
+    why_another_path,
+)
 from identikit.reports.sections import (
     Sweep,
     ceiling_section,
@@ -120,11 +125,12 @@ def _animation(sweep: Sweep, replayer: Replayer, *, progress: bool) -> None:
         ),
         "image/gif",
     )
-    section.animation_note = _replay_note(replays)
+    section.animation_note = _replay_note(replays, why_another_path(results))
 
 
-def _replay_note(replays: Sequence[Replay]) -> str:
-    """What the animation shows, and where a replay did not end on the recorded identikit."""
+def _replay_note(replays: Sequence[Replay], why: str) -> str:
+    """What the animation shows, and where a replay did not end on the recorded identikit
+    (``why``: the reason that holds for the sweep's engines)."""
     note = "run 0 of each digit, replayed from its seed, with its best confidence so far"
     cut = ", ".join(str(r.digit) for r in replays if not r.complete)
     unfaithful = ", ".join(str(r.digit) for r in replays if r.complete and not r.faithful)
@@ -133,10 +139,7 @@ def _replay_note(replays: Sequence[Replay]) -> str:
     if cut:
         note += f"; for digit(s) {cut} only the first {REPLAY_ITERATIONS} iterations"
     if unfaithful:
-        note += (
-            f"; for digit(s) {unfaithful} the replay took another path (the model's "
-            "arithmetic differs in the last bits by batch)"
-        )
+        note += f"; for digit(s) {unfaithful} the replay took another path ({why})"
     return note
 
 

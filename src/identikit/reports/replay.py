@@ -2,15 +2,19 @@
 
 A run depends only on its seed, so any run can be computed again, this time keeping its best
 image after every iteration. The replay scores its candidates in a different batch than the
-sweep did; where the model's arithmetic depends on the batch, the last bits of a score may
-differ and a near-tie may go the other way, so each replay is checked against the recorded
-identikit and reported as faithful or not.
+sweep did, on the CPU; where the engine's arithmetic depends on the batch (PyTorch's), or the
+sweep ran on another device or engine, the last bits of a score may differ and a near-tie may
+go the other way, so each replay is checked against the recorded identikit and reported as
+faithful or not, with the reason that holds for the engines the sweep recorded
+(:func:`why_another_path`).
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,6 +22,7 @@ from tqdm import tqdm
 
 from identikit.classifier.classifier import Classifier
 from identikit.strategies import RunHooks, SearchState, advance, initial_state
+from identikit.strategies.registry import is_white_box
 from identikit.sweeps.folder import SweepFolder
 from identikit.sweeps.training_data import prior_inputs, training_dataset
 
@@ -118,3 +123,36 @@ def replay_first_runs(
         )
         for row, (index, run) in enumerate(chosen)
     ]
+
+
+# The engines whose scores of an image do not depend on the rest of the batch (README,
+# "Identikits": ONNX Runtime, bit for bit at any batch and thread count).
+BATCH_INDEPENDENT = frozenset({"onnx"})
+
+
+def why_another_path(results: Mapping[str, Any]) -> str:
+    """Why a replay of a sweep (``results`` as results.json holds them) may end elsewhere than
+    the sweep did, as far as its records tell: the reason that holds for its engines, not a
+    guess that a batch-independent engine depends on the batch."""
+    scoring = results.get("scoring") or {}
+    backend = scoring.get("backend")
+    engines = results.get("engines") or []
+    kinds = {
+        (e.get("backend"), e.get("precision"), e.get("chunk_size"), e.get("device"))
+        for e in engines
+    }
+    device = str((results.get("environment") or {}).get("device", "cpu"))
+    if len(kinds) > 1:
+        return "the sweep was resumed on another engine, and the replay scores with its last one"
+    if not device.startswith("cpu"):
+        return f"the sweep ran on {device}, the replay on the CPU, which rounds otherwise"
+    if is_white_box(str(results.get("settings", {}).get("strategy"))):
+        return "its gradients come from PyTorch, whose last bits can change with the batch"
+    if backend in BATCH_INDEPENDENT:
+        return (
+            "ONNX Runtime scores an image alike in any batch: the CPU, ONNX Runtime, the "
+            "model's export or the recorded identikit differs from the sweep's"
+        )
+    if backend is None:
+        return "the sweep's engine is not recorded; PyTorch's can round otherwise by batch"
+    return f"{backend} (PyTorch) rounds an image's scores in the last bits by batch"

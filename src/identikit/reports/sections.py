@@ -115,11 +115,13 @@ def sweep_section(folder: Path, root: Path, datasets: dict[str, Any]) -> Sweep:
 
 
 def _patience(settings: dict[str, Any]) -> str:
-    """The patience as the page shows it: "none" where it can never end a run (comparisons
-    set it past every budget, so that runs stop only at the target or the budget)."""
+    """The patience as results.json records it, and where it can never end a run (it is more
+    than a run's budget, as comparisons set it, so that runs stop only at the target or the
+    budget), that said beside it: "none" alone would hide a value the user gave."""
     patience = int(settings["patience"])
-    never = patience >= NO_STALLING or patience > settings["max_queries"]
-    return "none" if never else f"{patience:,}"
+    if patience >= NO_STALLING or patience > settings["max_queries"]:
+        return f"{patience:,} queries (more than a run's budget: it stopped no run)"
+    return f"{patience:,} queries"
 
 
 def _verdict(sweep: Sweep, judged: Path, root: Path, datasets: dict[str, Any]) -> None:
