@@ -5,6 +5,7 @@ the checkpoint and the finished sweep."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -65,7 +66,7 @@ def test_a_linked_sweep_folder_of_another_sweep_is_one_line_and_kept(tmp_path: P
     folder = tmp_path / "sweep"
     folder.symlink_to(elsewhere)
 
-    def different(_: Path) -> demo.api.SearchResult:
+    def different(_: Path) -> NoReturn:
         raise DifferentSweepError(f"{folder} already holds a different sweep")
 
     with pytest.raises(IdentikitError, match="is a link and holds another sweep") as error:
