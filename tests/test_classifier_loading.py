@@ -5,6 +5,7 @@ one line."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import warnings
 from pathlib import Path
@@ -136,7 +137,7 @@ def test_bad_models_give_clear_errors(tiny_model: Path, tmp_path: Path) -> None:
     proc = run_cli(
         "search", "--model", str(tiny_model), "--class-names", "a,b", "--out", str(tmp_path / "o")
     )
-    assert_one_line_error(proc, "2 class names for a model of 10 classes")
+    assert_one_line_error(proc, "2 class names (--class-names", "a model of 10 classes")
 
 
 def test_a_colour_checkpoint_loads_as_a_classifier_of_its_shape(tmp_path: Path) -> None:
@@ -210,3 +211,33 @@ def test_a_torchscript_model_takes_the_shape_given(tmp_path: Path) -> None:
         "colour.ts fails on images of shape (N, 1, 28, 28) (--input-shape C,H,W gives another): "
     )
     assert "\n" not in message
+
+
+def test_an_onnx_file_gives_the_class_names_its_metadata_records(tmp_path: Path) -> None:
+    import onnx
+
+    from identikit.models.onnx_model import NAMES_KEY
+
+    plain = tmp_path / "plain.onnx"
+    export_model(softmax_model(), plain, fmt="onnx")
+    assert load_classifier(plain, device="cpu").class_names == [str(c) for c in range(10)]
+    model = onnx.load_from_string(plain.read_bytes())
+    names = [f"class {c}, the {c}th" for c in range(10)]
+    onnx.helper.set_model_props(model, {NAMES_KEY: json.dumps(names)})
+    named = tmp_path / "named.onnx"
+    named.write_bytes(model.SerializeToString())
+    assert load_classifier(named, device="cpu").class_names == names
+    # --class-names wins over the file's own
+    given = tuple("abcdefghij")
+    chosen = load_classifier(named, device="cpu", expect=Expected(class_names=given))
+    assert chosen.class_names == list(given)
+    # names that are no list of texts are refused in one line, naming the key
+    onnx.helper.set_model_props(model, {NAMES_KEY: json.dumps({"0": "a"})})
+    named.write_bytes(model.SerializeToString())
+    with pytest.raises(IdentikitError, match=r"named\.onnx: metadata 'identikit\.class_names'"):
+        load_classifier(named, device="cpu")
+    # a list of the wrong length is the probe's mismatch
+    onnx.helper.set_model_props(model, {NAMES_KEY: json.dumps(["a", "b", "c"])})
+    named.write_bytes(model.SerializeToString())
+    with pytest.raises(IdentikitError, match="3 class names"):
+        load_classifier(named, device="cpu")

@@ -213,3 +213,47 @@ def test_commands_without_a_sweep_keep_classes_as_the_count() -> None:
     assert args.num_classes == 12
     args = parser.parse_args(["certainty", "--model", "m.pt", "--num-classes", "12"])
     assert args.num_classes == 12
+
+
+def test_class_names_come_from_a_list_or_a_file_of_one_a_line(tmp_path: Path) -> None:
+    names = tmp_path / "names.txt"
+    # ImageNet's names hold commas; the last line may end without a newline
+    names.write_text("tench, Tinca tinca\ngoldfish\r\ngreat white shark", encoding="utf-8")
+    parse = build_parser().parse_args
+    args = parse(["search", "--model", "m.onnx", "--out", "o", "--class-names", f"@{names}"])
+    assert args.class_names == ("tench, Tinca tinca", "goldfish", "great white shark")
+    names.write_text("a\nb\n", encoding="utf-8")  # one final newline is no empty name
+    args = parse(["search", "--model", "m.onnx", "--out", "o", "--class-names", f"@{names}"])
+    assert args.class_names == ("a", "b")
+    args = parse(["search", "--model", "m.onnx", "--out", "o", "--class-names", "cat,dog"])
+    assert args.class_names == ("cat", "dog")
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b"a\n\nc\n", "line 2 is empty; every class needs a name"),
+        (b"a\n\xff\xfe\n", "is not UTF-8 text"),
+        (None, "not found"),
+    ],
+)
+def test_a_bad_class_names_file_is_refused_in_one_line(
+    tmp_path: Path, content: bytes | None, fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    names = tmp_path / "names.txt"
+    if content is not None:
+        names.write_bytes(content)
+    result = run_main(
+        capsys, "search", "--model", "m.onnx", "--out", "o", "--class-names", f"@{names}"
+    )
+    assert_refused(result, "argument --class-names", fragment)
+
+
+def test_an_empty_class_name_or_too_many_names_are_refused(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = run_main(capsys, "search", "--model", "m.onnx", "--out", "o", "--class-names", "a,,c")
+    assert_refused(result, "argument --class-names: name 2 is empty")
+    monkeypatch.setenv("IDENTIKIT_LIMIT_CLASSES", "2")
+    result = run_main(capsys, "search", "--model", "m.onnx", "--out", "o", "--class-names", "a,b,c")
+    assert_refused(result, "argument --class-names", "IDENTIKIT_LIMIT_CLASSES")

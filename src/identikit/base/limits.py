@@ -57,6 +57,8 @@ SAMPLES = Limit("samples", 1_000_000, "images per source")
 # Bytes of one file read whole (results.json, judge.json, a cached choice) or of one array
 # inflated from an .npz member: 2 GiB holds a 10 x 10,000-run sweep's identikits many times.
 FILE_BYTES = Limit("file_bytes", 2**31, "bytes")
+# Bytes of a class-names file (--class-names @FILE): 1,000 ImageNet names are 21 kB.
+NAMES_BYTES = Limit("names_bytes", 16 * 2**20, "bytes")
 # Bytes of a model file, read whole to hash the very bytes that are loaded.
 MODEL_BYTES = Limit("model_bytes", 64 * 2**30, "bytes")
 # Pixels of one picture of a folder:DIR dataset, read from its header before it is decoded

@@ -124,7 +124,11 @@ def _onnx(
             "(set --layout nchw to override)"
         )
     card = {"architecture": "ONNX"}
-    return model, replace(info, input_shape=shape, preprocessing=preprocessing, card=card)
+    # --class-names wins over the names the file records (and spares reading them).
+    names = info.class_names or model.class_names
+    return model, replace(
+        info, input_shape=shape, preprocessing=preprocessing, card=card, class_names=names
+    )
 
 
 def _checkpoint(

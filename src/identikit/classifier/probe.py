@@ -76,7 +76,10 @@ def describe(forward: Forward, info: ModelInfo, device: torch.device) -> ModelIn
         raise IdentikitError(f"{info.name} returns {classes} classes, expected {info.classes}")
     names = tuple(info.class_names or [str(c) for c in range(classes)])
     if len(names) != classes:
-        raise IdentikitError(f"{len(names)} class names for a model of {classes} classes")
+        raise IdentikitError(
+            f"{info.name}: {len(names)} class names (--class-names, or those the model file "
+            f"records) for a model of {classes} classes"
+        )
     detected = info.preprocessing.outputs is None
     outputs = detect_output_kind(out) if detected else info.preprocessing.outputs
     return dataclasses.replace(

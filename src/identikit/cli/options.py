@@ -12,6 +12,8 @@ from typing import Any, NoReturn
 
 from identikit.base.device import DEVICE_CHOICES
 from identikit.base.errors import IdentikitError
+from identikit.base.limits import CLASSES, NAMES_BYTES
+from identikit.base.safe_files import read_regular
 from identikit.base.shapes import ImageShape
 from identikit.base.text import terminal_lines, terminal_safe
 from identikit.classifier import Classifier, load_classifier
@@ -150,8 +152,11 @@ def add_model_options(
     )
     group.add_argument(
         "--class-names",
+        type=class_names,
         default=None,
-        help="comma-separated class names for tables (default: the numbers)",
+        metavar="A,B,...|@FILE",
+        help="class names for tables and reports: comma-separated, or @FILE with one name a "
+        "line (default: what the model file or the dataset records, else the numbers)",
     )
     group.add_argument(
         "--chunk-size",
@@ -254,7 +259,7 @@ def engine_options(args: argparse.Namespace, work: int | None = None) -> EngineO
 def load_options(args: argparse.Namespace, work: int | None = None) -> LoadOptions:
     """How the command's options load ``--model``, for ``work`` images ahead (a sweep's
     budget; see :func:`engine_options`)."""
-    names = tuple(args.class_names.split(",")) if args.class_names else None
+    names = args.class_names or None
     return LoadOptions(
         device=args.device,
         preprocessing=conventions(args),
@@ -565,6 +570,39 @@ def positive_int(text: str) -> int:
 def non_negative_int(text: str) -> int:
     """A whole number >= 0 (retries)."""
     return _int_at_least(text, 0)
+
+
+def class_names(text: str) -> tuple[str, ...]:
+    """Class names: ``a,b,c``, or ``@FILE`` with one name a line (names with commas in them,
+    as many of ImageNet's have, and 1,000 of them, are better kept in a file). An empty name
+    is refused: a table would show nothing for that class."""
+    if text.startswith("@"):
+        lines = _name_lines(Path(text[1:]))
+        names, where = tuple(line.rstrip("\r") for line in lines), f"{text[1:]} line"
+    else:
+        names, where = tuple(text.split(",")), "name"
+    empty = [i for i, name in enumerate(names, 1) if not name.strip()]
+    if empty:
+        raise argparse.ArgumentTypeError(f"{where} {empty[0]} is empty; every class needs a name")
+    try:
+        CLASSES.check(len(names), "--class-names")
+    except IdentikitError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return names
+
+
+def _name_lines(path: Path) -> list[str]:
+    """The lines of a class-names file (UTF-8, at most a few MB; a last line may end without a
+    newline, and one final newline is not an empty name)."""
+    try:
+        data = read_regular(path, limit=NAMES_BYTES)
+        text = data.decode("utf-8")
+    except IdentikitError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    except UnicodeDecodeError:
+        raise argparse.ArgumentTypeError(f"{path} is not UTF-8 text") from None
+    lines = text.split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
 
 
 def class_count(text: str) -> int:

@@ -12,6 +12,7 @@ static dimensions, or takes the user's where they are dynamic.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import threading
@@ -28,6 +29,10 @@ from identikit.base.shapes import ImageShape
 from identikit.data.datasets import MNIST_SHAPE
 from identikit.models.info import batch_text
 from identikit.models.onnx_graph import OnnxGraph, load_graph
+
+# The metadata key (``metadata_props``) under which an ONNX file records its class names, a JSON
+# list of texts: ``identikit export`` writes it, and any tool may.
+NAMES_KEY = "identikit.class_names"
 
 # Channel counts that mark a last dimension as channels (grey, RGB): an input (N, 32, 32, 3) is
 # laid out channels last, (N, 3, 32, 32) channels first.
@@ -94,6 +99,29 @@ class OnnxModel:
                 f"{name}: fixed batch size {self.fixed_batch}; identikit needs a "
                 "dynamic batch or a batch of 1"
             )
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """The class names the file's metadata records under :data:`NAMES_KEY` (a JSON list of
+        texts, as ``identikit export`` writes it), or None where it records none. Names that
+        are not such a list are a one-line error: a table would show them wrongly."""
+        recorded = self.session.get_modelmeta().custom_metadata_map.get(NAMES_KEY)
+        if recorded is None:
+            return None
+        try:
+            names = json.loads(recorded)
+        except ValueError:
+            names = None
+        if not (
+            isinstance(names, list)
+            and len(names) >= 2
+            and all(isinstance(name, str) and name.strip() for name in names)
+        ):
+            raise IdentikitError(
+                f"{display_name(self.path)}: metadata {NAMES_KEY!r} is not a list of at least "
+                "two class names (give --class-names to override it)"
+            )
+        return tuple(names)
 
     def expect(self, input_shape: ImageShape) -> None:
         """Check that the model's input takes inputs of ``input_shape`` (in the model's own
