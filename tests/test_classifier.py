@@ -133,7 +133,7 @@ def test_images_of_another_shape_are_refused() -> None:
 def test_the_classes_and_class_names_are_checked() -> None:
     with pytest.raises(IdentikitError, match=r"m\.pt returns 10 classes, expected 7"):
         Classifier(toy_linear(), ModelInfo(name="m.pt", classes=7))
-    with pytest.raises(IdentikitError, match=r"3 class names \(--class-names.* a model of 10 classes"):
+    with pytest.raises(IdentikitError, match=r"3 class names \(--class-names.* of 10 classes"):
         Classifier(toy_linear(), ModelInfo(class_names=("a", "b", "c")))
     with pytest.raises(IdentikitError, match="--classes must be at least 2, got 1"):
         Expected(classes=1)
