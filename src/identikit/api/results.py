@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from identikit.base.figures import certainty_histogram
+from identikit.base.figures import certainty_histogram, identikit_grid
+from identikit.reports.classes import ClassNaming, convergence_measure
+from identikit.reports.judges import judge_info
 from identikit.sweeps.experiment import SweepConfig
-from identikit.sweeps.folder import grid_png
 
 
 def _png(data: bytes, alt: str) -> str:
@@ -100,12 +101,19 @@ class SearchResult:
     def total_queries(self) -> int:
         return int(self.record["total_queries"])
 
+    @property
+    def naming(self) -> ClassNaming:
+        """The names of the sweep's classes (numbers where the model had none), and whether
+        they are digits."""
+        return ClassNaming.of_results(self.record)
+
     def _repr_html_(self) -> str:
         model = str(self.record["model"].get("name", "model"))
-        title = f"{model}: {self.config.strategy}, {self.config.runs} runs per class"
+        naming = self.naming
+        title = f"{model}: {self.config.strategy}, {self.config.runs} runs per {naming.noun}"
         rows = [
             (
-                digit,
+                naming.numbered(int(digit)),
                 row["runs"],
                 row["converged"],
                 f"{row['rate']:.0%}",
@@ -114,11 +122,24 @@ class SearchResult:
             )
             for digit, row in self.summary.items()
         ]
-        grid = grid_png(self.record, self.images, self.digits)
+        # Labels in red below the measure the user asked for: the target, or 0.99 for a
+        # reconstruction (which draws on to 0.9999).
+        measure = convergence_measure(self.record["settings"])
+        grid = identikit_grid(
+            self.images,
+            self.digits,
+            [run.confidence for run in self.runs],
+            target=measure,
+            title=f"{model}: {self.config.strategy}",
+            names=naming.names,
+        )
+        header = (naming.noun, "runs", "converged", "rate", "95% interval", "median queries")
+        reached = sum(run.confidence >= measure for run in self.runs)
         return (
             f"<div><strong>{html.escape(title)}</strong><br>{_png(grid, title)}"
-            + _table(("class", "runs", "converged", "rate", "95% interval", "median queries"), rows)
-            + f"<p>{self.total_queries:,} queries (target {self.config.target})</p></div>"
+            + _table(header, rows)
+            + f"<p>{self.total_queries:,} queries (target {self.config.target}); "
+            f"{reached} of {len(self.runs)} runs at {measure} or above</p></div>"
         )
 
 
@@ -201,10 +222,15 @@ class JudgeResult:
         return float(self.verdict["nearest_neighbour"])
 
     def _repr_html_(self) -> str:
-        rows = [(name, f"{share:.0%}") for name, share in self.agreement.items()]
-        rows.append(("nearest real image", f"{self.nearest_neighbour:.0%}"))
+        # Each judge's own accuracy beside its agreement, where the verdict recorded it.
+        info = judge_info(self.verdict.get("judge_info"), self.folder / "judge.json")
+        rows = [
+            (name, f"{share:.0%}", info[name].describe() if name in info else "-")
+            for name, share in self.agreement.items()
+        ]
+        rows.append(("nearest real image", f"{self.nearest_neighbour:.0%}", "-"))
         title = f"{self.folder.name}: {self.verdict.get('strategy') or ''}"
-        table = _table(("judge", "agrees"), rows)
+        table = _table(("judge", "agrees", "its own accuracy"), rows)
         return f"<div><strong>{html.escape(title)}</strong>{table}</div>"
 
 

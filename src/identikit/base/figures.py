@@ -351,7 +351,7 @@ def animation_gif(
             at = min(moment, len(trajectory) - 1)
             left = 4 + i * (width + 4)
             canvas.paste(_tile(trajectory[at], width, size), (left, 16))
-            draw.text((left, 2), label, fill=ink)
+            draw.text((left, 2), _fitted(draw, label, width), fill=ink)
             if confidences is not None:
                 history = confidences[i]
                 value = history[min(at, len(history) - 1)]
@@ -380,21 +380,55 @@ def identikit_png(image: np.ndarray, *, scale: int | None = None) -> bytes:
     return buffer.getvalue()
 
 
-def identikit_strip(images: Sequence[np.ndarray], *, side: int = 56, gap: int = 4) -> bytes:
+def identikit_strip(
+    images: Sequence[np.ndarray],
+    *,
+    side: int = 56,
+    gap: int = 4,
+    labels: Sequence[str] = (),
+) -> bytes:
     """Images side by side in one row, each ``side`` pixels on its longer side (enlarged by
-    nearest neighbours), ``gap`` white pixels apart: a PNG for a summary table's row."""
+    nearest neighbours), ``gap`` white pixels apart: a PNG for a summary table's row.
+    ``labels``, when given, caption each image (its class's name), cut to the image's width."""
     if not images:
         raise ValueError("a strip of no images")
     scale = _scale(images[0], side, None)
     height, width = (n * scale for n in np.shape(images[0])[-2:])
     colour = any(_is_colour(image) for image in images)
-    strip = Image.new("RGB" if colour else "L", (len(images) * (width + gap) - gap, height), 255)
+    top = _CAPTION if labels else 0
+    strip = Image.new(
+        "RGB" if colour else "L", (len(images) * (width + gap) - gap, height + top), 255
+    )
+    draw = ImageDraw.Draw(strip)
     for i, image in enumerate(images):
         tile = _tile(image, width, height, rounded=True)
-        strip.paste(tile.convert("RGB") if colour else tile, (i * (width + gap), 0))
+        strip.paste(tile.convert("RGB") if colour else tile, (i * (width + gap), top))
+        if labels:
+            text = _fitted(draw, labels[i], width)
+            draw.text((i * (width + gap), 0), text, fill="black" if colour else 0)
     buffer = io.BytesIO()
     strip.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+# Pixels above a strip's images for their captions (Pillow's default font is 11 pixels high).
+_CAPTION = 12
+
+
+def drawable(text: str) -> str:
+    """``text`` as Pillow's built-in bitmap font can draw it: characters outside Latin-1
+    become "?" (a class name in any script still labels its image, if not legibly)."""
+    return text.encode("latin-1", "replace").decode("latin-1")
+
+
+def _fitted(draw: ImageDraw.ImageDraw, text: str, width: int) -> str:
+    """``text`` cut (ending in "~") to fit ``width`` pixels, so captions never overlap."""
+    text = drawable(text)
+    if draw.textlength(text) <= width:
+        return text
+    while text and draw.textlength(text + "~") > width:
+        text = text[:-1]
+    return text + "~"
 
 
 def nearest_pairs(
@@ -404,13 +438,15 @@ def nearest_pairs(
     nearest_labels: Sequence[int],
     *,
     scale: int | None = None,
+    names: Sequence[str] = (),
 ) -> bytes:
     """Each identikit beside its nearest real training image: classes as rows, runs as columns.
 
     ``images`` and ``nearest`` (the real images, in [0, 1]) are (N, H, W) grey or
     (N, 3, H, W) colour; ``nearest_labels`` are the real images' classes; a pair whose real
     image is of another class is labelled in red. ``scale``: screen pixels per image pixel
-    (default: 3 for MNIST's 28 x 28).
+    (default: 3 for MNIST's 28 x 28). ``names`` name the classes in the labels (else their
+    numbers), each cut to its pair's width.
     """
     rows = sorted(set(int(d) for d in digits))
     columns = max(list(digits).count(d) for d in rows)
@@ -428,17 +464,36 @@ def nearest_pairs(
         for offset, picture in ((0, image), (width + 2, real)):
             canvas.paste(_tile(picture, width, size).convert("RGB"), (left + offset, top + 12))
         colour = "black" if int(label) == int(digit) else "red"
-        draw.text((left, top), f"{digit}  nearest: {label}", fill=colour)
+        caption = f"{class_label(int(digit), names)}  nearest: {class_label(int(label), names)}"
+        draw.text((left, top), _fitted(draw, caption, cell_w - gap), fill=colour)
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
-def transfer_matrix(matrix: Sequence[Sequence[int]], *, judge: str) -> bytes:
-    """A judge's verdicts: rows the intended digit, columns what the judge calls it."""
+# The most classes whose names label a transfer matrix's axes.
+_NAMED_AXES = 40
+
+
+def transfer_matrix(
+    matrix: Sequence[Sequence[int]],
+    *,
+    judge: str,
+    names: Sequence[str] = (),
+    noun: str = "class",
+) -> bytes:
+    """A judge's verdicts: rows the intended class, columns what the judge calls it, both
+    axes labelled by the classes' ``names`` (else their numbers); ``noun`` is what a class is
+    called ("digit" where the classes are digits)."""
     counts = np.asarray(matrix, dtype=float)
     shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-    figure, ax = plt.subplots(figsize=(4.2, 3.8), layout="constrained")
+    # Room for the names: a wider figure for more classes, long names turned on the x axis;
+    # past _NAMED_AXES classes no names fit, and the figure stops growing.
+    classes = counts.shape[1]
+    labels = [class_label(c, names) for c in range(classes)] if classes <= _NAMED_AXES else []
+    longest = max((len(label) for label in labels), default=1)
+    side = min(max(3.8, 0.3 * classes), 0.3 * _NAMED_AXES)
+    figure, ax = plt.subplots(figsize=(side + 0.4, side), layout="constrained")
     ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     for (row, column), value in np.ndenumerate(counts):
         if value:
@@ -451,9 +506,10 @@ def transfer_matrix(matrix: Sequence[Sequence[int]], *, judge: str) -> bytes:
                 fontsize=7,
                 color="white" if shares[row, column] > 0.6 else "black",
             )
-    ax.set_xticks(range(counts.shape[1]))
-    ax.set_yticks(range(counts.shape[0]))
+    if labels:
+        ax.set_xticks(range(classes), labels, rotation=90 if longest > 2 else 0, fontsize=7)
+        ax.set_yticks(range(counts.shape[0]), labels[: counts.shape[0]], fontsize=7)
     ax.set_xlabel(f"{judge} calls it")
-    ax.set_ylabel("intended digit")
+    ax.set_ylabel(f"intended {noun}")
     ax.set_title(f"judge: {judge}", fontsize=10)
     return _png(figure)

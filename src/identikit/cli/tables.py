@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from identikit.base.text import terminal_safe
+from identikit.reports.judges import judge_info
 
 
 def format_summary(results: dict[str, Any]) -> str:
@@ -82,7 +83,7 @@ def format_reach(worst: float, thresholds: Sequence[float]) -> str:
     reachable = [str(t) for t in thresholds if worst <= 1 - t] or ["none"]
     return (
         f"{'exact ceiling':14s}  the linear model can be made 1 - {worst:.1e} sure of "
-        f"every digit; thresholds within reach: {', '.join(reachable)}"
+        f"every class; thresholds within reach: {', '.join(reachable)}"
     )
 
 
@@ -102,8 +103,10 @@ def format_verdict(verdict: dict[str, Any], folder: Path) -> str:
     """The verdict on one sweep: each judge's agreement and the nearest real digits."""
     where, strategy = terminal_safe(folder), terminal_safe(verdict["strategy"])
     lines = [f"{verdict['identikits']} identikits of {where} ({strategy})"]
+    info = judge_info(verdict.get("judge_info"), folder / "judge.json")
     for name, share in verdict["judges"].items():
-        lines.append(f"  {terminal_safe(name):12s} calls {share:6.1%} of them their class")
+        own = f" (its own accuracy: {terminal_safe(info[name].describe())})" if name in info else ""
+        lines.append(f"  {terminal_safe(name):12s} calls {share:6.1%} of them their class{own}")
     lines.append(
         f"  nearest real training image has their class: {verdict['nearest_neighbour']:.1%} "
         f"(median distance {verdict['median_distance_own_class']:.2f} to their class, "

@@ -37,6 +37,7 @@ from identikit.base.safe_files import display_name, read_regular
 from identikit.classifier import load_classifier
 from identikit.engines.options import EngineOptions
 from identikit.reports.cards import Cards, card_of_record
+from identikit.reports.classes import ClassNaming, page_noun
 from identikit.reports.replay import (
     REPLAY_ITERATIONS,
     Replay,
@@ -120,26 +121,27 @@ def _animation(sweep: Sweep, replayer: Replayer, *, progress: bool) -> None:
     section.animation = data_uri(
         figures.animation_gif(
             [r.frames for r in replays],
-            [str(r.digit) for r in replays],
+            section.naming.labels(r.digit for r in replays),
             confidences=[r.confidences for r in replays],
         ),
         "image/gif",
     )
-    section.animation_note = _replay_note(replays, why_another_path(results))
+    section.animation_note = _replay_note(replays, why_another_path(results), section.naming)
 
 
-def _replay_note(replays: Sequence[Replay], why: str) -> str:
+def _replay_note(replays: Sequence[Replay], why: str, naming: ClassNaming) -> str:
     """What the animation shows, and where a replay did not end on the recorded identikit
     (``why``: the reason that holds for the sweep's engines)."""
-    note = "run 0 of each digit, replayed from its seed, with its best confidence so far"
-    cut = ", ".join(str(r.digit) for r in replays if not r.complete)
-    unfaithful = ", ".join(str(r.digit) for r in replays if r.complete and not r.faithful)
+    noun = naming.noun
+    note = f"run 0 of each {noun}, replayed from its seed, with its best confidence so far"
+    cut = ", ".join(naming.label(r.digit) for r in replays if not r.complete)
+    unfaithful = ", ".join(naming.label(r.digit) for r in replays if r.complete and not r.faithful)
     if not cut and not unfaithful:
         return f"{note}: it ends on the identikit shown above"
     if cut:
-        note += f"; for digit(s) {cut} only the first {REPLAY_ITERATIONS} iterations"
+        note += f"; for {noun}(s) {cut} only the first {REPLAY_ITERATIONS} iterations"
     if unfaithful:
-        note += f"; for digit(s) {unfaithful} the replay took another path ({why})"
+        note += f"; for {noun}(s) {unfaithful} the replay took another path ({why})"
     return note
 
 
@@ -202,6 +204,8 @@ def collect(
         _replay_all(sweeps, replayer, root, log=log, progress=progress)
     return {
         "title": f"identikit report: {display_name(root.resolve())}",
+        # "digit" only where every sweep's classes are digits; "class" on a page of none.
+        "noun": page_noun(s.section.naming for s in sweeps) if sweeps else "class",
         "summary": summary_section(sweeps),
         "models": list(cards.cards.values()),
         "skipped_models": cards.skipped,
@@ -220,7 +224,8 @@ def _replay_all(
     for sweep in sweeps:
         sha256 = sweep.folder.results["model"].get("sha256") or ""
         if sha256 in replayer.paths and log is not None:
-            log(f"replaying run 0 of each digit of {root / sweep.section.folder} ...")
+            noun = sweep.section.naming.noun
+            log(f"replaying run 0 of each {noun} of {root / sweep.section.folder} ...")
         started = time.perf_counter()
         _animation(sweep, replayer, progress=progress)
         if sweep.section.animation is not None and log is not None:
