@@ -693,3 +693,15 @@ def test_sweep_to_folder_resolves_every_class_against_the_model(tmp_path: Path) 
     with pytest.raises(IdentikitError, match=r"classes \[5\] are outside the model's 5 classes"):
         sweep_to_folder(classifier, replace(quick, digits=(5,)), tmp_path / "six")
     assert not (tmp_path / "six").exists()
+
+
+def test_the_progress_line_summarises_many_classes() -> None:
+    from identikit.sweeps.sweep import SHOWN_CLASSES, best_text
+
+    few = {c: c / 10 for c in range(SHOWN_CLASSES)}
+    assert best_text(few).startswith("best 0:0.000 1:0.100 2:0.200")
+    many = {c: (c % 100) / 100 for c in range(1000)}
+    text = best_text(many)
+    assert len(text) < 200, text  # 1,000 classes one by one ran to 14,000 characters
+    assert "best of 1,000 classes: min 0.000 median 0.500 max 0.990" in text
+    assert text.endswith("lowest 0:0.000 100:0.000 200:0.000 300:0.000 400:0.000")
