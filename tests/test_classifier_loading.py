@@ -10,6 +10,7 @@ import os
 import warnings
 from pathlib import Path
 
+import onnx
 import pytest
 import torch
 from torch import nn
@@ -25,6 +26,7 @@ from identikit.models import build_model
 from identikit.models.checkpoint import load_checkpoint, save_checkpoint
 from identikit.models.export import export_model
 from identikit.models.info import Expected, ModelInfo
+from identikit.models.onnx_model import NAMES_KEY
 from identikit.models.preprocessing import Preprocessing
 from tests.helpers import (
     assert_clean_error,
@@ -214,10 +216,6 @@ def test_a_torchscript_model_takes_the_shape_given(tmp_path: Path) -> None:
 
 
 def test_an_onnx_file_gives_the_class_names_its_metadata_records(tmp_path: Path) -> None:
-    import onnx
-
-    from identikit.models.onnx_model import NAMES_KEY
-
     plain = tmp_path / "plain.onnx"
     export_model(softmax_model(), plain, fmt="onnx")
     assert load_classifier(plain, device="cpu").class_names == [str(c) for c in range(10)]

@@ -41,7 +41,13 @@ from identikit.strategies import STRATEGIES, PriorInputs, PriorNeeds, RunHooks, 
 from identikit.sweeps.experiment import SweepConfig, identity_differences, sweep_identity
 from identikit.sweeps.folder import read_sweep_folder
 from identikit.sweeps.records import read_identikits, read_results
-from identikit.sweeps.sweep import SweepOptions, size_line, sweep_to_folder
+from identikit.sweeps.sweep import (
+    SHOWN_CLASSES,
+    SweepOptions,
+    best_text,
+    size_line,
+    sweep_to_folder,
+)
 from identikit.sweeps.sweep_state import STATE_FILE
 from identikit.sweeps.training_data import prior_inputs, training_dataset
 from tests.helpers import (
@@ -678,6 +684,12 @@ def test_a_large_sweep_says_its_size_budget_and_time_before_it_starts() -> None:
         "sweep of 300 runs (50 classes x 3 runs x 2 strategies), budget 300,000 model "
         "queries (1,000 a run); at most 60 s at 5,000 images/s"
     )
+    # a gradient step's rate is not the measured scoring rate: no time from it
+    gradient = SweepConfig(runs=1, max_queries=1_000, strategy="gradient").for_classes(1000)
+    untimed = size_line(gradient, 108.0)
+    assert untimed is not None and untimed.endswith(
+        "; no time estimate (the engine's rate is for scoring, not gradient steps)"
+    )
 
 
 def test_sweep_to_folder_resolves_every_class_against_the_model(tmp_path: Path) -> None:
@@ -696,8 +708,6 @@ def test_sweep_to_folder_resolves_every_class_against_the_model(tmp_path: Path) 
 
 
 def test_the_progress_line_summarises_many_classes() -> None:
-    from identikit.sweeps.sweep import SHOWN_CLASSES, best_text
-
     few = {c: c / 10 for c in range(SHOWN_CLASSES)}
     assert best_text(few).startswith("best 0:0.000 1:0.100 2:0.200")
     many = {c: (c % 100) / 100 for c in range(1000)}

@@ -24,6 +24,7 @@ from identikit.base.safe_files import read_npz, read_regular
 from identikit.classifier.classifier import Classifier
 from identikit.strategies import PriorInputs, SearchState, Strategy, advance, initial_state
 from identikit.strategies.base import NO_HOOKS, RunHooks, check_targets
+from identikit.strategies.registry import is_white_box
 from identikit.strategies.stopping import ACTIVE, CONVERGED, STUCK
 from identikit.sweeps.experiment import (
     SweepConfig,
@@ -55,7 +56,8 @@ def size_line(
     per class, times ``sweeps`` for a comparison of several strategies), its budget in model
     queries (runs x ``max_queries``) and, where the scoring engine was measured
     (``images_per_s``), the longest it can take at that rate (runs that converge or stall
-    stop sooner; a gradient step's backward pass is not in the rate). None for a sweep of
+    stop sooner; none for a white-box strategy: a gradient step's backward pass is not in the
+    rate). None for a sweep of
     :data:`ANNOUNCED_RUNS` runs or fewer, or one whose classes are not yet resolved."""
     if not config.resolved:
         return None
@@ -69,7 +71,12 @@ def size_line(
         f"{f' x {sweeps} strategies' if sweeps > 1 else ''}), "
         f"budget {queries:,} model queries ({config.max_queries:,} a run)"
     )
-    if images_per_s:
+    if images_per_s and is_white_box(config.strategy):
+        # The measured rate is of scoring alone; a gradient step's backward pass (through
+        # identikit's ONNX interpreter, for an ONNX model) ran 100 times slower on
+        # EfficientNet-Lite0, so a time from it would mislead.
+        line += "; no time estimate (the engine's rate is for scoring, not gradient steps)"
+    elif images_per_s:
         line += f"; at most {_duration(queries / images_per_s)} at {images_per_s:,.0f} images/s"
     return line
 
