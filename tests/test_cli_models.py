@@ -5,16 +5,22 @@ channel, and evaluated as it was."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from identikit.base.shapes import ImageShape
+from identikit.classifier import load_classifier
 from identikit.cli import main
 from identikit.models import build_model
 from identikit.models.checkpoint import save_checkpoint
+from identikit.models.export import CLASS_NAMES_KEY, onnx_bytes
+from identikit.models.info import Expected
+from identikit.models.preprocessing import Preprocessing
 from tests.helpers import assert_clean_error, assert_refused, run_cli, run_main
 
 
@@ -290,3 +296,135 @@ def test_evaluate_help_takes_any_model_file(capsys: pytest.CaptureFixture[str]) 
         main(["evaluate", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "model file: an identikit checkpoint, TorchScript (with --trust-code) or ONNX" in text
+
+
+# --- export: a model of any convention, written in identikit's ---------------------------------
+
+REAL_MODELS = Path(__file__).resolve().parents[2] / "shared" / "real-models" / "cifar10"
+IMAGENET_NORM = ("--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225")
+
+
+class _Block(nn.Module):
+    """A colour network that takes NHWC inputs: convolutions with batch norm and a residual
+    add, as published classifiers are written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.norm = nn.BatchNorm2d(8)
+        self.inner = nn.Conv2d(8, 8, 3, padding=1, bias=False)
+        self.inner_norm = nn.BatchNorm2d(8)
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.norm(self.stem(inputs.permute(0, 3, 1, 2))))
+        x = torch.relu(x + self.inner_norm(self.inner(x)))  # the residual add
+        return torch.softmax(self.head(x.mean((2, 3))), dim=1)  # probabilities out
+
+
+def _nhwc_model() -> nn.Module:
+    torch.manual_seed(3)
+    model = _Block()
+    for norm in (model.norm, model.inner_norm):  # statistics of their own, not 0 and 1
+        assert norm.running_mean is not None and norm.running_var is not None
+        norm.running_mean.uniform_(-0.5, 0.5)
+        norm.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+def _batch_norms(path: Path) -> int:
+    import onnx
+
+    return sum(node.op_type == "BatchNormalization" for node in onnx.load(str(path)).graph.node)
+
+
+@pytest.mark.parametrize("kind", ["torchscript", "onnx", "onnx-batch-of-1"])
+def test_export_writes_a_model_of_any_convention_in_identikits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    """An NHWC, normalised, probabilities-out model (TorchScript or ONNX, a batch of any size
+    or of 1) exported with its flags: the file is loaded without any and scores as the source
+    does with them, batch norms kept, class names in its metadata."""
+    model, example = _nhwc_model(), torch.rand(1, 16, 16, 3)
+    source = tmp_path / ("m.ts" if kind == "torchscript" else "m.onnx")
+    if kind == "torchscript":
+        torch.jit.save(torch.jit.trace(model, example), str(source))  # type: ignore[no-untyped-call]
+    else:
+        source.write_bytes(onnx_bytes(model, example, fixed_batch=kind == "onnx-batch-of-1"))
+    flags = ("--mean", "0.5,0.4,0.3", "--std", "0.2,0.25,0.3", "--outputs", "probabilities")
+    out = tmp_path / "ours.onnx"
+    code, stdout, err = run_main(
+        capsys, "export", "--model", str(source), "--out", str(out), "--trust-code",
+        "--input-shape", "3,16,16", "--layout", "nhwc", *flags, "--class-names", "a,b,c,d,e",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "in identikit's convention" in stdout and "without convention flags" in stdout
+    conventions = Preprocessing(mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), layout="nhwc")
+    theirs = load_classifier(
+        source,
+        device="cpu",
+        preprocessing=replace(conventions, outputs="probabilities"),
+        expect=Expected(input_shape=ImageShape(3, 16, 16)),
+        trust_code=True,
+    )
+    ours = load_classifier(out, device="cpu")  # no flags at all
+    # log p of probabilities out: logits that happen to be log-probabilities, and read so.
+    assert ours.info.input_shape == ImageShape(3, 16, 16)
+    assert ours.outputs in ("logits", "log-probabilities")
+    assert ours.preprocessing.is_identity
+    images = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    difference = ours.log_probabilities(images) - theirs.log_probabilities(images)
+    assert difference.abs().max() <= 1e-4
+    if kind == "torchscript":
+        assert _batch_norms(out) == 2  # not folded into the convolutions
+    recorded = {p.key: p.value for p in __import__("onnx").load(str(out)).metadata_props}
+    assert json.loads(recorded[CLASS_NAMES_KEY]) == ["a", "b", "c", "d", "e"]
+
+
+def test_export_of_a_torchscript_model_refuses_what_only_a_checkpoint_takes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "m.ts"
+    scripted = torch.jit.trace(_nhwc_model(), torch.rand(1, 16, 16, 3))  # type: ignore[no-untyped-call]
+    torch.jit.save(scripted, str(source))
+    out = tmp_path / "out.onnx"
+    for extra, named in ((("--flatten",), "--flatten"), (("--format", "torchscript"), "--format")):
+        result = run_main(
+            capsys, "export", "--model", str(source), "--out", str(out), "--trust-code",
+            "--input-shape", "3,16,16", "--layout", "nhwc", *extra,
+        )  # fmt: skip
+        assert_refused(result, "identikit: error:", named)
+    assert not out.exists()
+    result = run_main(capsys, "export", "--model", str(source), "--out", str(out))
+    assert_refused(result, "identikit: error:", "--trust-code")
+
+
+@pytest.mark.skipif(
+    not (REAL_MODELS / "resnet20.torchscript.pt").is_file(),
+    reason="the shared real models (../shared/real-models) are not here",
+)
+def test_the_real_cifar_resnet20_exports_to_a_flag_free_onnx_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The published ResNet-20 (ImageNet mean and std, TorchScript) exported: ONNX Runtime's
+    logits on the flag-free file are the TorchScript model's with its flags, on real images."""
+    import onnxruntime
+
+    torchscript = REAL_MODELS / "resnet20.torchscript.pt"
+    out = tmp_path / "resnet20.onnx"
+    code, _, err = run_main(
+        capsys, "export", "--model", str(torchscript), "--trust-code", "--input-shape",
+        "3,32,32", *IMAGENET_NORM, "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    real = np.load(REAL_MODELS / "test-1000.npz")["images"][::50]  # 20 real images
+    pixels = torch.from_numpy(real).float().div(255).permute(0, 3, 1, 2).contiguous()
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    module = torch.jit.load(str(torchscript), map_location="cpu").eval()  # type: ignore[no-untyped-call]
+    with torch.no_grad():
+        expected = module((pixels - mean) / std).numpy()
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    logits = session.run(None, {"input": pixels.numpy()})[0]
+    assert np.abs(logits - expected).max() <= 1e-4
+    assert _batch_norms(out) == 19  # every batch norm of the network kept

@@ -17,7 +17,7 @@ from identikit.classifier import Classifier, load_classifier
 from identikit.engines.options import EngineOptions
 from identikit.models import build_model
 from identikit.models.checkpoint import load_checkpoint, save_checkpoint
-from identikit.models.export import export_model
+from identikit.models.export import CLASS_NAMES_KEY, export_model
 from identikit.models.info import Expected
 from identikit.models.preprocessing import Preprocessing
 from identikit.strategies import (
@@ -239,3 +239,29 @@ def test_export_refuses_a_mean_of_another_length_than_the_channels(
             reference[0], tmp_path / "m.onnx", fmt="onnx", preprocessing=Preprocessing(mean=MEAN)
         )
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_checkpoints_onnx_file_keeps_its_batch_norms_and_class_names(tmp_path: Path) -> None:
+    """Batch norms stay BatchNormalization nodes (not folded into the convolutions, so tools
+    that look for them find them), and the checkpoint's class names are in the metadata."""
+    import onnx
+
+    checkpoint, shape = tmp_path / "cnn.pt", ImageShape(3, 16, 16)
+    torch.manual_seed(0)
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    save_checkpoint(
+        checkpoint,
+        build_model("colour-cnn", 10, shape),
+        architecture="colour-cnn",
+        metadata={"class_names": names},
+        input_shape=shape,
+    )
+    export_model(checkpoint, tmp_path / "cnn.onnx", fmt="onnx")
+    written = onnx.load(str(tmp_path / "cnn.onnx"))
+    assert any(node.op_type == "BatchNormalization" for node in written.graph.node)
+    recorded = {p.key: p.value for p in written.metadata_props}
+    assert json.loads(recorded[CLASS_NAMES_KEY]) == names
+    loaded, original = load_classifier(tmp_path / "cnn.onnx"), load_classifier(checkpoint)
+    images = torch.rand(4, *shape.dims, generator=torch.Generator().manual_seed(0))
+    difference = loaded.log_probabilities(images) - original.log_probabilities(images)
+    assert difference.abs().max() <= 1e-4

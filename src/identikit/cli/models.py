@@ -8,29 +8,49 @@ from pathlib import Path
 from typing import Any
 
 from identikit.base.errors import IdentikitError
+from identikit.base.limits import MODEL_BYTES
+from identikit.base.safe_files import read_regular
 from identikit.base.text import terminal_safe
+from identikit.classifier import load_classifier
 from identikit.classifier.classifier import Classifier
+from identikit.classifier.loading import model_format
 from identikit.cli.options import (
     add_convention_options,
     add_data_options,
     add_device,
     add_model_options,
     conventions,
+    image_shape,
     make_classifier,
     output_path,
     positive_float,
     positive_int,
     print_json,
+    say,
 )
 from identikit.data.datasets import SPLITS, ensure_files, load_dataset, refetch_files
 from identikit.data.image_set import ImageSet
 from identikit.data.images import load_images
+from identikit.engines.options import EngineOptions
 from identikit.engines.tuning import REPAY_IMAGES
 from identikit.models import ARCHITECTURES
-from identikit.models.export import export_model
+from identikit.models.checkpoint import load_checkpoint
+from identikit.models.export import (
+    Source,
+    export_converted,
+    export_model,
+    torchscript_graph,
+)
+from identikit.models.info import Expected
 from identikit.models.preprocessing import values_text
 from identikit.training.evaluation import Scored, evaluate_classifier
 from identikit.training.trainer import TrainSpec, train
+
+# What a file in identikit's own convention takes and returns (``export`` writes one).
+IDENTIKIT_CONVENTION = (
+    "images N x C x H x W, pixels in [0, 1], logits out: every command uses it without "
+    "convention flags"
+)
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -150,8 +170,24 @@ def _class_names(classifier: Classifier, data: ImageSet) -> list[str]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    file = read_regular(args.model, limit=MODEL_BYTES)
+    if model_format(args.model, file) == "checkpoint":
+        return _export_checkpoint(args)
+    return _export_converted(args)
+
+
+def _export_checkpoint(args: argparse.Namespace) -> int:
+    """A checkpoint (identikit's convention already) written to take the inputs the
+    convention flags describe: for other tools, with the flags that load it back."""
     # The conventions first: a wrong --std costs no reading of the checkpoint.
     preprocessing = conventions(args, outputs="logits")
+    if args.input_shape is not None:
+        recorded = load_checkpoint(args.model)[1]["input_shape"]
+        if recorded != args.input_shape:
+            raise IdentikitError(
+                f"{args.model} takes images of {recorded} (its checkpoint records it), "
+                f"not --input-shape {args.input_shape}"
+            )
     export_model(
         args.model,  # exported for the image shape the checkpoint records
         args.out,
@@ -159,14 +195,75 @@ def cmd_export(args: argparse.Namespace) -> int:
         preprocessing=preprocessing,
         flatten=args.flatten,
         fixed_batch=args.fixed_batch,
+        class_names=_names_option(args),
     )
+    out = terminal_safe(args.out)
+    if preprocessing.is_identity and preprocessing.outputs == "logits" and not args.flatten:
+        print(f"wrote {out} ({args.format}), in identikit's convention: {IDENTIKIT_CONVENTION}")
+        return 0
     flags = (
         f"--input-range {args.input_range} --mean {values_text(preprocessing.mean)} "
         f"--std {values_text(preprocessing.std)} --layout {preprocessing.layout or 'nchw'} "
         f"--outputs {preprocessing.outputs}"
     )
-    print(f"wrote {terminal_safe(args.out)} ({args.format}); use it with: {flags}")
+    print(f"wrote {out} ({args.format}); use it with: {flags}")
     return 0
+
+
+def _export_converted(args: argparse.Namespace) -> int:
+    """A TorchScript or ONNX model, whose conventions the flags describe, written in
+    identikit's convention: every command then uses it without flags."""
+    if args.flatten:
+        raise IdentikitError(
+            "--flatten is for exporting a checkpoint: a TorchScript or ONNX model is written "
+            "in identikit's convention, images N x C x H x W"
+        )
+    if args.format != "onnx":
+        raise IdentikitError(
+            "--format torchscript is for exporting a checkpoint: a TorchScript or ONNX model is "
+            "written as ONNX, in identikit's convention"
+        )
+    names = _names_option(args)
+    classifier = load_classifier(
+        args.model,
+        device="cpu",  # the exporter traces on the CPU
+        preprocessing=conventions(args),
+        expect=Expected(None, tuple(names) if names else None, args.input_shape),
+        engine=EngineOptions(log=say),  # no backend: nothing measured
+        trust_code=args.trust_code,
+    )
+    model = classifier.model
+    if classifier.module is not None:  # TorchScript, exported alone first
+        dims = classifier.preprocessing.model_dims(classifier.info.input_shape)
+        graph = torchscript_graph(classifier.module, dims)
+    else:  # ONNX: its own graph
+        graph = read_regular(args.model, limit=MODEL_BYTES)
+    source = Source(
+        graph=graph,
+        conventions=classifier.preprocessing,
+        outputs=classifier.outputs,
+        shape=classifier.info.input_shape,
+        name=classifier.name,
+        flat=bool(getattr(model, "flat", False)),
+        fixed_batch=args.fixed_batch or getattr(model, "fixed_batch", None) == 1,
+        sha256=classifier.sha256,
+    )
+    named = classifier.class_names
+    export_converted(source, args.out, class_names=names or named or None)
+    what = source.conventions.describe()
+    what += "" if source.conventions.outputs else f"; outputs {source.outputs}"
+    print(
+        f"wrote {terminal_safe(args.out)} (onnx) from {terminal_safe(classifier.name)} "
+        f"({terminal_safe(what)}), {source.shape} images, in identikit's convention: "
+        f"{IDENTIKIT_CONVENTION}"
+    )
+    return 0
+
+
+def _names_option(args: argparse.Namespace) -> list[str] | None:
+    """``--class-names`` as a list (None where not given)."""
+    text = args.class_names
+    return [name.strip() for name in text.split(",")] if text else None
 
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -199,7 +296,8 @@ def _add_train(commands: Any, common: argparse.ArgumentParser) -> None:
         "--epochs",
         type=positive_int,
         default=None,
-        help="epochs (default: the architecture's own, softmax 5, cnn 2)",
+        help="epochs (default: the architecture's own, softmax 5, cnn 2, or on a small dataset "
+        "as many as make 900 optimisation steps, said in one line)",
     )
     train.add_argument(
         "--batch-size",
@@ -278,9 +376,22 @@ def _add_backends(commands: Any, common: argparse.ArgumentParser) -> None:
 
 def _add_export(commands: Any, common: argparse.ArgumentParser) -> None:
     export = commands.add_parser(
-        "export", parents=[common], help="export a checkpoint to ONNX or TorchScript"
+        "export",
+        parents=[common],
+        help="write a model in identikit's own convention (or a checkpoint in another's)",
+        description="A TorchScript or ONNX model: the convention options describe it, as for "
+        "every other command's --model, and the file written takes identikit's own convention "
+        f"({IDENTIKIT_CONVENTION}). "
+        "An identikit checkpoint is identikit's convention already: for it the convention "
+        "options describe the file to write, for other tools, and the flags that load it back "
+        "are printed.",
     )
-    export.add_argument("--model", required=True, type=Path, help="identikit checkpoint")
+    export.add_argument(
+        "--model",
+        required=True,
+        type=Path,
+        help="an identikit checkpoint, TorchScript (with --trust-code) or ONNX",
+    )
     export.add_argument(
         "--format",
         default="onnx",
@@ -289,11 +400,38 @@ def _add_export(commands: Any, common: argparse.ArgumentParser) -> None:
         "program: identikit loads it back only with --trust-code) (default: %(default)s)",
     )
     export.add_argument("--out", required=True, type=output_path, help="file to write")
-    add_convention_options(export, outputs_default="logits", layout_default="nchw")
+    group = export.add_argument_group(
+        "conventions: of the TorchScript or ONNX model read; of the file written from a checkpoint"
+    )
+    add_convention_options(
+        group,
+        outputs_default="detected for a model read; logits for a checkpoint's file",
+        layout_default="an ONNX model's own where its input says, else nchw",
+    )
+    group.add_argument(
+        "--input-shape",
+        type=image_shape,
+        default=None,
+        metavar="C,H,W",
+        help="the shape of the model's images, e.g. 3,32,32 (default: what the model file "
+        "says: a checkpoint's recorded shape, an ONNX input's static dimensions; else 1,28,28)",
+    )
+    group.add_argument(
+        "--class-names",
+        default=None,
+        help="comma-separated class names, recorded in the ONNX file's metadata (default: "
+        "the model's own, where it has them)",
+    )
+    export.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="allow reading a TorchScript model: it is a program and runs with your "
+        "permissions (never for a file you did not make or do not trust)",
+    )
     export.add_argument(
         "--flatten",
         action="store_true",
-        help="take flattened images, inputs of shape (N, C x H x W)",
+        help="take flattened images, inputs of shape (N, C x H x W) (a checkpoint's file only)",
     )
     export.add_argument(
         "--fixed-batch",
