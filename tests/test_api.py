@@ -434,3 +434,31 @@ def test_reconstruct_and_compare_with_no_classes_take_every_class() -> None:
         module, identikit.Comparison(("square",), digits=None, runs=1, max_queries=41)
     )
     assert compared.sweeps["square"].config.digits == (0, 1, 2, 3, 4)
+
+
+def test_a_search_result_names_its_classes_in_a_notebook() -> None:
+    """Before: the table's rows were numbers and its title said "runs per class" whatever
+    the classes; now each row is the class's number and name, and "digit" only for digits."""
+    names = ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    shape = identikit.ImageShape(3, 12, 10)
+    torch.manual_seed(2)
+    model = identikit.Classifier(
+        build_model("softmax", 10, shape),
+        identikit.ModelInfo(name="c", sha256="c", input_shape=shape, class_names=names),
+    )
+    page = identikit.search(model, SMALL)._repr_html_()
+    assert "<td>0 plane</td>" in page and "<td>3 cat</td>" in page and "<td>7 horse</td>" in page
+    assert "runs per class" in page and "digit" not in page
+    digits = identikit.search(softmax_model(), SMALL)._repr_html_()
+    assert "runs per digit" in digits and "<th>digit</th>" in digits
+
+
+def test_a_verdict_shows_each_judge_s_own_accuracy(tmp_path: Path) -> None:
+    info = {"accuracy": 0.923, "test_images": 10000, "dataset": "mnist", "kind": "built-in"}
+    verdict = {"judges": {"mlp": 0.4, "old": 0.2}, "nearest_neighbour": 0.5}
+    result = identikit.JudgeResult(tmp_path, {**verdict, "judge_info": {"mlp": info}})
+    page = result._repr_html_()
+    assert "<td>mlp</td><td>40%</td><td>92.3% on 10,000 test images of mnist (built-in)</td>" in (
+        page
+    )
+    assert "<td>old</td><td>20%</td><td>-</td>" in page

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from identikit.cli.tables import format_certainty, format_summary
+from pathlib import Path
+
+from identikit.cli.tables import format_certainty, format_summary, format_verdict
 
 
 def test_summary_table_with_long_class_names_is_aligned() -> None:
@@ -38,3 +40,23 @@ def test_the_table_has_a_row_per_source() -> None:
     assert lines[1].split() == ["source", "n", "mean", "median", ">0.6", ">0.9", ">0.99"]
     assert lines[2].split() == ["blank", "3", "0.500", "0.250", "50.0%", "10.0%", "0.0%"]
     assert lines[3].startswith("uniform-noise ")
+
+
+def test_a_verdict_names_each_judge_s_own_accuracy(tmp_path: Path) -> None:
+    """A judge's agreement beside its own accuracy on real test images, where recorded."""
+    info = {"accuracy": 0.5, "test_images": 1797, "dataset": "npz:/a/b.npz", "kind": "file"}
+    verdict = {
+        "identikits": 4,
+        "strategy": "square",
+        "judges": {"j.onnx": 0.25, "old": 0.5},
+        "judge_info": {"j.onnx": {**info, "file": "/a/j.onnx"}},
+        "nearest_neighbour": 0.5,
+        "median_distance_own_class": 1.0,
+        "median_distance_other_classes": 2.0,
+    }
+    lines = format_verdict(verdict, tmp_path).splitlines()
+    assert lines[1].endswith(
+        "of them their class (its own accuracy: 50.0% on 1,797 test images of npz:b.npz "
+        "(file, j.onnx))"
+    )
+    assert lines[2].endswith("calls  50.0% of them their class")

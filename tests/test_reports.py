@@ -287,7 +287,7 @@ def test_report_in_headless_chromium(results_folder: Path, tmp_path: Path) -> No
         assert row[1:3] == [str(summary["runs"]), str(summary["converged"])], digit
         assert row[3] == f"{100 * summary['rate']:.0f}%"
     verdict = json.loads((results_folder / "sweep" / "judge.json").read_text())
-    assert judges[0] == ["softmax", f"{100 * verdict['judges']['softmax']:.1f}%"]
+    assert judges[0][:2] == ["softmax", f"{100 * verdict['judges']['softmax']:.1f}%"]
     assert (tmp_path / "report.png").stat().st_size > 10_000
 
 

@@ -41,11 +41,18 @@ class JudgeInfo:
         if self.test_images is not None:
             text += f" on {self.test_images:,} test images"
         if self.dataset:
-            text += f" of {display_name(self.dataset)}"
+            text += f" of {dataset_label(self.dataset)}"
         where = self.file and display_name(self.file)
         if self.kind or where:
             text += f" ({', '.join(t for t in (self.kind, where) if t)})"
         return text
+
+
+def dataset_label(spec: str) -> str:
+    """A dataset's spec as a page shows it: a file or folder by its last part only
+    (``npz:/home/me/x.npz`` is ``npz:x.npz``), so that a page shows no one's paths."""
+    prefix, colon, rest = spec.partition(":")
+    return f"{prefix}:{display_name(rest)}" if colon and "/" in rest else display_name(spec)
 
 
 def judge_info(value: Any, source: str | Path) -> dict[str, JudgeInfo]:

@@ -23,7 +23,7 @@ from identikit.data.datasets import DATASETS, default_root, find_file
 from identikit.data.images import load_images
 from identikit.reports.cards import recorded_input
 from identikit.reports.classes import ClassNaming, convergence_measure, reached
-from identikit.reports.judges import JudgeInfo, column_notes, judge_info
+from identikit.reports.judges import JudgeInfo, column_notes, dataset_label, judge_info
 from identikit.strategies.registry import is_white_box
 from identikit.sweeps.compare import NO_STALLING, curves
 from identikit.sweeps.folder import SweepFolder, read_sweep_folder
@@ -182,6 +182,8 @@ def _verdict(sweep: Sweep, judged: Path, root: Path, datasets: dict[str, Any]) -
     section.judge_info = judge_info(verdict.get("judge_info", raw.get("judge_info")), judged)
     section.nearest_neighbour = verdict["nearest_neighbour"]
     naming = section.naming
+    if not naming.names and verdict.get("class_names"):  # names the verdict alone recorded
+        naming = ClassNaming(tuple(verdict["class_names"]), naming.digits)
     section.matrices = {
         name: data_uri(
             figures.transfer_matrix(matrix, judge=name, names=naming.names, noun=naming.noun)
@@ -205,7 +207,7 @@ def _verdict(sweep: Sweep, judged: Path, root: Path, datasets: dict[str, Any]) -
     real = train_images[indices].astype(np.float32) / 255
     if real.shape[1:] != read.images.shape[1:]:
         section.nearest_note = (
-            f"No nearest-image pairs: the images of {_dataset_name(dataset)} here are "
+            f"No nearest-image pairs: the images of {dataset_label(dataset)} here are "
             f"{_dims(real.shape[1:])}, the identikits {_dims(read.images.shape[1:])}."
         )
         return
@@ -243,14 +245,8 @@ def _training_set(name: str, loaded: dict[str, Any]) -> tuple[np.ndarray, np.nda
     return found
 
 
-def _dataset_name(name: str) -> str:
-    """A dataset's spec as the page shows it: a file or folder by its last part only."""
-    prefix, colon, rest = name.partition(":")
-    return f"{prefix}:{display_name(rest)}" if colon and "/" in rest else display_name(name)
-
-
 def _read_training_set(name: str) -> tuple[np.ndarray, np.ndarray] | str:
-    shown = _dataset_name(name)
+    shown = dataset_label(name)
     spec = DATASETS.get(name)
     if spec is not None:
         if not all(find_file(spec, file, default_root()) for file in spec.files["train"]):
