@@ -15,14 +15,24 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import identikit
+from identikit.base import figures
 from identikit.base.shapes import ImageShape
 from identikit.cli import main
 from identikit.models import build_model
 from identikit.reports.classes import ClassNaming, convergence_measure
-from tests.helpers import read_page, report_search_args, rewrite_json, run_main, small_model
+from tests.helpers import (
+    read_page,
+    report_search_args,
+    rewrite_json,
+    run_main,
+    small_model,
+    softmax_model,
+    write_idx_folder,
+)
 
 NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 SMALL = identikit.SweepConfig(
@@ -32,8 +42,6 @@ SMALL = identikit.SweepConfig(
 
 def _classifier(seed: int, name: str, names: tuple[str, ...] = ()) -> identikit.Classifier:
     """A tiny softmax model known by ``name`` (its hash from the name: two models differ)."""
-    from tests.helpers import softmax_model
-
     info = identikit.ModelInfo(
         name=name, sha256=hashlib.sha256(name.encode()).hexdigest(), class_names=names
     )
@@ -74,8 +82,6 @@ def two_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _grey_setup(root: Path) -> identikit.JudgeSetup:
-    from tests.helpers import write_idx_folder
-
     data = root / "data"
     if not data.exists():
         write_idx_folder(data, train=60, test=20)
@@ -135,8 +141,6 @@ def test_class_names_in_tables_and_thumbnails_and_digit_only_for_digits(
 
 
 def test_matrices_and_thumbnails_name_the_classes() -> None:
-    from identikit.base import figures
-
     matrix = np.eye(3, dtype=int).tolist()
     numbered = figures.transfer_matrix(matrix, judge="j")
     named = figures.transfer_matrix(matrix, judge="j", names=["cat", "dog", "eel"])
@@ -214,8 +218,6 @@ def test_colour_sweeps_get_nearest_pairs_or_a_line_saying_why_not(
 ) -> None:
     """Before: a colour sweep's verdict never had nearest-image pairs, and the page said
     nothing of why."""
-    import torch
-
     torch.manual_seed(0)
     model = identikit.Classifier(
         build_model("softmax", 10, COLOUR),
