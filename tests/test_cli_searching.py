@@ -5,7 +5,9 @@ written."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from identikit.cli import main
 from identikit.engines.options import EngineOptions
 from identikit.models import build_model
 from identikit.models.checkpoint import save_checkpoint
+from identikit.models.export import onnx_bytes
 from identikit.strategies import (
     STRATEGIES,
 )
@@ -28,6 +31,7 @@ from identikit.sweeps.sweep import SweepOptions, sweep_to_folder
 from tests.helpers import (
     assert_one_line_error,
     assert_refused,
+    rewrite_json,
     run_cli,
     run_main,
     same_results,
@@ -536,3 +540,74 @@ def test_compare_without_a_class_flag_compares_on_every_class(
     assert code == 0, err
     results = json.loads((out / "square" / "results.json").read_text())
     assert results["settings"]["digits"] == [0, 1, 2, 3, 4]
+
+
+# --- judge: file judges with their conventions, accuracy beside agreement, class names ----------
+
+NAMES = ["apple", "bear", "cloud", "drum", "egg", "fern", "gate", "harp", "iris", "jug"]
+
+
+class _ThresholdJudge(torch.nn.Module):
+    """A judge of the tiny dataset's bars (class k: a bright bar at rows 2k+4, 2k+5) that
+    takes inputs normalised by mean 0.5 and std 0.25: read as pixels, they never reach its
+    threshold, and it calls every image class 0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        rows = torch.zeros(10, 28, 28)
+        for k in range(10):
+            rows[k, 2 * k + 4 : 2 * k + 6, 4:24] = 1.0
+        self.register_buffer("rows", rows.reshape(10, -1))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        pixels = inputs * 0.25 + 0.5  # undo its own normalisation
+        bright = torch.relu(pixels - 0.8).flatten(1)
+        return bright @ self.rows.T  # type: ignore[operator]
+
+
+def _judged(capsys: pytest.CaptureFixture[str], sweep: Path, root: Path, *extra: str) -> Any:
+    code, stdout, err = run_main(
+        capsys, "judge", str(sweep), "--dataset", "tiny", "--root", str(root), "--device", "cpu",
+        *extra,
+    )  # fmt: skip
+    assert code == 0, err
+    return stdout, err
+
+
+def test_a_file_judge_is_read_with_its_conventions_and_its_accuracy_shown(
+    finished: Path, tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The judge that needs mean and std: meaningless without them, and visibly so (its
+    accuracy, and a warning); right with them. The classes show by name, never as digits."""
+    sweep = tmp_path / "sweep"
+    shutil.copytree(finished / "sweep", sweep)
+    rewrite_json(
+        sweep / "results.json", lambda r: {**r, "model": {**r["model"], "class_names": NAMES}}
+    )
+    judge = tmp_path / "bars.onnx"
+    judge.write_bytes(onnx_bytes(_ThresholdJudge(), torch.rand(2, 1, 28, 28)))
+    stdout, err = _judged(capsys, sweep, tiny_dataset, "--judges", str(judge), "--json")
+    blind = json.loads(stdout.strip().splitlines()[-1])
+    assert blind["judge_info"]["bars.onnx"]["accuracy"] < 0.2
+    assert "warning: judge bars.onnx is" in err and "below 50%" in err
+    assert blind["class_names"] == NAMES
+    norm = ("--mean", "0.5", "--std", "0.25")
+    stdout, err = _judged(capsys, sweep, tiny_dataset, "--judges", str(judge), *norm)
+    assert "warning" not in err
+    assert "its own accuracy 100.0% on 100 real test images (file)" in stdout
+    assert "apple" in stdout and "bear" in stdout and "digit" not in stdout.lower()
+    written = json.loads((sweep / "judge.json").read_text())
+    assert written["judge_info"]["bars.onnx"] == {
+        "accuracy": 1.0, "test_images": 100, "dataset": "tiny", "kind": "file", "file": str(judge),
+    }  # fmt: skip
+    assert written["class_names"] == NAMES
+
+
+def test_judge_help_says_the_conventions_are_for_file_judges(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["judge", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "one set, for every model file named in --judges" in text
+    assert "--mean" in text and "--input-shape" in text and "under 50%" in text

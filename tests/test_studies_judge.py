@@ -96,11 +96,16 @@ def test_missing_sweep_is_a_clear_error(tmp_path: Path) -> None:
 STRATEGIES = ("square", "random-masks")
 
 
-def own_model(path: Path, *, classes: int = 10, seed: int = 1) -> Path:
-    """A softmax checkpoint with weights of its own (not the searched model's)."""
+def own_model(
+    path: Path, *, classes: int = 10, seed: int = 1, shape: ImageShape | None = None
+) -> Path:
+    """A softmax checkpoint with weights of its own (not the searched model's), for images of
+    ``shape`` (MNIST's by default)."""
     torch.manual_seed(seed)
-    model = build_model("softmax", classes)
-    save_checkpoint(path, model, architecture="softmax", metadata={"test_accuracy": 0.1})
+    shape = shape or ImageShape(1, 28, 28)
+    model = build_model("softmax", classes, shape)
+    metadata = {"test_accuracy": 0.1}
+    save_checkpoint(path, model, architecture="softmax", metadata=metadata, input_shape=shape)
     return path
 
 
@@ -310,10 +315,12 @@ def write_pictures(path: Path, count: int = 120) -> Path:
     return path
 
 
-def quick(dataset: str, cache: Path, heard: list[str] | None = None) -> JudgeSetup:
-    """Built-in judges trained one epoch on ``dataset``, on the CPU, cached in ``cache``."""
+def quick(
+    dataset: str, cache: Path, heard: list[str] | None = None, *, epochs: int = 1
+) -> JudgeSetup:
+    """Built-in judges trained ``epochs`` on ``dataset``, on the CPU, cached in ``cache``."""
     log = None if heard is None else heard.append
-    return JudgeSetup(dataset=dataset, cache=cache, device="cpu", epochs=1, log=log)
+    return JudgeSetup(dataset=dataset, cache=cache, device="cpu", epochs=epochs, log=log)
 
 
 def test_a_judges_file_names_its_dataset_shape_and_epochs(tmp_path: Path) -> None:
@@ -375,7 +382,7 @@ def test_a_sweep_of_8x8_digits_is_judged_by_judges_of_the_8x8_digits(
 ) -> None:
     data = load_images("sklearn-digits")
     sweep, chosen = reshaped_sweep(finished, tmp_path / "sweep", data)
-    setup = quick("sklearn-digits", tmp_path / "judges")
+    setup = quick("sklearn-digits", tmp_path / "judges", epochs=3)  # 1 epoch: 49%, refused
     ((folder, record),) = judge_all(sweep, ["softmax", "cnn-seed1"], setup)
     assert folder == sweep and record["dataset"] == "sklearn-digits"
     assert record["nearest_neighbour"] == 1.0 and record["nearest_index"] == chosen
@@ -385,16 +392,41 @@ def test_a_sweep_of_8x8_digits_is_judged_by_judges_of_the_8x8_digits(
     train_size = len(data.split("train")[1])
     checked = check_judge(written, "judge.json", 10, identikits=len(chosen), train_size=train_size)
     assert checked["nearest_index"] == chosen
-    assert (tmp_path / "judges" / "sklearn-digits-1x8x8-cnn-seed1-epochs1.pt").is_file()
+    assert (tmp_path / "judges" / "sklearn-digits-1x8x8-cnn-seed1-epochs3.pt").is_file()
 
 
 def test_a_sweep_is_judged_with_the_images_of_an_npz_file(finished: Path, tmp_path: Path) -> None:
     spec = f"npz:{write_pictures(tmp_path / 'pictures.npz')}"
     sweep, chosen = reshaped_sweep(finished, tmp_path / "sweep", load_images(spec))
-    record = judge_sweep(sweep, ["softmax"], quick(spec, tmp_path / "judges"))
+    mine = own_model(tmp_path / "mine.pt", shape=ImageShape(1, 8, 8))
+    heard: list[str] = []
+    record = judge_sweep(sweep, [str(mine)], quick(spec, tmp_path / "judges", heard))
     assert record["dataset"] == spec and record["nearest_index"] == chosen
-    assert record["nearest_neighbour"] == 1.0 and set(record["judges"]) == {"softmax"}
+    assert record["nearest_neighbour"] == 1.0 and set(record["judges"]) == {"mine.pt"}
+    info = record["judge_info"]["mine.pt"]
+    assert info["kind"] == "file" and info["test_images"] == 20 and info["accuracy"] < 0.5
+    assert any("warning: judge mine.pt is" in line for line in heard)  # an untrained judge
     assert not (sweep / "judge.json").exists()  # judge_sweep writes nothing
+
+
+@pytest.mark.parametrize("judging", [judge_all, judge_sweep])
+def test_built_in_judges_are_refused_for_a_tiny_dataset_before_training(
+    finished: Path, tmp_path: Path, judging: Any
+) -> None:
+    """100 colour images: the built-in judges would be trained on 83 of them and say chance
+    (10%) on everything; refused in one line naming the count, nothing trained or written."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (100, 32, 32, 3), dtype=np.uint8)
+    np.savez(tmp_path / "tiny.npz", images=images, labels=np.arange(100) % 10)
+    spec = f"npz:{tmp_path / 'tiny.npz'}"
+    sweep, _ = reshaped_sweep(finished, tmp_path / "sweep", load_images(spec))
+    with pytest.raises(IdentikitError) as error:
+        judging(sweep, ["colour-cnn-seed1"], quick(spec, tmp_path / "judges"))
+    assert one_line_message(error) == (
+        f"judge colour-cnn-seed1: {spec} has 83 training images, and a built-in judge needs at "
+        "least 1,000 to be worth hearing: name a model file of your own in --judges instead"
+    )
+    assert not (tmp_path / "judges").exists() and not (sweep / "judge.json").exists()
 
 
 def test_a_dataset_of_another_shape_is_refused_before_any_judge_is_trained(
@@ -423,9 +455,69 @@ def test_a_dataset_of_another_shape_is_refused_before_any_judge_is_trained(
 
 
 def test_a_colour_sweep_folder_is_judged_with_colour_judges(finished: Path, tmp_path: Path) -> None:
+    """A built-in judge below 50% on the test images (softmax, one epoch on shapes: 9%) is
+    refused before it judges; a judge file of the user's own judges with its accuracy."""
     sweep, chosen = reshaped_sweep(finished, tmp_path / "sweep", load_images("shapes"))
-    ((_, record),) = judge_all(sweep, ["softmax"], quick("shapes", tmp_path / "judges"))
+    with pytest.raises(IdentikitError) as error:
+        judge_all(sweep, ["softmax"], quick("shapes", tmp_path / "judges"))
+    message = one_line_message(error)
+    assert (
+        message.startswith("judge softmax is ") and "test images of shapes (below 50%)" in message
+    )
+    assert not (sweep / "judge.json").exists()
+    mine = own_model(tmp_path / "mine.pt", shape=ImageShape(3, 32, 32))
+    ((_, record),) = judge_all(sweep, [str(mine)], quick("shapes", tmp_path / "judges"))
     assert record["dataset"] == "shapes" and record["nearest_index"] == chosen
     assert record["nearest_neighbour"] == 1.0
-    assert np.array(record["transfer_matrices"]["softmax"]).sum() == len(chosen)
-    assert json.loads((sweep / "judge.json").read_text())["nearest_index"] == chosen
+    assert np.array(record["transfer_matrices"]["mine.pt"]).sum() == len(chosen)
+    written = json.loads((sweep / "judge.json").read_text())
+    assert written["nearest_index"] == chosen
+    assert written["judge_info"]["mine.pt"]["test_images"] == 1000
+
+
+def test_verdicts_of_different_judges_accumulate_while_the_identikits_stay(
+    finished: Path, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """Two runs with two judges: judge.json holds both verdicts; once the identikits change,
+    the earlier judge's verdict is dropped with a line saying so."""
+    sweep = tmp_path / "sweep"
+    shutil.copytree(finished / "sweep", sweep)
+    first, second = own_model(tmp_path / "a.pt", seed=1), own_model(tmp_path / "b.pt", seed=2)
+    heard: list[str] = []
+    setup = JudgeSetup(dataset="tiny", root=tiny_dataset, device="cpu", log=heard.append)
+    judge_all(sweep, [str(first)], setup)
+    ((_, record),) = judge_all(sweep, [str(second)], setup)
+    written = json.loads((sweep / "judge.json").read_text())
+    assert set(written["judges"]) == set(record["judges"]) == {"a.pt", "b.pt"}
+    assert set(written["transfer_matrices"]) == set(written["judge_info"]) == {"a.pt", "b.pt"}
+    assert written["judge_info"]["a.pt"]["file"] == str(first)
+    assert written["judge_info"]["b.pt"]["test_images"] == 100
+    checked = check_judge(written, "judge.json", 10)
+    assert checked["identikits_sha256"] == written["identikits_sha256"]
+    assert set(checked["judge_info"]) == {"a.pt", "b.pt"}
+    # The same judge again replaces its own verdict only.
+    judge_all(sweep, [str(second)], setup)
+    assert set(json.loads((sweep / "judge.json").read_text())["judges"]) == {"a.pt", "b.pt"}
+    assert not any("dropping" in line for line in heard)
+    # Other identikits: the verdicts of a.pt were of images that are no longer there.
+    rewrite_npz(sweep / "identikits.npz", lambda arrays: {**arrays, "images": arrays["images"] / 2})
+    judge_all(sweep, [str(second)], setup)
+    assert set(json.loads((sweep / "judge.json").read_text())["judges"]) == {"b.pt"}
+    assert (
+        f"{sweep / 'judge.json'}: dropping the earlier verdicts of a.pt (the identikits "
+        "have changed since)" in heard
+    )
+
+
+def test_a_judge_json_written_before_judge_info_still_reads() -> None:
+    old = {
+        "judges": {"softmax": 0.5},
+        "nearest_neighbour": 1.0,
+        "transfer_matrices": {"softmax": [[1, 1], [0, 2]]},
+    }
+    checked = check_judge(old, "judge.json", 2)
+    assert checked["judges"] == {"softmax": 0.5} and checked["judge_info"] == {}
+    assert checked["class_names"] is None and checked["identikits_sha256"] is None
+    damaged = {**old, "judge_info": {"softmax": {"accuracy": 2, "test_images": 1}}}
+    with pytest.raises(IdentikitError, match=r"judge_info\.softmax"):
+        check_judge(damaged, "judge.json", 2)

@@ -431,8 +431,12 @@ def judge(
     setup: JudgeSetup | None = None,
 ) -> list[JudgeResult]:
     """Judge the sweep in ``folder`` (or every sweep of a comparison's folder), as
-    ``identikit judge`` does: each judge's agreement and the nearest real images, written to
-    each sweep's ``judge.json``. Built-in judges are trained on first use and cached."""
+    ``identikit judge`` does: each judge's agreement, its own accuracy on the dataset's test
+    images (``judge_info``) and the nearest real images, written to each sweep's
+    ``judge.json`` beside the earlier verdicts of other judges on the same identikits.
+    Built-in judges are trained on first use and cached, and refused (IdentikitError) for a
+    dataset of under 1,000 training images or below 50% accuracy; model files as judges are
+    read with ``setup.conventions`` and ``setup.input_shape``."""
     # "" would judge the current folder and write judge.json there.
     where = path_argument(folder, "folder", "a folder")
     names = text_sequence(judges, "judges")

@@ -19,6 +19,7 @@ from identikit.cli.options import (
     add_data_options,
     add_device,
     add_model_options,
+    class_names,
     conventions,
     image_shape,
     make_classifier,
@@ -39,6 +40,7 @@ from identikit.models.export import (
     Source,
     export_converted,
     export_model,
+    name_classes,
     torchscript_graph,
 )
 from identikit.models.info import Expected
@@ -195,8 +197,10 @@ def _export_checkpoint(args: argparse.Namespace) -> int:
         preprocessing=preprocessing,
         flatten=args.flatten,
         fixed_batch=args.fixed_batch,
-        class_names=_names_option(args),
     )
+    names = _names_option(args)
+    if names and args.format == "onnx":
+        name_classes(args.out, names)  # in place of the checkpoint's own
     out = terminal_safe(args.out)
     if preprocessing.is_identity and preprocessing.outputs == "logits" and not args.flatten:
         print(f"wrote {out} ({args.format}), in identikit's convention: {IDENTIKIT_CONVENTION}")
@@ -262,8 +266,7 @@ def _export_converted(args: argparse.Namespace) -> int:
 
 def _names_option(args: argparse.Namespace) -> list[str] | None:
     """``--class-names`` as a list (None where not given)."""
-    text = args.class_names
-    return [name.strip() for name in text.split(",")] if text else None
+    return list(args.class_names) if args.class_names else None
 
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -400,6 +403,28 @@ def _add_export(commands: Any, common: argparse.ArgumentParser) -> None:
         "program: identikit loads it back only with --trust-code) (default: %(default)s)",
     )
     export.add_argument("--out", required=True, type=output_path, help="file to write")
+    _add_export_conventions(export)
+    export.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="allow reading a TorchScript model: it is a program and runs with your "
+        "permissions (never for a file you did not make or do not trust)",
+    )
+    export.add_argument(
+        "--flatten",
+        action="store_true",
+        help="take flattened images, inputs of shape (N, C x H x W) (a checkpoint's file only)",
+    )
+    export.add_argument(
+        "--fixed-batch",
+        action="store_true",
+        help="fix the batch size to 1 (ONNX), as some exporters do",
+    )
+    export.set_defaults(handler=cmd_export)
+
+
+def _add_export_conventions(export: argparse.ArgumentParser) -> None:
+    """The conventions of ``export``: of the model read, or of a checkpoint's file."""
     group = export.add_argument_group(
         "conventions: of the TorchScript or ONNX model read; of the file written from a checkpoint"
     )
@@ -418,24 +443,9 @@ def _add_export(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--class-names",
+        type=class_names,
         default=None,
-        help="comma-separated class names, recorded in the ONNX file's metadata (default: "
-        "the model's own, where it has them)",
+        metavar="A,B,...|@FILE",
+        help="class names, comma-separated or @FILE with one name a line, recorded in the "
+        "ONNX file's metadata (default: the model's own, where it has them)",
     )
-    export.add_argument(
-        "--trust-code",
-        action="store_true",
-        help="allow reading a TorchScript model: it is a program and runs with your "
-        "permissions (never for a file you did not make or do not trust)",
-    )
-    export.add_argument(
-        "--flatten",
-        action="store_true",
-        help="take flattened images, inputs of shape (N, C x H x W) (a checkpoint's file only)",
-    )
-    export.add_argument(
-        "--fixed-batch",
-        action="store_true",
-        help="fix the batch size to 1 (ONNX), as some exporters do",
-    )
-    export.set_defaults(handler=cmd_export)

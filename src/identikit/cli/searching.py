@@ -19,12 +19,15 @@ from identikit.base.safe_files import display_name, read_regular
 from identikit.base.text import terminal_safe
 from identikit.classifier.classifier import Classifier
 from identikit.cli.options import (
+    add_convention_options,
     add_data_options,
     add_device,
     add_model_options,
     add_sweep_options,
     announce_size,
     cluster_of,
+    conventions,
+    image_shape,
     make_classifier,
     open_fraction,
     output_path,
@@ -40,9 +43,8 @@ from identikit.cli.tables import (
     format_comparison,
     format_reach,
     format_summary,
-    format_verdict,
-    format_verdict_table,
 )
+from identikit.cli.verdicts import format_judged, format_judged_table
 from identikit.engines.tuning import note_achieved_rate
 from identikit.models.checkpoint import load_checkpoint
 from identikit.strategies import STRATEGIES, RunHooks
@@ -300,6 +302,8 @@ def cmd_judge(args: argparse.Namespace) -> int:
         trust_code=args.trust_code,
         log=say,
         epochs=args.judge_epochs,
+        conventions=conventions(args),
+        input_shape=args.input_shape,
     )
     names = [j.strip() for j in args.judges.split(",") if j.strip()]
     results = api.judge(args.sweep, names, setup)
@@ -307,14 +311,20 @@ def cmd_judge(args: argparse.Namespace) -> int:
     verdicts = [r.verdict for r in results]
     single = sweeps == [args.sweep]
     if args.json:
-        keys = ("strategy", "judges", "nearest_neighbour", "identikits")
-        rows = {f.name: {k: v[k] for k in keys} for f, v in zip(sweeps, verdicts, strict=True)}
+        rows = {f.name: _judged_json(v) for f, v in zip(sweeps, verdicts, strict=True)}
         print_json(rows[args.sweep.name] if single else rows)
     elif single:
-        print(format_verdict(verdicts[0], args.sweep))
+        print(format_judged(verdicts[0], args.sweep))
     else:
-        print(format_verdict_table(verdicts, args.sweep))
+        print(format_judged_table(verdicts, args.sweep))
     return 0
+
+
+def _judged_json(verdict: dict[str, Any]) -> dict[str, Any]:
+    """A sweep's verdict as ``judge --json`` prints it: every judge's agreement and own
+    accuracy (``judge_info``), the nearest-image share, and the class names where known."""
+    keys = ("strategy", "judges", "judge_info", "nearest_neighbour", "identikits", "class_names")
+    return {k: verdict[k] for k in keys if k in verdict}
 
 
 def cmd_certainty(args: argparse.Namespace) -> int:
@@ -473,8 +483,11 @@ def _add_judge(commands: Any, common: argparse.ArgumentParser) -> None:
     judge.add_argument(
         "--judges",
         default="cnn-seed1,mlp,softmax",
-        help="independently trained models, trained on first use and cached, or model files of "
-        "your own (checkpoint or ONNX; named by file name) (default: %(default)s)",
+        help="independently trained models, trained on first use and cached (refused where "
+        "the dataset has under 1,000 training images, or where one scores under 50%% on its "
+        "test images), or model files of your own (checkpoint, ONNX, TorchScript with "
+        "--trust-code; named by file name; read with the conventions below) (default: "
+        "%(default)s)",
     )
     judge.add_argument(
         "--trust-code",
@@ -494,6 +507,23 @@ def _add_judge(commands: Any, common: argparse.ArgumentParser) -> None:
         help="epochs to train the built-in judges for (default: each architecture's own)",
     )
     judge.add_argument("--json", action="store_true", help="print a JSON summary last")
+    group = judge.add_argument_group(
+        "file judge conventions (one set, for every model file named in --judges; built-in "
+        "judges take identikit's own)"
+    )
+    add_convention_options(
+        group,
+        outputs_default="detected",
+        layout_default="an ONNX model's own where its input says, else nchw",
+    )
+    group.add_argument(
+        "--input-shape",
+        type=image_shape,
+        default=None,
+        metavar="C,H,W",
+        help="the shape of a file judge's images, e.g. 3,32,32 (default: what the file says; "
+        "else 1,28,28)",
+    )
     add_data_options(judge, any_shape=True)
     add_device(judge)
     judge.set_defaults(handler=cmd_judge)

@@ -27,6 +27,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -84,19 +85,18 @@ def export_model(
     preprocessing: Preprocessing | None = None,
     flatten: bool = False,
     fixed_batch: bool = False,
-    class_names: Sequence[str] | None = None,
 ) -> None:
     """Write ``model`` (pixels in [0, 1] -> logits) as ONNX or TorchScript, atomically.
 
     ``model`` is a checkpoint file, exported for the image shape it records (and with the
-    class names it records, unless ``class_names`` are given), or a module, exported for
+    class names it records, in an ONNX file's metadata), or a module, exported for
     :data:`EXPORTED_SHAPE`. The exported model takes inputs as ``preprocessing`` says (range,
     mean and std, layout) and returns its kind of outputs. ``flatten`` makes the input a batch
     of flattened images (N, C x H x W); ``fixed_batch`` fixes the batch size to 1 (ONNX).
     """
     check_format(fmt)
     preprocessing = preprocessing or Preprocessing()
-    shape = EXPORTED_SHAPE
+    shape, class_names = EXPORTED_SHAPE, None
     if not isinstance(model, nn.Module):
         model, meta = load_checkpoint(model)
         shape = meta["input_shape"]
@@ -304,6 +304,13 @@ def _write(
         warnings.simplefilter("ignore")  # the tracer's chatter
         torch.jit.save(torch.jit.trace(module, example), buffer)  # type: ignore[no-untyped-call]
     atomic_write_bytes(out, buffer.getvalue())
+
+
+def name_classes(path: str | os.PathLike[str], class_names: Sequence[str]) -> None:
+    """Record ``class_names`` in the metadata of the ONNX file ``path`` (rewritten
+    atomically), in place of any it records."""
+    data = Path(path).read_bytes()
+    atomic_write_bytes(path, with_metadata(data, _names(class_names)))
 
 
 def with_metadata(data: bytes, metadata: dict[str, str]) -> bytes:

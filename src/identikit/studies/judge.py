@@ -1,18 +1,23 @@
-"""How recognisable is an identikit? Independent models and real digits are asked.
+"""How recognisable is an identikit? Independent models and real images are asked.
 
-An identikit made for one network may be that network's private code rather than a digit. Two
-tests of that:
+An identikit made for one network may be that network's private code rather than an image of
+its class. Two tests of that:
 
 * *transfer*: models trained independently (another seed of the same architecture, an MLP, the
-  linear softmax model) classify the identikits; the share each calls the intended digit is its
-  agreement, and a digit-by-digit matrix shows what it sees instead (the idea of transferability
-  from the adversarial-examples literature, Szegedy et al. 2014; Papernot et al. 2016);
-* *nearest neighbour*: the closest real training digit in pixel space (Euclidean), and the
-  distances to the closest digit of the intended class and of any other class.
+  linear softmax model) classify the identikits; the share each calls the intended class is its
+  agreement, and a class-by-class matrix shows what it sees instead (the idea of
+  transferability from the adversarial-examples literature, Szegedy et al. 2014; Papernot et
+  al. 2016);
+* *nearest neighbour*: the closest real training image in pixel space (Euclidean), and the
+  distances to the closest image of the intended class and of any other class.
 
 A judge is a built-in name (trained on first use, on the dataset the sweep's model was trained
-on, for that dataset's image shape) or a model file of the user's own. A ``compare`` folder is
-judged sweep by sweep, with the same judges and real images. Identikits of any shape C x H x W
+on, for that dataset's image shape) or a model file of the user's own, read with the
+conventions the setup gives for file judges. Every judge's own accuracy on the dataset's test
+images is recorded beside its verdict, and a judge not worth hearing is refused or warned
+about (:mod:`identikit.studies.judge_quality`); verdicts of different judges accumulate in
+``judge.json`` (:mod:`identikit.studies.verdicts`). A ``compare`` folder is judged sweep by
+sweep, with the same judges and real images. Identikits of any shape C x H x W
 are judged, the shape read from the identikits themselves; a judge or a dataset of another
 shape is refused in one line naming both.
 """
@@ -32,15 +37,33 @@ import torch
 
 from identikit.base.errors import CheckpointError, IdentikitError
 from identikit.base.folder_lock import locked_folder
+from identikit.base.safe_files import read_json
 from identikit.base.shapes import ImageShape
 from identikit.classifier import Classifier, load_classifier
 from identikit.data.datasets import MNIST_SHAPE, default_root
 from identikit.data.image_set import ImageSet
 from identikit.data.images import load_images
 from identikit.models.checkpoint import load_checkpoint
+from identikit.models.info import Expected
+from identikit.models.preprocessing import Preprocessing
+from identikit.studies.judge_quality import (
+    BUILT_IN,
+    FILE,
+    JudgeQuality,
+    check_quality,
+    check_trainable,
+    judge_quality,
+)
+from identikit.studies.verdicts import identikits_sha256, merge_verdicts
 from identikit.sweeps.folder import SweepFolder, read_sweep_folder
 from identikit.sweeps.records import RESULTS_FILE
-from identikit.sweeps.result_files import COMPARE_FILE, compared_strategies, write_verdict
+from identikit.sweeps.result_files import (
+    COMPARE_FILE,
+    JUDGE_FILE,
+    check_judge,
+    compared_strategies,
+    write_verdict,
+)
 from identikit.training.trainer import TrainSpec, train
 
 
@@ -71,8 +94,11 @@ class JudgeSetup:
     ``root``, default: where identikit keeps its data) trains the built-in judges, for its
     image shape, and gives the nearest real images; trained judges are cached in ``cache``
     (default: ``<data root>/judges``); ``trust_code`` allows a TorchScript judge; ``log`` hears
-    what takes time (a judge being trained); ``epochs`` trains the built-in judges that many
-    epochs instead of their architecture's own (None), for quick judges of small datasets.
+    what takes time (a judge being trained) and warnings; ``epochs`` trains the built-in
+    judges that many epochs instead of their architecture's own (None), for quick judges of
+    small datasets. ``conventions`` and ``input_shape`` say how the model files named as judges
+    take their images (one set for all of them; None: identikit's own, and the shape the file
+    says), as every command's ``--mean``, ``--std``, ``--layout`` ... say it of ``--model``.
     """
 
     dataset: str = "mnist"
@@ -82,6 +108,8 @@ class JudgeSetup:
     trust_code: bool = False
     log: Callable[[str], None] | None = None
     epochs: int | None = None
+    conventions: Preprocessing | None = None
+    input_shape: ImageShape | None = None
 
 
 def _file_token(dataset: str) -> str:
@@ -214,10 +242,16 @@ def nearest_neighbours(
 
 @dataclass(frozen=True)
 class Judge:
-    """A model that classifies identikits: its name in verdicts, and the model itself."""
+    """A model that classifies identikits: its name in verdicts, the model itself, and its
+    file (None for a built-in judge)."""
 
     name: str
     classifier: Classifier
+    file: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return FILE if self.file is not None else BUILT_IN
 
 
 def load_judges(
@@ -228,7 +262,8 @@ def load_judges(
     Built-in judges are trained on ``setup.dataset``, whose images are of ``shape`` (None: read
     from the dataset when a built-in judge is named). Any other entry that is an existing file
     is the user's own model (a checkpoint or ONNX file; TorchScript only with
-    ``setup.trust_code``), named by its file name.
+    ``setup.trust_code``), read with ``setup.conventions`` and ``setup.input_shape``, named by
+    its file name.
     """
     judges = []
     device = setup.device
@@ -239,8 +274,14 @@ def load_judges(
             path = judge_checkpoint(JUDGES[entry], setup, shape)
             judges.append(Judge(entry, load_classifier(path, device=device)))
         elif Path(entry).is_file():
-            classifier = load_classifier(entry, device=device, trust_code=setup.trust_code)
-            judges.append(Judge(Path(entry).name, classifier))
+            classifier = load_classifier(
+                entry,
+                device=device,
+                preprocessing=setup.conventions,
+                expect=Expected(input_shape=setup.input_shape),
+                trust_code=setup.trust_code,
+            )
+            judges.append(Judge(Path(entry).name, classifier, file=entry))
         else:
             raise IdentikitError(
                 f"unknown judge {entry!r}: not a model file, nor one of {', '.join(JUDGES)}"
@@ -294,8 +335,9 @@ def judge_sweep(
     sweep = read_sweep_folder(folder)
     data = load_images(setup.dataset, setup.root)
     check_dataset_shape(sweep, data)
-    loaded = load_judges(judges, setup, data.shape)
-    return verdict(folder, loaded, dataset=setup.dataset, real=data.split("train"))
+    loaded, qualities = heard_judges(judges, setup, data)
+    record = verdict(folder, loaded, dataset=setup.dataset, real=data.split("train"))
+    return with_qualities(record, qualities)
 
 
 def judge_all(
@@ -310,10 +352,37 @@ def judge_all(
     data = load_images(setup.dataset, setup.root)
     for sweep in read:
         check_dataset_shape(sweep, data)
-    loaded = load_judges(list(judges), setup, data.shape)
+    loaded, qualities = heard_judges(list(judges), setup, data)
     with locked_folder(Path(folder), create=False):
-        verdicts = judge_folders(sweeps, loaded, dataset=setup.dataset, data=data)
+        verdicts = judge_folders(
+            sweeps, loaded, dataset=setup.dataset, data=data, qualities=qualities, log=setup.log
+        )
     return list(zip(sweeps, verdicts, strict=True))
+
+
+def heard_judges(
+    names: Sequence[str], setup: JudgeSetup, data: ImageSet
+) -> tuple[list[Judge], dict[str, JudgeQuality]]:
+    """The judges named, each with its accuracy on the test images of ``data``: built-in
+    judges refused before training where ``data`` is too small to train them, and after where
+    they are below the accuracy a verdict needs; file judges below it warned about through
+    ``setup.log`` (see :mod:`identikit.studies.judge_quality`)."""
+    check_trainable(names, list(JUDGES), data)
+    loaded = load_judges(names, setup, data.shape)
+    qualities = {}
+    given = (setup.conventions or Preprocessing()).describe()
+    for judge in loaded:
+        quality = judge_quality(judge.classifier, data, dataset=setup.dataset, file=judge.file)
+        check_quality(judge.name, quality, setup.log, given)
+        qualities[judge.name] = quality
+    return loaded, qualities
+
+
+def with_qualities(record: dict[str, Any], qualities: dict[str, JudgeQuality]) -> dict[str, Any]:
+    """``record`` with ``judge_info``: the accuracy and kind of each judge that gave a verdict
+    in it (not of one left out, the model that drew the identikits)."""
+    info = {name: qualities[name].record() for name in record["judges"] if name in qualities}
+    return {**record, "judge_info": info}
 
 
 @dataclass(frozen=True)
@@ -385,29 +454,68 @@ def verdict(
         drawn_by=results["model"].get("sha256"),
         source=str(folder),
     )
+    names = results["model"].get("class_names")
     return {
         "sweep": str(folder),
         "strategy": results.get("settings", {}).get("strategy"),
         "identikits": len(sweep.digits),
+        "identikits_sha256": identikits_sha256(sweep.images, sweep.digits),
         "dataset": dataset,
+        **({"class_names": list(names)} if names else {}),
         **judge_identikits(identikits, judges, real),
     }
 
 
 def judge_folders(
-    sweeps: Sequence[Path], judges: Sequence[Judge], *, dataset: str, data: ImageSet
+    sweeps: Sequence[Path],
+    judges: Sequence[Judge],
+    *,
+    dataset: str,
+    data: ImageSet,
+    qualities: dict[str, JudgeQuality] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Judge each sweep and write its ``judge.json``, each under its folder's lock (not while
     another process works in it), against the training images of ``data`` (read once for all
-    by the caller, from the spec ``dataset``)."""
+    by the caller, from the spec ``dataset``), with each judge's ``qualities``. The earlier
+    verdicts of other judges on the same identikits are kept (``log`` hears of those dropped);
+    the sweep's verdict returned is the one written, all judges' together."""
     real = data.split("train")
+    named = [judge.name for judge in judges]
     verdicts = []
     for folder in sweeps:
         with locked_folder(folder, create=False):
-            record = verdict(folder, judges, dataset=dataset, real=real)
+            record = with_qualities(
+                verdict(folder, judges, dataset=dataset, real=real), qualities or {}
+            )
+            earlier = _earlier_verdict(folder, int(record_classes(folder)), log)
+            record = merge_verdicts(earlier, record, named, log=log, where=str(folder / JUDGE_FILE))
             write_verdict(folder, record)
         verdicts.append(record)
     return verdicts
+
+
+def record_classes(folder: Path) -> int:
+    """The number of classes of the model that drew the sweep's identikits."""
+    return int(read_sweep_folder(folder).results["model"]["classes"])
+
+
+def _earlier_verdict(
+    folder: Path, classes: int, log: Callable[[str], None] | None
+) -> dict[str, Any] | None:
+    """The sweep's judge.json as it stands (raw, once checked), or None where there is none
+    or it cannot be read (said through ``log``: it is replaced)."""
+    path = folder / JUDGE_FILE
+    if not os.path.lexists(path):
+        return None
+    try:
+        raw = read_json(path)
+        check_judge(raw, path, classes)
+    except IdentikitError as exc:
+        if log is not None:
+            log(f"{path}: replaced, its earlier verdicts unreadable ({exc})")
+        return None
+    return dict(raw)
 
 
 def _median(values: list[float]) -> float:

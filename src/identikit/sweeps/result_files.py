@@ -113,11 +113,14 @@ def check_judge(
 ) -> dict[str, Any]:
     """A validated ``judge.json``: shares in [0, 1] and square transfer matrices.
 
-    The optional ``dataset`` (the name the nearest digits come from) and ``nearest_index``
-    (per identikit, the index of its nearest digit in that dataset's training split) are
+    The optional ``dataset`` (the name the nearest images come from) and ``nearest_index``
+    (per identikit, the index of its nearest image in that dataset's training split) are
     returned as None where absent (a judge.json written before them); indices are whole
     numbers from 0 (below ``train_size`` when given), one per identikit: ``identikits`` when
     given (the sweep's count, which the file must agree with), else the file's own count.
+    ``judge_info`` (per judge: its ``accuracy`` on ``test_images`` test images of ``dataset``,
+    its ``kind``, ``built-in`` or ``file``, and its ``file``) is empty where absent,
+    ``class_names`` and ``identikits_sha256`` (what the verdicts are of) None.
     """
     fields = Fields(source)
     verdict = fields.mapping(value, "the verdict")
@@ -136,7 +139,48 @@ def check_judge(
         "transfer_matrices": _matrices(fields, verdict, classes),
         "dataset": None if dataset is None else fields.text(dataset, "dataset"),
         "nearest_index": _nearest_index(fields, verdict, identikits, train_size),
+        "judge_info": _judge_info(fields, verdict),
+        "class_names": _class_names(fields, verdict, classes),
+        "identikits_sha256": _optional_text(fields, verdict, "identikits_sha256"),
     }
+
+
+JUDGE_KINDS = ("built-in", "file")
+
+
+def _judge_info(fields: Fields, verdict: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each judge's own accuracy on real test images, its kind and file."""
+    info = {}
+    for name, entry in fields.mapping(verdict.get("judge_info", {}), "judge_info").items():
+        where = f"judge_info.{name}"
+        entry = fields.mapping(entry, where)
+        kind = fields.text(entry.get("kind"), f"{where}.kind")
+        if kind not in JUDGE_KINDS:
+            fields.fail(f"{where}.kind", f"is {kind!r}, not one of {', '.join(JUDGE_KINDS)}")
+        file = entry.get("file")
+        info[fields.text(name, "judge_info")] = {
+            "accuracy": fields.number(entry.get("accuracy"), f"{where}.accuracy", 0.0, 1.0),
+            "test_images": fields.integer(entry.get("test_images"), f"{where}.test_images", 0),
+            "dataset": fields.text(entry.get("dataset"), f"{where}.dataset"),
+            "kind": kind,
+            "file": None if file is None else fields.text(file, f"{where}.file"),
+        }
+    return info
+
+
+def _class_names(fields: Fields, verdict: dict[str, Any], classes: int) -> list[str] | None:
+    names = verdict.get("class_names")
+    if names is None:
+        return None
+    return [
+        fields.text(name, f"class_names[{i}]")
+        for i, name in enumerate(fields.sequence(names, "class_names", classes))
+    ]
+
+
+def _optional_text(fields: Fields, verdict: dict[str, Any], key: str) -> str | None:
+    value = verdict.get(key)
+    return None if value is None else fields.text(value, key)
 
 
 def _matrices(fields: Fields, verdict: dict[str, Any], classes: int) -> dict[str, list[Any]]:
