@@ -194,7 +194,8 @@ FLAGS = [
 def results_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real folder of results: a tiny model's sweep, certainty and judge verdict."""
     root = tmp_path_factory.mktemp("results")
-    data = write_idx_folder(root / "data", train=300, test=100)
+    # 1,000 training images: the fewest a built-in judge is trained on (issue 29).
+    data = write_idx_folder(root / "data", train=1000, test=100)
     model = root / "tiny.pt"
     trained = run_cli(
         "train",
