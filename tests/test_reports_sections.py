@@ -23,7 +23,8 @@ from identikit.base import figures
 from identikit.base.shapes import ImageShape
 from identikit.cli import main
 from identikit.models import build_model
-from identikit.reports.classes import ClassNaming, convergence_measure
+from identikit.reports.classes import ClassNaming
+from identikit.sweeps.reconstruction import convergence_measure
 from tests.helpers import (
     read_page,
     report_search_args,

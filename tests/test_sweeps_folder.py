@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from identikit.base.figures import identikit_grid
 from identikit.base.shapes import ImageShape
 from identikit.data.datasets import MNIST_SHAPE
 from identikit.models.preprocessing import Preprocessing
 from identikit.sweeps.experiment import RESULTS_VERSION, recorded_conventions
-from identikit.sweeps.folder import GRID_FILE, SweepFolder, read_sweep_folder
+from identikit.sweeps.folder import GRID_FILE, SweepFolder, grid_png, read_sweep_folder
 from identikit.sweeps.records import IDENTIKITS_FILE, RESULTS_FILE, read_results
 from identikit.sweeps.sweep import SweepOptions, sweep_to_folder
 from tests.helpers import CONFIG, classifier, one_line_refusal, rewrite_json
@@ -94,3 +95,24 @@ def test_the_record_states_the_shape_and_only_other_conventions(sweep: Path) -> 
     assert recorded_conventions(Preprocessing(outputs="logits")) is None
     scaled = recorded_conventions(Preprocessing(input_range="-1,1", mean=0.5, std=0.25))
     assert scaled is not None and "-1,1" in scaled and "0.5" in scaled and "0.25" in scaled
+
+
+def test_a_reconstructions_grid_marks_runs_at_the_readmes_measure() -> None:
+    """A reconstruction stops at 0.9999, but its runs count as converged from 0.99: grid.png
+    labelled a run at 0.998 red (not converged)."""
+    images = np.full((2, 28, 28), 0.5, dtype=np.float32)
+    digits = np.array([0, 1])
+    results = {
+        "model": {"name": "m.pt"},
+        "settings": {"strategy": "reconstruct", "target": 0.9999},
+        "runs": [{"confidence": 0.998}, {"confidence": 0.95}],
+    }
+    title = "m.pt: reconstruct"
+    at_measure = identikit_grid(images, digits, [0.998, 0.95], target=0.99, title=title)
+    at_stop = identikit_grid(images, digits, [0.998, 0.95], target=0.9999, title=title)
+    assert at_measure != at_stop
+    assert grid_png(results, images, digits) == at_measure
+    # a search's own --target is its measure
+    results["settings"] = {"strategy": "square", "target": 0.9999}
+    searched = identikit_grid(images, digits, [0.998, 0.95], target=0.9999, title="m.pt: square")
+    assert grid_png(results, images, digits) == searched

@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from identikit.base.figures import certainty_histogram, identikit_grid
-from identikit.reports.classes import ClassNaming, convergence_measure
+from identikit.reports.classes import ClassNaming
 from identikit.reports.judges import judge_info
 from identikit.sweeps.experiment import SweepConfig
+from identikit.sweeps.reconstruction import convergence_measure
 
 
 def _png(data: bytes, alt: str) -> str:

@@ -15,12 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from identikit.sweeps.reconstruction import BLACK_BOX, RECONSTRUCT, TARGET
-
 # The most classes a set of digits has (0 to 9).
 _DIGITS = 10
 # The confidence at which the README counts a reconstruction's run as converged.
-RECONSTRUCTION_MEASURE = 0.99
 
 
 @dataclass(frozen=True)
@@ -75,16 +72,6 @@ def page_noun(namings: Iterable[ClassNaming]) -> str:
     digits (and there is at least one sweep)."""
     found = list(namings)
     return "digit" if found and all(n.digits for n in found) else "class"
-
-
-def convergence_measure(settings: Mapping[str, Any]) -> float:
-    """The confidence at which a run counts as converged on the page: a reconstruction that
-    kept its own stopping target (0.9999) is measured at 0.99, as the README measures it;
-    every other sweep at its ``--target``."""
-    target = float(settings["target"])
-    if settings.get("strategy") in (RECONSTRUCT, BLACK_BOX) and target == TARGET:
-        return RECONSTRUCTION_MEASURE
-    return target
 
 
 def reached(confidences: Iterable[float], measure: float) -> int:

@@ -22,11 +22,12 @@ from identikit.base.safe_files import display_name, read_json, read_regular
 from identikit.data.datasets import DATASETS, default_root, find_file
 from identikit.data.images import load_images
 from identikit.reports.cards import recorded_input
-from identikit.reports.classes import ClassNaming, convergence_measure, reached
+from identikit.reports.classes import ClassNaming, reached
 from identikit.reports.judges import JudgeInfo, column_notes, dataset_label, judge_info
 from identikit.strategies.registry import is_white_box
 from identikit.sweeps.compare import NO_STALLING, curves
 from identikit.sweeps.folder import SweepFolder, read_sweep_folder
+from identikit.sweeps.reconstruction import convergence_measure
 from identikit.sweeps.records import Fields
 from identikit.sweeps.result_files import (
     JUDGE_FILE,

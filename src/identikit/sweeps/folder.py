@@ -26,6 +26,7 @@ from identikit.base.safe_files import read_json
 from identikit.base.shapes import ImageShape
 from identikit.strategies import SearchState
 from identikit.sweeps.experiment import SweepConfig
+from identikit.sweeps.reconstruction import convergence_measure
 from identikit.sweeps.records import (
     IDENTIKITS_FILE,
     RESULTS_FILE,
@@ -89,7 +90,7 @@ def grid_png(results: dict[str, Any], images: np.ndarray, digits: np.ndarray) ->
         images,
         digits,
         [r["confidence"] for r in results["runs"]],
-        target=results["settings"]["target"],
+        target=convergence_measure(results["settings"]),
         title=f"{results['model']['name']}: {results['settings']['strategy']}",
         names=results["model"].get("class_names") or (),
     )
