@@ -336,7 +336,13 @@ def judge_sweep(
     data = load_images(setup.dataset, setup.root)
     check_dataset_shape(sweep, data)
     loaded, qualities = heard_judges(judges, setup, data)
-    record = verdict(folder, loaded, dataset=setup.dataset, real=data.split("train"))
+    record = verdict(
+        folder,
+        loaded,
+        dataset=setup.dataset,
+        real=data.split("train"),
+        class_names=data.class_names,
+    )
     return with_qualities(record, qualities)
 
 
@@ -442,9 +448,11 @@ def verdict(
     *,
     dataset: str,
     real: tuple[np.ndarray, np.ndarray],
+    class_names: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The judge.json record of a sweep: ``judges``' verdicts and the nearest images of
-    ``real``, the training split (images, labels) of ``dataset``."""
+    ``real``, the training split (images, labels) of ``dataset``, whose ``class_names`` name
+    the classes where the sweep's model names none."""
     sweep = read_sweep_folder(folder)
     results = sweep.results
     identikits = Identikits(
@@ -454,7 +462,9 @@ def verdict(
         drawn_by=results["model"].get("sha256"),
         source=str(folder),
     )
-    names = results["model"].get("class_names")
+    # A model without names records the numbers: the dataset's names are better then.
+    recorded = results["model"].get("class_names") or ()
+    names = _named(recorded, identikits.classes) or _named(class_names, identikits.classes)
     return {
         "sweep": str(folder),
         "strategy": results.get("settings", {}).get("strategy"),
@@ -485,14 +495,28 @@ def judge_folders(
     verdicts = []
     for folder in sweeps:
         with locked_folder(folder, create=False):
-            record = with_qualities(
-                verdict(folder, judges, dataset=dataset, real=real), qualities or {}
+            judged = verdict(
+                folder, judges, dataset=dataset, real=real, class_names=data.class_names
             )
+            _say_left_out(judged, named, log)
+            record = with_qualities(judged, qualities or {})
             earlier = _earlier_verdict(folder, int(record_classes(folder)), log)
             record = merge_verdicts(earlier, record, named, log=log, where=str(folder / JUDGE_FILE))
             write_verdict(folder, record)
         verdicts.append(record)
     return verdicts
+
+
+def _say_left_out(
+    record: dict[str, Any], named: Sequence[str], log: Callable[[str], None] | None
+) -> None:
+    """Tell ``log`` of the judges named that gave no verdict: the model that drew the
+    identikits is no independent judge of them."""
+    for name in named:
+        if name not in record["judges"] and log is not None:
+            log(
+                f"judge {name} is the model that drew the identikits of {record['sweep']}: left out"
+            )
 
 
 def record_classes(folder: Path) -> int:
@@ -516,6 +540,13 @@ def _earlier_verdict(
             log(f"{path}: replaced, its earlier verdicts unreadable ({exc})")
         return None
     return dict(raw)
+
+
+def _named(names: Sequence[str], classes: int) -> list[str] | None:
+    """``names`` where they are names of ``classes`` classes, not their numbers."""
+    if len(names) != classes or list(names) == [str(c) for c in range(classes)]:
+        return None
+    return list(names)
 
 
 def _median(values: list[float]) -> float:
