@@ -17,7 +17,8 @@ confidence is a float32 value.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -30,11 +31,29 @@ from identikit.engines.choices import PROCESS_THREADS, Choice
 from identikit.engines.options import EngineOptions
 from identikit.engines.precision import ieee_fp32
 from identikit.engines.scorers import Scorer
+from identikit.models.feature_statistics import (
+    BatchNormLayer,
+    StatisticsTerm,
+    TappedModel,
+    statistics_term,
+    tap,
+)
 from identikit.models.info import ModelInfo, batch_text
 from identikit.models.onnx_model import OnnxModel
 from identikit.models.preprocessing import Preprocessing, to_log_probabilities
 
 Objective = Callable[[torch.Tensor, torch.Tensor, slice], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class StatisticsStep:
+    """What :meth:`Classifier.value_and_grad_with_statistics` gives: the objective's values
+    per image (N,), without the term; the gradients (N, C, H, W) of the whole, sum of values
+    minus ``weight`` x R_feature; and the term itself (detached), per group and layer."""
+
+    values: torch.Tensor
+    grads: torch.Tensor
+    term: StatisticsTerm
 
 
 class Classifier:
@@ -80,6 +99,7 @@ class Classifier:
         self.ranking_scorer = engines.ranking
         self.choice: Choice = engines.choice
         self._lanes: list[Classifier] | None = None
+        self._tapped: TappedModel | None = None
 
     # --- What other layers read of the model's description -------------------------------
 
@@ -268,6 +288,61 @@ class Classifier:
         if isinstance(self.reference, OnnxModel):
             return self.reference.differentiable()
         raise IdentikitError(f"{self.name} gives no gradients: use a black-box strategy")
+
+    def batch_norm_layers(self) -> tuple[BatchNormLayer, ...]:
+        """The model's batch-norm layers whose stored statistics
+        :meth:`value_and_grad_with_statistics` matches (empty: none found; see
+        :func:`~identikit.models.feature_statistics.layers_line` for the line to print).
+        Found on first use: a TorchScript model is exported to ONNX in memory then (seconds)."""
+        return self._statistics_tap().layers
+
+    def value_and_grad_with_statistics(
+        self,
+        images: torch.Tensor,
+        objective: Objective,
+        weight: float,
+        *,
+        groups: torch.Tensor | None = None,
+        layer_weights: Sequence[float] | None = None,
+    ) -> StatisticsStep:
+        """:meth:`value_and_grad` with the model's batch-norm statistics (DeepInversion, Yin et
+        al. 2020): the gradients are of sum_i objective_i - ``weight`` x R_feature, R_feature
+        the statistics term of :mod:`identikit.models.feature_statistics` over the batch (or
+        over each of its ``groups``, (N,) numbers 0..G-1), with ``layer_weights`` per layer
+        (default: 10 for the first layer, 1 for the others).
+
+        The objective is summed over images and the term is not, so DeepInversion's mean loss
+        plus r x R_feature is ``weight`` = N x r. The whole batch goes through the model in one
+        pass, never in chunks, since its statistics are of the whole batch. Gradients: a
+        PyTorch module through forward pre-hooks; an ONNX model, and a TorchScript module
+        (exported to ONNX once, batch norms kept), through identikit's ONNX interpreter. A
+        model without batch-norm layers gives a term of 0 and :meth:`value_and_grad`'s
+        gradients. Each image counts as one query.
+        """
+        tapped = self._statistics_tap()
+        x = images.detach().to(self.device, torch.float32).requires_grad_(True)
+        with torch.enable_grad():
+            outputs, observed = tapped(self.preprocessing.to_model(x), groups)
+            log_probabilities = to_log_probabilities(outputs, self.outputs)
+            value = objective(x, log_probabilities, slice(0, x.shape[0]))
+            term = statistics_term(observed, len(tapped.layers), layer_weights)
+            (grad,) = torch.autograd.grad(value.sum() - weight * term.total, x)
+        self.queries += images.shape[0]
+        values = value.detach()
+        self._check_finite(values)
+        return StatisticsStep(values, grad, term.detach())
+
+    def _statistics_tap(self) -> TappedModel:
+        """The model's forward with its batch-norm statistics, made once: hooks on a PyTorch
+        module; the interpreter on an ONNX model or on a TorchScript module exported to ONNX
+        (PyTorch refuses hooks on TorchScript; see the module's docstring)."""
+        if self._tapped is None:
+            model: object = self.torch_module if self.torch_module is not None else self.reference
+            example = self.preprocessing.to_model(
+                torch.full((2, *self.info.input_shape.dims), 0.5, device=self.device)
+            )
+            self._tapped = tap(model, example, self.name)
+        return self._tapped
 
     @property
     def gradients_by(self) -> str:

@@ -14,6 +14,7 @@ written for, and the batch's arithmetic is still done at once (and differentiate
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -47,6 +48,11 @@ QUANTIZED = frozenset(
 )
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 BLACK_BOX = "use a black-box strategy (ONNX Runtime scores the model as it is)"
+
+Observer = Callable[[Node, list[torch.Tensor | None]], None]
+"""``observe(node, inputs)``: called by :meth:`OnnxGraph.run` before each node runs, with the
+node and the tensors it is about to get (autograd still flows through them): how a caller sees
+inside the graph (the batch-norm statistics of :mod:`identikit.models.feature_statistics`)."""
 
 
 class OnnxGraph(nn.Module):
@@ -83,11 +89,15 @@ class OnnxGraph(nn.Module):
             return result
         return self.run(inputs)
 
-    def run(self, inputs: torch.Tensor) -> torch.Tensor:
-        """The graph, node by node, on ``inputs`` as they are."""
+    def run(self, inputs: torch.Tensor, observe: Observer | None = None) -> torch.Tensor:
+        """The graph, node by node, on ``inputs`` as they are; ``observe`` (if given) sees
+        each node's inputs before it runs. The observer is an argument, not state of the
+        graph, so that lanes on other threads running the same graph are never observed."""
         values: dict[str, torch.Tensor] = {self.input_name: inputs}
         for node in self.steps:
             args = [self._value(values, name) for name in node.inputs]
+            if observe is not None:
+                observe(node, args)
             try:
                 out = OPERATORS[node.op_type](node, args)
             except IdentikitError as exc:
@@ -99,6 +109,13 @@ class OnnxGraph(nn.Module):
                 ) from None
             _store(values, node, out)
         return self._value(values, self.output_name)  # type: ignore[return-value]
+
+    def constant(self, name: str) -> torch.Tensor | None:
+        """The graph's constant (initializer, or folded node output) called ``name``, on the
+        graph's device and in its precision; None where ``name`` is computed from the input."""
+        slot = self.slots.get(name)
+        found: torch.Tensor | None = None if slot is None else getattr(self, slot)
+        return found
 
     def _value(self, values: dict[str, torch.Tensor], name: str) -> torch.Tensor | None:
         if not name:

@@ -150,11 +150,16 @@ class OnnxModel:
         :func:`~identikit.models.onnx_graph.load_graph`, read once, on first use. A one-line
         :class:`IdentikitError` where the graph has an operator the interpreter does not run
         or is quantized (int8): scoring by ONNX Runtime still works."""
+        self.graph()
+        return self._differentiable
+
+    def graph(self) -> OnnxGraph:
+        """The graph :meth:`differentiable` runs (read once, on first use)."""
         with self._graph_lock:
             if self._graph is None:
                 data = self.data if self.data is not None else self.path.read_bytes()
                 self._graph = load_graph(data, display_name(self.path))
-        return self._differentiable
+            return self._graph
 
     def _differentiable(self, inputs: torch.Tensor) -> torch.Tensor:
         assert self._graph is not None
