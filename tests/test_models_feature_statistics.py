@@ -1,5 +1,6 @@
 """The model's own batch-norm statistics (DeepInversion's R_feature): the term, its gradient,
-and the layers found in a PyTorch module, a checkpoint, a TorchScript file and an ONNX graph."""
+and the layers found (identikit.models.batch_norm_taps) in a PyTorch module, a checkpoint, a
+TorchScript file and an ONNX graph."""
 
 from __future__ import annotations
 
@@ -15,18 +16,16 @@ from identikit.base.errors import IdentikitError
 from identikit.base.shapes import ImageShape
 from identikit.classifier.classifier import Classifier
 from identikit.models import build_model
-from identikit.models.checkpoint import load_model, save_checkpoint
-from identikit.models.feature_statistics import (
-    FIRST_LAYER_WEIGHT,
+from identikit.models.batch_norm_taps import (
     HookedModule,
     ObservedGraph,
     TappedModel,
     channel_statistics,
-    layer_weights,
     layers_line,
-    statistics_term,
     tap,
 )
+from identikit.models.checkpoint import load_model, save_checkpoint
+from identikit.models.feature_statistics import FIRST_LAYER_WEIGHT, layer_weights, statistics_term
 from identikit.models.info import ModelInfo
 from identikit.models.onnx_graph import load_graph
 from identikit.models.onnx_model import OnnxModel

@@ -31,13 +31,8 @@ from identikit.engines.choices import PROCESS_THREADS, Choice
 from identikit.engines.options import EngineOptions
 from identikit.engines.precision import ieee_fp32
 from identikit.engines.scorers import Scorer
-from identikit.models.feature_statistics import (
-    BatchNormLayer,
-    StatisticsTerm,
-    TappedModel,
-    statistics_term,
-    tap,
-)
+from identikit.models.batch_norm_taps import BatchNormLayer, TappedModel, tap
+from identikit.models.feature_statistics import StatisticsTerm, statistics_term
 from identikit.models.info import ModelInfo, batch_text
 from identikit.models.onnx_model import OnnxModel
 from identikit.models.preprocessing import Preprocessing, to_log_probabilities
@@ -292,7 +287,7 @@ class Classifier:
     def batch_norm_layers(self) -> tuple[BatchNormLayer, ...]:
         """The model's batch-norm layers whose stored statistics
         :meth:`value_and_grad_with_statistics` matches (empty: none found; see
-        :func:`~identikit.models.feature_statistics.layers_line` for the line to print).
+        :func:`~identikit.models.batch_norm_taps.layers_line` for the line to print).
         Found on first use: a TorchScript model is exported to ONNX in memory then (seconds)."""
         return self._statistics_tap().layers
 
