@@ -17,7 +17,10 @@ from identikit.strategies.base import (
 from identikit.strategies.random_masks import most_selected
 
 
-@pytest.mark.parametrize("bad", [{"candidates": 0}, {"mask_density": 0.0}, {"mask_amplitude": 1.5}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"candidates": -1}, {"mask_density": -0.1}, {"mask_density": 1.5}, {"mask_amplitude": 1.5}],
+)
 def test_bad_strategy_settings(bad: dict[str, float]) -> None:
     with pytest.raises(IdentikitError):
         make_strategy("random-masks", **bad)

@@ -340,7 +340,9 @@ def rescoring(strategy: Strategy, classifier: Classifier) -> bool:
 
 
 def step_cost(strategy: Strategy, classifier: Classifier) -> int:
-    """Model queries one iteration spends on one run, the float32 re-scoring included."""
+    """Model queries one iteration spends on one run, the float32 re-scoring included, with
+    the strategy's settings for the model's images (random-masks' candidates follow them)."""
+    strategy = strategy.for_shape(classifier.info.input_shape)
     if not rescoring(strategy, classifier):
         return strategy.queries_per_step
     return strategy.queries_per_step + min(RESCORED, strategy.queries_per_step)

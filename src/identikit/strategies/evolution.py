@@ -12,14 +12,17 @@ Fooled", evolved MNIST images that networks label with over 99.99% confidence th
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import torch
 
+from identikit.base.shapes import ImageShape
 from identikit.classifier.classifier import Classifier
 from identikit.strategies.base import Group, SearchState, Strategy
 from identikit.strategies.registry import check_settings, register, require
+from identikit.strategies.shape_defaults import mutation_density
 
 _UP, _DOWN = math.exp(0.8), math.exp(-0.2)
 
@@ -32,7 +35,9 @@ class Evolution(Strategy):
     Args:
         candidates: offspring per generation, lambda (default 10).
         sigma: initial mutation scale (default 0.5).
-        density: share of pixels each mutation touches (default 0.05).
+        density: share of values each mutation touches; 0 (the default) is from the image's
+            shape: 0.05 on grey images of at least 28 x 28 (MNIST's), else about six values
+            (0.1 at 8 x 8, 0.002 at 3 x 32 x 32; see :mod:`identikit.strategies.shape_defaults`).
         min_sigma, max_sigma: bounds on the adapted scale (defaults 0.01, 2.0).
     """
 
@@ -43,7 +48,7 @@ class Evolution(Strategy):
     )
     candidates: int = 10
     sigma: float = 0.5
-    density: float = 0.05
+    density: float = 0.0
     min_sigma: float = 0.01
     max_sigma: float = 2.0
 
@@ -51,7 +56,7 @@ class Evolution(Strategy):
         check_settings(self)  # types, and every float finite
         require(self, "candidates", self.candidates >= 1, "at least 1")
         require(self, "sigma", self.sigma > 0, "a finite number > 0")
-        require(self, "density", 0 < self.density <= 1, "in (0, 1]")
+        require(self, "density", 0 <= self.density <= 1, "0 (from the image's shape) or in (0, 1]")
         require(self, "min_sigma", self.min_sigma > 0, "a finite number > 0")
         require(self, "max_sigma", self.max_sigma >= self.min_sigma, "at least min_sigma")
 
@@ -62,7 +67,14 @@ class Evolution(Strategy):
     def init_memory(self, state: SearchState) -> dict[str, torch.Tensor]:
         return {"sigma": torch.full_like(state.scores, self.sigma)}
 
+    def for_shape(self, shape: ImageShape) -> Evolution:
+        # A density left at 0 follows the image's size and channels (see shape_defaults).
+        self.check_shape(shape)
+        return dataclasses.replace(self, density=self.density or mutation_density(shape))
+
     def propose(self, group: Group) -> torch.Tensor:
+        if not self.density:  # not made for a shape: for the group's images
+            return self.for_shape(ImageShape(*group.images.shape[1:])).propose(group)
         shape = (self.candidates, *group.images.shape[1:])
         noise = []
         for generator, sigma in zip(group.generators, group.memory["sigma"].tolist(), strict=True):

@@ -19,13 +19,16 @@ density. Drawing one number per value took 60% of the search loop's time outside
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import torch
 
+from identikit.base.shapes import ImageShape
 from identikit.strategies.base import Group, Strategy, uniform
 from identikit.strategies.registry import check_settings, register, require
+from identikit.strategies.shape_defaults import mask_candidates, mask_density
 
 # Uniform numbers one block of runs of a sparse draw takes at most on a CPU: 1 MiB of float32
 # (a core's L2 cache here is 2 MiB). See RandomMasks._sparse.
@@ -38,28 +41,48 @@ class RandomMasks(Strategy):
     """Random perturbation masks around the current base; keep the best if it improves.
 
     Args:
-        candidates: masks drawn per iteration (default 500).
-        mask_density: probability that a pixel is perturbed (default 0.05, about 39 pixels).
+        candidates: masks drawn per iteration; 0 (the default) is from the image's shape:
+            500 on grey images of at least 28 x 28 (MNIST's), 20 on others.
+        mask_density: probability that a value is perturbed; 0 (the default) is from the
+            image's shape: 0.05 on grey images (about 39 pixels on MNIST), about six values
+            on colour ones (0.002 at 3 x 32 x 32). See
+            :mod:`identikit.strategies.shape_defaults`.
         mask_amplitude: largest offset of a perturbed pixel (default 1.0, the whole range).
     """
 
     name = "random-masks"
     source = "the original identikit method: greedy random search with random masks"
-    candidates: int = 500
-    mask_density: float = 0.05
+    candidates: int = 0
+    mask_density: float = 0.0
     mask_amplitude: float = 1.0
 
     def __post_init__(self) -> None:
         check_settings(self)  # types, and every float finite
-        require(self, "candidates", self.candidates >= 1, "at least 1")
-        require(self, "mask_density", 0 < self.mask_density <= 1, "in (0, 1]")
+        require(self, "candidates", self.candidates >= 0, "0 (from the image's shape) or >= 1")
+        require(
+            self,
+            "mask_density",
+            0 <= self.mask_density <= 1,
+            "0 (from the image's shape) or in (0, 1]",
+        )
         require(self, "mask_amplitude", 0 < self.mask_amplitude <= 1, "in (0, 1]")
 
     @property
     def queries_per_step(self) -> int:
         return self.candidates
 
+    def for_shape(self, shape: ImageShape) -> RandomMasks:
+        # Settings left at 0 follow the image's size and channels (see shape_defaults).
+        self.check_shape(shape)
+        return dataclasses.replace(
+            self,
+            candidates=self.candidates or mask_candidates(shape),
+            mask_density=self.mask_density or mask_density(shape),
+        )
+
     def propose(self, group: Group) -> torch.Tensor:
+        if not (self.candidates and self.mask_density):  # not made for a shape: for the group's
+            return self.for_shape(ImageShape(*group.images.shape[1:])).propose(group)
         channels, *_ = group.images.shape[1:]
         values = group.images[0].numel()
         most = most_selected(values, self.mask_density)

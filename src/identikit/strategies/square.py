@@ -22,6 +22,7 @@ import torch
 from identikit.base.shapes import ImageShape
 from identikit.strategies.base import Group, Strategy
 from identikit.strategies.registry import check_settings, register, require
+from identikit.strategies.shape_defaults import square_amplitude
 
 # Iterations (as fractions of the schedule) at which the paper halves the square's area.
 _HALVINGS = (0.001, 0.005, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8)
@@ -37,7 +38,10 @@ class SquareSearch(Strategy):
         side: starting side of the square in pixels; 0 (the default) is half the image's
             shorter side, 14 on MNIST, set by :meth:`for_shape` before a sweep records it. A
             side longer than the image's shorter side is cut to it.
-        amplitude: how much a square lightens or darkens its pixels (default 1.0).
+        amplitude: how much a square lightens or darkens its pixels; 0 (the default) is
+            from the image's shape: 1.0 (the paper's whole range) on images of at least 16
+            pixels a side, MNIST among them, 0.5 on smaller ones (see
+            :mod:`identikit.strategies.shape_defaults`).
         schedule_queries: the budget the shrinking schedule is laid out over (default 10,000).
     """
 
@@ -48,14 +52,16 @@ class SquareSearch(Strategy):
     )
     candidates: int = 1
     side: int = 0
-    amplitude: float = 1.0
+    amplitude: float = 0.0
     schedule_queries: int = 10_000
 
     def __post_init__(self) -> None:
         check_settings(self)  # types, and every float finite
         require(self, "candidates", self.candidates >= 1, "at least 1")
         require(self, "side", self.side >= 0, "0 (half the image's shorter side) or a side >= 1")
-        require(self, "amplitude", 0 < self.amplitude <= 1, "in (0, 1]")
+        require(
+            self, "amplitude", 0 <= self.amplitude <= 1, "0 (from the image's shape) or in (0, 1]"
+        )
         require(self, "schedule_queries", self.schedule_queries >= 1, "at least 1")
 
     @property
@@ -65,10 +71,13 @@ class SquareSearch(Strategy):
     def for_shape(self, shape: ImageShape) -> SquareSearch:
         # The paper sizes the first square by a share of the image's pixels; half the shorter
         # side keeps that share on images of any size (a quarter of a square image's area).
+        # Its amplitude, where not given, follows the image's size (see shape_defaults).
         self.check_shape(shape)
-        if self.side:
-            return self
-        return dataclasses.replace(self, side=max(1, min(shape.height, shape.width) // 2))
+        return dataclasses.replace(
+            self,
+            side=self.side or max(1, min(shape.height, shape.width) // 2),
+            amplitude=self.amplitude or square_amplitude(shape),
+        )
 
     def side_at(self, iteration: int, shorter: int = 0) -> int:
         """The square's side at an iteration: area halved at each milestone of the schedule.
@@ -79,6 +88,8 @@ class SquareSearch(Strategy):
         return max(1, round(start / math.sqrt(2) ** halvings))
 
     def propose(self, group: Group) -> torch.Tensor:
+        if not self.amplitude:  # not made for a shape: for the group's images
+            return self.for_shape(ImageShape(*group.images.shape[1:])).propose(group)
         k = self.candidates
         height, width = group.images.shape[-2:]
         out = group.images.unsqueeze(1).repeat(1, k, 1, 1, 1)
