@@ -233,18 +233,23 @@ def _input_nodes(
         items = values if isinstance(values, tuple) else (values,) * channels
         return [float(v) for v in items]
 
-    # (x * (high - low) + low - mean) / std == x * scale + shift, per channel.
+    # (x * (high - low) + low - mean) / std, per channel, node for node as
+    # Preprocessing.to_model computes it: the exported model's outputs and input gradients
+    # are then bit for bit those of the source model loaded with its flags (x * scale + shift
+    # rounds differently, and a gradient search amplified that 5e-6 into 1e-2 apart).
     mean, std = column(conventions.mean), column(conventions.std)
-    scale = [(high - low) / s for s in std]
-    shift = [(low - m) / s for m, s in zip(mean, std, strict=True)]
     dims = [1, channels, 1, 1]
     tensors = [
-        helper.make_tensor(f"{prefix}scale", onnx.TensorProto.FLOAT, dims, scale),
-        helper.make_tensor(f"{prefix}shift", onnx.TensorProto.FLOAT, dims, shift),
+        helper.make_tensor(f"{prefix}range", onnx.TensorProto.FLOAT, [], [high - low]),
+        helper.make_tensor(f"{prefix}low", onnx.TensorProto.FLOAT, [], [low]),
+        helper.make_tensor(f"{prefix}mean", onnx.TensorProto.FLOAT, dims, mean),
+        helper.make_tensor(f"{prefix}std", onnx.TensorProto.FLOAT, dims, std),
     ]
     nodes = [
-        helper.make_node("Mul", ["input", f"{prefix}scale"], [f"{prefix}scaled"]),
-        helper.make_node("Add", [f"{prefix}scaled", f"{prefix}shift"], [f"{prefix}normal"]),
+        helper.make_node("Mul", ["input", f"{prefix}range"], [f"{prefix}ranged"]),
+        helper.make_node("Add", [f"{prefix}ranged", f"{prefix}low"], [f"{prefix}lifted"]),
+        helper.make_node("Sub", [f"{prefix}lifted", f"{prefix}mean"], [f"{prefix}centred"]),
+        helper.make_node("Div", [f"{prefix}centred", f"{prefix}std"], [f"{prefix}normal"]),
     ]
     current = f"{prefix}normal"
     if conventions.channels_last:
