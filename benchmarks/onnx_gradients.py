@@ -157,21 +157,21 @@ def compare_gradients(onnx_file: Path, conventions: Preprocessing, torchscript: 
     print("value_and_grad at 20 random images, interpreter vs TorchScript (float32): values")
     print(f"  within {(values - ts_values).abs().max().item():.1e}; gradients of {close}/20")
     print(f"  images within 1e-4 (max {per_image.max().item():.1e}; largest gradient")
-    print(
-        f"  {ts_grads.abs().max().item():.2f}); in float64: {_float64(onnx_file, torchscript):.1e}"
-    )
+    in_float64 = _float64(onnx_file, conventions, torchscript)
+    print(f"  {ts_grads.abs().max().item():.2f}); in float64: {in_float64:.1e}")
 
 
-def _float64(onnx_file: Path, torchscript: Path) -> float:
+def _float64(onnx_file: Path, conventions: Preprocessing, torchscript: Path) -> float:
     """The largest difference of the two models' input gradients in float64, where float32's
     rounding near a ReLU's kink cannot tell them apart."""
     graph = load_graph(onnx_file.read_bytes(), onnx_file.name).double()
     module = torch.jit.load(str(torchscript), map_location="cpu").double()  # type: ignore[no-untyped-call]
     images = torch.rand(20, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     grads = []
-    for model in (graph, module):
-        x = CONVENTIONS.to_model(images).double().requires_grad_(True)
-        chosen = torch.log_softmax(model(x), 1)[torch.arange(20), torch.arange(20) % 10]
+    for model, taking in ((graph, conventions), (module, CONVENTIONS)):
+        x = images.double().requires_grad_(True)
+        chosen = torch.log_softmax(model(taking.to_model(x)), 1)
+        chosen = chosen[torch.arange(20), torch.arange(20) % 10]
         grads.append(torch.autograd.grad(chosen.sum(), x)[0])
     return float((grads[0] - grads[1]).abs().max())
 

@@ -57,6 +57,7 @@ from identikit.strategies.registry import (
     parse_option,
     setting_types,
 )
+from identikit.strategies.shape_defaults import derived_line
 from identikit.strategies.stopping import PATIENCE
 from identikit.studies.ceiling import (
     ceiling_rows,
@@ -143,6 +144,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     config = config.for_classes(classifier.num_classes)
     cluster = cluster_of(args, work)
     announce_size(config, classifier, cluster)
+    derived = derived_line(config.spec.make(), classifier.info.input_shape)
+    if derived is not None:  # settings not MNIST's, taken from the image's shape
+        say(derived)
     result = run_sweep(
         args,
         lambda options, hooks: api.search(
@@ -403,13 +407,15 @@ def _add_strategy_settings(search: argparse.ArgumentParser) -> None:
         "--candidates",
         type=int,
         default=None,
-        help="random-masks: masks per iteration (default: 500)",
+        help="random-masks: masks per iteration (default: from the image's shape, 500 on "
+        "grey images of at least 28 x 28, else 20)",
     )
     search.add_argument(
         "--mask-density",
         type=float,
         default=None,
-        help="random-masks: probability a pixel is perturbed (default: 0.05)",
+        help="random-masks: probability a value is perturbed (default: from the image's "
+        "shape, 0.05 on grey images, about six values on colour ones)",
     )
     search.add_argument(
         "--mask-amplitude",
