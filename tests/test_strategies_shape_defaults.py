@@ -13,6 +13,7 @@ from identikit.base.shapes import ImageShape
 from identikit.classifier.classifier import Classifier
 from identikit.models import build_model
 from identikit.models.info import ModelInfo
+from identikit.strategies.base import Group
 from identikit.strategies.registry import make_strategy
 from identikit.strategies.shape_defaults import derived_line
 from identikit.sweeps.experiment import SweepConfig
@@ -79,7 +80,6 @@ def test_values_given_are_kept_on_every_shape() -> None:
 def test_an_unshaped_strategy_proposes_as_for_its_images() -> None:
     """Used without for_shape (as a library caller may), a strategy takes the defaults of the
     images it is given: the same candidates as made for their shape."""
-    from identikit.strategies.base import Group
 
     def group() -> Group:
         images = torch.full((1, 1, 8, 8), 0.5)

@@ -26,11 +26,11 @@ from typing import Any
 
 from identikit.base.errors import IdentikitError
 from identikit.base.shapes import ImageShape
+from identikit.data.datasets import MNIST_SHAPE
 from identikit.strategies.base import Strategy
 
 # MNIST's pixels: grey images of at least this many keep the defaults made on MNIST.
-MNIST_PIXELS = 28 * 28
-MNIST_SHAPE = ImageShape(1, 28, 28)
+MNIST_PIXELS = MNIST_SHAPE.height * MNIST_SHAPE.width
 # Values a random change touches on average where MNIST's share is not kept (see above): 0.1
 # of 8 x 8's 64 values, 0.002 of 3 x 32 x 32's 3,072, the densities measured best there.
 CHANGED_VALUES = 6.4
