@@ -56,11 +56,16 @@ def test_strategies_command_lists_every_strategy(capsys: pytest.CaptureFixture[s
     assert set(listed) == set(STRATEGIES)
     square = listed["square"]
     assert "Square Attack" in square["source"] and square["description"]
-    assert {"name": "side", "type": "int", "default": 0} in square["options"]  # half the image
+    # 0 stands for "from the image's shape" (half the image's side), and says so
+    side = {"name": "side", "type": "int", "default": 0, "from_the_shape": True, "on_mnist": 14}
+    assert side in square["options"]
+    masks = {o["name"]: o for o in listed["random-masks"]["options"]}
+    assert masks["candidates"]["on_mnist"] == 500 and not masks["mask_amplitude"]["from_the_shape"]
     assert all(entry["source"] for entry in listed.values())
     assert listed["gradient"]["white_box"] and not listed["random-masks"]["white_box"]
     code, out, _ = run_main(capsys, "strategies")
     assert code == 0 and "square (black-box)" in out and "--option side" in out
+    assert "amplitude         float  default from the image's shape (1.0 on MNIST)" in out
 
 
 def test_search_cli_writes_consistent_results(tiny_model: Path, tmp_path: Path) -> None:

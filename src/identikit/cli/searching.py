@@ -54,10 +54,11 @@ from identikit.strategies.registry import (
     FLAG_SETTINGS,
     describe_strategy,
     is_white_box,
+    make_strategy,
     parse_option,
     setting_types,
 )
-from identikit.strategies.shape_defaults import derived_line
+from identikit.strategies.shape_defaults import derived_line, from_the_shape
 from identikit.strategies.stopping import PATIENCE
 from identikit.studies.ceiling import (
     ceiling_rows,
@@ -199,6 +200,12 @@ def report_sweep(args: argparse.Namespace, outcome: api.SearchResult) -> None:
 def cmd_strategies(args: argparse.Namespace) -> int:
     """List every registered strategy: description, source and settings with defaults."""
     described = [describe_strategy(name) for name in sorted(STRATEGIES)]
+    for entry in described:  # a default of 0 that stands for "from the image's shape"
+        shaped = from_the_shape(make_strategy(entry["name"]))
+        for option in entry["options"]:
+            option["from_the_shape"] = option["name"] in shaped
+            if option["from_the_shape"]:
+                option["on_mnist"] = shaped[option["name"]]
     if args.json:
         print_json(described)
         return 0
@@ -208,10 +215,12 @@ def cmd_strategies(args: argparse.Namespace) -> int:
         print(f"  source: {entry['source'] or '-'}")
         width = max((len(o["name"]) for o in entry["options"]), default=0)
         for option in entry["options"]:
-            print(
-                f"  --option {option['name']:<{width}}  {option['type']:<5}  "
-                f"default {option['default']!r}"
+            default = (
+                f"from the image's shape ({option['on_mnist']!r} on MNIST)"
+                if option["from_the_shape"]
+                else f"{option['default']!r}"
             )
+            print(f"  --option {option['name']:<{width}}  {option['type']:<5}  default {default}")
     print("set an option with: identikit search --strategy NAME --option NAME=VALUE")
     return 0
 

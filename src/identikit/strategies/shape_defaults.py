@@ -90,6 +90,18 @@ def shape_derived(strategy: Strategy, shape: ImageShape) -> dict[str, Any]:
     }
 
 
+def from_the_shape(strategy: Strategy) -> dict[str, Any]:
+    """The settings of ``strategy`` left to the image's shape (those it changes when made for
+    a shape), with the values they take on MNIST: what ``identikit strategies`` lists in place
+    of their placeholder default, 0."""
+    own = strategy.settings()
+    try:
+        on_mnist = strategy.for_shape(MNIST_SHAPE).settings()
+    except IdentikitError:  # a strategy for colour images only
+        return {}
+    return {key: value for key, value in on_mnist.items() if value != own[key]}
+
+
 def derived_line(strategy: Strategy, shape: ImageShape) -> str | None:
     """One line naming the settings taken from the image's shape (None where there are none,
     as on MNIST): what a search says before it starts."""
