@@ -57,7 +57,7 @@ from identikit.engines.scorers import module_digest
 from identikit.models.info import ModelInfo
 from identikit.reports.page import build_report
 from identikit.strategies.base import NO_HOOKS, RunHooks
-from identikit.strategies.registry import is_white_box
+from identikit.strategies.registry import StrategySpec, is_white_box
 from identikit.studies.certainty import certainty_report, dataset_maxima, write_certainty
 from identikit.studies.judge import JudgeSetup, judge_all
 from identikit.sweeps.compare import (
@@ -70,7 +70,7 @@ from identikit.sweeps.compare import (
 )
 from identikit.sweeps.experiment import SweepConfig
 from identikit.sweeps.folder import read_sweep_folder
-from identikit.sweeps.reconstruction import STEPS, reconstruction_config
+from identikit.sweeps.reconstruction import STEPS, recipe, reconstruction_config
 from identikit.sweeps.result_files import write_comparison
 from identikit.sweeps.sweep import SweepOptions, SweepOutcome, sweep_to_folder
 from identikit.sweeps.training_data import prior_inputs, training_dataset
@@ -288,15 +288,28 @@ def reconstruct(
     cluster: RayCluster | None = None,
 ) -> SearchResult:
     """A data-free reconstruction of every class, as ``identikit reconstruct`` makes it
-    (default: :func:`~identikit.sweeps.reconstruction.reconstruction_config`), run while no
+    (default: :func:`~identikit.sweeps.reconstruction.reconstruction_config` of the recipe
+    for the model's images: the colour recipe for 3-channel images, pen strokes for others;
+    a colour recipe's runs share their batch statistics, so no cluster), run while no
     dataset may be read or fetched (:func:`~identikit.base.data_free.data_free`), so that the
     identikits come from the model alone; ``results.json`` records ``"uses_data": false``.
     Otherwise :func:`search`."""
-    config = _config(config) or reconstruction_config()
+    config = _config(config)
+    if config is None:  # the recipe for the model's images: colour or pen strokes
+        classifier = classifier_of(model)
+        shape = classifier.info.input_shape
+        config = reconstruction_config(StrategySpec(recipe(shape)), shape=shape)
+        model = classifier
     if config.strategy not in STEPS or config.spec.needs().data:
         raise IdentikitError(
             f"a reconstruction draws with {' or '.join(STEPS)}, which read no data; "
             f"got {config.strategy!r}"
+        )
+    if cluster is not None and config.spec.make().batch_runs(1) is not None:
+        # A shard holds every S-th run: the batches whose statistics are shared would split.
+        raise IdentikitError(
+            f"{config.strategy} draws its runs in batches that share their statistics: "
+            "run it without --cluster"
         )
     with data_free("the reconstruction"):
         return search(model, config, out=out, options=options, hooks=hooks, cluster=cluster)

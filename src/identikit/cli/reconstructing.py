@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Any
 
 from identikit import api
+from identikit.base.shapes import ImageShape
+from identikit.base.text import terminal_safe
+from identikit.classifier.classifier import Classifier
 from identikit.cli.options import (
     add_device,
     add_model_options,
@@ -16,35 +20,42 @@ from identikit.cli.options import (
     open_fraction,
     positive_float,
     positive_int,
+    say,
     sweep_classes,
 )
 from identikit.cli.searching import budget, report_sweep, run_sweep
+from identikit.models.batch_norm_taps import layers_line
 from identikit.strategies.registry import StrategySpec, parse_option
-from identikit.sweeps.experiment import parse_classes
+from identikit.sweeps.experiment import SweepConfig, parse_classes
 from identikit.sweeps.reconstruction import (
     BLACK_BOX,
+    COLOUR,
+    COLOUR_SIDE,
+    LARGE_COLOUR_STEPS,
+    RECIPES,
     RECONSTRUCT,
     STEPS,
     TARGET,
+    recipe,
     reconstruction_config,
 )
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    strategy = BLACK_BOX if args.black_box else RECONSTRUCT
+    # The recipe follows the model's images, known once it is loaded: a first config of the
+    # pen strokes (or the recipe named) sizes the engine's choice and resolves the classes.
+    named = RECIPES.get(args.recipe, RECIPES["strokes"])
+    args.strategy = named[1 if args.black_box else 0]
+    first = sweep_classes(args, _config(args, StrategySpec(args.strategy)))
+    classifier = make_classifier(args, budget(first))
+    shape = classifier.info.input_shape
+    strategy = recipe(shape, black_box=args.black_box, choice=args.recipe)
     args.strategy = strategy  # what the engine messages and checks read
     settings = dict(parse_option(strategy, option) for option in args.option)
-    config = reconstruction_config(
-        StrategySpec(strategy, settings),
-        classes=parse_classes(args.classes),  # None: every class of the model
-        runs=args.runs,
-        seed=args.seed,
-        steps=args.steps,
-        target=args.target,
-    )
-    config = sweep_classes(args, config)
-    classifier = make_classifier(args, budget(config))
-    config = config.for_classes(classifier.num_classes)  # a class it lacks: one line
+    config = _config(args, StrategySpec(strategy, settings), shape)
+    config = replace(config, digits=first.digits).for_classes(classifier.num_classes)
+    if strategy == COLOUR:
+        say_statistics(classifier, config)
     cluster = cluster_of(args, budget(config))
     announce_size(config, classifier, cluster)
     result = run_sweep(
@@ -59,16 +70,55 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config(
+    args: argparse.Namespace, strategy: StrategySpec, shape: ImageShape | None = None
+) -> SweepConfig:
+    """The reconstruction's sweep as the options ask, with ``strategy`` on images of ``shape``."""
+    return reconstruction_config(
+        strategy,
+        classes=parse_classes(args.classes),  # None: every class of the model
+        runs=args.runs,
+        seed=args.seed,
+        steps=args.steps,
+        target=args.target,
+        shape=shape,
+    )
+
+
+def say_statistics(classifier: Classifier, config: SweepConfig) -> None:
+    """One line before a colour reconstruction: which batch-norm layers' statistics it
+    matches, or that it draws without them."""
+    strategy = config.spec.make()
+    if not getattr(strategy, "bn_weight", 0):
+        line = "batch-norm statistics off (bn_weight 0)"
+    else:
+        layers = classifier.batch_norm_layers()
+        line = layers_line(layers)
+        line += "" if layers else "; drawing without the statistics term"
+        line += f"; {strategy.grouping(len(config.targets) * config.runs) or ''}"
+    say(f"{terminal_safe(classifier.name)}: {line}")
+
+
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
     """Add the reconstruct command to the parser."""
     reconstruct = commands.add_parser(
         "reconstruct",
         parents=[common],
-        help="draw every class from the model alone: pen strokes, no data read",
-        description="A data-free reconstruction: gradient ascent on a few pen strokes, robust "
-        "to random shifts, scalings and rotations, reading nothing but the model (no dataset "
-        "is read or fetched; results.json records uses_data: false). Its folder is a sweep "
-        "folder: identikit judge and identikit report read it; the same command resumes it.",
+        help="draw every class from the model alone: pen strokes or colour, no data read",
+        description="A data-free reconstruction, reading nothing but the model (no dataset "
+        "is read or fetched; results.json records uses_data: false). Grey models: gradient "
+        "ascent on a few pen strokes, robust to random shifts, scalings and rotations. Colour "
+        "models: DeepInversion (the model's own batch-norm statistics over a batch of runs, "
+        "jitter, flips, total variation; results.json records the batches). Its folder is a "
+        "sweep folder: identikit judge and identikit report read it; the same command resumes it.",
+    )
+    reconstruct.add_argument(
+        "--recipe",
+        choices=("auto", *RECIPES),
+        default="auto",
+        help="how to draw: strokes (pen strokes, for grey digits), colour (DeepInversion: the "
+        "model's batch-norm statistics, jitter, flips, total variation) or auto (default: "
+        "colour for 3-channel models, strokes for others)",
     )
     reconstruct.add_argument(
         "--black-box",
@@ -81,7 +131,8 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=None,
         help=f"steps per run at most (default: {STEPS[RECONSTRUCT]}, "
-        f"{STEPS[BLACK_BOX]} with --black-box)",
+        f"{STEPS[BLACK_BOX]} with --black-box; the colour recipe {STEPS[COLOUR]} on images of "
+        f"up to {COLOUR_SIDE} pixels a side, {LARGE_COLOUR_STEPS} on larger ones)",
     )
     reconstruct.add_argument(
         "--target",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from identikit.strategies import (  # noqa: F401  (importing registers the strategies)
     evolution,
     gradient,
+    inversion,
     pen_evolution,
     random_masks,
     reconstruction,

@@ -30,7 +30,7 @@ from identikit.base.shapes import ImageShape
 from identikit.classifier.classifier import Classifier
 from identikit.data.datasets import MNIST_SHAPE
 from identikit.strategies.priors import PRIOR_INPUT, PriorInputs, PriorNeeds
-from identikit.strategies.stopping import ACTIVE, StoppingRule
+from identikit.strategies.stopping import ACTIVE, BUDGET, StoppingRule
 
 START_IMAGES = ("blank", "gray", "noise")
 # Candidate images generated at once, at most; about 50 MB of float32 pixels.
@@ -251,6 +251,11 @@ class Strategy(ABC):
 
     name: ClassVar[str] = ""
     white_box: ClassVar[bool] = False
+    # A strategy that draws its runs together (a term over the step's batch, such as
+    # DeepInversion's batch-norm statistics) keeps each run's last image, not its best-scoring
+    # one, and stops a run only when its steps are spent: later steps refine an image the
+    # model is already sure of, which a confidence target would cut short.
+    draws_to_end: ClassVar[bool] = False
     # Where the method comes from (the paper its module cites), for `identikit strategies`.
     source: ClassVar[str] = ""
 
@@ -293,6 +298,23 @@ class Strategy(ABC):
     def init_memory(self, state: SearchState) -> dict[str, torch.Tensor]:
         """The strategy's per-run state at the start of a search (one row per run)."""
         return {}
+
+    def batch_runs(self, runs: int) -> int | None:
+        """Runs per group where the strategy's groups are fixed batches, for a search of
+        ``runs`` runs: :func:`advance` then steps runs ``[0, n)``, ``[n, 2n)``, ... of the
+        layout together, whatever the memory or device, since a run's step depends on its
+        batch-mates (see :attr:`draws_to_end`). None (the default): runs are independent and
+        grouped by memory (:func:`group_runs`)."""
+        del runs  # independent runs
+        return None
+
+    def grouping(self, runs: int) -> str | None:
+        """How the runs of a search of ``runs`` runs were grouped, in words, for its record
+        (None: independently, in groups that change nothing)."""
+        size = self.batch_runs(runs)
+        if size is None:
+            return None
+        return f"batches of {size} runs in layout order (class-major)"
 
     def propose(self, group: Group) -> torch.Tensor:
         """Candidates (G, K, C, H, W) in [0, 1] for the group's runs."""
@@ -348,9 +370,23 @@ def step_cost(strategy: Strategy, classifier: Classifier) -> int:
     return strategy.queries_per_step + min(RESCORED, strategy.queries_per_step)
 
 
-def apply_rules(state: SearchState, rules: Sequence[StoppingRule], next_cost: int) -> None:
-    """Stop the active runs that a rule says are done; earlier rules take precedence."""
+def apply_rules(
+    state: SearchState,
+    rules: Sequence[StoppingRule],
+    next_cost: int,
+    *,
+    to_end: bool = False,
+) -> None:
+    """Stop the active runs that a rule says are done; earlier rules take precedence. With
+    ``to_end`` (a strategy that :attr:`~Strategy.draws_to_end`) only the runs whose budget is
+    spent stop, each with the status of the first rule that holds then (converged first)."""
     active = state.status == ACTIVE
+    if to_end:
+        spent = torch.zeros_like(active)
+        for rule in rules:
+            if rule.status == BUDGET:
+                spent |= rule(state.scores, state.stale, state.queries, next_cost)
+        active &= spent
     for rule in rules:
         hit = rule(state.scores, state.stale, state.queries, next_cost) & active
         state.status[hit] = rule.status
@@ -437,9 +473,11 @@ def advance(
     strategy.check_shape(classifier.info.input_shape)
     cost = step_cost(strategy, classifier)
     group = group_runs(cost, classifier.num_classes, state.images[0].numel(), classifier.device)
+    batch = strategy.batch_runs(len(state.seeds))
+    to_end = strategy.draws_to_end
     if not state.memory:
         state.memory = strategy.init_memory(state)
-    apply_rules(state, rules, cost)
+    apply_rules(state, rules, cost, to_end=to_end)
     # Black-box steps only score: on a CPU engine with one-core copies they run side by side.
     lanes = [] if strategy.white_box else classifier.lanes()
     scratch = [Scratch() for _ in range(max(1, len(lanes)))]
@@ -450,18 +488,28 @@ def advance(
             break
         lagging = state.iterations[active]
         pending = active[lagging == lagging.min()]
-        for start in range(0, len(pending), group):
+        for runs in _groups(pending, group, batch):
             if hooks.stop_requested():
                 return state
-            runs = pending[start : start + group]
             if len(lanes) > 1 and len(runs) > 1:
                 _step_in_lanes(state, strategy, classifier, lanes, runs, scratch)
             else:
                 _step_group(state, strategy, classifier, runs, scratch[0])
-            apply_rules(state, rules, cost)
+            apply_rules(state, rules, cost, to_end=to_end)
             hooks.committed(state)
         done += 1
     return state
+
+
+def _groups(pending: torch.Tensor, group: int, batch: int | None) -> list[torch.Tensor]:
+    """The groups of the ``pending`` runs (rows of the layout, in order) that one iteration
+    steps: ``group`` at a time, or, for a strategy with fixed batches, those of each batch of
+    ``batch`` rows of the layout (the rows of a batch that are still pending), so that the
+    groups depend on the layout alone and a resumed search meets the same ones."""
+    if batch is None:
+        return [pending[start : start + group] for start in range(0, len(pending), group)]
+    which = pending // batch
+    return [pending[which == b] for b in torch.unique_consecutive(which).tolist()]
 
 
 def _step_group(
@@ -557,6 +605,8 @@ def _commit(
 ) -> None:
     """Commit the step of ``group`` (rows ``runs``) to ``state``: each run keeps its best."""
     improved = scores > state.scores[runs]
+    if strategy.draws_to_end:  # the run's image is its last (see Strategy.draws_to_end)
+        improved = torch.ones_like(improved)
     state.images[runs] = torch.where(improved.view(-1, 1, 1, 1), candidates, group.images)
     state.scores[runs] = torch.where(improved, scores, group.scores)
     moved = improved if group.progressed is None else improved | group.progressed

@@ -443,6 +443,9 @@ def sweep_results(
         # Whether the search read any data (its priors' inputs): a data-free run reads the
         # model alone, and `identikit reconstruct` enforces it (base.data_free).
         "uses_data": config.spec.needs().data,
+        # How the runs were grouped, where a strategy draws them together (batch statistics):
+        # none for runs that are independent.
+        **_grouping(config, classifier, len(runs)),
         "queries_per_step": step_cost(config.spec.make(), classifier),
         "seconds": round(seconds, 3),
         "total_queries": total_queries,
@@ -450,3 +453,10 @@ def sweep_results(
         "summary": summarise_runs(runs, config.targets),
         "runs": runs,
     }
+
+
+def _grouping(config: SweepConfig, classifier: Classifier, runs: int) -> dict[str, str]:
+    """``{"grouping": how}`` where the sweep's strategy draws its ``runs`` runs in batches
+    (:meth:`~identikit.strategies.base.Strategy.grouping`); empty where runs are independent."""
+    how = config.spec.make().for_shape(classifier.info.input_shape).grouping(runs)
+    return {} if how is None else {"grouping": how}

@@ -1,0 +1,329 @@
+"""Model inversion for colour images: DeepInversion's recipe, drawn from the network alone.
+
+DeepInversion (Yin et al., CVPR 2020, "Dreaming to Distill: Data-free Knowledge Transfer via
+DeepInversion") draws a batch of images that a trained network assigns to chosen classes, with
+the strongest prior known to need no data: the statistics of every batch-norm layer's inputs
+over the batch being drawn are made to match the running means and variances the layer stored
+in training (:mod:`identikit.models.feature_statistics`). Its other parts, each a setting here:
+
+- **Parameterisation**: the image in the model's own normalised input space (``(pixels - mean)
+  / std``), clamped to the valid pixel range after every step; optionally (``basis``) in the
+  decorrelated colour and frequency-scaled Fourier bases of Olah, Mordvintsev & Schubert (2017),
+  "Feature Visualization", Distill (:mod:`identikit.strategies.parameterisations`).
+- **Transformation robustness**: each step the model sees the image rolled by a random shift of
+  up to ``jitter`` pixels and, with ``flips``, mirrored left to right at random (DeepInversion;
+  the jitter of Mordvintsev, Olah & Tyka 2015, "Inceptionism").
+- **Image priors**: the mean squared total variation and the mean squared value of the image,
+  in normalised units (DeepInversion's R_prior).
+- **Adam** (Kingma & Ba 2015) with DeepInversion's betas (0.5, 0.9) and a cosine decay of the
+  step size to 0 over the run's planned ``steps``.
+- **Coarse to fine** (``resolutions`` 2): the first ``coarse_share`` of the steps draw an image of
+  half the size, which the model sees upsampled bilinearly to its own; then the full size
+  (DeepInversion's multi-resolution ImageNet setting; the octaves of Mordvintsev et al. 2015).
+
+The objective of run i is its target's log-probability minus its image priors; the batch's
+objective is their sum minus ``bn_weight`` x N x R_feature, which is DeepInversion's mean
+cross-entropy plus ``bn_weight`` x R_feature, times the batch's N images.
+
+The statistics are those of a batch, so runs are not independent: they are drawn in fixed
+batches of ``batch`` runs in the sweep's layout order (class-major, so that a batch mixes
+classes as DeepInversion's do), whatever the memory or device (:meth:`Strategy.batch_runs`),
+and a run's image is its last one (:attr:`Strategy.draws_to_end`). Each step spends two queries
+a run: the views' forward and backward pass, and the image itself scored. Reads nothing but the
+model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from identikit.base.errors import IdentikitError
+from identikit.base.shapes import ImageShape
+from identikit.classifier.classifier import Classifier
+from identikit.models.preprocessing import INPUT_RANGES, Preprocessing
+from identikit.strategies.base import Group, SearchState, Strategy, run_generator
+from identikit.strategies.parameterisations import RGB, DecorrelatedColour, Fourier
+from identikit.strategies.registry import check_settings, register, require
+
+# The bases Adam may move the image in: the image itself, or Olah et al.'s decorrelated colour
+# and/or Fourier coordinates of it.
+BASES = ("pixels", "colour", "fourier", "colour,fourier")
+# Images whose shorter side is at least this are drawn coarse to fine when ``resolutions`` is
+# left to the image's shape (0): 224 x 224 ImageNet images are, 32 x 32 CIFAR ones are not
+# (half of 32 is too few pixels to draw a class in).
+COARSE_SIDE = 128
+# The start: pixels uniform in [START_LOW, START_LOW + START_SPREAD], a little noise about grey.
+START_LOW, START_SPREAD = 0.4, 0.2
+EPSILON = 1e-8  # Adam's denominator's guard
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class Inversion(Strategy):
+    """DeepInversion: Adam on the images with the model's batch-norm statistics, jitter, flips,
+    total variation and L2, in fixed batches of runs.
+
+    Args:
+        steps: the run's planned steps, over which the step size decays (default 300;
+            ``identikit reconstruct`` sets it to the sweep's steps).
+        batch: runs drawn together, whose batch-norm statistics are matched as one batch, in
+            the sweep's layout order (default 0: every run of the sweep).
+        lr: Adam's step size in normalised units (default 0.1).
+        beta1, beta2: Adam's moment decay rates (defaults 0.5, 0.9, DeepInversion's).
+        bn_weight: the weight of the statistics term against the mean objective (default 0.05).
+        first_bn_weight: the first batch-norm layer's weight within the term, the others'
+            being 1 (default 5: that layer sees the pixels' colours).
+        tv_weight: weight of the mean squared total variation (default 0.0025).
+        l2_weight: weight of the mean squared value (default 3e-5).
+        jitter: largest random roll, in pixels, of the image each step (default 2).
+        flips: mirror the image left to right at random each step (default true).
+        basis: what Adam moves: ``pixels`` (the normalised image; default), ``colour``,
+            ``fourier`` or ``colour,fourier``.
+        resolutions: 1 (full size only) or 2 (half size, then full); 0 (default): from the
+            image's shape, 2 for images of at least 128 pixels a side.
+        coarse_share: the share of the steps drawn at half size when ``resolutions`` is 2
+            (default 0.5).
+    """
+
+    name = "invert"
+    source = (
+        "DeepInversion (Yin et al. 2020); Olah et al. (2017), Feature Visualization; "
+        "Mordvintsev et al. (2015), Inceptionism"
+    )
+    white_box = True
+    draws_to_end = True
+    steps: int = 300
+    batch: int = 0
+    lr: float = 0.1
+    beta1: float = 0.5
+    beta2: float = 0.9
+    bn_weight: float = 0.05
+    first_bn_weight: float = 5.0
+    tv_weight: float = 2.5e-3
+    l2_weight: float = 3e-5
+    jitter: int = 2
+    flips: bool = True
+    basis: str = "pixels"
+    resolutions: int = 0
+    coarse_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        check_settings(self)  # types, and every float finite
+        require(self, "steps", self.steps >= 1, "a whole number >= 1")
+        require(self, "batch", self.batch >= 0, "a whole number >= 0 (0: every run)")
+        require(self, "lr", self.lr > 0, "a finite number > 0")
+        for beta in ("beta1", "beta2"):
+            require(self, beta, 0 <= getattr(self, beta) < 1, "in [0, 1)")
+        for weight in ("bn_weight", "first_bn_weight", "tv_weight", "l2_weight"):
+            require(self, weight, getattr(self, weight) >= 0, "a finite number >= 0")
+        require(self, "jitter", 0 <= self.jitter <= 64, "0 to 64")
+        require(self, "basis", self.basis in BASES, " or ".join(BASES))
+        require(self, "resolutions", self.resolutions in (0, 1, 2), "0 (from the shape), 1 or 2")
+        require(self, "coarse_share", 0 <= self.coarse_share < 1, "in [0, 1)")
+
+    @property
+    def queries_per_step(self) -> int:
+        return 2  # the views' gradient, and the image itself scored
+
+    def check_shape(self, shape: ImageShape) -> None:
+        if "colour" in self.basis and shape.channels != RGB:
+            raise IdentikitError(
+                f"invert: --option basis={self.basis} needs images of {RGB} channels (RGB); "
+                f"the model takes {shape}"
+            )
+        if self.resolutions == 2 and min(shape.height, shape.width) < 4:
+            raise IdentikitError(f"invert: images of {shape} are too small to halve")
+
+    def for_shape(self, shape: ImageShape) -> Inversion:
+        self.check_shape(shape)
+        if self.resolutions:
+            return self
+        large = min(shape.height, shape.width) >= COARSE_SIDE
+        return dataclasses.replace(self, resolutions=2 if large else 1)
+
+    def batch_runs(self, runs: int) -> int:
+        return min(self.batch, runs) if self.batch else runs
+
+    def grouping(self, runs: int) -> str:
+        return (
+            f"batches of {self.batch_runs(runs)} runs in layout order (class-major); "
+            "the batch-norm statistics are shared within a batch"
+        )
+
+    @property
+    def coarse_steps(self) -> int:
+        """Steps drawn at half size (0 without ``resolutions`` 2)."""
+        return round(self.steps * self.coarse_share) if self.resolutions == 2 else 0
+
+    def init_memory(self, state: SearchState) -> dict[str, torch.Tensor]:
+        # x: the image in pixels; m, v, t: Adam's moments (in the basis's coordinates) and
+        # step counts. Each run starts from noise of its own seed (iteration -1, before any
+        # step's), so its start depends on the seed alone.
+        device = state.images.device
+        shape = state.images.shape[1:]
+        x = torch.stack(
+            [
+                START_LOW + START_SPREAD * torch.rand(shape, generator=g, device=device)
+                for g in (run_generator(seed, -1, device) for seed in state.seeds)
+            ]
+        )
+        zeros = torch.zeros_like(self._basis(ImageShape.of(shape)).from_image(x))
+        return {"x": x, "m": zeros, "v": zeros.clone(), "t": torch.zeros_like(state.iterations)}
+
+    def step(self, classifier: Classifier, group: Group) -> tuple[torch.Tensor, torch.Tensor]:
+        iterations = group.iterations.unique()
+        if len(iterations) != 1:  # advance steps a batch's runs in lock-step
+            raise ValueError("a batch's runs must be at the same step")
+        iteration = int(iterations[0])
+        shape = ImageShape.of(group.images.shape[1:])
+        basis = self._basis(shape)
+        box = Normalisation.of(classifier.preprocessing, shape.channels, group.images.device)
+        memory = group.memory
+        coarse = iteration < self.coarse_steps
+        with torch.enable_grad():
+            parameters = basis.from_image(box.normalise(memory["x"])).requires_grad_(True)
+            drawn = basis.to_image(parameters)
+            views = box.pixels(_views(half(drawn) if coarse else drawn, group, self))
+            found = classifier.value_and_grad_with_statistics(
+                views.detach(),
+                self._objective(group.targets, box),
+                self.bn_weight * len(group.targets),
+                layer_weights=self._layer_weights(classifier),
+            )
+            (gradient,) = torch.autograd.grad(views, parameters, found.grads)
+        moved = parameters.detach() + self._adam(memory, gradient, iteration)
+        z = box.clamp(basis.to_image(moved))
+        if coarse and iteration + 1 == self.coarse_steps:
+            # The last coarse step: the full-size image is the half-size one upsampled, and
+            # Adam starts afresh on it (DeepInversion starts an optimiser per resolution).
+            z = half(z)
+            for key in ("m", "v", "t"):
+                memory[key] = torch.zeros_like(memory[key])
+        memory["x"] = box.pixels(z)
+        image = box.pixels(half(z)) if iteration + 1 < self.coarse_steps else memory["x"]
+        image = image.clamp(0.0, 1.0)
+        # The image itself is what the run draws: its own score, not its views'.
+        scores = classifier.log_probabilities(image).gather(1, group.targets.view(-1, 1))
+        group.progressed = torch.ones_like(group.targets, dtype=torch.bool)
+        return image, scores.squeeze(1)
+
+    def _objective(self, targets: torch.Tensor, box: Normalisation) -> _Objective:
+        """Each view's target log-probability minus its image priors (see the module)."""
+        return _Objective(targets, box, self.tv_weight, self.l2_weight)
+
+    def _layer_weights(self, classifier: Classifier) -> tuple[float, ...]:
+        count = len(classifier.batch_norm_layers())
+        return (self.first_bn_weight,) + (1.0,) * (count - 1) if count else ()
+
+    def _adam(
+        self, memory: dict[str, torch.Tensor], gradient: torch.Tensor, iteration: int
+    ) -> torch.Tensor:
+        """Adam's ascent step (Kingma & Ba 2015) on every run, its step size decayed by a
+        cosine over the planned steps (to 0 at the last); the moments in ``memory`` are
+        replaced by their updates."""
+        t = memory["t"] + 1
+        m = self.beta1 * memory["m"] + (1 - self.beta1) * gradient
+        v = self.beta2 * memory["v"] + (1 - self.beta2) * gradient.pow(2)
+        memory.update(m=m, v=v, t=t)
+        per_run = (-1,) + (1,) * (m.dim() - 1)
+        bias_m = (1 - self.beta1 ** t.double()).float().view(per_run)
+        bias_v = (1 - self.beta2 ** t.double()).float().view(per_run)
+        lr = self.lr * 0.5 * (1 + math.cos(math.pi * min(iteration / self.steps, 1.0)))
+        return lr * (m / bias_m) / ((v / bias_v).sqrt() + EPSILON)
+
+    def _basis(self, shape: ImageShape) -> Basis:
+        return Basis(
+            colour="colour" in self.basis,
+            fourier=Fourier(shape.height, shape.width) if "fourier" in self.basis else None,
+        )
+
+
+def half(images: torch.Tensor) -> torch.Tensor:
+    """Images (N, C, H, W) at half the size (2 x 2 means), upsampled bilinearly to H x W: what
+    the model sees of an image drawn coarse."""
+    small = F.avg_pool2d(images, 2)
+    return F.interpolate(small, size=images.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def _views(images: torch.Tensor, group: Group, strategy: Inversion) -> torch.Tensor:
+    """Each run's image rolled by its own random shift of up to ``jitter`` pixels in x and y,
+    and, with ``flips``, mirrored left to right at random (from the run's generator)."""
+    seen = []
+    for image, generator in zip(images, group.generators, strict=True):
+        dy, dx = torch.randint(
+            -strategy.jitter, strategy.jitter + 1, (2,), generator=generator, device=image.device
+        ).tolist()
+        flip = float(torch.rand((), generator=generator, device=image.device)) < 0.5
+        view = torch.roll(image, shifts=(dy, dx), dims=(1, 2))
+        seen.append(view.flip(2) if strategy.flips and flip else view)
+    return torch.stack(seen)
+
+
+@dataclass(frozen=True)
+class Basis:
+    """What Adam moves: the normalised image itself, or its decorrelated colour and/or
+    Fourier coordinates (the image is the colour basis's image of the Fourier basis's)."""
+
+    colour: bool = False
+    fourier: Fourier | None = None
+
+    def to_image(self, parameters: torch.Tensor) -> torch.Tensor:
+        image = parameters if self.fourier is None else self.fourier.to_image(parameters)
+        return DecorrelatedColour().to_image(image) if self.colour else image
+
+    def from_image(self, images: torch.Tensor) -> torch.Tensor:
+        parameters = DecorrelatedColour().from_image(images) if self.colour else images
+        return parameters if self.fourier is None else self.fourier.from_image(parameters)
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """The model's per-channel affine map from pixels in [0, 1] to its normalised inputs,
+    ``z = x * scale + offset`` (its range, mean and std; not its layout), and back."""
+
+    scale: torch.Tensor
+    offset: torch.Tensor
+
+    @staticmethod
+    def of(preprocessing: Preprocessing, channels: int, device: torch.device) -> Normalisation:
+        low, high = INPUT_RANGES[preprocessing.input_range]
+
+        def column(values: float | tuple[float, ...]) -> torch.Tensor:
+            given = torch.tensor(values, dtype=torch.float32, device=device).reshape(-1)
+            return given.expand(channels).reshape(1, channels, 1, 1)
+
+        mean, std = column(preprocessing.mean), column(preprocessing.std)
+        return Normalisation((high - low) / std, (low - mean) / std)
+
+    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pixels * self.scale + self.offset
+
+    def pixels(self, normalised: torch.Tensor) -> torch.Tensor:
+        return (normalised - self.offset) / self.scale
+
+    def clamp(self, normalised: torch.Tensor) -> torch.Tensor:
+        """The normalised images with every value inside the valid pixel range [0, 1]."""
+        return torch.minimum(torch.maximum(normalised, self.offset), self.scale + self.offset)
+
+
+@dataclass(frozen=True)
+class _Objective:
+    """Each view's target log-probability minus ``tv_weight`` x its mean squared total
+    variation and ``l2_weight`` x its mean squared value, both in normalised units."""
+
+    targets: torch.Tensor
+    box: Normalisation
+    tv_weight: float
+    l2_weight: float
+
+    def __call__(self, images: torch.Tensor, logp: torch.Tensor, rows: slice) -> torch.Tensor:
+        own = logp.gather(1, self.targets[rows].view(-1, 1)).squeeze(1)
+        z = self.box.normalise(images)
+        down = (z[:, :, 1:, :] - z[:, :, :-1, :]).pow(2).mean(dim=(1, 2, 3))
+        across = (z[:, :, :, 1:] - z[:, :, :, :-1]).pow(2).mean(dim=(1, 2, 3))
+        return own - self.tv_weight * (down + across) - self.l2_weight * z.pow(2).mean((1, 2, 3))

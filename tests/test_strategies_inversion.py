@@ -1,0 +1,177 @@
+"""The colour recipe (DeepInversion): it draws what the model calls its class with the model's
+own batch-norm statistics, in fixed batches of runs that a paused search meets again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import identikit
+from identikit.base.shapes import ImageShape
+from identikit.strategies import StrategySpec, advance, initial_state
+from identikit.strategies.inversion import Inversion, half
+from identikit.strategies.stopping import Budget, Converged, Stuck
+from identikit.sweeps.reconstruction import reconstruction_config
+from tests.helpers import same_results, stop_after
+
+SHAPE = ImageShape(3, 16, 16)
+
+
+def bn_network(*, batch_norm: bool = True, seed: int = 0) -> nn.Module:
+    """A small colour CNN whose batch norms hold running statistics of grey-ish noise, with
+    a final layer strong enough for the model to be sure of a class."""
+    torch.manual_seed(seed)
+    norm = nn.BatchNorm2d if batch_norm else (lambda channels: nn.Identity())
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        norm(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, stride=2),
+        norm(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 4),
+    )
+    net.train()
+    with torch.no_grad():
+        for _ in range(20):
+            net(torch.rand(64, *SHAPE.dims) * 0.5 + 0.25)
+        # Without batch norm the features are smaller: a stronger last layer makes up for it.
+        net[-1].weight.mul_(20 if batch_norm else 200)
+    return net.eval()
+
+
+def classifier(net: nn.Module) -> identikit.Classifier:
+    return identikit.Classifier(net, identikit.ModelInfo(sha256="bn-net", input_shape=SHAPE))
+
+
+def draw(model: identikit.Classifier, steps: int, **settings: object) -> identikit.SearchState:
+    strategy = StrategySpec("invert", {"steps": steps, **settings}).make().for_shape(SHAPE)
+    state = initial_state(model, [0, 0, 1, 1, 2, 2, 3, 3], list(range(8)))
+    rules = [Converged(0.9999), Stuck(10**9), Budget(1 + 2 * steps)]
+    return advance(state, strategy, model, rules)
+
+
+def statistics(model: identikit.Classifier, images: torch.Tensor) -> float:
+    """R_feature of ``images`` as one batch."""
+    step = model.value_and_grad_with_statistics(images, lambda x, logp, rows: logp[:, 0], 0.0)
+    return float(step.term.total)
+
+
+def test_inversion_raises_the_target_and_matches_the_statistics() -> None:
+    model = classifier(bn_network())
+    start = Inversion().init_memory(initial_state(model, [0] * 8, list(range(8))))["x"]
+    drawn = draw(model, 40)
+    without = draw(model, 40, bn_weight=0.0)
+    targets = drawn.targets.view(-1, 1)
+    before = model.probabilities(start).gather(1, targets).mean()
+    assert drawn.confidences.mean() > before + 0.2
+    # Every run went its 40 steps, its image the last (draws_to_end), not stopped at a target.
+    assert drawn.iterations.tolist() == [40] * 8
+    assert statistics(model, drawn.images) < 0.9 * statistics(model, start)
+    assert statistics(model, drawn.images) < statistics(model, without.images)
+    assert drawn.images.min() >= 0 and drawn.images.max() <= 1
+
+
+def test_a_model_without_batch_norm_draws_without_the_term() -> None:
+    model = classifier(bn_network(batch_norm=False))
+    assert model.batch_norm_layers() == ()
+    start = Inversion().init_memory(initial_state(model, [0] * 8, list(range(8))))["x"]
+    drawn = draw(model, 30)
+    before = model.probabilities(start).gather(1, drawn.targets.view(-1, 1)).mean()
+    assert drawn.confidences.mean() > before + 0.1
+
+
+def test_runs_are_drawn_in_fixed_batches_of_the_layout(tmp_path: Path) -> None:
+    """A batch of 2 runs is class 0's two runs (layout class-major): they come out the same
+    in a sweep of classes 0 and 1 and in one of class 0 alone; every run in one batch, they
+    do not, since class 1's runs then share their statistics."""
+    model = classifier(bn_network())
+
+    def images(classes: tuple[int, ...], batch: int, out: str) -> np.ndarray:
+        config = reconstruction_config(
+            StrategySpec("invert", {"batch": batch}), classes=classes, runs=2, steps=4
+        )
+        identikit.api.reconstruct(model, config, out=tmp_path / out)
+        with np.load(tmp_path / out / "identikits.npz") as saved:
+            return np.asarray(saved["images"])
+
+    alone = images((0,), 2, "alone")
+    assert np.array_equal(images((0, 1), 2, "batches")[:2], alone)
+    assert not np.array_equal(images((0, 1), 0, "one-batch")[:2], alone)
+    results = json.loads((tmp_path / "batches" / "results.json").read_text())
+    assert results["grouping"] == (
+        "batches of 2 runs in layout order (class-major); "
+        "the batch-norm statistics are shared within a batch"
+    )
+    assert results["uses_data"] is False
+
+
+@pytest.mark.parametrize("resolutions", [1, 2])
+def test_a_paused_inversion_resumes_to_the_same_images(tmp_path: Path, resolutions: int) -> None:
+    model = classifier(bn_network())
+    settings = {"batch": 2, "resolutions": resolutions}
+    config = reconstruction_config(
+        StrategySpec("invert", settings), classes=(0, 1, 3), runs=2, steps=4
+    )
+    hooks = identikit.RunHooks(should_stop=stop_after(4))  # mid-iteration: 3 batches a step
+    with pytest.raises(identikit.Stopped):
+        identikit.api.reconstruct(model, config, out=tmp_path / "paused", hooks=hooks)
+    resumed = identikit.api.reconstruct(model, config, out=tmp_path / "paused")
+    assert resumed.resumed
+    identikit.api.reconstruct(model, config, out=tmp_path / "whole")
+    same_results(tmp_path / "paused", tmp_path / "whole")
+
+
+def test_coarse_to_fine_draws_half_size_images_first() -> None:
+    assert Inversion().for_shape(ImageShape(3, 224, 224)).resolutions == 2
+    assert Inversion().for_shape(ImageShape(3, 32, 32)).resolutions == 1
+    assert Inversion(resolutions=2).for_shape(SHAPE).resolutions == 2
+    model = classifier(bn_network())
+    strategy = Inversion(steps=4, resolutions=2, coarse_share=0.5).for_shape(SHAPE)
+    state = initial_state(model, [0, 1], [0, 1])
+    rules = [Budget(9)]
+    advance(state, strategy, model, rules, max_iterations=1)
+    # A coarse step's image is one of half the size, upsampled: each 2 x 2 block's mean is
+    # what the model sees, the full-size iterate's detail is not.
+    coarse = state.images.clone()
+    assert torch.allclose(half(state.memory["x"]), coarse, atol=1e-5)
+    advance(state, strategy, model, rules, max_iterations=1)  # the last coarse step
+    assert torch.allclose(state.memory["x"], state.images, atol=1e-6)  # now full size
+    advance(state, strategy, model, rules)
+    assert state.iterations.tolist() == [4, 4]
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "expected"),
+    [
+        ("steps", 0, ">= 1"),
+        ("batch", -1, ">= 0"),
+        ("beta1", 1.0, "in [0, 1)"),
+        ("bn_weight", -0.1, ">= 0"),
+        ("basis", "fourier,colour", "pixels or colour"),
+        ("resolutions", 3, "1 or 2"),
+        ("coarse_share", 1.0, "in [0, 1)"),
+        ("lr", float("nan"), "finite"),
+    ],
+)
+def test_settings_are_checked_in_one_line(setting: str, value: object, expected: str) -> None:
+    with pytest.raises(identikit.IdentikitError, match=f"--option {setting} must be .*"):
+        StrategySpec("invert", {setting: value}).make()
+    with pytest.raises(identikit.IdentikitError) as error:
+        StrategySpec("invert", {setting: value}).make()
+    assert expected in str(error.value)
+
+
+def test_the_colour_basis_needs_colour_images() -> None:
+    with pytest.raises(identikit.IdentikitError, match="3 channels"):
+        Inversion(basis="colour").for_shape(ImageShape(1, 28, 28))
+    model = classifier(bn_network())
+    drawn = draw(model, 6, basis="colour,fourier")
+    assert torch.isfinite(drawn.images).all() and drawn.iterations.tolist() == [6] * 8
