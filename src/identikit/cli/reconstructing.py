@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from typing import Any
 
 from identikit import api
 from identikit.base.shapes import ImageShape
 from identikit.base.text import terminal_safe
 from identikit.classifier.classifier import Classifier
+from identikit.classifier.loading import load_classifier
 from identikit.cli.options import (
     add_device,
     add_model_options,
     add_sweep_options,
     announce_size,
     cluster_of,
+    load_options,
     make_classifier,
     open_fraction,
     positive_float,
@@ -24,6 +25,7 @@ from identikit.cli.options import (
     sweep_classes,
 )
 from identikit.cli.searching import budget, report_sweep, run_sweep
+from identikit.engines.options import EngineOptions
 from identikit.models.batch_norm_taps import layers_line
 from identikit.strategies.registry import StrategySpec, parse_option
 from identikit.sweeps.experiment import SweepConfig, parse_classes
@@ -42,18 +44,20 @@ from identikit.sweeps.reconstruction import (
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    # The recipe follows the model's images, known once it is loaded: a first config of the
-    # pen strokes (or the recipe named) sizes the engine's choice and resolves the classes.
-    named = RECIPES.get(args.recipe, RECIPES["strokes"])
-    args.strategy = named[1 if args.black_box else 0]
-    first = sweep_classes(args, _config(args, StrategySpec(args.strategy)))
-    classifier = make_classifier(args, budget(first))
-    shape = classifier.info.input_shape
+    # The recipe follows the model's images: a first, unmeasured load says their shape (and
+    # the model's classes), so that the options are checked against the recipe's strategy
+    # before the engines are measured for the sweep's budget.
+    probe = None if args.recipe == "strokes" else model_probe(args)
+    shape = None if probe is None else probe.info.input_shape
     strategy = recipe(shape, black_box=args.black_box, choice=args.recipe)
     args.strategy = strategy  # what the engine messages and checks read
     settings = dict(parse_option(strategy, option) for option in args.option)
     config = _config(args, StrategySpec(strategy, settings), shape)
-    config = replace(config, digits=first.digits).for_classes(classifier.num_classes)
+    if probe is not None and not config.resolved:
+        config = config.for_classes(args.num_classes or probe.num_classes)
+    config = sweep_classes(args, config)
+    classifier = make_classifier(args, budget(config))
+    config = config.for_classes(classifier.num_classes)  # a class it lacks: one line
     if strategy == COLOUR:
         say_statistics(classifier, config)
     cluster = cluster_of(args, budget(config))
@@ -68,6 +72,20 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         return result
     report_sweep(args, result)
     return 0
+
+
+def model_probe(args: argparse.Namespace) -> Classifier:
+    """``--model`` as the command's options load it, without measuring engines or saying
+    anything (the load that scores says what it finds): its shape and classes."""
+    options = load_options(args)
+    return load_classifier(
+        args.model,
+        device=options.device,
+        preprocessing=options.preprocessing,
+        expect=options.expect,
+        engine=EngineOptions(chunk_size=args.chunk_size),  # backend None: nothing measured
+        trust_code=options.trust_code,
+    )
 
 
 def _config(

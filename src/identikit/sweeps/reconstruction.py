@@ -59,12 +59,14 @@ class SweepChoice(TypedDict, total=False):
     seed: int
 
 
-def recipe(shape: ImageShape, *, black_box: bool = False, choice: str = "auto") -> str:
+def recipe(shape: ImageShape | None, *, black_box: bool = False, choice: str = "auto") -> str:
     """The strategy that draws a model's classes: ``choice`` ``strokes`` (pen strokes, for grey
     digits), ``colour`` (:data:`COLOUR`, DeepInversion) or ``auto``, which picks by the images
     the model takes: the colour recipe for 3-channel images of any size, pen strokes for
     others (MNIST's, as they always were). ``black_box``: the recipe's black-box strategy."""
     if choice == "auto":
+        if shape is None:
+            raise IdentikitError("the recipe for the model's images needs their shape")
         choice = "colour" if shape.channels == RGB else "strokes"
     if choice not in RECIPES:
         raise IdentikitError(f"--recipe must be auto, {' or '.join(RECIPES)}, got {choice!r}")
