@@ -240,3 +240,20 @@ def test_reconstruct_reads_the_statistics_of_an_onnx_graph(
     assert results["uses_data"] is False
     with np.load(out / "identikits.npz") as saved:
         assert saved["images"].shape == (6, 3, 16, 16)
+
+
+def test_reconstruct_draws_a_colour_model_as_a_black_box(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = str(colour_bn_model(tmp_path / "colour.pt"))
+    out = tmp_path / "black"
+    args = ["reconstruct", "--model", model, "--classes", "3", "--runs", "2", "--steps", "2"]
+    args += ["--black-box", "--option", "samples=4", "--out", str(out)]
+    code, _, err = run_main(capsys, *args, *EAGER_CPU)
+    assert code == 0, err
+    assert "colour.pt: gradients estimated from scores alone; drawing without the statistics" in err
+    results = json.loads((out / "results.json").read_text())
+    assert results["settings"]["strategy"] == "invert-black-box"
+    assert "grouping" not in results  # no term over the batch: independent runs
+    assert results["uses_data"] is False
+    assert [run["queries"] for run in results["runs"]] == [1 + 6 * 2] * 2

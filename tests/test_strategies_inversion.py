@@ -13,9 +13,10 @@ from torch import nn
 
 import identikit
 from identikit.base.shapes import ImageShape
-from identikit.strategies import StrategySpec, advance, initial_state
+from identikit.strategies import SearchState, StrategySpec, advance, initial_state
 from identikit.strategies.inversion import Inversion, half
-from identikit.strategies.stopping import Budget, Converged, Stuck
+from identikit.strategies.inversion_black_box import EstimatedInversion
+from identikit.strategies.stopping import Budget, Converged, StoppingRule, Stuck
 from identikit.sweeps.reconstruction import reconstruction_config
 from tests.helpers import same_results, stop_after
 
@@ -43,7 +44,9 @@ def bn_network(*, batch_norm: bool = True, seed: int = 0) -> nn.Module:
         for _ in range(20):
             net(torch.rand(64, *SHAPE.dims) * 0.5 + 0.25)
         # Without batch norm the features are smaller: a stronger last layer makes up for it.
-        net[-1].weight.mul_(20 if batch_norm else 200)
+        last = net[-1]
+        assert isinstance(last, nn.Linear)
+        last.weight.mul_(20 if batch_norm else 200)
     return net.eval()
 
 
@@ -51,10 +54,10 @@ def classifier(net: nn.Module) -> identikit.Classifier:
     return identikit.Classifier(net, identikit.ModelInfo(sha256="bn-net", input_shape=SHAPE))
 
 
-def draw(model: identikit.Classifier, steps: int, **settings: object) -> identikit.SearchState:
+def draw(model: identikit.Classifier, steps: int, **settings: object) -> SearchState:
     strategy = StrategySpec("invert", {"steps": steps, **settings}).make().for_shape(SHAPE)
     state = initial_state(model, [0, 0, 1, 1, 2, 2, 3, 3], list(range(8)))
-    rules = [Converged(0.9999), Stuck(10**9), Budget(1 + 2 * steps)]
+    rules: list[StoppingRule] = [Converged(0.9999), Stuck(10**9), Budget(1 + 2 * steps)]
     return advance(state, strategy, model, rules)
 
 
@@ -175,3 +178,22 @@ def test_the_colour_basis_needs_colour_images() -> None:
     model = classifier(bn_network())
     drawn = draw(model, 6, basis="colour,fourier")
     assert torch.isfinite(drawn.images).all() and drawn.iterations.tolist() == [6] * 8
+
+
+def test_the_black_box_twin_draws_from_scores_alone() -> None:
+    """invert-black-box: the same recipe, gradients estimated from scores (a model that
+    gives none would do), no statistics term, runs independent (no grouping recorded)."""
+    model = classifier(bn_network())
+    strategy = EstimatedInversion(steps=40, samples=40, sigma=0.01)
+    assert strategy.for_shape(SHAPE).scale == 1
+    assert EstimatedInversion().for_shape(ImageShape(3, 224, 224)).scale == 8
+    assert strategy.batch_runs(8) is None and strategy.grouping(8) is None
+    start = Inversion().init_memory(initial_state(model, [0] * 8, list(range(8))))["x"]
+    state = initial_state(model, [0, 0, 1, 1, 2, 2, 3, 3], list(range(8)))
+    before_queries = model.queries
+    advance(state, strategy.for_shape(SHAPE), model, [Budget(1 + 42 * 40)])
+    assert model.queries - before_queries == 8 * 42 * 40
+    before = model.probabilities(start).gather(1, state.targets.view(-1, 1)).mean()
+    assert state.confidences.mean() > before + 0.05  # 0.25 to 0.33 here; white box: 0.45
+    with pytest.raises(identikit.IdentikitError, match="bn_weight must be 0"):
+        EstimatedInversion(bn_weight=0.05)

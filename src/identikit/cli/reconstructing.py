@@ -32,6 +32,7 @@ from identikit.sweeps.experiment import SweepConfig, parse_classes
 from identikit.sweeps.reconstruction import (
     BLACK_BOX,
     COLOUR,
+    COLOUR_BLACK_BOX,
     COLOUR_SIDE,
     LARGE_COLOUR_STEPS,
     RECIPES,
@@ -60,6 +61,11 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     config = config.for_classes(classifier.num_classes)  # a class it lacks: one line
     if strategy == COLOUR:
         say_statistics(classifier, config)
+    elif strategy == COLOUR_BLACK_BOX:
+        say(
+            f"{terminal_safe(classifier.name)}: gradients estimated from scores alone; "
+            "drawing without the statistics term (a black box's batch norms are out of reach)"
+        )
     cluster = cluster_of(args, budget(config))
     announce_size(config, classifier, cluster)
     result = run_sweep(
@@ -142,7 +148,8 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         "--black-box",
         action="store_true",
         help=f"use the model's outputs alone, no gradients: the {BLACK_BOX} strategy "
-        "(evolution strategies on the same pen strokes)",
+        f"(evolution strategies on the same pen strokes), or for the colour recipe "
+        f"{COLOUR_BLACK_BOX} (its gradients estimated from scores, no statistics term)",
     )
     reconstruct.add_argument(
         "--steps",

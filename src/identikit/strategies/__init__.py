@@ -6,6 +6,7 @@ from identikit.strategies import (  # noqa: F401  (importing registers the strat
     evolution,
     gradient,
     inversion,
+    inversion_black_box,
     pen_evolution,
     random_masks,
     reconstruction,

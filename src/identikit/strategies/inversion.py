@@ -44,7 +44,7 @@ import torch.nn.functional as F
 
 from identikit.base.errors import IdentikitError
 from identikit.base.shapes import ImageShape
-from identikit.classifier.classifier import Classifier
+from identikit.classifier.classifier import Classifier, Objective
 from identikit.models.preprocessing import INPUT_RANGES, Preprocessing
 from identikit.strategies.base import Group, SearchState, Strategy, run_generator
 from identikit.strategies.parameterisations import RGB, DecorrelatedColour, Fourier
@@ -146,10 +146,10 @@ class Inversion(Strategy):
         large = min(shape.height, shape.width) >= COARSE_SIDE
         return dataclasses.replace(self, resolutions=2 if large else 1)
 
-    def batch_runs(self, runs: int) -> int:
+    def batch_runs(self, runs: int) -> int | None:
         return min(self.batch, runs) if self.batch else runs
 
-    def grouping(self, runs: int) -> str:
+    def grouping(self, runs: int) -> str | None:
         return (
             f"batches of {self.batch_runs(runs)} runs in layout order (class-major); "
             "the batch-norm statistics are shared within a batch"
@@ -176,10 +176,9 @@ class Inversion(Strategy):
         return {"x": x, "m": zeros, "v": zeros.clone(), "t": torch.zeros_like(state.iterations)}
 
     def step(self, classifier: Classifier, group: Group) -> tuple[torch.Tensor, torch.Tensor]:
-        iterations = group.iterations.unique()
-        if len(iterations) != 1:  # advance steps a batch's runs in lock-step
+        iteration = int(group.iterations.min())
+        if iteration != int(group.iterations.max()):  # advance steps a batch in lock-step
             raise ValueError("a batch's runs must be at the same step")
-        iteration = int(iterations[0])
         shape = ImageShape.of(group.images.shape[1:])
         basis = self._basis(shape)
         box = Normalisation.of(classifier.preprocessing, shape.channels, group.images.device)
@@ -189,13 +188,8 @@ class Inversion(Strategy):
             parameters = basis.from_image(box.normalise(memory["x"])).requires_grad_(True)
             drawn = basis.to_image(parameters)
             views = box.pixels(_views(half(drawn) if coarse else drawn, group, self))
-            found = classifier.value_and_grad_with_statistics(
-                views.detach(),
-                self._objective(group.targets, box),
-                self.bn_weight * len(group.targets),
-                layer_weights=self._layer_weights(classifier),
-            )
-            (gradient,) = torch.autograd.grad(views, parameters, found.grads)
+            found = self._view_gradients(classifier, views.detach(), group, box)
+            (gradient,) = torch.autograd.grad(views, parameters, found)
         moved = parameters.detach() + self._adam(memory, gradient, iteration)
         z = box.clamp(basis.to_image(moved))
         if coarse and iteration + 1 == self.coarse_steps:
@@ -212,7 +206,20 @@ class Inversion(Strategy):
         group.progressed = torch.ones_like(group.targets, dtype=torch.bool)
         return image, scores.squeeze(1)
 
-    def _objective(self, targets: torch.Tensor, box: Normalisation) -> _Objective:
+    def _view_gradients(
+        self, classifier: Classifier, views: torch.Tensor, group: Group, box: Normalisation
+    ) -> torch.Tensor:
+        """The gradients (N, C, H, W) at the views, in pixels, of the sum of their objectives
+        minus ``bn_weight`` x N x the batch's statistics term (one pass for the batch)."""
+        found = classifier.value_and_grad_with_statistics(
+            views,
+            self.objective(group.targets, box),
+            self.bn_weight * len(group.targets),
+            layer_weights=self._layer_weights(classifier),
+        )
+        return found.grads
+
+    def objective(self, targets: torch.Tensor, box: Normalisation) -> Objective:
         """Each view's target log-probability minus its image priors (see the module)."""
         return _Objective(targets, box, self.tv_weight, self.l2_weight)
 

@@ -20,8 +20,10 @@ from identikit.sweeps.experiment import SweepConfig
 RECONSTRUCT = "reconstruct"
 # The black-box twin (model outputs only): evolution strategies on the same pen strokes.
 BLACK_BOX = "pen-evolution"
-# The colour recipe: DeepInversion with the model's batch-norm statistics (issue 30).
+# The colour recipe: DeepInversion with the model's batch-norm statistics (issue 30), and its
+# black-box twin (the same recipe, gradients estimated from scores, no statistics term).
 COLOUR = "invert"
+COLOUR_BLACK_BOX = "invert-black-box"
 # The default reconstruction: the white box with its default settings.
 WHITE_BOX = StrategySpec(RECONSTRUCT)
 # Steps of a run of each (each step: the strategy's queries_per_step in queries); the black box
@@ -29,13 +31,14 @@ WHITE_BOX = StrategySpec(RECONSTRUCT)
 # recipe's 300 are for images of up to COLOUR_SIDE pixels a side: on the CIFAR-10 ResNet-20,
 # 300 steps brought every image of a batch of 20 to >= 0.99 and the ResNet-56 called 80% of
 # them their class (issue 30's measurement).
-STEPS = {RECONSTRUCT: 300, BLACK_BOX: 200, COLOUR: 300}
+STEPS = {RECONSTRUCT: 300, BLACK_BOX: 200, COLOUR: 300, COLOUR_BLACK_BOX: 200}
 # On larger images (224 x 224 ImageNet ones) a step costs about 50 times a 32 x 32 one's, and
 # the first half of the steps draw at half the size: fewer steps, to be tuned on
 # EfficientNet-Lite0 within issue 30's 15 minutes.
 COLOUR_SIDE, LARGE_COLOUR_STEPS = 64, 200
+COLOURS = (COLOUR, COLOUR_BLACK_BOX)
 # The recipes by name (``identikit reconstruct --recipe``): (white box, black box).
-RECIPES = {"strokes": (RECONSTRUCT, BLACK_BOX), "colour": (COLOUR, BLACK_BOX)}
+RECIPES = {"strokes": (RECONSTRUCT, BLACK_BOX), "colour": (COLOUR, COLOUR_BLACK_BOX)}
 # A run polishes its last 1 / POLISH of steps: the image itself, without views or penalties,
 # where the penalties would hold a weaker model's confidence below the target.
 POLISH = 6
@@ -75,7 +78,8 @@ def recipe(shape: ImageShape | None, *, black_box: bool = False, choice: str = "
 
 def default_steps(strategy: str, shape: ImageShape | None = None) -> int:
     """The steps of a run of ``strategy`` on images of ``shape`` (see :data:`STEPS`)."""
-    if strategy == COLOUR and shape is not None and max(shape.height, shape.width) > COLOUR_SIDE:
+    large = shape is not None and max(shape.height, shape.width) > COLOUR_SIDE
+    if strategy in COLOURS and large:
         return LARGE_COLOUR_STEPS
     return STEPS[strategy]
 
@@ -106,12 +110,12 @@ def reconstruction_config(
             f"a reconstruction draws with {' or '.join(STEPS)}, not {strategy.name!r}"
         )
     steps = steps or default_steps(strategy.name, shape)
-    if strategy.name == COLOUR:  # its step size decays over the planned steps
+    if strategy.name in COLOURS:  # its step size decays over the planned steps
         chosen = {"steps": steps, **strategy.settings}
     else:  # the last sixth of the steps polish (no views, no penalties), unless the settings say
         chosen = {"polish_after": steps - steps // POLISH, **strategy.settings}
     made = StrategySpec(strategy.name, chosen).make()
-    if strategy.name == COLOUR:  # where --option steps says other than --steps
+    if strategy.name in COLOURS:  # where --option steps says other than --steps
         steps = int(chosen["steps"])
     # One query more: the start image is scored before the first step.
     budget = steps * made.queries_per_step + 1
