@@ -43,6 +43,9 @@ FAST = {
     # The reconstructions' penalties hold a toy model's confidence back until they polish.
     "reconstruct": {"views": 2, "polish_after": 20},
     "pen-evolution": {"samples": 4, "views": 1, "polish_after": 20},
+    # Batches of one run: each run then depends on its own seed alone, as the table asks.
+    "invert": {"steps": 20, "batch": 1},
+    "invert-black-box": {"steps": 20, "samples": 4},
 }
 
 
@@ -92,6 +95,8 @@ def stroke_linear(scale: float = 8.0) -> torch.nn.Module:
 
 @pytest.mark.parametrize("name", ALL)
 def test_converges_on_a_toy_model_with_monotone_best(name: str) -> None:
+    if STRATEGIES[name].draws_to_end:  # type: ignore[attr-defined]
+        pytest.skip("keeps its last image to its planned end: see test_strategies_inversion")
     _, _, state = run(
         name,
         stroke_linear() if name in PEN_ONLY else toy_linear(),
@@ -238,8 +243,9 @@ def _check_shaped_run(classifier: Classifier, name: str, settings: dict[str, obj
     assert state.images.shape == shape.batch(3)
     assert float(state.images.min()) >= 0.0 and float(state.images.max()) <= 1.0
     assert (state.iterations == 6).all()
-    for history in state.history:
-        assert all(b >= a for a, b in itertools.pairwise(history))
+    for history in state.history:  # a run that keeps its last image need not be monotone
+        monotone = all(b >= a for a, b in itertools.pairwise(history))
+        assert monotone or STRATEGIES[name].draws_to_end  # type: ignore[attr-defined]
     # A run depends on its own seed alone, not on the runs that share its batch (up to the
     # rounding of a model that computes a batch of 3 otherwise than a batch of 1).
     alone = shaped_run(classifier, name, settings, [7], [12])

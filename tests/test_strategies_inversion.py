@@ -186,7 +186,7 @@ def test_the_black_box_twin_draws_from_scores_alone() -> None:
     model = classifier(bn_network())
     strategy = EstimatedInversion(steps=40, samples=40, sigma=0.01)
     assert strategy.for_shape(SHAPE).scale == 1
-    assert EstimatedInversion().for_shape(ImageShape(3, 224, 224)).scale == 8
+    assert EstimatedInversion().for_shape(ImageShape(3, 224, 224)).scale == 7
     assert strategy.batch_runs(8) is None and strategy.grouping(8) is None
     start = Inversion().init_memory(initial_state(model, [0] * 8, list(range(8))))["x"]
     state = initial_state(model, [0, 0, 1, 1, 2, 2, 3, 3], list(range(8)))

@@ -26,8 +26,8 @@ from identikit.strategies.inversion import Inversion, Normalisation
 from identikit.strategies.registry import register, require
 
 # Directions are drawn on a grid this many times coarser than large images (see ``scale``):
-# 224 x 224 ImageNet images get 28 x 28 directions, 32 x 32 CIFAR ones pixel by pixel.
-COARSE_GRID = 28
+# 224 x 224 ImageNet images get 32 x 32 directions, 32 x 32 CIFAR ones pixel by pixel.
+COARSE_GRID = 32
 
 
 @register
