@@ -46,6 +46,8 @@ SWEEPS: dict[str, dict[str, Any]] = {
     "gradient": {"max_queries": 60},
     "reconstruct": {"max_queries": 5 * 17 + 1},
     "pen-evolution": {"max_queries": 5 * 41 + 1},
+    "invert": {"strategy_settings": {"steps": 5}, "max_queries": 5 * 2 + 1},
+    "invert-black-box": {"strategy_settings": {"steps": 5, "samples": 4}, "max_queries": 5 * 6 + 1},
     "gradient-priors": {
         "strategy": "gradient",
         "strategy_settings": {"priors": "tv,l2,blur,jitter", "objective": "margin"},
