@@ -309,7 +309,9 @@ def shaped_search(model: Path, out: Path) -> list[str]:
     return [
         *("search", "--model", str(model), "--out", str(out), "--strategy", "random-masks"),
         *("--runs", "1", "--digits", "0-2", "--max-queries", "400", "--seed", "5"),
-        *("--candidates", "50"),
+        # masks of 5% of the values (colour images now default to about six values), so that
+        # the colour identikits are coloured enough for the grid to show it
+        *("--candidates", "50", "--mask-density", "0.05"),
         *("--backend", "eager", "--chunk-size", "64", "--device", "cpu", "--no-progress"),
     ]
 
@@ -330,7 +332,11 @@ def test_search_resume_and_report_a_model_of_any_shape(
         model, device="cpu", engine=EngineOptions(backend="eager", chunk_size=64)
     )
     config = SweepConfig(
-        digits=(0, 1, 2), runs=1, max_queries=400, seed=5, strategy_settings={"candidates": 50}
+        digits=(0, 1, 2),
+        runs=1,
+        max_queries=400,
+        seed=5,
+        strategy_settings={"candidates": 50, "mask_density": 0.05},
     )
     stopped = sweep_to_folder(
         classifier,

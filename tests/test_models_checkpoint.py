@@ -252,7 +252,17 @@ def test_ceiling_on_a_bad_checkpoint_is_one_line(
     assert_refused(result, "identikit: error:", "IDENTIKIT_LIMIT_CLASSES")
 
 
-@pytest.mark.parametrize("command", ["ceiling", "export"])
+def test_export_of_a_torchscript_file_asks_for_trust(
+    capsys: pytest.CaptureFixture[str], models: dict[str, Path], tmp_path: Path
+) -> None:
+    """export takes TorchScript and ONNX models now (issue 29), a TorchScript one only with
+    --trust-code, since loading it runs its code."""
+    args = ["export", "--model", str(models["torchscript"]), "--out", str(tmp_path / "a.onnx")]
+    assert_refused(run_main(capsys, *args), "is TorchScript", "--trust-code")
+    assert not (tmp_path / "a.onnx").exists()
+
+
+@pytest.mark.parametrize("command", ["ceiling"])
 @pytest.mark.parametrize(
     ("kind", "fragment"),
     [("onnx", "not a PyTorch zip file"), ("torchscript", "is TorchScript, not an identikit")],
