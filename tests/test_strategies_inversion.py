@@ -197,3 +197,16 @@ def test_the_black_box_twin_draws_from_scores_alone() -> None:
     assert state.confidences.mean() > before + 0.05  # 0.25 to 0.33 here; white box: 0.45
     with pytest.raises(identikit.IdentikitError, match="bn_weight must be 0"):
         EstimatedInversion(bn_weight=0.05)
+
+
+def test_the_jitter_follows_the_image_size_unless_given() -> None:
+    """2 pixels on CIFAR's 32 x 32 (DeepInversion's CIFAR roll), a sixteenth of the side on
+    ImageNet's 224 x 224 (a 2-pixel roll there moved the image by under 1%); a given jitter,
+    0 included, is kept."""
+    made = StrategySpec("invert").make()
+    assert made.for_shape(ImageShape(3, 32, 32)).settings()["jitter"] == 2
+    assert made.for_shape(ImageShape(3, 224, 224)).settings()["jitter"] == 14
+    assert made.for_shape(ImageShape(3, 8, 8)).settings()["jitter"] == 2
+    for given in (0, 5):
+        chosen = StrategySpec("invert", {"jitter": given}).make()
+        assert chosen.for_shape(ImageShape(3, 224, 224)).settings()["jitter"] == given
