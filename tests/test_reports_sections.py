@@ -20,6 +20,7 @@ from PIL import Image
 
 import identikit
 from identikit.base import figures
+from identikit.base.analysis import class_diversity
 from identikit.base.shapes import ImageShape
 from identikit.cli import main
 from identikit.models import build_model
@@ -129,6 +130,11 @@ def test_class_names_in_tables_and_thumbnails_and_digit_only_for_digits(
     page = read_page(two_models)
     rows = [r[0] for r in page.table("convergence")]
     assert rows == ["0 zero", "1 one", "0", "1"]  # named sweep first, then the digits'
+    # each class's diversity: the mean RMS difference between its identikits (issue 30)
+    with np.load(two_models / "named" / "identikits.npz") as npz:
+        spread = class_diversity(npz["images"], npz["digits"])
+    shown = [r[-1] for r in page.table("convergence")[:2]]
+    assert shown == [f"{spread[c]:.3f}" if spread[c] is not None else "-" for c in (0, 1)]
     strips = [i for i in page.images if "one per class" in i.get("alt", "")]
     assert any(i["alt"].endswith(": zero, one") for i in strips)
     assert any(i["alt"].endswith(": 0, 1") for i in strips)

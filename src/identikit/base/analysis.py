@@ -7,6 +7,8 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 
 def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion (Wilson 1927), 95% by default.
@@ -79,3 +81,25 @@ def queries_to_reach(
         if confidence >= threshold:
             return start_queries + iteration * queries_per_step
     return None
+
+
+def class_diversity(images: np.ndarray, classes: np.ndarray) -> dict[int, float | None]:
+    """How different each class's images are from one another: the mean, over every pair of
+    the class's images, of their root-mean-square difference per value (pixels in [0, 1]; 0 where
+    every run drew the same image, about 0.41 between two images of uniform noise). None for a
+    class of one image. Runs that share a batch (a reconstruction's batch-norm statistics) could
+    have drawn one image many times; this says whether they did."""
+    flat = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
+    labels = np.asarray(classes)
+    spread: dict[int, float | None] = {}
+    for label in sorted({int(c) for c in labels}):
+        own = flat[labels == label]
+        if len(own) < 2:
+            spread[label] = None
+            continue
+        squared = (own**2).sum(1)
+        gram = own @ own.T
+        distances = np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2 * gram, 0.0))
+        pairs = len(own) * (len(own) - 1)
+        spread[label] = float(distances.sum() / pairs / np.sqrt(own.shape[1]))
+    return spread

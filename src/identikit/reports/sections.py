@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from identikit.base import figures
+from identikit.base.analysis import class_diversity
 from identikit.base.errors import IdentikitError
 from identikit.base.safe_files import display_name, read_json, read_regular
 from identikit.data.datasets import DATASETS, default_root, find_file
@@ -128,6 +129,9 @@ def sweep_section(folder: Path, root: Path, datasets: dict[str, Any]) -> Sweep:
         measure=measure,
     )
     section.rows, section.measured = _convergence(results, naming, measure)
+    spread = class_diversity(images, digits)
+    for line, digit in zip(section.rows, results["summary"], strict=True):
+        line["diversity"] = spread.get(int(digit))
     section.input_shape, section.conventions = recorded_input(results["model"])
     sweep = Sweep(section, read)
     judged = folder / JUDGE_FILE
