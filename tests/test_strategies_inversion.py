@@ -210,3 +210,15 @@ def test_the_jitter_follows_the_image_size_unless_given() -> None:
     for given in (0, 5):
         chosen = StrategySpec("invert", {"jitter": given}).make()
         assert chosen.for_shape(ImageShape(3, 224, 224)).settings()["jitter"] == given
+
+
+def test_the_polish_makes_the_model_sure_of_the_image_as_drawn() -> None:
+    """The last polish_share of the steps see the image itself and count only its target's
+    log-probability: where a heavy statistics term holds the target back, the polish lifts it
+    (before: 2 of 100 ResNet-56 runs ended at 0.97-0.98, below the README's 0.99)."""
+    model = classifier(bn_network())
+    held = draw(model, 40, bn_weight=2.0, polish_share=0.0)
+    polished = draw(model, 40, bn_weight=2.0, polish_share=0.25)
+    assert polished.confidences.mean() > held.confidences.mean() + 0.05
+    assert StrategySpec("invert", {"steps": 40, "polish_share": 0.25}).make().polish_from == 30
+    assert StrategySpec("invert", {"steps": 40, "polish_share": 0.0}).make().polish_from == 40

@@ -94,6 +94,10 @@ class Inversion(Strategy):
             image's shape, 2 for images of at least 128 pixels a side.
         coarse_share: the share of the steps drawn at half size when ``resolutions`` is 2
             (default 0.5).
+        polish_share: the share of the steps, at the end, that polish: the model sees the
+            image itself (no roll, no flip) and only the target's log-probability counts (no
+            statistics term, no priors), so that the model is sure of the image as drawn
+            (default 0.15; 0: none). Without it 2 of 100 ResNet-56 runs ended at 0.97-0.98.
     """
 
     name = "invert"
@@ -117,6 +121,7 @@ class Inversion(Strategy):
     basis: str = "pixels"
     resolutions: int = 0
     coarse_share: float = 0.5
+    polish_share: float = 0.15
 
     def __post_init__(self) -> None:
         check_settings(self)  # types, and every float finite
@@ -131,6 +136,7 @@ class Inversion(Strategy):
         require(self, "basis", self.basis in BASES, " or ".join(BASES))
         require(self, "resolutions", self.resolutions in (0, 1, 2), "0 (from the shape), 1 or 2")
         require(self, "coarse_share", 0 <= self.coarse_share < 1, "in [0, 1)")
+        require(self, "polish_share", 0 <= self.polish_share < 1, "in [0, 1)")
 
     @property
     def queries_per_step(self) -> int:
@@ -165,6 +171,11 @@ class Inversion(Strategy):
         )
 
     @property
+    def polish_from(self) -> int:
+        """The first step that polishes (``steps`` where none does)."""
+        return self.steps - round(self.steps * self.polish_share)
+
+    @property
     def coarse_steps(self) -> int:
         """Steps drawn at half size (0 without ``resolutions`` 2)."""
         return round(self.steps * self.coarse_share) if self.resolutions == 2 else 0
@@ -193,11 +204,16 @@ class Inversion(Strategy):
         box = Normalisation.of(classifier.preprocessing, shape.channels, group.images.device)
         memory = group.memory
         coarse = iteration < self.coarse_steps
+        polishing = iteration >= self.polish_from
         with torch.enable_grad():
             parameters = basis.from_image(box.normalise(memory["x"])).requires_grad_(True)
             drawn = basis.to_image(parameters)
-            views = box.pixels(_views(half(drawn) if coarse else drawn, group, self))
-            found = self._view_gradients(classifier, views.detach(), group, box)
+            if polishing:  # the image itself, its target's log-probability alone
+                views = box.pixels(drawn)
+                found = self._polish_gradients(classifier, views.detach(), group, box)
+            else:
+                views = box.pixels(_views(half(drawn) if coarse else drawn, group, self))
+                found = self._view_gradients(classifier, views.detach(), group, box)
             (gradient,) = torch.autograd.grad(views, parameters, found)
         moved = parameters.detach() + self._adam(memory, gradient, iteration)
         z = box.clamp(basis.to_image(moved))
@@ -227,6 +243,17 @@ class Inversion(Strategy):
             layer_weights=self._layer_weights(classifier),
         )
         return found.grads
+
+    def _polish_gradients(
+        self, classifier: Classifier, images: torch.Tensor, group: Group, box: Normalisation
+    ) -> torch.Tensor:
+        """The gradients (N, C, H, W) of each image's target log-probability alone."""
+        _, grads = classifier.value_and_grad(images, self.polish_objective(group.targets, box))
+        return grads
+
+    def polish_objective(self, targets: torch.Tensor, box: Normalisation) -> Objective:
+        """A polishing step's objective: the target's log-probability, nothing penalised."""
+        return _Objective(targets, box, 0.0, 0.0)
 
     def objective(self, targets: torch.Tensor, box: Normalisation) -> Objective:
         """Each view's target log-probability minus its image priors (see the module)."""

@@ -99,3 +99,12 @@ class EstimatedInversion(Inversion):
             classifier, views, self.objective(group.targets, box), group.generators
         )
         return grads
+
+    def _polish_gradients(
+        self, classifier: Classifier, images: torch.Tensor, group: Group, box: Normalisation
+    ) -> torch.Tensor:
+        estimate = Nes(self.samples, self.sigma, max(1, self.scale))
+        _, grads = estimate.value_and_grad(
+            classifier, images, self.polish_objective(group.targets, box), group.generators
+        )
+        return grads
