@@ -35,7 +35,7 @@ import torch
 
 from identikit.base.shapes import ImageShape
 from identikit.classifier import Classifier, load_classifier
-from identikit.models.info import Expected
+from identikit.models.info import Expected, ModelInfo
 from identikit.models.preprocessing import Preprocessing
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "real-models"
@@ -122,8 +122,8 @@ def measure(
     )
 
 
-def cifar(folder: Path, runs: int, recipes: list[str]) -> None:
-    """ResNet-20 drawn, judged by ResNet-56, and the reverse."""
+def cifar(folder: Path, runs: int, recipes: list[str], sources: list[str]) -> None:
+    """ResNet-20 drawn, judged by ResNet-56, and the reverse (``sources``: which to draw)."""
     root = SHARED / "cifar10"
     shape = Expected(input_shape=ImageShape(3, 32, 32))
     models = {
@@ -142,6 +142,8 @@ def cifar(folder: Path, runs: int, recipes: list[str]) -> None:
     print("| drawn by | recipe | runs >= 0.99 on it | judge calls its class | diversity |")
     print("|---|---|---|---|---|")
     for name, judge in (("resnet20", "resnet56"), ("resnet56", "resnet20")):
+        if name not in sources:
+            continue
         flags = ["--model", str(root / f"{name}.torchscript.pt"), "--trust-code"]
         flags += ["--input-shape", "3,32,32", *CIFAR]
         for recipe in recipes:
@@ -149,6 +151,17 @@ def cifar(folder: Path, runs: int, recipes: list[str]) -> None:
             seconds = draw(recipe, flags, out, "0-9", runs)
             row = measure(name, recipe, out, models[name], (judge, models[judge]))
             print(f"{row} {seconds:.0f} s", flush=True)
+
+
+class OneByOne(torch.nn.Module):
+    """A model that takes a batch of 1, run on a batch image by image."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.model(image[None]) for image in images])
 
 
 def imagenet(folder: Path, runs: int, recipes: list[str]) -> None:
@@ -162,12 +175,14 @@ def imagenet(folder: Path, runs: int, recipes: list[str]) -> None:
         trust_code=True,
         expect=Expected(input_shape=ImageShape(3, 224, 224)),
     )
-    judge = load_classifier(
-        root / "mobilenet-v2-quantized.torchscript.pt",
-        device="cpu",
-        preprocessing=IMAGENET_NORMAL,
-        trust_code=True,
-        expect=Expected(input_shape=ImageShape(3, 224, 224)),
+    # The quantized MobileNetV2 takes a batch of 1 (a TorchScript file identikit's probe, which
+    # scores a few images at once, refuses): run image by image here.
+    scripted = torch.jit.load(root / "mobilenet-v2-quantized.torchscript.pt", map_location="cpu")  # type: ignore[no-untyped-call]
+    judge = Classifier(
+        OneByOne(scripted),
+        ModelInfo(
+            name="mobilenet-v2", input_shape=ImageShape(3, 224, 224), preprocessing=IMAGENET_NORMAL
+        ),
     )
     sample = root / "sample-100.npz"
     print(
@@ -191,6 +206,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=None, help="runs a class (10; ImageNet 2)")
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument("--keep", type=Path, default=None, help="keep the sweeps in this folder")
+    parser.add_argument("--sources", default="resnet20,resnet56", help="CIFAR models to draw")
     args = parser.parse_args()
     if not SHARED.is_dir():
         print(f"skipped: {SHARED} is absent (the shared real models are not here)")
@@ -201,7 +217,7 @@ def main() -> None:
         folder = args.keep or Path(work)
         folder.mkdir(parents=True, exist_ok=True)
         if "cifar" in args.parts:
-            cifar(folder, args.runs or 10, recipes)
+            cifar(folder, args.runs or 10, recipes, args.sources.split(","))
         if "imagenet" in args.parts:
             imagenet(folder, args.runs or 2, recipes)
 
