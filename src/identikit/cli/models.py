@@ -18,10 +18,10 @@ from identikit.cli.options import (
     add_convention_options,
     add_data_options,
     add_device,
+    add_input_shape,
     add_model_options,
     class_names,
     conventions,
-    image_shape,
     make_classifier,
     output_path,
     positive_float,
@@ -433,14 +433,7 @@ def _add_export_conventions(export: argparse.ArgumentParser) -> None:
         outputs_default="detected for a model read; logits for a checkpoint's file",
         layout_default="an ONNX model's own where its input says, else nchw",
     )
-    group.add_argument(
-        "--input-shape",
-        type=image_shape,
-        default=None,
-        metavar="C,H,W",
-        help="the shape of the model's images, e.g. 3,32,32 (default: what the model file "
-        "says: a checkpoint's recorded shape, an ONNX input's static dimensions; else 1,28,28)",
-    )
+    add_input_shape(group)
     group.add_argument(
         "--class-names",
         type=class_names,

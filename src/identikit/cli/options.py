@@ -120,6 +120,17 @@ def add_convention_options(
     )
 
 
+def add_input_shape(
+    group: argparse._ArgumentGroup,
+    help_text: str = "the shape of the model's images, e.g. 3,32,32 (default: what the model "
+    "file says: a checkpoint's recorded shape, an ONNX input's static dimensions; else 1,28,28)",
+) -> None:
+    """The ``--input-shape C,H,W`` option of a model's conventions, checked as it is parsed."""
+    group.add_argument(
+        "--input-shape", type=image_shape, default=None, metavar="C,H,W", help=help_text
+    )
+
+
 def add_model_options(
     parser: argparse.ArgumentParser, *, precision: bool = True, classes_flag: bool = True
 ) -> None:
@@ -134,14 +145,7 @@ def add_model_options(
         outputs_default="detected",
         layout_default="an ONNX model's own where its input says, else nchw",
     )
-    group.add_argument(
-        "--input-shape",
-        type=image_shape,
-        default=None,
-        metavar="C,H,W",
-        help="the shape of the model's images, e.g. 3,32,32 (default: what the model file "
-        "says: a checkpoint's recorded shape, an ONNX input's static dimensions; else 1,28,28)",
-    )
+    add_input_shape(group)
     group.add_argument(
         *(("--num-classes", "--classes") if classes_flag else ("--num-classes",)),
         dest="num_classes",

@@ -22,12 +22,12 @@ from identikit.cli.options import (
     add_convention_options,
     add_data_options,
     add_device,
+    add_input_shape,
     add_model_options,
     add_sweep_options,
     announce_size,
     cluster_of,
     conventions,
-    image_shape,
     make_classifier,
     open_fraction,
     output_path,
@@ -531,12 +531,9 @@ def _add_judge(commands: Any, common: argparse.ArgumentParser) -> None:
         outputs_default="detected",
         layout_default="an ONNX model's own where its input says, else nchw",
     )
-    group.add_argument(
-        "--input-shape",
-        type=image_shape,
-        default=None,
-        metavar="C,H,W",
-        help="the shape of a file judge's images, e.g. 3,32,32 (default: what the file says; "
+    add_input_shape(
+        group,
+        "the shape of a file judge's images, e.g. 3,32,32 (default: what the file says; "
         "else 1,28,28)",
     )
     add_data_options(judge, any_shape=True)
