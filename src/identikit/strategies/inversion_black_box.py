@@ -19,7 +19,7 @@ import torch
 
 from identikit.base.errors import IdentikitError
 from identikit.base.shapes import ImageShape
-from identikit.classifier.classifier import Classifier
+from identikit.classifier.classifier import Classifier, Objective
 from identikit.strategies.base import Group
 from identikit.strategies.estimated_gradients import Nes
 from identikit.strategies.inversion import Inversion, Normalisation
@@ -94,17 +94,19 @@ class EstimatedInversion(Inversion):
     def _view_gradients(
         self, classifier: Classifier, views: torch.Tensor, group: Group, box: Normalisation
     ) -> torch.Tensor:
-        estimate = Nes(self.samples, self.sigma, max(1, self.scale))
-        _, grads = estimate.value_and_grad(
-            classifier, views, self.objective(group.targets, box), group.generators
-        )
-        return grads
+        return self._estimate(classifier, views, self.objective(group.targets, box), group)
 
     def _polish_gradients(
         self, classifier: Classifier, images: torch.Tensor, group: Group, box: Normalisation
     ) -> torch.Tensor:
+        objective = self.polish_objective(group.targets, box)
+        return self._estimate(classifier, images, objective, group)
+
+    def _estimate(
+        self, classifier: Classifier, images: torch.Tensor, objective: Objective, group: Group
+    ) -> torch.Tensor:
+        """NES's estimate of ``objective``'s gradients at ``images`` (each run's directions
+        from its own generator)."""
         estimate = Nes(self.samples, self.sigma, max(1, self.scale))
-        _, grads = estimate.value_and_grad(
-            classifier, images, self.polish_objective(group.targets, box), group.generators
-        )
+        _, grads = estimate.value_and_grad(classifier, images, objective, group.generators)
         return grads
