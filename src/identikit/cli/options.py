@@ -439,10 +439,15 @@ def sweep_classes(args: argparse.Namespace, config: SweepConfig) -> SweepConfig:
 
 
 def model_classes(args: argparse.Namespace) -> int:
-    """The number of classes ``--model`` returns, as the command's options load it, without
-    measuring engines or saying anything (the load that scores says what it finds)."""
+    """The number of classes ``--model`` returns (see :func:`model_probe`)."""
+    return model_probe(args).num_classes
+
+
+def model_probe(args: argparse.Namespace) -> Classifier:
+    """``--model`` as the command's options load it, without measuring engines or saying
+    anything (the load that scores says what it finds): its shape and classes."""
     options = load_options(args)
-    probe = load_classifier(
+    return load_classifier(
         args.model,
         device=options.device,
         preprocessing=options.preprocessing,
@@ -450,7 +455,6 @@ def model_classes(args: argparse.Namespace) -> int:
         engine=EngineOptions(chunk_size=args.chunk_size),  # backend None: nothing measured
         trust_code=options.trust_code,
     )
-    return probe.num_classes
 
 
 def announce_size(

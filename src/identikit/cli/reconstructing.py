@@ -9,15 +9,14 @@ from identikit import api
 from identikit.base.shapes import ImageShape
 from identikit.base.text import terminal_safe
 from identikit.classifier.classifier import Classifier
-from identikit.classifier.loading import load_classifier
 from identikit.cli.options import (
     add_device,
     add_model_options,
     add_sweep_options,
     announce_size,
     cluster_of,
-    load_options,
     make_classifier,
+    model_probe,
     open_fraction,
     positive_float,
     positive_int,
@@ -25,7 +24,6 @@ from identikit.cli.options import (
     sweep_classes,
 )
 from identikit.cli.searching import budget, report_sweep, run_sweep
-from identikit.engines.options import EngineOptions
 from identikit.models.batch_norm_taps import layers_line
 from identikit.strategies.registry import StrategySpec, parse_option
 from identikit.sweeps.experiment import SweepConfig, parse_classes
@@ -78,20 +76,6 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         return result
     report_sweep(args, result)
     return 0
-
-
-def model_probe(args: argparse.Namespace) -> Classifier:
-    """``--model`` as the command's options load it, without measuring engines or saying
-    anything (the load that scores says what it finds): its shape and classes."""
-    options = load_options(args)
-    return load_classifier(
-        args.model,
-        device=options.device,
-        preprocessing=options.preprocessing,
-        expect=options.expect,
-        engine=EngineOptions(chunk_size=args.chunk_size),  # backend None: nothing measured
-        trust_code=options.trust_code,
-    )
 
 
 def _config(
