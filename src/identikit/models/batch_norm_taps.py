@@ -40,6 +40,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from identikit.base.errors import IdentikitError, first_line
+from identikit.models.channel_statistics import channel_moments
 from identikit.models.onnx_graph import OnnxGraph, load_graph
 from identikit.models.onnx_model import OnnxModel
 from identikit.models.onnx_ops import Node
@@ -90,25 +91,9 @@ def channel_statistics(
     x: torch.Tensor, groups: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and biased variance of ``x`` (N, C, ...) over its rows and every
-    position, for each group of rows: two (G, C) tensors, differentiable."""
-    dims = [0, *range(2, x.dim())]
-    if groups is None:
-        var, mean = torch.var_mean(x, dims, correction=0)  # one pass over x for both
-        return mean.unsqueeze(0), var.unsqueeze(0)
-    rows, channels = x.shape[:2]
-    flat = x.reshape(rows, channels, -1)
-    counts = torch.bincount(groups, minlength=int(groups.max()) + 1)
-    if len(groups) != rows or bool((counts == 0).any()):
-        raise IdentikitError(
-            f"batch-norm statistics: groups must number each of the {rows} rows 0..G-1, "
-            "every group used"
-        )
-    sizes = (counts * flat.shape[2]).to(x.dtype).unsqueeze(1)
-    empty = x.new_zeros(len(counts), channels)
-    mean = empty.index_add(0, groups, flat.sum(2)) / sizes
-    # Two passes (centred, then squared), not E[x^2] - E[x]^2, which loses digits in float32.
-    centred = flat - mean[groups].unsqueeze(2)
-    return mean, empty.index_add(0, groups, centred.square().sum(2)) / sizes
+    position, for each group of rows: two (G, C) tensors, differentiable (first order; see
+    :mod:`identikit.models.channel_statistics`, which computes them)."""
+    return channel_moments(x, groups)
 
 
 # --- PyTorch modules: forward pre-hooks -----------------------------------------------------
