@@ -99,15 +99,38 @@ def hard_swish(node: Node, inputs: Inputs) -> Outputs:
 
 @operator("Clip")
 def clip(node: Node, inputs: Inputs) -> Outputs:
-    """Bounds as attributes ``min`` and ``max`` before opset 11, as optional inputs from it on."""
+    """Bounds as attributes ``min`` and ``max`` before opset 11, as optional inputs from it on.
+
+    Two fixed bounds (ReLU6, as torch.onnx exports ``F.relu6``) run as ``F.hardtanh``, which is
+    what the PyTorch model ran: the same values, one kernel each way (a clamp between tensors
+    took several passes backward), and the model's own gradients: none at exactly min or max.
+    """
     x = required(node, inputs, 0)
     if node.opset < 11:
         low, high = node.attr("min"), node.attr("max")
-        return torch.clamp(x, low, high) if low is not None or high is not None else x
+        if low is None and high is None:
+            return x
+        return _clip_between(x, low, high)
     low_t, high_t = optional(inputs, 1), optional(inputs, 2)
     if low_t is None and high_t is None:
         return x
+    if _fixed(low_t) and _fixed(high_t):
+        assert low_t is not None and high_t is not None
+        return _clip_between(x, low_t.item(), high_t.item())
     return torch.clamp(x, low_t, high_t)
+
+
+def _fixed(bound: torch.Tensor | None) -> bool:
+    """A bound that is one value and carries no gradient."""
+    return bound is not None and bound.numel() == 1 and not bound.requires_grad
+
+
+def _clip_between(x: torch.Tensor, low: float | None, high: float | None) -> torch.Tensor:
+    """``x`` clipped to [low, high] (either may be None): hardtanh where both are given in
+    order on a floating tensor, a clamp otherwise (ONNX's min > max gives max, as clamp)."""
+    if x.is_floating_point() and low is not None and high is not None and low <= high:
+        return F.hardtanh(x, low, high)
+    return torch.clamp(x, low, high)
 
 
 @operator("Gemm")
