@@ -25,8 +25,14 @@ import torch
 from torch import nn
 
 from identikit.base.errors import IdentikitError
-from identikit.classifier.engine_choice import Model, check_options, choose_engines, place
-from identikit.classifier.probe import describe
+from identikit.classifier.engine_choice import (
+    Model,
+    PlacedModel,
+    check_options,
+    choose_engines,
+    place,
+)
+from identikit.classifier.probe import ProbeFailed, describe
 from identikit.engines.choices import PROCESS_THREADS, Choice
 from identikit.engines.options import EngineOptions
 from identikit.engines.precision import ieee_fp32
@@ -34,6 +40,7 @@ from identikit.engines.scorers import Scorer
 from identikit.models.batch_norm_taps import BatchNormLayer, TappedModel, tap
 from identikit.models.feature_statistics import StatisticsTerm, statistics_term
 from identikit.models.info import ModelInfo, batch_text
+from identikit.models.one_image import OneImageAtATime
 from identikit.models.onnx_model import OnnxModel
 from identikit.models.preprocessing import Preprocessing, to_log_probabilities
 
@@ -56,7 +63,10 @@ class Classifier:
 
     Args:
         model: a torch module (or TorchScript module, or any callable such as an ONNX model)
-            from model inputs (N, C, H, W) to outputs (N, classes).
+            from model inputs (N, C, H, W) to outputs (N, classes). A PyTorch model that
+            fails on the probe images together and runs on each alone takes a batch of 1: it
+            is run one image at a time (:mod:`identikit.models.one_image`), and
+            ``engine.log`` is told so.
         info: what is known about the model (name, hash, expected classes and class names,
             preprocessing, input shape, card); completed by probing it (see :attr:`info`).
         device: where to run a torch model.
@@ -85,10 +95,17 @@ class Classifier:
         ieee_fp32(self.device)
         placed = place(model, self.device)
         check_options(placed, options, info.name)
+        try:
+            self.info = describe(placed.forward, info, self.device)
+        except ProbeFailed as failure:
+            placed, self.info = _one_image_at_a_time(placed, info, failure)
+            options.tell(
+                f"{self.info.name}: takes a batch of 1 only (it fails on several images at "
+                "once and runs on each alone); identikit runs it one image at a time"
+            )
         self.reference = placed.forward
         self.torch_module = placed.module
         self.queries = 0
-        self.info = describe(self.reference, info, self.device)
         engines = choose_engines(placed, self.info, options)
         self.exact_scorer = engines.exact
         self.ranking_scorer = engines.ranking
@@ -131,6 +148,12 @@ class Classifier:
     @property
     def card(self) -> dict[str, Any]:
         return self.info.card
+
+    @property
+    def one_image_at_a_time(self) -> bool:
+        """Whether the model takes a batch of 1 only, and so runs one image at a time (see
+        :mod:`identikit.models.one_image`)."""
+        return isinstance(self.torch_module, OneImageAtATime)
 
     @property
     def module(self) -> nn.Module | None:
@@ -288,7 +311,9 @@ class Classifier:
         """The model's batch-norm layers whose stored statistics
         :meth:`value_and_grad_with_statistics` matches (empty: none found; see
         :func:`~identikit.models.batch_norm_taps.layers_line` for the line to print).
-        Found on first use: a TorchScript model is exported to ONNX in memory then (seconds)."""
+        Found on first use: a TorchScript model is exported to ONNX in memory then (seconds).
+        A one-line error for a model that takes a batch of 1 only (its statistics would be of
+        one image at a time)."""
         return self._statistics_tap().layers
 
     def value_and_grad_with_statistics(
@@ -331,6 +356,14 @@ class Classifier:
         """The model's forward with its batch-norm statistics, made once: hooks on a PyTorch
         module; the interpreter on an ONNX model or on a TorchScript module exported to ONNX
         (PyTorch refuses hooks on TorchScript; see the module's docstring)."""
+        if self.one_image_at_a_time:
+            # Image by image, each layer would see one image at a time (as ObservedGraph
+            # refuses an ONNX graph fixed to a batch of 1).
+            raise IdentikitError(
+                f"{self.name} takes a batch of 1 only, and batch-norm statistics need the whole "
+                "batch in one pass: draw it with search --strategy gradient, or give a model "
+                "that takes any batch"
+            )
         if self._tapped is None:
             model: object = self.torch_module if self.torch_module is not None else self.reference
             example = self.preprocessing.to_model(
@@ -346,8 +379,25 @@ class Classifier:
         model ``identikit's ONNX interpreter in PyTorch (fp32, on cpu)``."""
         if self.torch_module is None and isinstance(self.reference, OnnxModel):
             return f"identikit's ONNX interpreter in PyTorch (fp32, on {self.device})"
-        return f"PyTorch (fp32, eager, on {self.device})"
+        alone = ", one image at a time" if self.one_image_at_a_time else ""
+        return f"PyTorch (fp32, eager{alone}, on {self.device})"
 
     def _check_finite(self, values: torch.Tensor) -> None:
         if not torch.isfinite(values).all():
             raise IdentikitError(f"{self.name} returned NaN or infinite outputs")
+
+
+def _one_image_at_a_time(
+    placed: PlacedModel, info: ModelInfo, failure: ProbeFailed
+) -> tuple[PlacedModel, ModelInfo]:
+    """A PyTorch model that failed on the probe images together (``failure``), run one image at
+    a time, and its description, where it runs on each probe image alone: it takes a batch of
+    1. Otherwise (or for an ONNX model, whose static batch of 1 its file says) ``failure`` is
+    the error."""
+    if placed.module is None:
+        raise failure
+    alone = place(OneImageAtATime(placed.module), placed.device)
+    try:
+        return alone, describe(alone.forward, info, alone.device)
+    except ProbeFailed:
+        raise failure from None

@@ -7,6 +7,9 @@ scores per image, and completes the model's :class:`~identikit.models.info.Model
 number of classes (checked against any expected), the class names (checked against it), and
 the kind of outputs where none was given
 (:func:`~identikit.models.preprocessing.detect_output_kind`).
+
+A model that fails on the probe images together raises :class:`ProbeFailed`; the Classifier
+then probes a PyTorch model one image at a time, and one that runs so takes a batch of 1.
 """
 
 from __future__ import annotations
@@ -23,6 +26,12 @@ from identikit.models.info import ModelInfo, batch_text
 from identikit.models.preprocessing import detect_output_kind
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+class ProbeFailed(IdentikitError):
+    """The model failed on the probe images, scored together: it raised, or did not return one
+    row of scores per image. A PyTorch model that runs on each probe image alone takes a batch
+    of 1 (see :mod:`identikit.models.one_image`); for any other, this is the error to show."""
 
 
 def probe_pixels(shape: ImageShape, random: int, *, seed: int) -> torch.Tensor:
@@ -52,12 +61,12 @@ def probe_outputs(forward: Forward, info: ModelInfo, device: torch.device) -> to
         # The shape is the user's (--input-shape) or MNIST's: the likeliest fault is a model
         # made for another, which the user can name.
         layout = " channels last" if info.preprocessing.channels_last else ""
-        raise IdentikitError(
+        raise ProbeFailed(
             f"{info.name} fails on images of shape {batch_text(info.input_shape)}{layout} "
             f"(--input-shape C,H,W gives another): {first_line(exc, limit=1000)}"
         ) from None
     if out.dim() != 2 or out.shape[0] != len(probes) or out.shape[1] < 2:
-        raise IdentikitError(
+        raise ProbeFailed(
             f"{info.name}: expected outputs of shape (N, classes), got {tuple(out.shape)}"
         )
     CLASSES.check(int(out.shape[1]), f"{info.name}'s outputs")
