@@ -35,7 +35,7 @@ import torch
 
 from identikit.base.shapes import ImageShape
 from identikit.classifier import Classifier, load_classifier
-from identikit.models.info import Expected, ModelInfo
+from identikit.models.info import Expected
 from identikit.models.preprocessing import Preprocessing
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "real-models"
@@ -153,17 +153,6 @@ def cifar(folder: Path, runs: int, recipes: list[str], sources: list[str]) -> No
             print(f"{row} {seconds:.0f} s", flush=True)
 
 
-class OneByOne(torch.nn.Module):
-    """A model that takes a batch of 1, run on a batch image by image."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.model(image[None]) for image in images])
-
-
 def imagenet(folder: Path, runs: int, recipes: list[str]) -> None:
     """EfficientNet-Lite0 drawn for every 50th class, judged by the quantized MobileNetV2."""
     root = SHARED / "imagenet"
@@ -175,14 +164,13 @@ def imagenet(folder: Path, runs: int, recipes: list[str]) -> None:
         trust_code=True,
         expect=Expected(input_shape=ImageShape(3, 224, 224)),
     )
-    # The quantized MobileNetV2 takes a batch of 1 (a TorchScript file identikit's probe, which
-    # scores a few images at once, refuses): run image by image here.
-    scripted = torch.jit.load(root / "mobilenet-v2-quantized.torchscript.pt", map_location="cpu")  # type: ignore[no-untyped-call]
-    judge = Classifier(
-        OneByOne(scripted),
-        ModelInfo(
-            name="mobilenet-v2", input_shape=ImageShape(3, 224, 224), preprocessing=IMAGENET_NORMAL
-        ),
+    # The quantized MobileNetV2 takes a batch of 1: identikit finds so and runs it image by image.
+    judge = load_classifier(
+        root / "mobilenet-v2-quantized.torchscript.pt",
+        device="cpu",
+        preprocessing=IMAGENET_NORMAL,
+        trust_code=True,
+        expect=Expected(input_shape=ImageShape(3, 224, 224)),
     )
     sample = root / "sample-100.npz"
     print(
