@@ -374,3 +374,56 @@ def test_gradients_through_the_exported_graph_are_the_modules_bit_for_bit() -> N
         grads.append((out.detach(), grad))
     assert torch.equal(grads[0][0], grads[1][0])
     assert torch.equal(grads[0][1], grads[1][1])
+
+
+class Bounded(nn.Module):
+    """ReLU6 (EfficientNet-Lite's activation) and a hardtanh to [-1, 2]: Clip nodes with fixed
+    bounds, as attributes before opset 11 and as inputs from it on."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([F.relu6(x * 2), F.hardtanh(x, -1.0, 2.0)], dim=1)
+
+
+@pytest.mark.parametrize("opset", [10, 13])
+def test_clip_gives_pytorchs_relu6_values_and_gradients_bit_for_bit(opset: int) -> None:
+    """Where the input is exactly a bound, PyTorch's ReLU6 (hardtanh) passes no gradient; a
+    clamp between tensors, as Clip ran before, passed it. The graph must differentiate as the
+    model it was exported from."""
+    data = exported(Bounded(), torch.rand(2, 3, 4, 4), opset=opset)
+    assert "Clip" in operators(data)
+    graph = load_graph(data, "bounded.onnx")
+    images = torch.randn(4, 3, 4, 4) * 3
+    images.view(-1)[:8] = torch.tensor([0.0, 3.0, -1.0, 2.0, 1.0, -0.5, 6.0, 0.5])  # the bounds
+    results = []
+    for model in (graph, Bounded()):
+        x = images.clone().requires_grad_(True)
+        out = model(x)
+        (grad,) = torch.autograd.grad((out * torch.arange(out.shape[1]).view(1, -1, 1, 1)).sum(), x)
+        results.append((out.detach(), grad))
+    assert torch.equal(results[0][0], results[1][0])
+    assert torch.equal(results[0][1], results[1][1])
+
+
+def test_clip_between_bounds_computed_from_the_input_still_clamps() -> None:
+    """Bounds that are not constants (here from the input's own mean, so they carry a
+    gradient) are left to torch.clamp: ONNX Runtime's outputs, and the module's gradients,
+    the bounds' share included."""
+
+    class Band(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            centre = x.mean()
+            return torch.clamp(x, min=centre, max=centre + 1)
+
+    images = torch.randn(3, 2, 4, 4)
+    data = exported(Band(), images, opset=13)
+    assert "Clip" in operators(data)
+    graph = load_graph(data, "band.onnx")
+    grads = []
+    for model in (graph, Band()):
+        x = images.clone().requires_grad_(True)
+        out = model(x)
+        (grad,) = torch.autograd.grad(out.square().sum(), x)
+        grads.append(grad)
+    assert np.allclose(graph(images).numpy(), runtime(data, images), atol=1e-6)
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+    assert (grads[0] != 0).all()  # the bounds pass gradient to every pixel through the mean
