@@ -261,6 +261,19 @@ class Classifier:
         self._check_finite(result)
         return result
 
+    def log_probabilities_at_any_size(self, images: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities (N, classes) of pixel images (N, C, H, W) of any height and width,
+        through the model's :meth:`differentiable` forward without gradients: a network that
+        pools globally takes other sizes than its own (DeepInversion's coarse steps draw at
+        half size). Each image counts as one query."""
+        forward = self.differentiable()
+        with torch.inference_mode():
+            raw = forward(self.preprocessing.to_model(images.to(self.device, torch.float32)))
+            result = to_log_probabilities(raw, self.outputs)
+        self.queries += images.shape[0]
+        self._check_finite(result)
+        return result
+
     def value_and_grad(
         self, images: torch.Tensor, objective: Objective
     ) -> tuple[torch.Tensor, torch.Tensor]:

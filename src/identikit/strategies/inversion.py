@@ -17,9 +17,20 @@ in training (:mod:`identikit.models.feature_statistics`). Its other parts, each 
   in normalised units (DeepInversion's R_prior).
 - **Adam** (Kingma & Ba 2015) with DeepInversion's betas (0.5, 0.9) and a cosine decay of the
   step size to 0 over the run's planned ``steps``.
+- **Scale robustness** (``zoom``): each view is also scaled by a random factor in [1 - zoom,
+  1 + zoom] about its centre, cropped or padded back to its size (Lucent's random scaling,
+  Olah et al. 2017; the input diversity that makes images carry to other networks, Xie et al.
+  2019, "Improving Transferability of Adversarial Examples with Input Diversity").
 - **Coarse to fine** (``resolutions`` 2): the first ``coarse_share`` of the steps draw an image of
-  half the size, which the model sees upsampled bilinearly to its own; then the full size
-  (DeepInversion's multi-resolution ImageNet setting; the octaves of Mordvintsev et al. 2015).
+  half the size, which the model sees as it is (``coarse_input`` half: a network that pools
+  globally takes it, at a quarter of the cost) or upsampled bilinearly to its own size
+  (``full``); then the full size, with Adam and its cosine started afresh (DeepInversion's
+  multi-resolution ImageNet setting, 112 then 224 pixels; the octaves of Mordvintsev et al.
+  2015).
+
+Settings left at -1 (0 for ``lr``, ``auto`` for ``basis``) are taken from the image's size
+(:data:`SMALL_IMAGES`, :data:`LARGE_IMAGES`): what was measured on CIFAR-10's 32 x 32 and on
+ImageNet's 224 x 224 networks (``benchmarks/real_models.py``).
 
 The objective of run i is its target's log-probability minus its image priors; the batch's
 objective is their sum minus ``bn_weight`` x N x R_feature, which is DeepInversion's mean
@@ -29,8 +40,8 @@ The statistics are those of a batch, so runs are not independent: they are drawn
 batches of ``batch`` runs in the sweep's layout order (class-major, so that a batch mixes
 classes as DeepInversion's do), whatever the memory or device (:meth:`Strategy.batch_runs`),
 and a run's image is its last one (:attr:`Strategy.draws_to_end`). Each step spends two queries
-a run: the views' forward and backward pass, and the image itself scored. Reads nothing but the
-model.
+a run: the views' forward and backward pass, and the image itself scored (a coarse step's
+half-size image at its own size where the model sees it so). Reads nothing but the model.
 """
 
 from __future__ import annotations
@@ -38,11 +49,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from identikit.base.errors import IdentikitError
+from identikit.base.errors import IdentikitError, first_line
 from identikit.base.shapes import ImageShape
 from identikit.classifier.classifier import Classifier, Objective
 from identikit.models.preprocessing import INPUT_RANGES, Preprocessing
@@ -51,11 +63,13 @@ from identikit.strategies.parameterisations import RGB, DecorrelatedColour, Four
 from identikit.strategies.registry import check_settings, register, require
 
 # The bases Adam may move the image in: the image itself, or Olah et al.'s decorrelated colour
-# and/or Fourier coordinates of it.
-BASES = ("pixels", "colour", "fourier", "colour,fourier")
+# and/or Fourier coordinates of it; ``auto``: from the image's size.
+BASES = ("auto", "pixels", "colour", "fourier", "colour,fourier")
+# What the model sees of a coarse step's half-size image: the image itself, or it upsampled.
+COARSE_INPUTS = ("half", "full")
 # Images whose shorter side is at least this are drawn coarse to fine when ``resolutions`` is
-# left to the image's shape (0): 224 x 224 ImageNet images are, 32 x 32 CIFAR ones are not
-# (half of 32 is too few pixels to draw a class in).
+# left to the image's shape (0), and take LARGE_IMAGES' settings: 224 x 224 ImageNet images
+# are, 32 x 32 CIFAR ones are not (half of 32 is too few pixels to draw a class in).
 COARSE_SIDE = 128
 # A jitter left to the shape rolls the image by up to 1 / JITTER_SHARE of its shorter side, and
 # by at least MIN_JITTER pixels (DeepInversion's 2 on CIFAR, measured here on small images too).
@@ -64,6 +78,33 @@ JITTER_SHARE, MIN_JITTER = 16, 2
 START_LOW, START_SPREAD = 0.4, 0.2
 EPSILON = 1e-8  # Adam's denominator's guard
 
+SMALL_IMAGES: dict[str, Any] = {
+    "basis": "pixels",
+    "lr": 0.1,
+    "bn_weight": 0.05,
+    "first_bn_weight": 5.0,
+    "tv_weight": 2.5e-3,
+    "l2_weight": 3e-5,
+    "zoom": 0.0,
+}
+"""Settings for images shorter than COARSE_SIDE, measured on CIFAR-10's ResNet-20 and -56 (the
+README's table): steps in pixels, DeepInversion's CIFAR weight for the statistics term."""
+
+LARGE_IMAGES: dict[str, Any] = {
+    "basis": "colour,fourier",
+    "lr": 0.05,
+    "bn_weight": 0.01,
+    "first_bn_weight": 10.0,
+    "tv_weight": 1e-4,
+    "l2_weight": 1e-5,
+    "zoom": 0.3,
+}
+"""Settings for images of at least COARSE_SIDE pixels a side, measured on ImageNet's
+EfficientNet-Lite0 judged by MobileNetV2: DeepInversion's ImageNet weights (statistics 0.01,
+first layer 10, total variation 1e-4, L2 1e-5), in Olah et al.'s decorrelated Fourier basis
+(in pixels the same recipe drew high-frequency textures the judge named 8% of the time; in the
+Fourier basis, 32%), with scale robustness."""
+
 
 @register
 @dataclass(frozen=True, kw_only=True)
@@ -71,29 +112,39 @@ class Inversion(Strategy):
     """DeepInversion: Adam on the images with the model's batch-norm statistics, jitter, flips,
     total variation and L2, in fixed batches of runs.
 
+    Settings marked "from the size" take :data:`SMALL_IMAGES`' or :data:`LARGE_IMAGES`' value
+    where left at their placeholder.
+
     Args:
         steps: the run's planned steps, over which the step size decays (default 300;
             ``identikit reconstruct`` sets it to the sweep's steps).
         batch: runs drawn together, whose batch-norm statistics are matched as one batch, in
             the sweep's layout order (default 0: every run of the sweep).
-        lr: Adam's step size in normalised units (default 0.1).
+        lr: Adam's step size in the basis's units (0, the default: from the size).
         beta1, beta2: Adam's moment decay rates (defaults 0.5, 0.9, DeepInversion's).
-        bn_weight: the weight of the statistics term against the mean objective (default 0.05).
+        bn_weight: the weight of the statistics term against the mean objective (-1, the
+            default: from the size).
         first_bn_weight: the first batch-norm layer's weight within the term, the others'
-            being 1 (default 5: that layer sees the pixels' colours).
-        tv_weight: weight of the mean squared total variation (default 0.0025).
-        l2_weight: weight of the mean squared value (default 3e-5).
+            being 1 (-1: from the size; that layer sees the pixels' colours).
+        tv_weight: weight of the mean squared total variation (-1: from the size).
+        l2_weight: weight of the mean squared value (-1: from the size).
         jitter: largest random roll, in pixels, of the image each step; -1 (default): from
             the image's shape, a sixteenth of its shorter side and at least 2 (2 on CIFAR's
             32 x 32, as DeepInversion's CIFAR code; 14 on ImageNet's 224, where theirs is 30
-            over thousands of steps).
+            over thousands of steps). Coarse steps roll their half-size image by half as much.
         flips: mirror the image left to right at random each step (default true).
-        basis: what Adam moves: ``pixels`` (the normalised image; default), ``colour``,
-            ``fourier`` or ``colour,fourier``.
+        zoom: scale each view by a random factor in [1 - zoom, 1 + zoom] (0: none; -1, the
+            default: from the size).
+        basis: what Adam moves: ``pixels`` (the normalised image), ``colour``, ``fourier`` or
+            ``colour,fourier``; ``auto`` (default): from the size.
         resolutions: 1 (full size only) or 2 (half size, then full); 0 (default): from the
             image's shape, 2 for images of at least 128 pixels a side.
         coarse_share: the share of the steps drawn at half size when ``resolutions`` is 2
-            (default 0.5).
+            (default 0.85: every step before the polish; never the polish's, which are at
+            full size).
+        coarse_input: what the model sees of a half-size image: ``half`` (the image itself,
+            default) or ``full`` (upsampled to the model's size, for a model that takes only
+            its own size).
         polish_share: the share of the steps, at the end, that polish: the model sees the
             image itself (no roll, no flip) and only the target's log-probability counts (no
             statistics term, no priors), so that the model is sure of the image as drawn
@@ -109,33 +160,44 @@ class Inversion(Strategy):
     draws_to_end = True
     steps: int = 300
     batch: int = 0
-    lr: float = 0.1
+    lr: float = 0.0
     beta1: float = 0.5
     beta2: float = 0.9
-    bn_weight: float = 0.05
-    first_bn_weight: float = 5.0
-    tv_weight: float = 2.5e-3
-    l2_weight: float = 3e-5
+    bn_weight: float = -1.0
+    first_bn_weight: float = -1.0
+    tv_weight: float = -1.0
+    l2_weight: float = -1.0
     jitter: int = -1
     flips: bool = True
-    basis: str = "pixels"
+    zoom: float = -1.0
+    basis: str = "auto"
     resolutions: int = 0
-    coarse_share: float = 0.5
+    coarse_share: float = 0.85
+    coarse_input: str = "half"
     polish_share: float = 0.15
 
     def __post_init__(self) -> None:
         check_settings(self)  # types, and every float finite
         require(self, "steps", self.steps >= 1, "a whole number >= 1")
         require(self, "batch", self.batch >= 0, "a whole number >= 0 (0: every run)")
-        require(self, "lr", self.lr > 0, "a finite number > 0")
+        require(self, "lr", self.lr >= 0, "a finite number > 0 (0: from the size)")
         for beta in ("beta1", "beta2"):
             require(self, beta, 0 <= getattr(self, beta) < 1, "in [0, 1)")
         for weight in ("bn_weight", "first_bn_weight", "tv_weight", "l2_weight"):
-            require(self, weight, getattr(self, weight) >= 0, "a finite number >= 0")
+            value = getattr(self, weight)
+            require(
+                self, weight, value >= 0 or value == -1, "a finite number >= 0 (-1: from the size)"
+            )
+        require(
+            self, "zoom", 0 <= self.zoom < 1 or self.zoom == -1, "in [0, 1) (-1: from the size)"
+        )
         require(self, "jitter", -1 <= self.jitter <= 64, "0 to 64, or -1 (from the shape)")
         require(self, "basis", self.basis in BASES, " or ".join(BASES))
         require(self, "resolutions", self.resolutions in (0, 1, 2), "0 (from the shape), 1 or 2")
         require(self, "coarse_share", 0 <= self.coarse_share < 1, "in [0, 1)")
+        require(
+            self, "coarse_input", self.coarse_input in COARSE_INPUTS, " or ".join(COARSE_INPUTS)
+        )
         require(self, "polish_share", 0 <= self.polish_share < 1, "in [0, 1)")
 
     @property
@@ -154,12 +216,22 @@ class Inversion(Strategy):
     def for_shape(self, shape: ImageShape) -> Inversion:
         self.check_shape(shape)
         side = min(shape.height, shape.width)
+        large = side >= COARSE_SIDE
         chosen = self
         if not self.resolutions:
-            chosen = dataclasses.replace(chosen, resolutions=2 if side >= COARSE_SIDE else 1)
+            chosen = dataclasses.replace(chosen, resolutions=2 if large else 1)
         if self.jitter < 0:
             chosen = dataclasses.replace(chosen, jitter=max(MIN_JITTER, round(side / JITTER_SHARE)))
-        return chosen
+        sized = dict(LARGE_IMAGES if large else SMALL_IMAGES)
+        if shape.channels != RGB:  # no colour to decorrelate
+            sized["basis"] = sized["basis"].replace("colour,", "")
+        placeholders = {"basis": "auto", "lr": 0.0}
+        taken = {
+            key: value
+            for key, value in sized.items()
+            if getattr(chosen, key) == placeholders.get(key, -1)
+        }
+        return dataclasses.replace(chosen, **taken) if taken else chosen
 
     def batch_runs(self, runs: int) -> int | None:
         return min(self.batch, runs) if self.batch else runs
@@ -178,12 +250,15 @@ class Inversion(Strategy):
     @property
     def coarse_steps(self) -> int:
         """Steps drawn at half size (0 without ``resolutions`` 2)."""
-        return round(self.steps * self.coarse_share) if self.resolutions == 2 else 0
+        if self.resolutions != 2:
+            return 0
+        return min(round(self.steps * self.coarse_share), self.polish_from)  # polish: full size
 
     def init_memory(self, state: SearchState) -> dict[str, torch.Tensor]:
         # x: the image in pixels; m, v, t: Adam's moments (in the basis's coordinates) and
         # step counts. Each run starts from noise of its own seed (iteration -1, before any
-        # step's), so its start depends on the seed alone.
+        # step's), so its start depends on the seed alone. A half-size image drawn at its own
+        # size is held in x's top-left corner, its moments in the first of m's and v's values.
         device = state.images.device
         shape = state.images.shape[1:]
         x = torch.stack(
@@ -192,44 +267,90 @@ class Inversion(Strategy):
                 for g in (run_generator(seed, -1, device) for seed in state.seeds)
             ]
         )
-        zeros = torch.zeros_like(self._basis(ImageShape.of(shape)).from_image(x))
+        strategy = self.for_shape(ImageShape.of(shape))
+        if strategy.coarse_steps and strategy.coarse_input == "half":
+            small = strategy.coarse_shape(ImageShape.of(shape))
+            x[:, :, : small.height, : small.width] = F.adaptive_avg_pool2d(x, small.dims[1:])
+        zeros = torch.zeros_like(strategy._basis(ImageShape.of(shape)).from_image(x))
         return {"x": x, "m": zeros, "v": zeros.clone(), "t": torch.zeros_like(state.iterations)}
+
+    def coarse_shape(self, shape: ImageShape) -> ImageShape:
+        """The size of a coarse step's image: half of ``shape`` (rounded down)."""
+        return ImageShape(shape.channels, shape.height // 2, shape.width // 2)
 
     def step(self, classifier: Classifier, group: Group) -> tuple[torch.Tensor, torch.Tensor]:
         iteration = int(group.iterations.min())
         if iteration != int(group.iterations.max()):  # advance steps a batch in lock-step
             raise ValueError("a batch's runs must be at the same step")
-        shape = ImageShape.of(group.images.shape[1:])
-        basis = self._basis(shape)
-        box = Normalisation.of(classifier.preprocessing, shape.channels, group.images.device)
-        memory = group.memory
+        full = ImageShape.of(group.images.shape[1:])
         coarse = iteration < self.coarse_steps
+        small = coarse and self.coarse_input == "half"  # the model sees the half-size image
+        shape = self.coarse_shape(full) if small else full
         polishing = iteration >= self.polish_from
+        # A polish moves the image itself: in the Fourier basis its steps of the drawing's
+        # size moved whole regions, and the judge then named none of 40 ImageNet images.
+        basis = Basis() if polishing else self._basis(shape)
+        box = Normalisation.of(classifier.preprocessing, full.channels, group.images.device)
+        memory = group.memory
         with torch.enable_grad():
-            parameters = basis.from_image(box.normalise(memory["x"])).requires_grad_(True)
+            x = memory["x"][:, :, : shape.height, : shape.width]
+            parameters = basis.from_image(box.normalise(x)).requires_grad_(True)
             drawn = basis.to_image(parameters)
             if polishing:  # the image itself, its target's log-probability alone
                 views = box.pixels(drawn)
                 found = self._polish_gradients(classifier, views.detach(), group, box)
             else:
-                views = box.pixels(_views(half(drawn) if coarse else drawn, group, self))
-                found = self._view_gradients(classifier, views.detach(), group, box)
+                seen = half(drawn) if coarse and not small else drawn
+                views = box.pixels(_views(seen, group, self, small))
+                found = self._drawing_gradients(classifier, views.detach(), group, box)
             (gradient,) = torch.autograd.grad(views, parameters, found)
-        moved = parameters.detach() + self._adam(memory, gradient, iteration)
-        z = box.clamp(basis.to_image(moved))
+        m, v = (_unpack(memory[key], parameters.shape) for key in ("m", "v"))
+        change, m, v, t = self._adam(m, v, memory["t"], gradient, iteration)
+        z = box.clamp(basis.to_image(parameters.detach() + change))
         if coarse and iteration + 1 == self.coarse_steps:
             # The last coarse step: the full-size image is the half-size one upsampled, and
             # Adam starts afresh on it (DeepInversion starts an optimiser per resolution).
-            z = half(z)
-            for key in ("m", "v", "t"):
-                memory[key] = torch.zeros_like(memory[key])
-        memory["x"] = box.pixels(z)
-        image = box.pixels(half(z)) if iteration + 1 < self.coarse_steps else memory["x"]
+            z = _resize(z, full) if small else half(z)
+            m, v, t = (torch.zeros_like(memory[key]) for key in ("m", "v", "t"))
+        elif iteration + 1 == self.polish_from and self.restarts_polish:
+            m, v, t = (torch.zeros_like(memory[key]) for key in ("m", "v", "t"))
+        memory.update(m=_pack(m, memory["m"]), v=_pack(v, memory["v"]), t=t)
+        pixels = box.pixels(z)
+        memory["x"] = memory["x"].clone()
+        memory["x"][:, :, : z.shape[2], : z.shape[3]] = pixels
+        if iteration + 1 < self.coarse_steps:  # still coarse: the half-size image
+            image = _resize(pixels, full) if small else box.pixels(half(z))
+        else:
+            image = memory["x"]
         image = image.clamp(0.0, 1.0)
-        # The image itself is what the run draws: its own score, not its views'.
-        scores = classifier.log_probabilities(image).gather(1, group.targets.view(-1, 1))
+        # The image itself is what the run draws: its own score, not its views'; a half-size
+        # image the model sees as it is, at its own size.
+        if small and iteration + 1 < self.coarse_steps:
+            log_probabilities = classifier.log_probabilities_at_any_size(pixels.clamp(0.0, 1.0))
+        else:
+            log_probabilities = classifier.log_probabilities(image)
+        scores = log_probabilities.gather(1, group.targets.view(-1, 1))
         group.progressed = torch.ones_like(group.targets, dtype=torch.bool)
         return image, scores.squeeze(1)
+
+    def _drawing_gradients(
+        self, classifier: Classifier, views: torch.Tensor, group: Group, box: Normalisation
+    ) -> torch.Tensor:
+        """:meth:`_view_gradients`, with a one-line error where the model refuses the views'
+        size (a coarse step's half size, which a network that does not pool globally refuses)."""
+        if tuple(views.shape[1:]) == classifier.info.input_shape.dims:
+            return self._view_gradients(classifier, views, group, box)
+        try:
+            return self._view_gradients(classifier, views, group, box)
+        except IdentikitError:
+            raise
+        except Exception as exc:  # whatever the model raises at a size not its own
+            size = " x ".join(str(d) for d in views.shape[1:])
+            raise IdentikitError(
+                f"invert: {classifier.name} does not take images of half its size ({size}): "
+                f"--option coarse_input=full shows it the coarse image upsampled "
+                f"({first_line(exc)})"
+            ) from None
 
     def _view_gradients(
         self, classifier: Classifier, views: torch.Tensor, group: Group, box: Normalisation
@@ -264,20 +385,43 @@ class Inversion(Strategy):
         return (self.first_bn_weight,) + (1.0,) * (count - 1) if count else ()
 
     def _adam(
-        self, memory: dict[str, torch.Tensor], gradient: torch.Tensor, iteration: int
-    ) -> torch.Tensor:
-        """Adam's ascent step (Kingma & Ba 2015) on every run, its step size decayed by a
-        cosine over the planned steps (to 0 at the last); the moments in ``memory`` are
-        replaced by their updates."""
-        t = memory["t"] + 1
-        m = self.beta1 * memory["m"] + (1 - self.beta1) * gradient
-        v = self.beta2 * memory["v"] + (1 - self.beta2) * gradient.pow(2)
-        memory.update(m=m, v=v, t=t)
+        self,
+        m: torch.Tensor,
+        v: torch.Tensor,
+        t: torch.Tensor,
+        gradient: torch.Tensor,
+        iteration: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Adam's ascent step (Kingma & Ba 2015) on every run from its moments ``m``, ``v`` and
+        step counts ``t``, its step size decayed by a cosine (:meth:`decay`): the step and the
+        updated moments and counts."""
+        t = t + 1
+        m = self.beta1 * m + (1 - self.beta1) * gradient
+        v = self.beta2 * v + (1 - self.beta2) * gradient.pow(2)
         per_run = (-1,) + (1,) * (m.dim() - 1)
         bias_m = (1 - self.beta1 ** t.double()).float().view(per_run)
         bias_v = (1 - self.beta2 ** t.double()).float().view(per_run)
-        lr = self.lr * 0.5 * (1 + math.cos(math.pi * min(iteration / self.steps, 1.0)))
-        return lr * (m / bias_m) / ((v / bias_v).sqrt() + EPSILON)
+        lr = self.lr * self.decay(iteration)
+        return lr * (m / bias_m) / ((v / bias_v).sqrt() + EPSILON), m, v, t
+
+    @property
+    def restarts_polish(self) -> bool:
+        """Whether the polish starts Adam and its cosine afresh: where the drawing moved
+        another basis than the image itself (whose moments the polish cannot use)."""
+        return self.basis not in ("pixels", "auto") and self.polish_from < self.steps
+
+    def decay(self, iteration: int) -> float:
+        """The step size's factor at ``iteration``: a cosine from 1 to 0 over the planned steps,
+        or over each phase's where Adam starts afresh (each resolution, coarse to fine; the
+        polish, after a drawing in another basis)."""
+        if iteration >= self.steps:
+            return 0.0
+        bounds = {0, self.steps, self.coarse_steps}
+        if self.restarts_polish:
+            bounds.add(self.polish_from)
+        start = max(b for b in bounds if b <= iteration)
+        end = min((b for b in bounds if b > iteration), default=self.steps)
+        return 0.5 * (1 + math.cos(math.pi * min((iteration - start) / max(end - start, 1), 1.0)))
 
     def _basis(self, shape: ImageShape) -> Basis:
         return Basis(
@@ -288,25 +432,70 @@ class Inversion(Strategy):
 
 def half(images: torch.Tensor) -> torch.Tensor:
     """Images (N, C, H, W) at half the size (2 x 2 means), upsampled bilinearly to H x W: what
-    the model sees of an image drawn coarse."""
+    the model sees of an image drawn coarse with ``coarse_input`` full."""
     small = F.avg_pool2d(images, 2)
     return F.interpolate(small, size=images.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def _views(images: torch.Tensor, group: Group, strategy: Inversion) -> torch.Tensor:
-    """Each run's image rolled by its own random shift of up to ``jitter`` pixels in x and y,
-    and, with ``flips``, mirrored left to right at random (from the run's generator)."""
+def _resize(images: torch.Tensor, shape: ImageShape) -> torch.Tensor:
+    """Images (N, C, h, w) resized bilinearly to ``shape``'s height and width."""
+    return F.interpolate(images, size=shape.dims[1:], mode="bilinear", align_corners=False)
+
+
+def _pack(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``values`` (N, ...) held in a tensor of ``like``'s shape: the same where the shapes
+    agree, else its first values, row by row, the rest 0 (a half-size image's moments)."""
+    if values.shape == like.shape:
+        return values
+    held = torch.zeros_like(like)
+    held.view(len(like), -1)[:, : values[0].numel()] = values.reshape(len(values), -1)
+    return held
+
+
+def _unpack(held: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """The values of ``shape`` that :func:`_pack` held in ``held``."""
+    if held.shape == shape:
+        return held
+    return held.reshape(len(held), -1)[:, : shape[1:].numel()].reshape(shape)
+
+
+def _views(images: torch.Tensor, group: Group, strategy: Inversion, small: bool) -> torch.Tensor:
+    """Each run's image rolled by its own random shift of up to ``jitter`` pixels in x and y
+    (half as far on a ``small``, half-size, image), with ``flips`` mirrored left to right at
+    random, and with ``zoom`` scaled about its centre (from the run's generator)."""
     seen = []
     # A strategy not made for a shape (see Inversion.for_shape) takes its images'.
-    jitter = strategy.for_shape(ImageShape.of(images.shape[1:])).jitter
+    made = strategy.for_shape(ImageShape.of(images.shape[1:]))
+    jitter = made.jitter // 2 if small else made.jitter
     for image, generator in zip(images, group.generators, strict=True):
         dy, dx = torch.randint(
             -jitter, jitter + 1, (2,), generator=generator, device=image.device
         ).tolist()
         flip = float(torch.rand((), generator=generator, device=image.device)) < 0.5
         view = torch.roll(image, shifts=(dy, dx), dims=(1, 2))
-        seen.append(view.flip(2) if strategy.flips and flip else view)
+        view = view.flip(2) if strategy.flips and flip else view
+        if made.zoom > 0:
+            factor = 1 + made.zoom * (
+                2 * float(torch.rand((), generator=generator, device=image.device)) - 1
+            )
+            view = zoomed(view, factor)
+        seen.append(view)
     return torch.stack(seen)
+
+
+def zoomed(image: torch.Tensor, factor: float) -> torch.Tensor:
+    """``image`` (C, H, W) scaled by ``factor`` about its centre, bilinearly, then cropped to
+    H x W (larger) or padded back by reflection (smaller; by its edge where too small)."""
+    height, width = image.shape[1:]
+    size = (max(1, round(height * factor)), max(1, round(width * factor)))
+    scaled = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+    top, left = (size[0] - height) // 2, (size[1] - width) // 2
+    if top >= 0 and left >= 0:
+        return scaled[:, top : top + height, left : left + width]
+    down, across = height - size[0], width - size[1]
+    pads = (across // 2, across - across // 2, down // 2, down - down // 2)
+    mode = "reflect" if max(down, across) < min(size) else "replicate"
+    return F.pad(scaled[None], pads, mode=mode)[0]
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,8 @@ class EstimatedInversion(Inversion):
     )
     white_box = False
     bn_weight: float = 0.0
+    # Its estimates score the views through the model's scorers, which take its own size.
+    coarse_input: str = "full"
     samples: int = 40
     sigma: float = 0.01
     scale: int = 0
@@ -62,6 +64,12 @@ class EstimatedInversion(Inversion):
                 f"{self.name}: --option bn_weight must be 0: a black box's batch-norm "
                 "statistics are out of reach"
             )
+        require(
+            self,
+            "coarse_input",
+            self.coarse_input == "full",
+            "full (a black box's views are scored at the model's size)",
+        )
         require(
             self,
             "samples",

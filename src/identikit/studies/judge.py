@@ -43,6 +43,7 @@ from identikit.classifier import Classifier, load_classifier
 from identikit.data.datasets import MNIST_SHAPE, default_root
 from identikit.data.image_set import ImageSet
 from identikit.data.images import load_images
+from identikit.engines.options import EngineOptions
 from identikit.models.checkpoint import load_checkpoint
 from identikit.models.info import Expected
 from identikit.models.preprocessing import Preprocessing
@@ -280,6 +281,8 @@ def load_judges(
                 preprocessing=setup.conventions,
                 expect=Expected(input_shape=setup.input_shape),
                 trust_code=setup.trust_code,
+                # The log hears what loading says of the file (a model of batch 1, say).
+                engine=EngineOptions(log=setup.log),
             )
             judges.append(Judge(Path(entry).name, classifier, file=entry))
         else:
