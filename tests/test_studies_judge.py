@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -521,3 +522,35 @@ def test_a_judge_json_written_before_judge_info_still_reads() -> None:
     damaged = {**old, "judge_info": {"softmax": {"accuracy": 2, "test_images": 1}}}
     with pytest.raises(IdentikitError, match=r"judge_info\.softmax"):
         check_judge(damaged, "judge.json", 2)
+
+
+class OneRow(nn.Module):
+    """A judge that reshapes its inputs to one row (``reshape(1, -1)``): it takes a batch of
+    1 only, as the quantized MobileNetV2 of PyTorch's demo app does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(data.MNIST_SHAPE.size, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.fc(x.reshape(1, -1))
+        return logits
+
+
+def test_a_file_judge_of_batch_one_is_run_image_by_image_and_the_log_hears_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "one-row.pt"
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript's deprecation
+        script = torch.jit.trace(OneRow().eval(), torch.rand(1, *data.MNIST_SHAPE.dims))  # type: ignore[no-untyped-call]
+        torch.jit.save(script, str(path))
+    heard: list[str] = []
+    setup = JudgeSetup(device="cpu", trust_code=True, log=heard.append)
+    (judge,) = load_judges([str(path)], setup)
+    assert any("takes a batch of 1 only" in line for line in heard)
+    images = torch.rand(5, *data.MNIST_SHAPE.dims)
+    with torch.no_grad():
+        alone = torch.cat([script(image[None]) for image in images]).log_softmax(1)
+    assert torch.allclose(judge.classifier.log_probabilities(images), alone, atol=1e-5)
