@@ -308,11 +308,10 @@ class Inversion(Strategy):
         change, m, v, t = self._adam(m, v, memory["t"], gradient, iteration)
         z = box.clamp(basis.to_image(parameters.detach() + change))
         if coarse and iteration + 1 == self.coarse_steps:
-            # The last coarse step: the full-size image is the half-size one upsampled, and
-            # Adam starts afresh on it (DeepInversion starts an optimiser per resolution).
+            # The last coarse step: the full-size image is the half-size one upsampled
+            # (DeepInversion starts an optimiser per resolution: see phase_starts).
             z = _resize(z, full) if small else half(z)
-            m, v, t = (torch.zeros_like(memory[key]) for key in ("m", "v", "t"))
-        elif iteration + 1 == self.polish_from and self.restarts_polish:
+        if iteration + 1 in self.phase_starts:  # Adam starts afresh on the next step
             m, v, t = (torch.zeros_like(memory[key]) for key in ("m", "v", "t"))
         memory.update(m=_pack(m, memory["m"]), v=_pack(v, memory["v"]), t=t)
         pixels = box.pixels(z)
@@ -410,18 +409,23 @@ class Inversion(Strategy):
         another basis than the image itself (whose moments the polish cannot use)."""
         return self.basis not in ("pixels", "auto") and self.polish_from < self.steps
 
+    @property
+    def phase_starts(self) -> frozenset[int]:
+        """The steps at which Adam and its cosine start afresh: the first, the first at full
+        size after coarse steps, and the polish's first where :attr:`restarts_polish`."""
+        starts = {0, self.coarse_steps}
+        if self.restarts_polish:
+            starts.add(self.polish_from)
+        return frozenset(starts - {self.steps})
+
     def decay(self, iteration: int) -> float:
-        """The step size's factor at ``iteration``: a cosine from 1 to 0 over the planned steps,
-        or over each phase's where Adam starts afresh (each resolution, coarse to fine; the
-        polish, after a drawing in another basis)."""
+        """The step size's factor at ``iteration``: a cosine from 1 to 0 over the steps of its
+        phase (:attr:`phase_starts`; the planned steps where there is one phase)."""
         if iteration >= self.steps:
             return 0.0
-        bounds = {0, self.steps, self.coarse_steps}
-        if self.restarts_polish:
-            bounds.add(self.polish_from)
-        start = max(b for b in bounds if b <= iteration)
-        end = min((b for b in bounds if b > iteration), default=self.steps)
-        return 0.5 * (1 + math.cos(math.pi * min((iteration - start) / max(end - start, 1), 1.0)))
+        start = max(b for b in self.phase_starts if b <= iteration)
+        end = min((b for b in self.phase_starts if b > iteration), default=self.steps)
+        return 0.5 * (1 + math.cos(math.pi * (iteration - start) / max(end - start, 1)))
 
     def _basis(self, shape: ImageShape) -> Basis:
         return Basis(
