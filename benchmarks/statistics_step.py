@@ -6,7 +6,7 @@ AMD EPYC) one ``Classifier.value_and_grad_with_statistics`` took 4.6 s, about 45
 ``torch.var_mean`` forward and backward, and 0.8 s in the interpreter's Clip (ReLU6) as a
 clamp between tensors.
 
-1. ``channel_statistics``, forward and backward, on the shapes of such layers: the copy of the
+1. the channel statistics, forward and backward, on the shapes of such layers: the copy of the
    old function below (``torch.var_mean``) against the project's
    (:mod:`identikit.models.channel_statistics`), with the new one's largest relative error
    against float64 on inputs far from zero (randn x 3 + 100).
@@ -75,13 +75,13 @@ def old_clip(node: Node, inputs: Inputs) -> Outputs:
 def baseline() -> Iterator[None]:
     """The old channel_statistics and Clip in place of the project's for the block (the
     module's recorder and the interpreter look both up by name at each call)."""
-    new_statistics, new_clip = batch_norm_taps.channel_statistics, registry.OPERATORS["Clip"]
-    batch_norm_taps.channel_statistics = old_channel_statistics
+    new_statistics, new_clip = batch_norm_taps.channel_moments, registry.OPERATORS["Clip"]
+    batch_norm_taps.channel_moments = old_channel_statistics
     registry.OPERATORS["Clip"] = old_clip
     try:
         yield
     finally:
-        batch_norm_taps.channel_statistics = new_statistics
+        batch_norm_taps.channel_moments = new_statistics
         registry.OPERATORS["Clip"] = new_clip
 
 
@@ -111,7 +111,7 @@ def statistics_pass(
 
 def relative_error(x: torch.Tensor, groups: torch.Tensor | None) -> float:
     """The new function's largest relative error against float64, mean and variance."""
-    mean, var = batch_norm_taps.channel_statistics(x, groups)
+    mean, var = batch_norm_taps.channel_moments(x, groups)
     mean64, var64 = old_channel_statistics(x.double(), groups)
     errors = [(mean.double() - mean64).abs() / mean64.abs(), (var.double() - var64).abs() / var64]
     return max(float(e.max()) for e in errors)
@@ -122,7 +122,7 @@ def statistics_table(repeats: int) -> None:
     print(f"{'input':34} {'old':>8} {'new':>8} {'old/new':>8} {'rel. error':>11}")
     old, new = (
         statistics_pass(old_channel_statistics),
-        statistics_pass(batch_norm_taps.channel_statistics),
+        statistics_pass(batch_norm_taps.channel_moments),
     )
     generator = torch.Generator().manual_seed(0)
     cases: list[tuple[str, torch.Tensor, torch.Tensor | None]] = []

@@ -20,10 +20,10 @@ from identikit.models.batch_norm_taps import (
     HookedModule,
     ObservedGraph,
     TappedModel,
-    channel_statistics,
     layers_line,
     tap,
 )
+from identikit.models.channel_statistics import channel_moments
 from identikit.models.checkpoint import load_model, save_checkpoint
 from identikit.models.feature_statistics import FIRST_LAYER_WEIGHT, layer_weights, statistics_term
 from identikit.models.info import ModelInfo
@@ -103,15 +103,15 @@ def test_the_gradient_matches_finite_differences_in_float64() -> None:
 def test_group_statistics_are_each_groups_own() -> None:
     x = torch.randn(6, 4, 5, 5, dtype=torch.float64)
     groups = torch.tensor([1, 0, 1, 2, 0, 2])
-    mean, var = channel_statistics(x, groups)
+    mean, var = channel_moments(x, groups)
     for g in range(3):
         rows = x[groups == g]
         assert torch.allclose(mean[g], rows.mean((0, 2, 3)))
         assert torch.allclose(var[g], rows.var((0, 2, 3), unbiased=False))
-    whole_mean, whole_var = channel_statistics(x)
+    whole_mean, whole_var = channel_moments(x)
     assert whole_mean.shape == (1, 4) and torch.allclose(whole_var[0], x.var((0, 2, 3), False))
     with pytest.raises(IdentikitError, match="every group used"):
-        channel_statistics(x, torch.tensor([0, 0, 2, 2, 0, 0]))
+        channel_moments(x, torch.tensor([0, 0, 2, 2, 0, 0]))
 
 
 def test_weights_are_deepinversions_by_default() -> None:

@@ -87,15 +87,6 @@ class TappedModel(ABC):
     def __call__(self, inputs: torch.Tensor, groups: torch.Tensor | None = None) -> Tapped: ...
 
 
-def channel_statistics(
-    x: torch.Tensor, groups: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and biased variance of ``x`` (N, C, ...) over its rows and every
-    position, for each group of rows: two (G, C) tensors, differentiable (first order; see
-    :mod:`identikit.models.channel_statistics`, which computes them)."""
-    return channel_moments(x, groups)
-
-
 # --- PyTorch modules: forward pre-hooks -----------------------------------------------------
 
 
@@ -151,7 +142,7 @@ def _recorder(observed: list[LayerStatistics], groups: torch.Tensor | None, thre
 
     def record(layer: int, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> None:
         if threading.get_ident() == thread:
-            batch_mean, batch_var = channel_statistics(x, groups)
+            batch_mean, batch_var = channel_moments(x, groups)
             observed.append(LayerStatistics(layer, batch_mean, batch_var, mean, var))
 
     return record

@@ -1,5 +1,5 @@
-"""The per-channel statistics of a batch-norm layer's input (identikit.models.batch_norm_taps'
-``channel_statistics``, computed by identikit.models.channel_statistics): float64's values to
+"""The per-channel statistics of a batch-norm layer's input (``channel_moments`` of
+identikit.models.channel_statistics, which batch_norm_taps records): float64's values to
 float32's rounding on inputs far from zero, in any memory layout and rank, for each group of
 rows; gradients that pass gradcheck; a backward that is one pass over the input."""
 
@@ -10,7 +10,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from identikit.base.errors import IdentikitError
-from identikit.models.batch_norm_taps import channel_statistics
+from identikit.models.channel_statistics import channel_moments
 
 GROUPS = torch.tensor([2, 0, 1, 0, 2, 1])
 
@@ -50,7 +50,7 @@ def test_values_are_float64s_to_float32_rounding_far_from_zero(
     # Mean 100, spread 3: E[x^2] - E[x]^2 would lose about three of float32's seven digits.
     x = laid_out(torch.randn(shape, generator=generator) * 3 + 100, layout)
     groups = GROUPS if grouped else None
-    mean, var = channel_statistics(x, groups)
+    mean, var = channel_moments(x, groups)
     want_mean, want_var = reference(x, groups)
     assert mean.dtype == var.dtype == torch.float32
     assert mean.shape == var.shape == want_mean.shape
@@ -61,7 +61,7 @@ def test_values_are_float64s_to_float32_rounding_far_from_zero(
 def test_a_spread_a_million_times_smaller_than_the_mean_keeps_its_digits() -> None:
     x = torch.randn(8, 4, 16, 16, dtype=torch.float64) * 1e-3 + 1000
     x = x.float().to(memory_format=torch.channels_last)
-    _, var = channel_statistics(x)
+    _, var = channel_moments(x)
     _, want = reference(x, None)
     # E[x^2] - E[x]^2 in float32 gives noise here (1e6 / 1e-6 is far past 2^24).
     assert ((var.double() - want).abs() / want).max() < 1e-5
@@ -75,14 +75,14 @@ def test_gradients_pass_gradcheck(shape: tuple[int, ...], layout: str, grouped: 
     base = torch.randn(shape, generator=generator, dtype=torch.float64) + 2
     x = laid_out(base, layout).requires_grad_()
     groups = GROUPS if grouped else None
-    assert torch.autograd.gradcheck(lambda t: channel_statistics(t, groups), (x,))
+    assert torch.autograd.gradcheck(lambda t: channel_moments(t, groups), (x,))
 
 
 def test_the_gradient_keeps_the_inputs_layout_and_agrees_with_var_means() -> None:
     x = (torch.randn(6, 8, 10, 10) * 3 + 100).to(memory_format=torch.channels_last)
     ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
     grad_mean, grad_var = torch.randn(1, 8), torch.randn(1, 8)
-    mean, var = channel_statistics(ours)
+    mean, var = channel_moments(ours)
     torch.autograd.backward((mean, var), (grad_mean, grad_var))
     their_var, their_mean = torch.var_mean(theirs, [0, 2, 3], correction=0)
     torch.autograd.backward((their_mean, their_var), (grad_mean[0], grad_var[0]))
@@ -96,7 +96,7 @@ def input_sized_operations(x: torch.Tensor, groups: torch.Tensor | None) -> list
     """The operators that the backward of the statistics of ``x`` runs on tensors of its size
     (each a pass over memory as large as the input)."""
     leaf = x.detach().requires_grad_()
-    mean, var = channel_statistics(leaf, groups)
+    mean, var = channel_moments(leaf, groups)
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as trace:
         torch.autograd.backward((mean, var), (torch.ones_like(mean), torch.ones_like(var)))
     size = list(x.shape)
@@ -120,6 +120,6 @@ def test_groups_that_do_not_number_the_rows_are_refused_in_one_line() -> None:
     x = torch.randn(6, 3, 4, 4)
     for groups in (torch.tensor([0, 0, 2, 2, 0, 0]), torch.tensor([0, 1, -1, 0, 1, 0])):
         with pytest.raises(IdentikitError, match="every group used"):
-            channel_statistics(x, groups)
+            channel_moments(x, groups)
     with pytest.raises(IdentikitError, match="each of the 6 rows"):
-        channel_statistics(x, torch.tensor([0, 1, 0]))
+        channel_moments(x, torch.tensor([0, 1, 0]))
