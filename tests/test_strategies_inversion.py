@@ -119,7 +119,15 @@ def test_runs_are_drawn_in_fixed_batches_of_the_layout(tmp_path: Path) -> None:
     assert results["uses_data"] is False
 
 
-@pytest.mark.parametrize("chosen", [{"resolutions": 1}, {"resolutions": 2}, {"polish_blur": 1.0}])
+@pytest.mark.parametrize(
+    "chosen",
+    [
+        {"resolutions": 1},
+        {"resolutions": 2},
+        {"resolutions": 2, "half_share": 0.5},  # seen at half size, then upsampled
+        {"polish_blur": 1.0},
+    ],
+)
 def test_a_paused_inversion_resumes_to_the_same_images(
     tmp_path: Path, chosen: dict[str, object]
 ) -> None:
@@ -178,6 +186,33 @@ def test_coarse_steps_at_the_models_size_see_the_half_size_image_upsampled() -> 
     assert set(sizes) == {(16, 16)}
 
 
+def test_the_later_coarse_steps_see_the_half_size_image_at_the_models_size() -> None:
+    """``half_share``: the model sees the half-size image as it is in the first share of the
+    coarse steps, then the full-size image's 2 x 2 means upsampled, as a judge sees the image
+    (on ImageNet's 224 x 224 half of them: the judge named 40% of the images drawn with none,
+    55% with all but at four times the cost); Adam starts afresh at each change of size."""
+    assert Inversion().for_shape(ImageShape(3, 224, 224)).half_share == 0.5
+    net = bn_network()
+    model = classifier(net)
+    sizes: list[tuple[int, ...]] = []
+    net.register_forward_pre_hook(lambda _, args: sizes.append(tuple(args[0].shape[2:])))
+    strategy = Inversion(steps=8, resolutions=2, coarse_share=0.5, half_share=0.5)
+    made = strategy.for_shape(SHAPE)
+    assert (made.half_steps, made.coarse_steps) == (2, 4)
+    assert made.phase_starts == frozenset({0, 2, 4})  # the polish moves pixels as before
+    state = initial_state(model, [0, 1], [0, 1])
+    sizes.clear()
+    advance(state, made, model, [Budget(17)], max_iterations=2)
+    assert (8, 8) in sizes and state.memory["t"].tolist() == [0, 0]  # restarted
+    sizes.clear()
+    advance(state, made, model, [Budget(17)], max_iterations=1)
+    assert set(sizes) == {(16, 16)}
+    assert torch.allclose(half(state.memory["x"]), state.images, atol=1e-5)
+    advance(state, made, model, [Budget(17)])
+    assert state.iterations.tolist() == [8, 8] and torch.isfinite(state.images).all()
+    assert Inversion(coarse_input="full", half_share=0.5).half_steps == 0
+
+
 def test_a_model_that_refuses_half_its_size_says_what_to_do() -> None:
     """A network without global pooling (a flatten into a fixed linear layer) refuses a
     coarse step's half-size image: one line naming ``coarse_input=full``, which draws it."""
@@ -208,6 +243,7 @@ def test_a_model_that_refuses_half_its_size_says_what_to_do() -> None:
         ("lr", float("nan"), "finite"),
         ("polish_blur", 2.5, "0 to 2.0 pixels"),
         ("polish_blur", -0.5, "0 to 2.0 pixels"),
+        ("half_share", 1.5, "in [0, 1]"),
     ],
 )
 def test_settings_are_checked_in_one_line(setting: str, value: object, expected: str) -> None:
