@@ -23,10 +23,11 @@ in training (:mod:`identikit.models.feature_statistics`). Its other parts, each 
   2019, "Improving Transferability of Adversarial Examples with Input Diversity").
 - **Coarse to fine** (``resolutions`` 2): the first ``coarse_share`` of the steps draw an image of
   half the size, which the model sees as it is (``coarse_input`` half: a network that pools
-  globally takes it, at a quarter of the cost) or upsampled bilinearly to its own size
-  (``full``); then the full size, with Adam and its cosine started afresh (DeepInversion's
-  multi-resolution ImageNet setting, 112 then 224 pixels; the octaves of Mordvintsev et al.
-  2015).
+  globally takes it, at a quarter of the cost) for the first ``half_share`` of them, and
+  upsampled to its own size after them (``full``: all of them), as a judge will see it; then
+  the full size, with Adam and its cosine started afresh at each change of size
+  (DeepInversion's multi-resolution ImageNet setting, 112 then 224 pixels; the octaves of
+  Mordvintsev et al. 2015).
 
 Settings left at -1 (0 for ``lr``, ``auto`` for ``basis``) are taken from the image's size
 (:data:`SMALL_IMAGES`, :data:`LARGE_IMAGES`): what was measured on CIFAR-10's 32 x 32 and on

@@ -33,9 +33,9 @@ WHITE_BOX = StrategySpec(RECONSTRUCT)
 # them their class (issue 30's measurement).
 STEPS = {RECONSTRUCT: 300, BLACK_BOX: 200, COLOUR: 300, COLOUR_BLACK_BOX: 200}
 # On larger images (224 x 224 ImageNet ones) a step costs about 50 times a 32 x 32 one's even
-# at half the size, where the first 85% of the steps draw (the model sees 112 x 112 images):
-# 200 of them, as measured on EfficientNet-Lite0 (400 did no better), and 35 polishing steps at
-# full size; about 4 minutes for 40 images on 2 cores.
+# at half the size, where the first 85% of the steps draw: 200 of them, as measured on
+# EfficientNet-Lite0 (400 did no better), the first 100 seen at 112 x 112, the next upsampled
+# to 224; then 35 polishing steps at full size; about 13 minutes for 40 images on 2 cores.
 COLOUR_SIDE, LARGE_COLOUR_STEPS = 64, 235
 COLOURS = (COLOUR, COLOUR_BLACK_BOX)
 # The recipes by name (``identikit reconstruct --recipe``): (white box, black box).
