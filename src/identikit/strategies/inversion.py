@@ -79,8 +79,8 @@ JITTER_SHARE, MIN_JITTER = 16, 2
 # The start: pixels uniform in [START_LOW, START_LOW + START_SPREAD], a little noise about grey.
 START_LOW, START_SPREAD = 0.4, 0.2
 EPSILON = 1e-8  # Adam's denominator's guard
-# The largest polish blur: the Gaussian's 5 x 5 kernel (priors.gaussian_blur) holds 95% of the
-# weight of one of 2 pixels; a wider one would be a box, not a Gaussian.
+# The largest polish blur: the 5 x 5 kernel of priors.gaussian_blur reaches 2 pixels each way,
+# one standard deviation at 2; a wider Gaussian cut there would be nearly a box.
 MAX_BLUR = 2.0
 
 SMALL_IMAGES: dict[str, Any] = {
