@@ -361,7 +361,8 @@ class Inversion(Strategy):
         pixels = box.pixels(z)
         memory["x"] = memory["x"].clone()
         memory["x"][:, :, : z.shape[2], : z.shape[3]] = pixels
-        if small and iteration + 1 < self.half_steps:  # the half-size image, upsampled
+        still_small = small and iteration + 1 < self.half_steps  # z is the half-size image
+        if still_small:  # the run's image is it upsampled
             image = _resize(pixels, full)
         elif iteration + 1 < self.coarse_steps:  # still coarse: the image at half resolution
             image = box.pixels(half(z))
@@ -370,7 +371,7 @@ class Inversion(Strategy):
         image = image.clamp(0.0, 1.0)
         # The image itself is what the run draws: its own score, not its views'; a half-size
         # image the model sees as it is, at its own size.
-        if small and iteration + 1 < self.half_steps:
+        if still_small:
             log_probabilities = classifier.log_probabilities_at_any_size(pixels.clamp(0.0, 1.0))
         else:
             log_probabilities = classifier.log_probabilities(image)
